@@ -1,0 +1,122 @@
+/* qsense ppl: perplexity of a model on a text file, llama-perplexity's convention. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/qs_file.h"
+#include "../core/qs_progress.h"
+#include "../engine/ppl.h"
+#include "../io/model.h"
+#include "../tok/vocab.h"
+#include "cli.h"
+
+static void help(void) {
+    printf("usage: qsense ppl MODEL --text FILE [--ctx N] [--chunks N] [--threads T] [--tokenizer FILE]\n"
+           "                  [--json] [--quiet]\n"
+           "\n"
+           "Perplexity of MODEL on the text in FILE, computed as llama-perplexity does: the tokens (BOS\n"
+           "first) are cut into chunks of N, each chunk starts with BOS and runs from an empty cache,\n"
+           "and only the second half of each chunk is scored. Prints PPL +/- its standard error.\n"
+           "\n"
+           "  --text FILE       text to evaluate (required)\n"
+           "  --ctx N           chunk length in tokens (default 512, or the model's training\n"
+           "                    context if smaller)\n"
+           "  --chunks N        evaluate only the first N chunks\n"
+           "  --threads T       threads (default: all cores)\n"
+           "  --tokenizer FILE  tokenizer.bin (llama2.c), tokenizer.json or a GGUF vocabulary\n"
+           "                    (default: the model's own, or tokenizer.bin beside a llama2.c model)\n"
+           "  --json            print one JSON object: ppl, stderr, n_tokens, n_chunks, n_scored,\n"
+           "                    ctx, seconds, tokens_per_second\n"
+           "  --quiet           no progress on stderr\n");
+}
+
+typedef struct {
+    qs_progress pr;
+} progress_ctx;
+
+static void on_chunk(void *user, int chunk, int n_chunks, double running, double elapsed) {
+    (void)n_chunks;
+    (void)elapsed;
+    progress_ctx *p = user;
+    char extra[64];
+    snprintf(extra, sizeof extra, "running ppl %.4f", running);
+    qs_progress_update(&p->pr, chunk, extra);
+}
+
+int cmd_ppl(int argc, char **argv) {
+    const char *model_path = NULL, *text_path = NULL, *tok_path = NULL;
+    int ctx = 0, threads = 0, chunks = 0, json = 0, quiet = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { help(); return 0; }
+        else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--quiet")) quiet = 1;
+        else if (!strcmp(a, "--text")) { if (!val) return cli_usage("ppl", "--text needs a file"); text_path = val; i++; }
+        else if (!strcmp(a, "--tokenizer")) { if (!val) return cli_usage("ppl", "--tokenizer needs a file"); tok_path = val; i++; }
+        else if (!strcmp(a, "--ctx")) { if ((ctx = cli_int("ppl", a, val, 4, 1 << 20)) < 0) return 2; i++; }
+        else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) { if ((threads = cli_int("ppl", a, val, 1, 1024)) < 0) return 2; i++; }
+        else if (!strcmp(a, "--chunks")) { if ((chunks = cli_int("ppl", a, val, 1, 1 << 30)) < 0) return 2; i++; }
+        else if (a[0] == '-') return cli_usage("ppl", "unknown option '%s'", a);
+        else if (!model_path) model_path = a;
+        else return cli_usage("ppl", "unexpected argument '%s'", a);
+    }
+    if (!model_path) return cli_usage("ppl", "missing MODEL");
+    if (!text_path) return cli_usage("ppl", "missing --text FILE");
+
+    qs_error err = {0};
+    qs_model *m = NULL;
+    qs_vocab *v = NULL;
+    qs_engine *e = NULL;
+    char *text = NULL;
+    int *ids = NULL;
+    size_t n_text = 0, n_ids = 0;
+    int rc;
+    qs_model_options opt = {tok_path};
+    if ((rc = qs_model_open(&m, model_path, &opt, &err)) || (rc = qs_vocab_for_model(&v, m, &err)) ||
+        (rc = qs_read_file(text_path, &text, &n_text, &err)))
+        goto out;
+    if (n_text == 0) {
+        rc = qs_errorf(&err, QS_ERR_INPUT, "%s: the text file is empty", text_path);
+        goto out;
+    }
+    if (!ctx) ctx = (m->arch.ctx_train > 0 && m->arch.ctx_train < 512) ? m->arch.ctx_train : 512;
+    if ((rc = qs_tokenize(v, text, n_text, 1, &ids, &n_ids, &err))) goto out;
+    if (n_ids < 2 * (size_t)ctx) {
+        rc = qs_errorf(&err, QS_ERR_INPUT, "%s: %zu tokens is too short for --ctx %d: perplexity needs at least %d tokens",
+                       text_path, n_ids, ctx, 2 * ctx);
+        goto out;
+    }
+    if ((rc = qs_engine_new(&e, m, threads, &err))) goto out;
+    progress_ctx pc;
+    int n_chunks = (int)(n_ids / (size_t)ctx);
+    if (chunks && chunks < n_chunks) n_chunks = chunks;
+    qs_progress_start(&pc.pr, "ppl: chunk", n_chunks, quiet);
+    qs_ppl_result r;
+    rc = qs_ppl_run(e, ids, n_ids, ctx, v->add_bos ? v->bos : -1, chunks, on_chunk, &pc, &r, &err);
+    qs_progress_end(&pc.pr);
+    if (rc) goto out;
+    if (json) {
+        printf("{\"model\": ");
+        cli_json_str(model_path);
+        printf(", \"text\": ");
+        cli_json_str(text_path);
+        printf(", \"ppl\": %.6f, \"stderr\": %.6f, \"n_tokens\": %zu, \"n_chunks\": %d, \"n_scored\": %zu, \"ctx\": %d, "
+               "\"threads\": %d, \"seconds\": %.4f, \"tokens_per_second\": %.2f}\n",
+               r.ppl, r.ppl_stderr, r.n_tokens, r.n_chunks, r.n_scored, ctx, qs_engine_threads(e), r.seconds,
+               r.tokens_per_second);
+    } else {
+        printf("model:   %s (%s)\n", model_path, m->format);
+        printf("text:    %s (%zu tokens, %d chunks of %d, %zu scored)\n", text_path, r.n_tokens, r.n_chunks, ctx,
+               r.n_scored);
+        printf("PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_stderr);
+        printf("speed:   %.1f tokens/s on %d threads (%.2f s)\n", r.tokens_per_second, qs_engine_threads(e), r.seconds);
+    }
+out:
+    free(ids);
+    free(text);
+    qs_engine_free(e);
+    qs_vocab_free(v);
+    qs_model_close(m);
+    return rc ? cli_fail(&err) : 0;
+}

@@ -1,0 +1,85 @@
+/* qsense: the command-line entry point. Dispatches to subcommands; exit codes per DESIGN.md:
+ * 0 ok, 1 check failed, 2 usage error, 3 bad input, 4 internal error. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#ifndef QS_VERSION
+#define QS_VERSION "0.1.0"
+#endif
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "qsense " QS_VERSION " - how much accuracy each part of an LLM loses when quantized\n"
+            "\n"
+            "usage: qsense COMMAND [options]   (qsense COMMAND --help for details)\n"
+            "\n"
+            "commands:\n"
+            "  ppl       perplexity of a model on a text (llama-perplexity's convention)\n"
+            "  inspect   architecture, metadata and tensor table of a model file\n"
+            "  tokenize  token ids of a text, as llama.cpp produces them\n"
+            "\n"
+            "models: GGUF (.gguf), llama2.c checkpoints (.bin + tokenizer.bin), Hugging Face\n"
+            "        safetensors directories (config.json + *.safetensors + tokenizer.json)\n"
+            "exit codes: 0 ok, 2 usage error, 3 bad input, 4 internal error\n");
+}
+
+int cli_fail(const qs_error *err) {
+    fprintf(stderr, "qsense: %s\n", err->msg);
+    return qs_error_exit_code(err->code);
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "qsense %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see qsense %s --help)\n", cmd);
+    va_end(ap);
+    return 2;
+}
+
+int cli_int(const char *cmd, const char *opt, const char *val, int lo, int hi) {
+    char *end;
+    long v = val ? strtol(val, &end, 10) : 0;
+    if (!val || *end || v < lo || v > hi) {
+        cli_usage(cmd, "%s expects an integer from %d to %d, got '%s'", opt, lo, hi, val ? val : "");
+        return -1;
+    }
+    return (int)v;
+}
+
+void cli_json_str(const char *s) {
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') printf("\\%c", *p);
+        else if (*p < 0x20) printf("\\u%04x", *p);
+        else putchar(*p);
+    }
+    putchar('"');
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("qsense %s\n", QS_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "ppl")) return cmd_ppl(argc - 1, argv + 1);
+    if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    fprintf(stderr, "qsense: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,318 @@
+/* qs_engine: the llama forward pass (see engine.h). Shapes are written next to each matmul;
+ * x is the residual stream, (n, dim). Numerics follow llama.cpp: RMSNorm sums squares in
+ * double, softmax sums in double, RoPE angles in double. */
+#include "engine.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../core/qs_dtype.h"
+
+typedef struct {
+    const float *attn_norm, *ffn_norm;
+    const float *w[QS_LIN_COUNT];    /* the model's weights, f32 */
+    const float *over[QS_LIN_COUNT]; /* overrides, or NULL */
+} layer;
+
+struct qs_engine {
+    const qs_model *m;
+    qs_arch a;
+    int threads;
+    layer *layers;
+    const float *output_norm;
+    const float *output, *output_over;
+    void **owned;
+    int n_owned;
+    qs_observe_fn observe;
+    void *observe_user;
+    /* scratch, grown on demand */
+    int cap;
+    float *x, *xb, *q, *k, *v, *att, *h1, *h3, *scores;
+    double *rope_cos, *rope_sin; /* (cap, head_dim/2) */
+    double matmul_s;
+};
+
+static const char *const LIN_NAMES[QS_LIN_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output",
+                                                   "ffn_gate", "ffn_up", "ffn_down", "output"};
+
+const char *qs_linear_name(int kind) { return kind >= 0 && kind < QS_LIN_COUNT ? LIN_NAMES[kind] : "?"; }
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void *own(qs_engine *e, size_t bytes) {
+    void **no = realloc(e->owned, sizeof(void *) * (size_t)(e->n_owned + 1));
+    if (!no) return NULL;
+    e->owned = no;
+    void *p = malloc(bytes ? bytes : 1);
+    if (p) e->owned[e->n_owned++] = p;
+    return p;
+}
+
+/* f32 view of a tensor: the map itself for f32, else a dequantized copy owned by the engine */
+static const float *as_f32(qs_engine *e, const qs_tensor *t, qs_error *err) {
+    if (t->type == QS_DT_F32 && ((uintptr_t)t->data % 4) == 0) return (const float *)t->data;
+    int64_t n = qs_tensor_numel(t);
+    float *buf = own(e, (size_t)n * sizeof(float));
+    if (!buf) {
+        qs_errorf(err, QS_ERR_INTERNAL, "out of memory dequantizing %s (%lld values)", t->name, (long long)n);
+        return NULL;
+    }
+    if (qs_tensor_dequantize_rows(t, 0, t->ne[1] * t->ne[2] * t->ne[3], buf)) {
+        qs_errorf(err, QS_ERR_INPUT, "%s: cannot dequantize tensor %s of type %s", e->m->path, t->name,
+                  qs_dtype_name(t->type));
+        return NULL;
+    }
+    return buf;
+}
+
+int qs_engine_new(qs_engine **out, const qs_model *m, int n_threads, qs_error *err) {
+    *out = NULL;
+    qs_engine *e = calloc(1, sizeof *e);
+    if (!e) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    e->m = m;
+    e->a = m->arch;
+    e->threads = n_threads > 0 ? n_threads : omp_get_num_procs();
+    e->layers = calloc((size_t)e->a.n_layers, sizeof(layer));
+    if (!e->layers) { free(e); return qs_errorf(err, QS_ERR_INTERNAL, "out of memory"); }
+    char name[96];
+    for (int l = 0; l < e->a.n_layers; l++) {
+        layer *L = &e->layers[l];
+        snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l);
+        if (!(L->attn_norm = as_f32(e, qs_model_find(m, name), err))) goto fail;
+        snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
+        if (!(L->ffn_norm = as_f32(e, qs_model_find(m, name), err))) goto fail;
+        for (int k = 0; k < QS_LIN_OUTPUT; k++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, LIN_NAMES[k]);
+            if (!(L->w[k] = as_f32(e, qs_model_find(m, name), err))) goto fail;
+        }
+    }
+    if (!(e->output_norm = as_f32(e, qs_model_find(m, "output_norm.weight"), err))) goto fail;
+    const qs_tensor *o = qs_model_find(m, e->a.tied_output ? "token_embd.weight" : "output.weight");
+    if (!(e->output = as_f32(e, o, err))) goto fail;
+    *out = e;
+    return 0;
+fail:
+    qs_engine_free(e);
+    return err ? err->code : QS_ERR_INTERNAL;
+}
+
+static void free_scratch(qs_engine *e) {
+    free(e->x); free(e->xb); free(e->q); free(e->k); free(e->v); free(e->att);
+    free(e->h1); free(e->h3); free(e->scores); free(e->rope_cos); free(e->rope_sin);
+}
+
+void qs_engine_free(qs_engine *e) {
+    if (!e) return;
+    for (int i = 0; i < e->n_owned; i++) free(e->owned[i]);
+    free(e->owned);
+    free(e->layers);
+    free_scratch(e);
+    free(e);
+}
+
+void qs_engine_set_observer(qs_engine *e, qs_observe_fn fn, void *user) {
+    e->observe = fn;
+    e->observe_user = user;
+}
+
+int qs_engine_override(qs_engine *e, int layer_i, int kind, const float *w, qs_error *err) {
+    if (kind == QS_LIN_OUTPUT) {
+        e->output_over = w;
+        return 0;
+    }
+    if (layer_i < 0 || layer_i >= e->a.n_layers || kind < 0 || kind >= QS_LIN_OUTPUT)
+        return qs_errorf(err, QS_ERR_USAGE, "no linear layer %d/%d to override", layer_i, kind);
+    e->layers[layer_i].over[kind] = w;
+    return 0;
+}
+
+int qs_engine_threads(const qs_engine *e) { return e->threads; }
+int qs_engine_n_vocab(const qs_engine *e) { return e->a.n_vocab; }
+double qs_engine_matmul_seconds(const qs_engine *e) { return e->matmul_s; }
+
+double qs_engine_flops(const qs_engine *e, int n, int logits_rows) {
+    const qs_arch *a = &e->a;
+    double qd = (double)a->n_heads * a->head_dim, kvd = (double)a->n_kv_heads * a->head_dim;
+    double per_tok = 2.0 * (a->dim * qd + 2 * a->dim * kvd + qd * a->dim + 3.0 * a->dim * a->hidden_dim);
+    /* causal attention: QK^T and PV over (n, n) per head, full square as computed */
+    double attn = 2.0 * 2.0 * (double)n * n * qd;
+    return a->n_layers * (per_tok * n + attn) + 2.0 * a->dim * (double)a->n_vocab * logits_rows;
+}
+
+static int grow(qs_engine *e, int n) {
+    if (n <= e->cap) return 0;
+    free_scratch(e);
+    const qs_arch *a = &e->a;
+    size_t N = (size_t)n, qd = (size_t)a->n_heads * a->head_dim, kvd = (size_t)a->n_kv_heads * a->head_dim;
+    size_t wide = qd > (size_t)a->dim ? qd : (size_t)a->dim;
+    e->x = malloc(N * a->dim * 4);
+    e->xb = malloc(N * wide * 4);
+    e->q = malloc(N * qd * 4);
+    e->k = malloc(N * kvd * 4);
+    e->v = malloc(N * kvd * 4);
+    e->att = malloc(N * qd * 4);
+    e->h1 = malloc(N * a->hidden_dim * 4);
+    e->h3 = malloc(N * a->hidden_dim * 4);
+    e->scores = malloc((size_t)e->threads * N * N * 4);
+    size_t half = (size_t)a->head_dim / 2;
+    e->rope_cos = malloc(N * half * sizeof(double));
+    e->rope_sin = malloc(N * half * sizeof(double));
+    if (!e->x || !e->xb || !e->q || !e->k || !e->v || !e->att || !e->h1 || !e->h3 || !e->scores || !e->rope_cos ||
+        !e->rope_sin) {
+        free_scratch(e);
+        e->x = e->xb = e->q = e->k = e->v = e->att = e->h1 = e->h3 = e->scores = NULL;
+        e->rope_cos = e->rope_sin = NULL;
+        e->cap = 0;
+        return -1;
+    }
+    for (size_t p = 0; p < N; p++)
+        for (size_t i = 0; i < half; i++) {
+            double theta = (double)p * pow((double)a->rope_base, -2.0 * (double)i / (double)a->head_dim);
+            e->rope_cos[p * half + i] = cos(theta);
+            e->rope_sin[p * half + i] = sin(theta);
+        }
+    e->cap = n;
+    return 0;
+}
+
+/* y = x W^T: x (n, in), W (out, in), y (n, out) */
+static void matmul(qs_engine *e, float *y, const float *x, const float *w, int n, int in, int out) {
+    double t0 = now_s();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+    e->matmul_s += now_s() - t0;
+}
+
+/* out[i] = x[i] / rms(x) * w, row by row; x, out: (n, d) */
+static void rmsnorm(float *out, const float *x, const float *w, int n, int d, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++) {
+        const float *xr = x + (size_t)t * d;
+        float *o = out + (size_t)t * d;
+        double sum = 0.0;
+        for (int i = 0; i < d; i++) sum += (double)(xr[i] * xr[i]);
+        const float mean = (float)(sum / d);
+        const float scale = 1.0f / sqrtf(mean + eps);
+        for (int i = 0; i < d; i++) o[i] = (xr[i] * scale) * w[i];
+    }
+}
+
+/* rotates each head of x: (n, n_heads * head_dim) in place, position p = row */
+static void rope(const qs_engine *e, float *x, int n, int n_heads) {
+    const int hd = e->a.head_dim, half = hd / 2, neox = e->a.rope_type == QS_ROPE_NEOX;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++) {
+        const double *c = e->rope_cos + (size_t)t * half, *s = e->rope_sin + (size_t)t * half;
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + (size_t)t * n_heads * hd + (size_t)h * hd;
+            for (int i = 0; i < half; i++) {
+                /* NORM: pairs (2i, 2i+1); NEOX: pairs (i, i + half) */
+                int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+                float x0 = v[i0], x1 = v[i1];
+                float cs = (float)c[i], sn = (float)s[i];
+                v[i0] = x0 * cs - x1 * sn;
+                v[i1] = x0 * sn + x1 * cs;
+            }
+        }
+    }
+}
+
+/* causal grouped-query attention: q (n, qd), k/v (n, kvd) -> att (n, qd) */
+static void attention(qs_engine *e, int n) {
+    const qs_arch *a = &e->a;
+    const int hd = a->head_dim, qd = a->n_heads * hd, kvd = a->n_kv_heads * hd;
+    const int group = a->n_heads / a->n_kv_heads;
+    const float scale = 1.0f / sqrtf((float)hd);
+    openblas_set_num_threads(1);
+#pragma omp parallel for schedule(dynamic) num_threads(e->threads)
+    for (int h = 0; h < a->n_heads; h++) {
+        float *S = e->scores + (size_t)omp_get_thread_num() * n * n;
+        const float *qh = e->q + (size_t)h * hd, *kh = e->k + (size_t)(h / group) * hd, *vh = e->v + (size_t)(h / group) * hd;
+        /* S = scale * Q_h K_h^T: (n, n) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, scale, qh, qd, kh, kvd, 0.0f, S, n);
+        for (int t = 0; t < n; t++) {
+            float *row = S + (size_t)t * n;
+            float mx = row[0];
+            for (int j = 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
+            double sum = 0.0;
+            for (int j = 0; j <= t; j++) {
+                row[j] = expf(row[j] - mx);
+                sum += row[j];
+            }
+            const float inv = (float)(1.0 / sum);
+            for (int j = 0; j <= t; j++) row[j] *= inv;
+            for (int j = t + 1; j < n; j++) row[j] = 0.0f;
+        }
+        /* att_h = S V_h: (n, hd) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, 1.0f, S, n, vh, kvd, 0.0f, e->att + (size_t)h * hd,
+                    qd);
+    }
+    openblas_set_num_threads(e->threads);
+}
+
+static const float *weight(const layer *L, int k) { return L->over[k] ? L->over[k] : L->w[k]; }
+
+static void observe(qs_engine *e, int l, int kind, const float *x, int n, int in) {
+    if (e->observe) e->observe(e->observe_user, l, kind, x, n, in);
+}
+
+int qs_engine_forward(qs_engine *e, const int *tokens, int n, int logits_from, float *logits, qs_error *err) {
+    const qs_arch *a = &e->a;
+    if (n <= 0 || logits_from < 0 || logits_from > n)
+        return qs_errorf(err, QS_ERR_USAGE, "forward: bad token range (n %d, logits from %d)", n, logits_from);
+    for (int t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= a->n_vocab)
+            return qs_errorf(err, QS_ERR_INPUT, "token id %d at position %d is outside the vocabulary (%d)", tokens[t], t,
+                             a->n_vocab);
+    if (grow(e, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
+    omp_set_num_threads(e->threads);
+    openblas_set_num_threads(e->threads);
+    e->matmul_s = 0;
+    const int dim = a->dim, hid = a->hidden_dim, qd = a->n_heads * a->head_dim, kvd = a->n_kv_heads * a->head_dim;
+    const qs_tensor *emb = qs_model_find(e->m, "token_embd.weight");
+    for (int t = 0; t < n; t++) qs_tensor_dequantize_rows(emb, tokens[t], 1, e->x + (size_t)t * dim);
+    for (int l = 0; l < a->n_layers; l++) {
+        const layer *L = &e->layers[l];
+        rmsnorm(e->xb, e->x, L->attn_norm, n, dim, a->norm_eps);
+        observe(e, l, QS_LIN_Q, e->xb, n, dim);
+        observe(e, l, QS_LIN_K, e->xb, n, dim);
+        observe(e, l, QS_LIN_V, e->xb, n, dim);
+        matmul(e, e->q, e->xb, weight(L, QS_LIN_Q), n, dim, qd);  /* (n, dim) x (qd, dim)^T */
+        matmul(e, e->k, e->xb, weight(L, QS_LIN_K), n, dim, kvd); /* (n, dim) x (kvd, dim)^T */
+        matmul(e, e->v, e->xb, weight(L, QS_LIN_V), n, dim, kvd);
+        rope(e, e->q, n, a->n_heads);
+        rope(e, e->k, n, a->n_kv_heads);
+        attention(e, n);
+        observe(e, l, QS_LIN_O, e->att, n, qd);
+        matmul(e, e->xb, e->att, weight(L, QS_LIN_O), n, qd, dim); /* (n, qd) x (dim, qd)^T */
+        for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
+        rmsnorm(e->xb, e->x, L->ffn_norm, n, dim, a->norm_eps);
+        observe(e, l, QS_LIN_GATE, e->xb, n, dim);
+        observe(e, l, QS_LIN_UP, e->xb, n, dim);
+        matmul(e, e->h1, e->xb, weight(L, QS_LIN_GATE), n, dim, hid); /* (n, dim) x (hid, dim)^T */
+        matmul(e, e->h3, e->xb, weight(L, QS_LIN_UP), n, dim, hid);
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < (size_t)n * hid; i++) {
+            float g = e->h1[i];
+            e->h1[i] = g / (1.0f + expf(-g)) * e->h3[i]; /* SwiGLU: silu(gate) * up */
+        }
+        observe(e, l, QS_LIN_DOWN, e->h1, n, hid);
+        matmul(e, e->xb, e->h1, weight(L, QS_LIN_DOWN), n, hid, dim); /* (n, hid) x (dim, hid)^T */
+        for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
+    }
+    int rows = n - logits_from;
+    if (rows > 0) {
+        float *xf = e->x + (size_t)logits_from * dim;
+        rmsnorm(e->xb, xf, e->output_norm, rows, dim, a->norm_eps);
+        observe(e, a->n_layers, QS_LIN_OUTPUT, e->xb, rows, dim);
+        matmul(e, logits, e->xb, e->output_over ? e->output_over : e->output, rows, dim, a->n_vocab);
+    }
+    return 0;
+}

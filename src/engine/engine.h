@@ -1,0 +1,50 @@
+/* qs_engine: the llama forward pass over a whole chunk of tokens at once (OpenBLAS sgemm for
+ * every matmul), from an empty cache, returning logits for the positions asked for.
+ * Two seams for the analyzers:
+ *   observe:  a callback that sees the input of every linear layer, (n_tokens, n_in);
+ *   override: substitute a linear layer's weights (e.g. fake-quantized) without touching the
+ *             model. */
+#ifndef QS_ENGINE_H
+#define QS_ENGINE_H
+
+#include "../core/qs_error.h"
+#include "../io/model.h"
+
+typedef enum {
+    QS_LIN_Q, QS_LIN_K, QS_LIN_V, QS_LIN_O, QS_LIN_GATE, QS_LIN_UP, QS_LIN_DOWN,
+    QS_LIN_OUTPUT, /* the output head; its layer index is n_layers */
+    QS_LIN_COUNT
+} qs_linear;
+
+/* GGUF name suffix of a linear kind ("attn_q", ..., "output"). */
+const char *qs_linear_name(int kind);
+
+/* x: (n_tokens, n_in) row-major, valid during the call only. */
+typedef void (*qs_observe_fn)(void *user, int layer, int kind, const float *x, int n_tokens, int n_in);
+
+typedef struct qs_engine qs_engine;
+
+/* Prepares the model for inference: non-f32 weights are dequantized once (f32 weights are used
+ * from the map directly). n_threads <= 0 means all cores. */
+int qs_engine_new(qs_engine **out, const qs_model *m, int n_threads, qs_error *err);
+void qs_engine_free(qs_engine *e);
+
+/* Runs tokens[0..n) as one sequence from an empty cache and writes the logits of positions
+ * [logits_from, n) to logits: (n - logits_from, n_vocab) row-major. */
+int qs_engine_forward(qs_engine *e, const int *tokens, int n, int logits_from, float *logits, qs_error *err);
+
+void qs_engine_set_observer(qs_engine *e, qs_observe_fn fn, void *user);
+
+/* Uses w ((out, in) row-major f32, borrowed until replaced) for linear (layer, kind); NULL
+ * restores the model's own weights. */
+int qs_engine_override(qs_engine *e, int layer, int kind, const float *w, qs_error *err);
+
+/* Floating-point operations of one forward pass over n tokens (matmuls and attention). */
+double qs_engine_flops(const qs_engine *e, int n, int logits_rows);
+/* Seconds spent in sgemm for weights during the last forward (for the benchmark). */
+double qs_engine_matmul_seconds(const qs_engine *e);
+
+int qs_engine_threads(const qs_engine *e);
+int qs_engine_n_vocab(const qs_engine *e);
+
+#endif

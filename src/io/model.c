@@ -1,0 +1,175 @@
+/* qs_model: format detection, the shared tensor table, and the llama shape check
+ * (see model.h). The loaders live in model_gguf.c, llama2c.c and safetensors.c. */
+#include "model.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/qs_dtype.h"
+#include "gguf.h"
+
+int qs_model_add_meta(qs_model *m, const char *key, const char *fmt, ...) {
+    qs_meta *nm = realloc(m->meta, sizeof(qs_meta) * (size_t)(m->n_meta + 1));
+    if (!nm) return -1;
+    m->meta = nm;
+    qs_meta *e = &m->meta[m->n_meta++];
+    snprintf(e->key, sizeof e->key, "%s", key);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->value, sizeof e->value, fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
+void *qs_model_alloc(qs_model *m, size_t bytes) {
+    void **no = realloc(m->owned, sizeof(void *) * (size_t)(m->n_owned + 1));
+    if (!no) return NULL;
+    m->owned = no;
+    void *p = calloc(1, bytes ? bytes : 1);
+    if (!p) return NULL;
+    m->owned[m->n_owned++] = p;
+    return p;
+}
+
+qs_tensor *qs_model_add_tensor(qs_model *m, const char *name) {
+    qs_tensor *nt = realloc(m->tensors, sizeof(qs_tensor) * (size_t)(m->n_tensors + 1));
+    if (!nt) return NULL;
+    m->tensors = nt;
+    qs_tensor *t = &m->tensors[m->n_tensors++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    for (int i = 0; i < 4; i++) t->ne[i] = 1;
+    return t;
+}
+
+const qs_tensor *qs_model_find(const qs_model *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
+    return NULL;
+}
+
+int64_t qs_tensor_numel(const qs_tensor *t) {
+    int64_t n = 1;
+    for (int i = 0; i < t->n_dims; i++) n *= t->ne[i];
+    return n;
+}
+
+int qs_tensor_dequantize_rows(const qs_tensor *t, int64_t row0, int64_t nrows, float *dst) {
+    const int64_t ne0 = t->ne[0];
+    if (t->type == QS_DT_I8_GROUPED) {
+        const int8_t *q = (const int8_t *)t->data;
+        for (int64_t i = row0 * ne0; i < (row0 + nrows) * ne0; i++) *dst++ = q[i] * t->scales[i / t->group];
+        return 0;
+    }
+    const qs_dtype_traits *tr = qs_dtype_get(t->type);
+    if (!tr) return -1;
+    uint64_t rb = qs_dtype_row_bytes(t->type, ne0);
+    tr->to_float(t->data + (uint64_t)row0 * rb, dst, ne0 * nrows);
+    return 0;
+}
+
+static int is_gguf(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char magic[4] = {0};
+    size_t n = fread(magic, 1, 4, f);
+    fclose(f);
+    return n == 4 && memcmp(magic, "GGUF", 4) == 0;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+int qs_model_open(qs_model **out, const char *path, const qs_model_options *opt, qs_error *err) {
+    *out = NULL;
+    if (!qs_path_exists(path)) return qs_errorf(err, QS_ERR_INPUT, "%s: no such file or directory", path);
+    qs_model *m = calloc(1, sizeof *m);
+    if (!m) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    m->path = strdup(path);
+    int rc;
+    if (qs_path_is_dir(path) || ends_with(path, ".safetensors") || ends_with(path, ".safetensors.index.json"))
+        rc = qs_model_load_safetensors(m, path, err);
+    else if (is_gguf(path))
+        rc = qs_model_load_gguf(m, path, err);
+    else
+        rc = qs_model_load_llama2c(m, path, err);
+    if (rc == 0 && opt && opt->tokenizer_path) {
+        free(m->tokenizer_path);
+        m->tokenizer_path = strdup(opt->tokenizer_path);
+    }
+    if (rc == 0) rc = qs_model_validate_llama(m, err);
+    if (rc) {
+        qs_model_close(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+void qs_model_close(qs_model *m) {
+    if (!m) return;
+    if (m->gguf) qs_gguf_close(m->gguf);
+    for (int i = 0; i < m->n_maps; i++) qs_map_close(&m->maps[i]);
+    free(m->maps);
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->tensors);
+    free(m->meta);
+    free(m->tokenizer_path);
+    free(m->path);
+    free(m);
+}
+
+static int check_tensor(const qs_model *m, const char *name, int64_t ne0, int64_t ne1, qs_error *err) {
+    const qs_tensor *t = qs_model_find(m, name);
+    if (!t) return qs_errorf(err, QS_ERR_INPUT, "%s: tensor '%s' is missing", m->path, name);
+    int64_t want_rows = ne1 ? ne1 : 1;
+    int n_dims = ne1 ? 2 : 1;
+    int ok = t->ne[0] == ne0 && t->ne[1] == want_rows && t->ne[2] == 1 && t->ne[3] == 1 &&
+             (t->n_dims == n_dims || (n_dims == 1 && t->n_dims == 1));
+    if (!ok)
+        return qs_errorf(err, QS_ERR_INPUT, "%s: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
+                         m->path, name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                         (long long)t->ne[3], (long long)ne0, (long long)want_rows);
+    return 0;
+}
+
+int qs_model_validate_llama(const qs_model *m, qs_error *err) {
+    const qs_arch *a = &m->arch;
+    if (strcmp(a->arch, "llama") != 0)
+        return qs_errorf(err, QS_ERR_INPUT, "%s: architecture '%s' is not supported (only 'llama' for now)", m->path,
+                         a->arch);
+    if (a->dim <= 0 || a->n_layers <= 0 || a->n_heads <= 0 || a->n_kv_heads <= 0 || a->hidden_dim <= 0 ||
+        a->n_vocab <= 0 || a->dim > (1 << 20) || a->hidden_dim > (1 << 22) || a->n_layers > 4096 ||
+        a->n_vocab > (1 << 24) || a->n_heads > a->dim)
+        return qs_errorf(err, QS_ERR_INPUT,
+                         "%s: implausible hyper-parameters (dim %d, hidden %d, layers %d, heads %d, kv heads %d, vocab %d)",
+                         m->path, a->dim, a->hidden_dim, a->n_layers, a->n_heads, a->n_kv_heads, a->n_vocab);
+    if (a->dim % a->n_heads || a->n_heads % a->n_kv_heads || (a->head_dim % 2))
+        return qs_errorf(err, QS_ERR_INPUT, "%s: dim %d, %d heads and %d kv heads do not divide evenly", m->path, a->dim,
+                         a->n_heads, a->n_kv_heads);
+    if (!(a->norm_eps > 0 && a->norm_eps < 1) || !(a->rope_base > 1))
+        return qs_errorf(err, QS_ERR_INPUT, "%s: implausible norm epsilon %g or rope base %g", m->path, a->norm_eps,
+                         a->rope_base);
+    int kv = a->n_kv_heads * a->head_dim, qd = a->n_heads * a->head_dim;
+    char name[96];
+    if (check_tensor(m, "token_embd.weight", a->dim, a->n_vocab, err)) return QS_ERR_INPUT;
+    if (check_tensor(m, "output_norm.weight", a->dim, 0, err)) return QS_ERR_INPUT;
+    if (!a->tied_output && check_tensor(m, "output.weight", a->dim, a->n_vocab, err)) return QS_ERR_INPUT;
+    for (int l = 0; l < a->n_layers; l++) {
+        struct { const char *n; int64_t ne0, ne1; } want[] = {
+            {"attn_norm", a->dim, 0}, {"attn_q", a->dim, qd},     {"attn_k", a->dim, kv},
+            {"attn_v", a->dim, kv},   {"attn_output", qd, a->dim}, {"ffn_norm", a->dim, 0},
+            {"ffn_gate", a->dim, a->hidden_dim}, {"ffn_up", a->dim, a->hidden_dim}, {"ffn_down", a->hidden_dim, a->dim},
+        };
+        for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, want[i].n);
+            if (check_tensor(m, name, want[i].ne0, want[i].ne1, err)) return QS_ERR_INPUT;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,96 @@
+/* qs_model: the one in-memory description of a model, whatever file it came from (GGUF,
+ * llama2.c checkpoint, Hugging Face safetensors). Above src/io nothing knows the file format:
+ * the engine, tokenizer and analyzers see hyper-parameters, a tensor table with GGUF-style
+ * names (token_embd.weight, blk.3.attn_q.weight, ...) and, for inspect, metadata strings. */
+#ifndef QS_MODEL_H
+#define QS_MODEL_H
+
+#include <stdint.h>
+
+#include "../core/qs_error.h"
+#include "../core/qs_file.h"
+
+struct qs_gguf;
+struct qs_vocab;
+
+typedef enum { QS_ROPE_NORM = 0, QS_ROPE_NEOX = 2 } qs_rope_type;
+
+typedef struct {
+    char arch[32];     /* "llama" */
+    int n_vocab;
+    int dim;           /* embedding length */
+    int hidden_dim;    /* feed-forward length */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;      /* dim / n_heads */
+    int ctx_train;     /* context length the model was trained with (0 = unknown) */
+    float norm_eps;
+    float rope_base;
+    int rope_type;     /* qs_rope_type: NORM rotates adjacent pairs, NEOX rotates halves */
+    int tied_output;   /* 1 when the output head reuses token_embd */
+} qs_arch;
+
+typedef struct {
+    char name[96];
+    int type;          /* qs_dtype */
+    int n_dims;
+    int64_t ne[4];     /* ne[0] = row length (input features), ne[1] = rows (output features) */
+    const uint8_t *data; /* borrowed from a map, or owned by the model */
+    uint64_t nbytes;
+    uint64_t file_offset; /* absolute offset in its file, for messages and inspect */
+    const float *scales;  /* QS_DT_I8_GROUPED only: one scale per group */
+    int group;            /* QS_DT_I8_GROUPED only */
+} qs_tensor;
+
+typedef struct {
+    char key[96];
+    char value[160];   /* printable summary (arrays shortened) */
+} qs_meta;
+
+typedef struct qs_model {
+    char *path;
+    char format[16];   /* "gguf", "llama2c", "llama2c-v1", "llama2c-v2", "safetensors" */
+    qs_arch arch;
+    int n_tensors;
+    qs_tensor *tensors;
+    int n_meta;
+    qs_meta *meta;
+    struct qs_gguf *gguf;   /* set for GGUF models (the tokenizer reads its vocab) */
+    qs_map *maps;           /* extra maps (llama2.c, safetensors shards) */
+    int n_maps;
+    void **owned;           /* allocations freed with the model */
+    int n_owned;
+    char *tokenizer_path;   /* tokenizer file found beside the model, if any */
+} qs_model;
+
+typedef struct {
+    const char *tokenizer_path; /* --tokenizer (llama2.c: tokenizer.bin; else optional) */
+} qs_model_options;
+
+/* Opens a model: a .gguf file, a llama2.c .bin checkpoint, or a directory (or .safetensors /
+ * index file) holding a Hugging Face model. Detects the format from the content. */
+int qs_model_open(qs_model **out, const char *path, const qs_model_options *opt, qs_error *err);
+void qs_model_close(qs_model *m);
+
+/* Tensor by name, or NULL. */
+const qs_tensor *qs_model_find(const qs_model *m, const char *name);
+
+/* Dequantizes rows [row0, row0+nrows) of t into dst (nrows * ne[0] floats). */
+int qs_tensor_dequantize_rows(const qs_tensor *t, int64_t row0, int64_t nrows, float *dst);
+int64_t qs_tensor_numel(const qs_tensor *t);
+
+/* Checks the tensor table against arch: every tensor the llama forward pass needs is present
+ * with the right shape. Names the first missing or mis-shaped tensor. */
+int qs_model_validate_llama(const qs_model *m, qs_error *err);
+
+/* Internal helpers for the loaders */
+int qs_model_add_meta(qs_model *m, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void *qs_model_alloc(qs_model *m, size_t bytes);
+qs_tensor *qs_model_add_tensor(qs_model *m, const char *name);
+
+int qs_model_load_gguf(qs_model *m, const char *path, qs_error *err);
+int qs_model_load_llama2c(qs_model *m, const char *path, qs_error *err);
+int qs_model_load_safetensors(qs_model *m, const char *path, qs_error *err);
+
+#endif

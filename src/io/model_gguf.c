@@ -1,0 +1,115 @@
+/* GGUF -> qs_model: hyper-parameters from "{arch}.*" keys, tensors borrowed from the map,
+ * metadata summarized for inspect. The vocabulary stays in the GGUF for src/tok to read. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/qs_dtype.h"
+#include "gguf.h"
+#include "model.h"
+
+static void summarize(const qs_gguf_kv *kv, char *buf, size_t cap) {
+    switch (kv->type) {
+    case QS_GGUF_STRING: {
+        int n = kv->str.len > 120 ? 120 : (int)kv->str.len;
+        snprintf(buf, cap, "%.*s%s", n, kv->str.ptr, kv->str.len > 120 ? "..." : "");
+        for (char *p = buf; *p; p++)
+            if (*p == '\n' || *p == '\t' || *p == '\r') *p = ' ';
+        break;
+    }
+    case QS_GGUF_ARRAY:
+        if (kv->arr_type == QS_GGUF_STRING && kv->arr_n > 0) {
+            int n = kv->arr_strs[0].len > 24 ? 24 : (int)kv->arr_strs[0].len;
+            snprintf(buf, cap, "[%llu strings: \"%.*s\", ...]", (unsigned long long)kv->arr_n, n, kv->arr_strs[0].ptr);
+        } else if (qs_gguf_scalar_size(kv->arr_type) && kv->arr_n > 0) {
+            snprintf(buf, cap, "[%llu %s: %g, ...]", (unsigned long long)kv->arr_n, qs_gguf_type_name(kv->arr_type),
+                     qs_gguf_arr_num(kv, 0));
+        } else {
+            snprintf(buf, cap, "[%llu %s]", (unsigned long long)kv->arr_n, qs_gguf_type_name(kv->arr_type));
+        }
+        for (char *p = buf; *p; p++)
+            if ((unsigned char)*p < 32) *p = ' ';
+        break;
+    case QS_GGUF_FLOAT32: case QS_GGUF_FLOAT64: snprintf(buf, cap, "%g", kv->v.f); break;
+    case QS_GGUF_BOOL: snprintf(buf, cap, "%s", kv->v.u ? "true" : "false"); break;
+    case QS_GGUF_INT8: case QS_GGUF_INT16: case QS_GGUF_INT32: case QS_GGUF_INT64:
+        snprintf(buf, cap, "%lld", (long long)kv->v.i);
+        break;
+    default: snprintf(buf, cap, "%llu", (unsigned long long)kv->v.u);
+    }
+}
+
+static int get_int(const qs_gguf *g, const char *arch, const char *suffix, int *out, int required, qs_error *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    uint32_t v;
+    int rc = qs_gguf_get_u32(g, key, &v, err);
+    if (rc < 0) return rc;
+    if (rc == 1) {
+        if (required) return qs_errorf(err, QS_ERR_INPUT, "%s: metadata key '%s' is missing", g->map.path, key);
+        return 0;
+    }
+    if (v > (1u << 30)) return qs_errorf(err, QS_ERR_INPUT, "%s: key '%s' = %u is implausibly large", g->map.path, key, v);
+    *out = (int)v;
+    return 0;
+}
+
+int qs_model_load_gguf(qs_model *m, const char *path, qs_error *err) {
+    qs_gguf *g;
+    int rc = qs_gguf_open(&g, path, err);
+    if (rc) return rc;
+    m->gguf = g;
+    snprintf(m->format, sizeof m->format, "gguf v%u", g->version);
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        char key[96], val[160];
+        int n = g->kv[i].key.len > 95 ? 95 : (int)g->kv[i].key.len;
+        memcpy(key, g->kv[i].key.ptr, (size_t)n);
+        key[n] = 0;
+        summarize(&g->kv[i], val, sizeof val);
+        qs_model_add_meta(m, key, "%s", val);
+    }
+    qs_arch *a = &m->arch;
+    rc = qs_gguf_get_str(g, "general.architecture", a->arch, sizeof a->arch, err);
+    if (rc < 0) return rc;
+    if (rc == 1) return qs_errorf(err, QS_ERR_INPUT, "%s: metadata key 'general.architecture' is missing", path);
+    if (strcmp(a->arch, "llama") != 0)
+        return qs_errorf(err, QS_ERR_INPUT, "%s: architecture '%s' is not supported (only 'llama' for now)", path, a->arch);
+    if ((rc = get_int(g, a->arch, "embedding_length", &a->dim, 1, err)) ||
+        (rc = get_int(g, a->arch, "feed_forward_length", &a->hidden_dim, 1, err)) ||
+        (rc = get_int(g, a->arch, "block_count", &a->n_layers, 1, err)) ||
+        (rc = get_int(g, a->arch, "attention.head_count", &a->n_heads, 1, err)) ||
+        (rc = get_int(g, a->arch, "context_length", &a->ctx_train, 0, err)))
+        return rc;
+    a->n_kv_heads = a->n_heads;
+    if ((rc = get_int(g, a->arch, "attention.head_count_kv", &a->n_kv_heads, 0, err))) return rc;
+    a->norm_eps = 1e-5f;
+    a->rope_base = 10000.0f;
+    char key[128];
+    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", a->arch);
+    if ((rc = qs_gguf_get_f32(g, key, &a->norm_eps, err)) < 0) return rc;
+    snprintf(key, sizeof key, "%s.rope.freq_base", a->arch);
+    if ((rc = qs_gguf_get_f32(g, key, &a->rope_base, err)) < 0) return rc;
+    a->rope_type = QS_ROPE_NORM; /* llama.cpp's llama arch: adjacent pairs (converter permutes q/k) */
+    a->head_dim = a->n_heads > 0 ? a->dim / a->n_heads : 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const qs_gguf_tensor *gt = &g->tensors[i];
+        char name[96];
+        if (gt->name.len >= sizeof name)
+            return qs_errorf(err, QS_ERR_INPUT, "%s: tensor %llu has a name of %llu bytes, longer than %zu", path,
+                             (unsigned long long)i, (unsigned long long)gt->name.len, sizeof name - 1);
+        memcpy(name, gt->name.ptr, gt->name.len);
+        name[gt->name.len] = 0;
+        qs_tensor *t = qs_model_add_tensor(m, name);
+        if (!t) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+        t->type = gt->type;
+        t->n_dims = (int)gt->n_dims;
+        memcpy(t->ne, gt->ne, sizeof t->ne);
+        t->data = gt->data;
+        t->nbytes = gt->nbytes;
+        t->file_offset = g->data_offset + gt->offset;
+    }
+    const qs_tensor *emb = qs_model_find(m, "token_embd.weight");
+    a->n_vocab = emb ? (int)emb->ne[1] : 0;
+    a->tied_output = qs_model_find(m, "output.weight") == NULL;
+    return 0;
+}

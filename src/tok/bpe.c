@@ -1,0 +1,285 @@
+/* GPT-2 byte-level BPE as llama.cpp's llm_tokenizer_bpe does it: a pre-tokenizer splits the
+ * text into words (the GPT-2 pattern 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+|
+ * ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+, optionally after splitting off every digit); each word's
+ * bytes are mapped to printable code points; then adjacent pairs are merged by merge rank
+ * (lowest first, leftmost on ties). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "unicode.h"
+#include "vocab.h"
+
+/* ---- pre-tokenizer: word boundaries over code points ---- */
+
+typedef struct {
+    size_t *end; /* exclusive end of each word, in code points */
+    size_t n, cap;
+} cuts;
+
+static int cut(cuts *c, size_t end) {
+    if (c->n == c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 256;
+        size_t *ne = realloc(c->end, sizeof(size_t) * nc);
+        if (!ne) return -1;
+        c->end = ne;
+        c->cap = nc;
+    }
+    c->end[c->n++] = end;
+    return 0;
+}
+
+#define OUT_OF_RANGE 0xFFFFFFFFu
+enum { F_LETTER = 1, F_NUMBER = 2, F_SPACE = 4, F_ANY = 8 };
+
+static int flags_of(uint32_t cp);
+
+/* The GPT-2 pattern on cps[a, b), as llama.cpp's unicode_regex_split_custom_gpt2: positions
+ * outside the segment read as "nothing" (so (?!\S) holds at its end). */
+static int split_gpt2(const uint32_t *cps, size_t a, size_t b, cuts *out) {
+#define CPT(p) ((p) < b ? cps[p] : OUT_OF_RANGE)
+#define FLAGS(p) ((p) < b ? flags_of(cps[p]) : 0)
+    size_t prev = a;
+#define ADD(end) do { if ((end) > prev) { if (cut(out, (end))) return -1; } prev = (end); } while (0)
+    for (size_t pos = a; pos < b;) {
+        uint32_t c = cps[pos];
+        if (c == '\'' && pos + 1 < b) {
+            uint32_t c1 = cps[pos + 1];
+            if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd') { ADD(pos + 2); pos += 2; continue; }
+            if (pos + 2 < b) {
+                uint32_t c2 = cps[pos + 2];
+                if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l')) {
+                    ADD(pos + 3);
+                    pos += 3;
+                    continue;
+                }
+            }
+        }
+        int f = (c == ' ') ? FLAGS(pos + 1) : FLAGS(pos);
+        if (f & F_LETTER) {
+            pos += (c == ' ');
+            while (FLAGS(pos) & F_LETTER) pos++;
+            ADD(pos);
+            continue;
+        }
+        if (f & F_NUMBER) {
+            pos += (c == ' ');
+            while (FLAGS(pos) & F_NUMBER) pos++;
+            ADD(pos);
+            continue;
+        }
+        if (f && !(f & (F_SPACE | F_LETTER | F_NUMBER))) {
+            pos += (c == ' ');
+            for (;;) {
+                int g = FLAGS(pos);
+                if (!g || (g & (F_SPACE | F_LETTER | F_NUMBER))) break;
+                pos++;
+            }
+            ADD(pos);
+            continue;
+        }
+        size_t ws = 0;
+        while (FLAGS(pos + ws) & F_SPACE) ws++;
+        if (ws > 1 && CPT(pos + ws) != OUT_OF_RANGE) { /* \s+(?!\S): leave the last space */
+            pos += ws - 1;
+            ADD(pos);
+            continue;
+        }
+        if (ws > 0) {
+            pos += ws;
+            ADD(pos);
+            continue;
+        }
+        ADD(pos + 1);
+        pos++;
+    }
+    return 0;
+#undef ADD
+#undef CPT
+#undef FLAGS
+}
+
+static int flags_of(uint32_t cp) {
+    int f = F_ANY;
+    int k = qs_unicode_class(cp);
+    if (k == QS_UNI_LETTER) f |= F_LETTER;
+    if (k == QS_UNI_NUMBER) f |= F_NUMBER;
+    if (qs_unicode_is_space(cp)) f |= F_SPACE;
+    return f;
+}
+
+/* ---- byte <-> printable code point (GPT-2's bytes_to_unicode) ---- */
+
+static uint32_t byte_to_cp(uint8_t b) {
+    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174)) return b;
+    /* the other 68 bytes map to 256.. in increasing byte order */
+    int k = 0;
+    for (int x = 0; x < b; x++)
+        if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174))) k++;
+    return 256u + (uint32_t)k;
+}
+
+/* ---- merging ---- */
+
+typedef struct {
+    int prev, next;
+    size_t off, n;
+} symbol;
+
+typedef struct {
+    int left, right, rank;
+    size_t size;
+} bigram;
+
+typedef struct {
+    bigram *a;
+    size_t n, cap;
+} heap;
+
+static int before(const bigram *a, const bigram *b) {
+    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
+}
+
+static int heap_push(heap *h, bigram b) {
+    if (h->n == h->cap) {
+        size_t nc = h->cap ? h->cap * 2 : 64;
+        bigram *na = realloc(h->a, sizeof(bigram) * nc);
+        if (!na) return -1;
+        h->a = na;
+        h->cap = nc;
+    }
+    size_t i = h->n++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!before(&b, &h->a[p])) break;
+        h->a[i] = h->a[p];
+        i = p;
+    }
+    h->a[i] = b;
+    return 0;
+}
+
+static bigram heap_pop(heap *h) {
+    bigram top = h->a[0], last = h->a[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n) break;
+        if (c + 1 < h->n && before(&h->a[c + 1], &h->a[c])) c++;
+        if (!before(&h->a[c], &last)) break;
+        h->a[i] = h->a[c];
+        i = c;
+    }
+    if (h->n) h->a[i] = last;
+    return top;
+}
+
+typedef struct {
+    char *buf; /* scratch for "left right" keys */
+    size_t cap;
+} scratch;
+
+static int try_add(const qs_vocab *v, const char *w, symbol *sy, heap *h, scratch *s, int left, int right) {
+    if (left < 0 || right < 0) return 0;
+    size_t ln = sy[left].n, rn = sy[right].n, need = ln + rn + 1;
+    if (need > s->cap) {
+        char *nb = realloc(s->buf, need * 2);
+        if (!nb) return -1;
+        s->buf = nb;
+        s->cap = need * 2;
+    }
+    memcpy(s->buf, w + sy[left].off, ln);
+    s->buf[ln] = ' ';
+    memcpy(s->buf + ln + 1, w + sy[right].off, rn);
+    int rank = qs_strmap_get(v->merges, s->buf, need);
+    if (rank < 0) return 0;
+    return heap_push(h, (bigram){left, right, rank, ln + rn});
+}
+
+/* Merges one byte-encoded word and appends its tokens. */
+static int bpe_word(const qs_vocab *v, const char *w, size_t n, qs_ids *out, scratch *s) {
+    symbol *sy = malloc(sizeof(symbol) * (n + 1));
+    heap h = {0};
+    int rc = -1, ns = 0;
+    if (!sy) return -1;
+    for (size_t off = 0; off < n; ns++) {
+        size_t len = (size_t)qs_utf8_len((uint8_t)w[off]);
+        if (len > n - off) len = n - off;
+        sy[ns] = (symbol){ns - 1, -1, off, len};
+        off += len;
+        sy[ns].next = off == n ? -1 : ns + 1;
+    }
+    for (int i = 1; i < ns; i++)
+        if (try_add(v, w, sy, &h, s, i - 1, i)) goto done;
+    while (h.n) {
+        bigram b = heap_pop(&h);
+        symbol *l = &sy[b.left], *r = &sy[b.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue;
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0) sy[r->next].prev = b.left;
+        if (try_add(v, w, sy, &h, s, l->prev, b.left) || try_add(v, w, sy, &h, s, b.left, l->next)) goto done;
+    }
+    for (int i = ns > 0 ? 0 : -1; i != -1; i = sy[i].next) {
+        int id = qs_strmap_get(v->to_id, w + sy[i].off, sy[i].n);
+        if (id >= 0) {
+            if (qs_ids_push(out, id)) goto done;
+            continue;
+        }
+        /* not a token: emit the bytes that are tokens on their own (llama.cpp does the same) */
+        for (size_t j = 0; j < sy[i].n; j++) {
+            int bid = qs_strmap_get(v->to_id, w + sy[i].off + j, 1);
+            if (bid >= 0 && qs_ids_push(out, bid)) goto done;
+        }
+    }
+    rc = 0;
+done:
+    free(sy);
+    free(h.a);
+    return rc;
+}
+
+int qs_bpe_tokenize(const qs_vocab *v, const char *text, size_t n, qs_ids *out) {
+    size_t ncp;
+    uint32_t *cps = qs_utf8_decode(text, n, &ncp);
+    if (!cps) return -1;
+    cuts segs = {0}, words = {0};
+    int rc = -1;
+    char *w = NULL;
+    scratch s = {0};
+    /* first pass: segments (the whole text, or digits split off one by one) */
+    if (v->pre == QS_PRE_DIGITS_GPT2) {
+        size_t start = 0;
+        for (size_t i = 0; i < ncp; i++) {
+            if (qs_unicode_class(cps[i]) == QS_UNI_NUMBER) {
+                if (i > start && cut(&segs, i)) goto done;
+                if (cut(&segs, i + 1)) goto done;
+                start = i + 1;
+            }
+        }
+        if (ncp > start && cut(&segs, ncp)) goto done;
+    } else if (ncp > 0 && cut(&segs, ncp)) {
+        goto done;
+    }
+    for (size_t i = 0, a = 0; i < segs.n; a = segs.end[i++])
+        if (split_gpt2(cps, a, segs.end[i], &words)) goto done;
+    w = malloc(ncp * 8 + 8);
+    if (!w) goto done;
+    for (size_t i = 0, a = 0; i < words.n; a = words.end[i++]) {
+        size_t k = 0;
+        for (size_t j = a; j < words.end[i]; j++) {
+            char u8[4];
+            int m = qs_utf8_encode(cps[j], u8);
+            for (int t = 0; t < m; t++) k += (size_t)qs_utf8_encode(byte_to_cp((uint8_t)u8[t]), w + k);
+        }
+        if (bpe_word(v, w, k, out, &s)) goto done;
+    }
+    rc = 0;
+done:
+    free(cps);
+    free(segs.end);
+    free(words.end);
+    free(w);
+    free(s.buf);
+    return rc;
+}
