@@ -250,8 +250,10 @@ static int parse(qs_gguf *g, const char *path, qs_error *err) {
     g->kv = calloc(g->n_kv ? g->n_kv : 1, sizeof *g->kv);
     g->tensors = calloc(g->n_tensors ? g->n_tensors : 1, sizeof *g->tensors);
     if (!g->kv || !g->tensors) return qs_errorf(err, QS_ERR_INTERNAL, "%s: out of memory", path);
-    for (uint64_t i = 0; i < g->n_kv; i++)
+    for (uint64_t i = 0; i < g->n_kv; i++) {
         if (read_kv(&c, &g->kv[i])) return QS_ERR_INPUT;
+        g->kv[i].nbytes = c.pos - g->kv[i].offset;
+    }
     g->alignment = 32;
     const qs_gguf_kv *al = qs_gguf_find(g, "general.alignment");
     if (al) {

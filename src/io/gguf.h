@@ -26,6 +26,7 @@ typedef struct {
     qs_gguf_str key;
     int type;           /* qs_gguf_type */
     uint64_t offset;    /* file offset of the value, for messages */
+    uint64_t nbytes;    /* encoded size of the value in the file (to copy it verbatim) */
     /* scalars, widened */
     union { uint64_t u; int64_t i; double f; } v;
     qs_gguf_str str;    /* type STRING */
