@@ -5,12 +5,13 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "../core/qs_dtype.h"
+#include "../core/qs_parallel.h"
+#include <unistd.h>
 #include "act_round.h"
 
 typedef struct {
@@ -84,7 +85,7 @@ int qs_engine_new(qs_engine **out, const qs_model *m, int n_threads, qs_error *e
     if (!e) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
     e->m = m;
     e->a = m->arch;
-    e->threads = n_threads > 0 ? n_threads : omp_get_num_procs();
+    e->threads = n_threads > 0 ? n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     e->layers = calloc((size_t)e->a.n_layers, sizeof(layer));
     if (!e->layers) { free(e); return qs_errorf(err, QS_ERR_INTERNAL, "out of memory"); }
     char name[96];
@@ -210,27 +211,46 @@ static void matmul(qs_engine *e, float *y, const float *x, const float *w, int w
 }
 
 /* out[i] = x[i] / rms(x) * w, row by row; x, out: (n, d) */
-static void rmsnorm(float *out, const float *x, const float *w, int n, int d, float eps) {
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < n; t++) {
-        const float *xr = x + (size_t)t * d;
-        float *o = out + (size_t)t * d;
+typedef struct {
+    float *out;
+    const float *x, *w;
+    int d;
+    float eps;
+} norm_job;
+
+static void rmsnorm_rows(void *ctx, long t0, long t1) {
+    const norm_job *j = ctx;
+    for (long t = t0; t < t1; t++) {
+        const float *xr = j->x + (size_t)t * j->d;
+        float *o = j->out + (size_t)t * j->d;
         double sum = 0.0;
-        for (int i = 0; i < d; i++) sum += (double)(xr[i] * xr[i]);
-        const float mean = (float)(sum / d);
-        const float scale = 1.0f / sqrtf(mean + eps);
-        for (int i = 0; i < d; i++) o[i] = (xr[i] * scale) * w[i];
+        for (int i = 0; i < j->d; i++) sum += (double)(xr[i] * xr[i]);
+        const float mean = (float)(sum / j->d);
+        const float scale = 1.0f / sqrtf(mean + j->eps);
+        for (int i = 0; i < j->d; i++) o[i] = (xr[i] * scale) * j->w[i];
     }
 }
 
+static void rmsnorm(const qs_engine *e, float *out, const float *x, const float *w, int n, int d, float eps) {
+    norm_job j = {out, x, w, d, eps};
+    qs_parallel_for(n, e->threads, rmsnorm_rows, &j);
+}
+
 /* rotates each head of x: (n, n_heads * head_dim) in place, position p = row */
-static void rope(const qs_engine *e, float *x, int n, int n_heads) {
+typedef struct {
+    const qs_engine *e;
+    float *x;
+    int n_heads;
+} rope_job;
+
+static void rope_rows(void *ctx, long t0, long t1) {
+    const rope_job *j = ctx;
+    const qs_engine *e = j->e;
     const int hd = e->a.head_dim, half = hd / 2, neox = e->a.rope_type == QS_ROPE_NEOX;
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < n; t++) {
+    for (long t = t0; t < t1; t++) {
         const double *c = e->rope_cos + (size_t)t * half, *s = e->rope_sin + (size_t)t * half;
-        for (int h = 0; h < n_heads; h++) {
-            float *v = x + (size_t)t * n_heads * hd + (size_t)h * hd;
+        for (int h = 0; h < j->n_heads; h++) {
+            float *v = j->x + (size_t)t * j->n_heads * hd + (size_t)h * hd;
             for (int i = 0; i < half; i++) {
                 /* NORM: pairs (2i, 2i+1); NEOX: pairs (i, i + half) */
                 int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
@@ -243,38 +263,69 @@ static void rope(const qs_engine *e, float *x, int n, int n_heads) {
     }
 }
 
-/* causal grouped-query attention: q (n, qd), k/v (n, kvd) -> att (n, qd) */
-static void attention(qs_engine *e, int n) {
+static void rope(const qs_engine *e, float *x, int n, int n_heads) {
+    rope_job j = {e, x, n_heads};
+    qs_parallel_for(n, e->threads, rope_rows, &j);
+}
+
+/* causal grouped-query attention: q (n, qd), k/v (n, kvd) -> att (n, qd); heads in parallel,
+ * each thread with its own (n, n) score buffer and single-threaded sgemm */
+typedef struct {
+    qs_engine *e;
+    int n;
+} attn_job;
+
+static void attention_heads(void *ctx, long h0, long h1) {
+    const attn_job *j = ctx;
+    qs_engine *e = j->e;
+    const int n = j->n;
     const qs_arch *a = &e->a;
     const int hd = a->head_dim, qd = a->n_heads * hd, kvd = a->n_kv_heads * hd;
     const int group = a->n_heads / a->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)hd);
-    openblas_set_num_threads(1);
-#pragma omp parallel for schedule(dynamic) num_threads(e->threads)
-    for (int h = 0; h < a->n_heads; h++) {
-        float *S = e->scores + (size_t)omp_get_thread_num() * n * n;
+    float *S = e->scores + (size_t)qs_parallel_thread_index() * n * n;
+    for (long h = h0; h < h1; h++) {
         const float *qh = e->q + (size_t)h * hd, *kh = e->k + (size_t)(h / group) * hd, *vh = e->v + (size_t)(h / group) * hd;
         /* S = scale * Q_h K_h^T: (n, n) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, scale, qh, qd, kh, kvd, 0.0f, S, n);
         for (int t = 0; t < n; t++) {
             float *row = S + (size_t)t * n;
             float mx = row[0];
-            for (int j = 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
+            for (int i = 1; i <= t; i++) mx = row[i] > mx ? row[i] : mx;
             double sum = 0.0;
-            for (int j = 0; j <= t; j++) {
-                row[j] = expf(row[j] - mx);
-                sum += row[j];
+            for (int i = 0; i <= t; i++) {
+                row[i] = expf(row[i] - mx);
+                sum += row[i];
             }
             const float inv = (float)(1.0 / sum);
-            for (int j = 0; j <= t; j++) row[j] *= inv;
+            for (int i = 0; i <= t; i++) row[i] *= inv;
             if (e->llamacpp_numerics) qs_round_f16(row, t + 1); /* meets the f16 V cache */
-            for (int j = t + 1; j < n; j++) row[j] = 0.0f;
+            for (int i = t + 1; i < n; i++) row[i] = 0.0f;
         }
         /* att_h = S V_h: (n, hd) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, 1.0f, S, n, vh, kvd, 0.0f, e->att + (size_t)h * hd,
                     qd);
     }
+}
+
+static void attention(qs_engine *e, int n) {
+    attn_job j = {e, n};
+    openblas_set_num_threads(1);
+    qs_parallel_for(e->a.n_heads, e->threads, attention_heads, &j);
     openblas_set_num_threads(e->threads);
+}
+
+typedef struct {
+    float *g;
+    const float *u;
+} swiglu_job;
+
+static void swiglu_range(void *ctx, long i0, long i1) {
+    const swiglu_job *j = ctx;
+    for (long i = i0; i < i1; i++) {
+        float g = j->g[i];
+        j->g[i] = g / (1.0f + expf(-g)) * j->u[i]; /* SwiGLU: silu(gate) * up */
+    }
 }
 
 static const float *weight(const layer *L, int k) { return L->over[k] ? L->over[k] : L->w[k]; }
@@ -294,7 +345,6 @@ int qs_engine_forward(qs_engine *e, const int *tokens, int n, int logits_from, f
             return qs_errorf(err, QS_ERR_INPUT, "token id %d at position %d is outside the vocabulary (%d)", tokens[t], t,
                              a->n_vocab);
     if (grow(e, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
-    omp_set_num_threads(e->threads);
     openblas_set_num_threads(e->threads);
     e->matmul_s = 0;
     const int dim = a->dim, hid = a->hidden_dim, qd = a->n_heads * a->head_dim, kvd = a->n_kv_heads * a->head_dim;
@@ -302,7 +352,7 @@ int qs_engine_forward(qs_engine *e, const int *tokens, int n, int logits_from, f
     for (int t = 0; t < n; t++) qs_tensor_dequantize_rows(emb, tokens[t], 1, e->x + (size_t)t * dim);
     for (int l = 0; l < a->n_layers; l++) {
         const layer *L = &e->layers[l];
-        rmsnorm(e->xb, e->x, L->attn_norm, n, dim, a->norm_eps);
+        rmsnorm(e, e->xb, e->x, L->attn_norm, n, dim, a->norm_eps);
         observe(e, l, QS_LIN_Q, e->xb, n, dim);
         observe(e, l, QS_LIN_K, e->xb, n, dim);
         observe(e, l, QS_LIN_V, e->xb, n, dim);
@@ -320,16 +370,13 @@ int qs_engine_forward(qs_engine *e, const int *tokens, int n, int logits_from, f
         observe(e, l, QS_LIN_O, e->att, n, qd);
         matmul(e, e->xb, e->att, weight(L, QS_LIN_O), wt(L, QS_LIN_O), n, qd, dim); /* (n, qd) x (dim, qd)^T */
         for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
-        rmsnorm(e->xb, e->x, L->ffn_norm, n, dim, a->norm_eps);
+        rmsnorm(e, e->xb, e->x, L->ffn_norm, n, dim, a->norm_eps);
         observe(e, l, QS_LIN_GATE, e->xb, n, dim);
         observe(e, l, QS_LIN_UP, e->xb, n, dim);
         matmul(e, e->h1, e->xb, weight(L, QS_LIN_GATE), wt(L, QS_LIN_GATE), n, dim, hid); /* (n, dim) x (hid, dim)^T */
         matmul(e, e->h3, e->xb, weight(L, QS_LIN_UP), wt(L, QS_LIN_UP), n, dim, hid);
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < (size_t)n * hid; i++) {
-            float g = e->h1[i];
-            e->h1[i] = g / (1.0f + expf(-g)) * e->h3[i]; /* SwiGLU: silu(gate) * up */
-        }
+        swiglu_job sj = {e->h1, e->h3};
+        qs_parallel_for((long)n * hid, e->threads, swiglu_range, &sj);
         observe(e, l, QS_LIN_DOWN, e->h1, n, hid);
         matmul(e, e->xb, e->h1, weight(L, QS_LIN_DOWN), wt(L, QS_LIN_DOWN), n, hid, dim); /* (n, hid) x (dim, hid)^T */
         for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
@@ -337,7 +384,7 @@ int qs_engine_forward(qs_engine *e, const int *tokens, int n, int logits_from, f
     int rows = n - logits_from;
     if (rows > 0) {
         float *xf = e->x + (size_t)logits_from * dim;
-        rmsnorm(e->xb, xf, e->output_norm, rows, dim, a->norm_eps);
+        rmsnorm(e, e->xb, xf, e->output_norm, rows, dim, a->norm_eps);
         observe(e, a->n_layers, QS_LIN_OUTPUT, e->xb, rows, dim);
         matmul(e, logits, e->xb, e->output_over ? e->output_over : e->output, e->output_over ? QS_DT_F32 : e->output_type, rows, dim, a->n_vocab);
     }
