@@ -1,0 +1,74 @@
+/* The engine's two seams for the analyzers: the observer sees the input of every linear layer
+ * with the right shape; overriding a layer's weights with identical values changes nothing (bit
+ * for bit), with zeros changes the logits, and restoring brings back the original logits. */
+#include <string.h>
+
+#include "core/qs_file.h"
+#include "engine/engine.h"
+#include "io/model.h"
+#include "test_util.h"
+#include "tok/vocab.h"
+
+typedef struct {
+    int calls[16][QS_LIN_COUNT];
+    int bad_shape;
+    int dim, qd, hid, n;
+} seen;
+
+static void observe(void *user, int layer, int kind, const float *x, int n_tokens, int n_in) {
+    seen *s = user;
+    (void)x;
+    s->calls[layer][kind]++;
+    int want = kind == QS_LIN_O ? s->qd : kind == QS_LIN_DOWN ? s->hid : s->dim;
+    int want_n = kind == QS_LIN_OUTPUT ? s->n / 2 : s->n;
+    if (n_in != want || n_tokens != want_n) s->bad_shape++;
+}
+
+int main(void) {
+    char *p = model_path("stories260K.gguf"), *text;
+    qs_model *m = NULL;
+    qs_vocab *v = NULL;
+    qs_engine *e = NULL;
+    qs_error err = {0};
+    size_t n, n_ids;
+    int *ids = NULL;
+    int ok = qs_model_open(&m, p, NULL, &err) == 0 && qs_vocab_for_model(&v, m, &err) == 0 &&
+             qs_read_file("/usr/share/common-licenses/GPL-3", &text, &n, &err) == 0 &&
+             qs_tokenize(v, text, n, 1, &ids, &n_ids, &err) == 0 && qs_engine_new(&e, m, 2, &err) == 0;
+    CHECK(ok, "%s", err.msg);
+    if (!ok) return test_done("test_engine_hooks");
+    const int T = 64, V = m->arch.n_vocab;
+    float *base = malloc(sizeof(float) * (T / 2) * V), *got = malloc(sizeof(float) * (T / 2) * V);
+    seen s = {.dim = m->arch.dim, .qd = m->arch.n_heads * m->arch.head_dim, .hid = m->arch.hidden_dim, .n = T};
+    qs_engine_set_observer(e, observe, &s);
+    CHECK(qs_engine_forward(e, ids, T, T / 2, base, &err) == 0, "%s", err.msg);
+    int missing = 0;
+    for (int l = 0; l < m->arch.n_layers; l++)
+        for (int k = 0; k < QS_LIN_OUTPUT; k++) missing += s.calls[l][k] != 1;
+    CHECK(missing == 0 && s.calls[m->arch.n_layers][QS_LIN_OUTPUT] == 1, "every linear observed once (%d missing)", missing);
+    CHECK(s.bad_shape == 0, "%d observations with the wrong shape", s.bad_shape);
+    qs_engine_set_observer(e, NULL, NULL);
+
+    const qs_tensor *t = qs_model_find(m, "blk.2.ffn_down.weight");
+    int64_t numel = qs_tensor_numel(t);
+    float *same = malloc(sizeof(float) * (size_t)numel), *zero = calloc((size_t)numel, sizeof(float));
+    qs_tensor_dequantize_rows(t, 0, t->ne[1], same);
+    CHECK(qs_engine_override(e, 2, QS_LIN_DOWN, same, &err) == 0, "%s", err.msg);
+    qs_engine_forward(e, ids, T, T / 2, got, &err);
+    CHECK(!memcmp(base, got, sizeof(float) * (T / 2) * V), "identical override changed the logits");
+    qs_engine_override(e, 2, QS_LIN_DOWN, zero, &err);
+    qs_engine_forward(e, ids, T, T / 2, got, &err);
+    double diff = 0;
+    for (int i = 0; i < (T / 2) * V; i++) diff += fabs(base[i] - got[i]);
+    CHECK(diff > 1.0, "zeroing blk.2.ffn_down left the logits unchanged (sum |diff| %g)", diff);
+    qs_engine_override(e, 2, QS_LIN_DOWN, NULL, &err);
+    qs_engine_forward(e, ids, T, T / 2, got, &err);
+    CHECK(!memcmp(base, got, sizeof(float) * (T / 2) * V), "restoring the weights did not restore the logits");
+    CHECK(qs_engine_override(e, 99, QS_LIN_Q, same, &err) == QS_ERR_USAGE, "override of a layer that does not exist");
+
+    free(same); free(zero); free(base); free(got); free(ids); free(text); free(p);
+    qs_engine_free(e);
+    qs_vocab_free(v);
+    qs_model_close(m);
+    return test_done("test_engine_hooks");
+}
