@@ -74,13 +74,9 @@ static int add_layers(reader *r, const char *kind, int64_t ne0, int64_t ne1, int
 }
 
 int qs_model_load_llama2c(qs_model *m, const char *path, qs_error *err) {
-    qs_map *maps = realloc(m->maps, sizeof(qs_map) * (size_t)(m->n_maps + 1));
-    if (!maps) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-    m->maps = maps;
-    qs_map *map = &m->maps[m->n_maps];
-    int rc = qs_map_open(map, path, err);
+    const qs_map *map;
+    int rc = qs_model_add_map(m, path, &map, err);
     if (rc) return rc;
-    m->n_maps++;
     reader r = {map->data, map->size, 0, path, m, 0, 0, err};
     if (map->size < 28)
         return qs_errorf(err, QS_ERR_INPUT, "%s: %zu bytes is too short for a GGUF or llama2.c model (header needs 28)",

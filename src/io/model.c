@@ -33,6 +33,20 @@ void *qs_model_alloc(qs_model *m, size_t bytes) {
     return p;
 }
 
+int qs_model_add_map(qs_model *m, const char *path, const qs_map **map, qs_error *err) {
+    /* maps are kept by pointer so that earlier maps (and tensors into them) never move */
+    qs_map **nm = realloc(m->maps, sizeof(qs_map *) * (size_t)(m->n_maps + 1));
+    if (!nm) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    m->maps = nm;
+    qs_map *mp = calloc(1, sizeof *mp);
+    if (!mp) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    int rc = qs_map_open(mp, path, err);
+    if (rc) { free(mp); return rc; }
+    m->maps[m->n_maps++] = mp;
+    *map = mp;
+    return 0;
+}
+
 qs_tensor *qs_model_add_tensor(qs_model *m, const char *name) {
     qs_tensor *nt = realloc(m->tensors, sizeof(qs_tensor) * (size_t)(m->n_tensors + 1));
     if (!nt) return NULL;
@@ -113,7 +127,10 @@ int qs_model_open(qs_model **out, const char *path, const qs_model_options *opt,
 void qs_model_close(qs_model *m) {
     if (!m) return;
     if (m->gguf) qs_gguf_close(m->gguf);
-    for (int i = 0; i < m->n_maps; i++) qs_map_close(&m->maps[i]);
+    for (int i = 0; i < m->n_maps; i++) {
+        qs_map_close(m->maps[i]);
+        free(m->maps[i]);
+    }
     free(m->maps);
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);

@@ -57,7 +57,7 @@ typedef struct qs_model {
     int n_meta;
     qs_meta *meta;
     struct qs_gguf *gguf;   /* set for GGUF models (the tokenizer reads its vocab) */
-    qs_map *maps;           /* extra maps (llama2.c, safetensors shards) */
+    qs_map **maps;          /* extra maps (llama2.c, safetensors shards) */
     int n_maps;
     void **owned;           /* allocations freed with the model */
     int n_owned;
@@ -87,6 +87,8 @@ int qs_model_validate_llama(const qs_model *m, qs_error *err);
 /* Internal helpers for the loaders */
 int qs_model_add_meta(qs_model *m, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void *qs_model_alloc(qs_model *m, size_t bytes);
+/* Maps path for the model's lifetime; *map stays valid until qs_model_close. */
+int qs_model_add_map(qs_model *m, const char *path, const qs_map **map, qs_error *err);
 qs_tensor *qs_model_add_tensor(qs_model *m, const char *name);
 
 int qs_model_load_gguf(qs_model *m, const char *path, qs_error *err);

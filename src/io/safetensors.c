@@ -42,13 +42,9 @@ static void map_name(const char *hf, char *out, size_t cap) {
 }
 
 static int load_shard(qs_model *m, const char *path, qs_error *err) {
-    qs_map *maps = realloc(m->maps, sizeof(qs_map) * (size_t)(m->n_maps + 1));
-    if (!maps) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-    m->maps = maps;
-    qs_map *map = &m->maps[m->n_maps];
-    int rc = qs_map_open(map, path, err);
+    const qs_map *map;
+    int rc = qs_model_add_map(m, path, &map, err);
     if (rc) return rc;
-    m->n_maps++;
     if (map->size < 8) return qs_errorf(err, QS_ERR_INPUT, "%s: truncated: %zu bytes, a safetensors header needs 8", path, map->size);
     uint64_t hlen;
     memcpy(&hlen, map->data, 8);

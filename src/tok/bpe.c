@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "merge_queue.h"
 #include "unicode.h"
 #include "vocab.h"
 
@@ -121,105 +122,49 @@ static uint32_t byte_to_cp(uint8_t b) {
 /* ---- merging ---- */
 
 typedef struct {
-    int prev, next;
-    size_t off, n;
-} symbol;
-
-typedef struct {
-    int left, right, rank;
-    size_t size;
-} bigram;
-
-typedef struct {
-    bigram *a;
-    size_t n, cap;
-} heap;
-
-static int before(const bigram *a, const bigram *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static int heap_push(heap *h, bigram b) {
-    if (h->n == h->cap) {
-        size_t nc = h->cap ? h->cap * 2 : 64;
-        bigram *na = realloc(h->a, sizeof(bigram) * nc);
-        if (!na) return -1;
-        h->a = na;
-        h->cap = nc;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!before(&b, &h->a[p])) break;
-        h->a[i] = h->a[p];
-        i = p;
-    }
-    h->a[i] = b;
-    return 0;
-}
-
-static bigram heap_pop(heap *h) {
-    bigram top = h->a[0], last = h->a[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && before(&h->a[c + 1], &h->a[c])) c++;
-        if (!before(&h->a[c], &last)) break;
-        h->a[i] = h->a[c];
-        i = c;
-    }
-    if (h->n) h->a[i] = last;
-    return top;
-}
-
-typedef struct {
     char *buf; /* scratch for "left right" keys */
     size_t cap;
 } scratch;
 
-static int try_add(const qs_vocab *v, const char *w, symbol *sy, heap *h, scratch *s, int left, int right) {
+typedef struct {
+    const qs_vocab *v;
+    const char *w;
+    qs_symbol *sy;
+    qs_merge_queue *q;
+    scratch *s;
+} bpe_ctx;
+
+/* queues (left, right) if "left right" is a merge, lower rank first */
+static int try_add(void *ctx, int left, int right) {
+    bpe_ctx *c = ctx;
     if (left < 0 || right < 0) return 0;
+    const qs_symbol *sy = c->sy;
     size_t ln = sy[left].n, rn = sy[right].n, need = ln + rn + 1;
+    scratch *s = c->s;
     if (need > s->cap) {
         char *nb = realloc(s->buf, need * 2);
         if (!nb) return -1;
         s->buf = nb;
         s->cap = need * 2;
     }
-    memcpy(s->buf, w + sy[left].off, ln);
+    memcpy(s->buf, c->w + sy[left].off, ln);
     s->buf[ln] = ' ';
-    memcpy(s->buf + ln + 1, w + sy[right].off, rn);
-    int rank = qs_strmap_get(v->merges, s->buf, need);
+    memcpy(s->buf + ln + 1, c->w + sy[right].off, rn);
+    int rank = qs_strmap_get(c->v->merges, s->buf, need);
     if (rank < 0) return 0;
-    return heap_push(h, (bigram){left, right, rank, ln + rn});
+    return qs_merge_queue_push(c->q, (qs_bigram){left, right, -(double)rank, ln + rn});
 }
 
 /* Merges one byte-encoded word and appends its tokens. */
 static int bpe_word(const qs_vocab *v, const char *w, size_t n, qs_ids *out, scratch *s) {
-    symbol *sy = malloc(sizeof(symbol) * (n + 1));
-    heap h = {0};
+    qs_merge_queue q = {0};
     int rc = -1, ns = 0;
+    qs_symbol *sy = qs_symbols_split(w, n, &ns);
     if (!sy) return -1;
-    for (size_t off = 0; off < n; ns++) {
-        size_t len = (size_t)qs_utf8_len((uint8_t)w[off]);
-        if (len > n - off) len = n - off;
-        sy[ns] = (symbol){ns - 1, -1, off, len};
-        off += len;
-        sy[ns].next = off == n ? -1 : ns + 1;
-    }
+    bpe_ctx c = {v, w, sy, &q, s};
     for (int i = 1; i < ns; i++)
-        if (try_add(v, w, sy, &h, s, i - 1, i)) goto done;
-    while (h.n) {
-        bigram b = heap_pop(&h);
-        symbol *l = &sy[b.left], *r = &sy[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue;
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0) sy[r->next].prev = b.left;
-        if (try_add(v, w, sy, &h, s, l->prev, b.left) || try_add(v, w, sy, &h, s, b.left, l->next)) goto done;
-    }
+        if (try_add(&c, i - 1, i)) goto done;
+    if (qs_merge_run(&q, sy, try_add, &c)) goto done;
     for (int i = ns > 0 ? 0 : -1; i != -1; i = sy[i].next) {
         int id = qs_strmap_get(v->to_id, w + sy[i].off, sy[i].n);
         if (id >= 0) {
@@ -235,7 +180,7 @@ static int bpe_word(const qs_vocab *v, const char *w, size_t n, qs_ids *out, scr
     rc = 0;
 done:
     free(sy);
-    free(h.a);
+    free(q.a);
     return rc;
 }
 

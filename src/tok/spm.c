@@ -5,84 +5,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "unicode.h"
+#include "merge_queue.h"
 #include "vocab.h"
 
 typedef struct {
-    int prev, next;
-    size_t off, n; /* piece = text[off, off+n) */
-} symbol;
-
-typedef struct {
-    int left, right;
-    float score;
-    size_t size;
-} bigram;
-
-typedef struct {
-    bigram *a;
-    size_t n, cap;
-} heap;
-
-/* a ranks before b: higher score, then smaller left index */
-static int before(const bigram *a, const bigram *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-static int heap_push(heap *h, bigram b) {
-    if (h->n == h->cap) {
-        size_t nc = h->cap ? h->cap * 2 : 64;
-        bigram *na = realloc(h->a, sizeof(bigram) * nc);
-        if (!na) return -1;
-        h->a = na;
-        h->cap = nc;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!before(&b, &h->a[p])) break;
-        h->a[i] = h->a[p];
-        i = p;
-    }
-    h->a[i] = b;
-    return 0;
-}
-
-static bigram heap_pop(heap *h) {
-    bigram top = h->a[0], last = h->a[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && before(&h->a[c + 1], &h->a[c])) c++;
-        if (!before(&h->a[c], &last)) break;
-        h->a[i] = h->a[c];
-        i = c;
-    }
-    if (h->n) h->a[i] = last;
-    return top;
-}
+    const qs_vocab *v;
+    const char *text;
+    qs_symbol *sy;
+    qs_merge_queue *q;
+} spm_ctx;
 
 /* Queues the pair (left, right) if it may merge: with SentencePiece scores when the pair's
  * concatenation is a token; with HF merge ranks (tokenizer.json vocabularies) when
  * "left right" is a merge, lower rank first. */
-static int try_add(const qs_vocab *v, const char *text, symbol *sy, heap *h, int left, int right) {
+static int try_add(void *ctx, int left, int right) {
+    const spm_ctx *c = ctx;
+    const qs_vocab *v = c->v;
+    const qs_symbol *sy = c->sy;
     if (left < 0 || right < 0) return 0;
     size_t n = sy[left].n + sy[right].n;
     if (v->merges) {
         char stack[256], *key = n + 2 <= sizeof stack ? stack : malloc(n + 2);
         if (!key) return -1;
-        memcpy(key, text + sy[left].off, sy[left].n);
+        memcpy(key, c->text + sy[left].off, sy[left].n);
         key[sy[left].n] = ' ';
-        memcpy(key + sy[left].n + 1, text + sy[right].off, sy[right].n);
+        memcpy(key + sy[left].n + 1, c->text + sy[right].off, sy[right].n);
         int rank = qs_strmap_get(v->merges, key, n + 1);
         if (key != stack) free(key);
         if (rank < 0) return 0;
-        return heap_push(h, (bigram){left, right, -(float)rank, n});
+        return qs_merge_queue_push(c->q, (qs_bigram){left, right, -(double)rank, n});
     }
-    int id = qs_strmap_get(v->to_id, text + sy[left].off, n);
+    int id = qs_strmap_get(v->to_id, c->text + sy[left].off, n);
     if (id < 0) return 0;
-    return heap_push(h, (bigram){left, right, v->scores[id], n});
+    return qs_merge_queue_push(c->q, (qs_bigram){left, right, v->scores[id], n});
 }
 
 static int byte_token(const qs_vocab *v, uint8_t c) {
@@ -101,34 +56,19 @@ int qs_spm_tokenize(const qs_vocab *v, const char *raw, size_t raw_n, qs_ids *ou
     for (size_t i = 0; i < raw_n; i++) spaces += raw[i] == ' ';
     size_t n = raw_n + 2 * spaces;
     char *text = malloc(n + 1);
-    symbol *sy = malloc(sizeof(symbol) * (n + 1));
-    heap h = {0};
-    int rc = -1;
-    if (!text || !sy) goto done;
+    qs_symbol *sy = NULL;
+    qs_merge_queue q = {0};
+    int rc = -1, ns = 0;
+    if (!text) goto done;
     for (size_t i = 0, k = 0; i < raw_n; i++) {
         if (raw[i] == ' ') { memcpy(text + k, "\xe2\x96\x81", 3); k += 3; }
         else text[k++] = raw[i];
     }
-    int ns = 0;
-    for (size_t off = 0; off < n; ns++) {
-        size_t len = (size_t)qs_utf8_len((uint8_t)text[off]);
-        if (len > n - off) len = n - off;
-        sy[ns] = (symbol){ns - 1, -1, off, len};
-        off += len;
-        sy[ns].next = off == n ? -1 : ns + 1;
-    }
+    if (!(sy = qs_symbols_split(text, n, &ns))) goto done;
+    spm_ctx c = {v, text, sy, &q};
     for (int i = 1; i < ns; i++)
-        if (try_add(v, text, sy, &h, i - 1, i)) goto done;
-    while (h.n) {
-        bigram b = heap_pop(&h);
-        symbol *l = &sy[b.left], *r = &sy[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale */
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0) sy[r->next].prev = b.left;
-        if (try_add(v, text, sy, &h, l->prev, b.left) || try_add(v, text, sy, &h, b.left, l->next)) goto done;
-    }
+        if (try_add(&c, i - 1, i)) goto done;
+    if (qs_merge_run(&q, sy, try_add, &c)) goto done;
     for (int i = ns > 0 ? 0 : -1; i != -1; i = sy[i].next) {
         int id = qs_strmap_get(v->to_id, text + sy[i].off, sy[i].n);
         if (id >= 0) {
@@ -142,6 +82,6 @@ int qs_spm_tokenize(const qs_vocab *v, const char *raw, size_t raw_n, qs_ids *ou
 done:
     free(text);
     free(sy);
-    free(h.a);
+    free(q.a);
     return rc;
 }
