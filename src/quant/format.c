@@ -1,0 +1,151 @@
+/* The format registry (see format.h): built once from the families' parameters; lookups by
+ * name; list parsing. The families' arithmetic lives in int_quant.c, float_quant.c and
+ * ggml_format.c. */
+#include "format.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/qs_dtype.h"
+
+extern const qs_format_ops qs_int_ops, qs_ggml_ops, qs_float16_ops, qs_fp8_ops, qs_nf4_ops;
+
+#define MAX_FORMATS 256
+static qs_format registry[MAX_FORMATS];
+static int n_formats;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static qs_format *add(const char *name, int family, const qs_format_ops *ops) {
+    qs_format *f = &registry[n_formats++];
+    memset(f, 0, sizeof *f);
+    snprintf(f->name, sizeof f->name, "%s", name);
+    f->family = family;
+    f->ops = ops;
+    return f;
+}
+
+static void build(void) {
+    static const struct { const char *name; int gran, group; } grans[] = {
+        {"tensor", QS_GRAN_TENSOR, 0}, {"channel", QS_GRAN_CHANNEL, 0}, {"g32", QS_GRAN_GROUP, 32},
+        {"g64", QS_GRAN_GROUP, 64},    {"g128", QS_GRAN_GROUP, 128}};
+    char name[32];
+    for (int bits = 2; bits <= 8; bits++)
+        for (size_t g = 0; g < sizeof grans / sizeof grans[0]; g++)
+            for (int sym = 1; sym >= 0; sym--)
+                for (int mse = 0; mse <= 1; mse++) {
+                    snprintf(name, sizeof name, "int%d-%s-%s%s", bits, grans[g].name, sym ? "sym" : "asym", mse ? "-mse" : "");
+                    qs_format *f = add(name, QS_FAM_INT, &qs_int_ops);
+                    f->bits = bits;
+                    f->granularity = grans[g].gran;
+                    f->group = grans[g].group;
+                    f->symmetric = sym;
+                    f->clip_search = mse;
+                }
+    static const int ggml[] = {QS_DT_Q8_0, QS_DT_Q6_K, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q5_K, QS_DT_Q4_0,
+                               QS_DT_Q4_1, QS_DT_Q4_K, QS_DT_Q3_K, QS_DT_Q2_K};
+    for (size_t i = 0; i < sizeof ggml / sizeof ggml[0]; i++) {
+        const qs_dtype_traits *tr = qs_dtype_get(ggml[i]);
+        qs_format *f = add(tr->name, QS_FAM_GGML, &qs_ggml_ops);
+        f->ggml_type = ggml[i];
+        f->bits = tr->type_size * 8 / tr->block_size;
+    }
+    qs_format *f = add("f16", QS_FAM_FLOAT16, &qs_float16_ops);
+    f->ggml_type = QS_DT_F16;
+    f->bits = 16;
+    f = add("bf16", QS_FAM_FLOAT16, &qs_float16_ops);
+    f->ggml_type = QS_DT_BF16;
+    f->bits = 16;
+    for (int e = 4; e <= 5; e++)
+        for (int ch = 0; ch <= 1; ch++) {
+            snprintf(name, sizeof name, "fp8-e%dm%d%s", e, 7 - e, ch ? "-channel" : "");
+            f = add(name, QS_FAM_FP8, &qs_fp8_ops);
+            f->bits = 8;
+            f->fp8_exp = e;
+            f->granularity = ch ? QS_GRAN_CHANNEL : QS_GRAN_TENSOR;
+        }
+    for (int g = 32; g <= 128; g *= 2) {
+        snprintf(name, sizeof name, "nf4-g%d", g);
+        f = add(name, QS_FAM_NF4, &qs_nf4_ops);
+        f->bits = 4;
+        f->granularity = QS_GRAN_GROUP;
+        f->group = g;
+    }
+}
+
+int qs_format_count(void) {
+    pthread_once(&once, build);
+    return n_formats;
+}
+
+const qs_format *qs_format_at(int i) {
+    pthread_once(&once, build);
+    return i >= 0 && i < n_formats ? &registry[i] : NULL;
+}
+
+const qs_format *qs_format_find(const char *name, qs_error *err) {
+    pthread_once(&once, build);
+    for (int i = 0; i < n_formats; i++)
+        if (!strcmp(registry[i].name, name)) return &registry[i];
+    qs_errorf(err, QS_ERR_USAGE,
+              "unknown format '%s'; formats are int{2..8}-{tensor,channel,g32,g64,g128}-{sym,asym}[-mse], q8_0, q6_k, "
+              "q5_0, q5_1, q5_k, q4_0, q4_1, q4_k, q3_k, q2_k, f16, bf16, fp8-e4m3[-channel], fp8-e5m2[-channel], "
+              "nf4-g{32,64,128} (qsense profile --list-formats)",
+              name);
+    return NULL;
+}
+
+const char *qs_format_default_list(void) {
+    return "int8-channel-sym,int8-g128-sym,int6-g128-asym,int5-g128-asym,int4-tensor-sym,int4-channel-sym,"
+           "int4-channel-asym,int4-g128-sym,int4-g128-asym,int4-g128-asym-mse,int4-g64-asym,int4-g32-asym,"
+           "int3-g128-asym,int3-g64-asym-mse,int2-g64-asym,q8_0,q6_k,q5_k,q5_0,q5_1,q4_k,q4_0,q4_1,q3_k,q2_k,"
+           "f16,bf16,fp8-e4m3,fp8-e5m2,nf4-g64";
+}
+
+int qs_format_parse_list(const char *list, const qs_format ***out, int *n, qs_error *err) {
+    *out = NULL;
+    *n = 0;
+    char *copy = strdup(list), *save = NULL;
+    if (!copy) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    int cap = 16, k = 0, rc = 0;
+    const qs_format **arr = malloc(sizeof(*arr) * (size_t)cap);
+    for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ') tok++;
+        if (!*tok) continue;
+        if (!strcmp(tok, "default")) {
+            const qs_format **sub;
+            int m;
+            if ((rc = qs_format_parse_list(qs_format_default_list(), &sub, &m, err))) break;
+            for (int i = 0; i < m; i++) {
+                if (k == cap) arr = realloc(arr, sizeof(*arr) * (size_t)(cap *= 2));
+                arr[k++] = sub[i];
+            }
+            free(sub);
+            continue;
+        }
+        const qs_format *f = qs_format_find(tok, err);
+        if (!f) { rc = QS_ERR_USAGE; break; }
+        int dup = 0;
+        for (int i = 0; i < k; i++) dup |= arr[i] == f;
+        if (dup) continue;
+        if (k == cap) arr = realloc(arr, sizeof(*arr) * (size_t)(cap *= 2));
+        arr[k++] = f;
+    }
+    free(copy);
+    if (!rc && k == 0) rc = qs_errorf(err, QS_ERR_USAGE, "the format list '%s' is empty", list);
+    if (rc) { free(arr); return rc; }
+    *out = arr;
+    *n = k;
+    return 0;
+}
+
+int qs_format_fake_quantize(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, qs_error *err) {
+    char why[160];
+    if (!f->ops->applies(f, rows, cols, why, sizeof why))
+        return qs_errorf(err, QS_ERR_USAGE, "format %s does not apply to a %lld x %lld matrix: %s", f->name,
+                         (long long)rows, (long long)cols, why);
+    if (f->ops->fake_quantize(f, w, out, rows, cols))
+        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing to %s", f->name);
+    return 0;
+}

@@ -1,0 +1,69 @@
+/* qs_format: the registry of number formats, one descriptor per named format, and the single
+ * vocabulary of names used by the CLI, the database, plans and reports:
+ *   int{2..8}-{tensor|channel|g32|g64|g128}-{sym|asym}[-mse]   uniform integer, round to nearest,
+ *        min/max scales ("-mse": per-group MSE-optimal clipping search); channel = output row,
+ *        groups run along the input dimension (a last partial group is allowed)
+ *   q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k   llama.cpp block types, byte-exact
+ *   f16 bf16                                           IEEE half, bfloat16 (round to even)
+ *   fp8-e4m3 fp8-e5m2 [-channel]                       fp8 with an fp32 scale per tensor/row,
+ *                                                      round to nearest even, saturating
+ *   nf4-g{32,64,128}                                   NormalFloat4 with an fp32 absmax per group
+ * A weight matrix is (rows = output features, cols = input features), row-major.
+ * Analyzers iterate the registry; nothing else switches on format names. */
+#ifndef QS_FORMAT_H
+#define QS_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/qs_error.h"
+
+typedef enum { QS_FAM_INT, QS_FAM_GGML, QS_FAM_FLOAT16, QS_FAM_FP8, QS_FAM_NF4 } qs_family;
+typedef enum { QS_GRAN_TENSOR, QS_GRAN_CHANNEL, QS_GRAN_GROUP } qs_granularity;
+
+typedef struct qs_format qs_format;
+
+typedef struct {
+    /* 1 when the format can store a (rows, cols) matrix; else 0 and a reason in why */
+    int (*applies)(const qs_format *f, int64_t rows, int64_t cols, char *why, size_t cap);
+    /* true storage cost in bits per weight: values, scales, zero points, codebooks, indices */
+    double (*bits_per_weight)(const qs_format *f, int64_t rows, int64_t cols);
+    /* out = dequantize(quantize(w)); w and out (rows, cols); out may equal w */
+    int (*fake_quantize)(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols);
+} qs_format_ops;
+
+struct qs_format {
+    char name[32];
+    int family;      /* qs_family */
+    int bits;        /* bits per stored value */
+    int granularity; /* qs_granularity (INT, FP8, NF4) */
+    int group;       /* group length along the input dimension (QS_GRAN_GROUP) */
+    int symmetric;   /* INT */
+    int clip_search; /* INT: MSE-optimal clipping per group */
+    int ggml_type;   /* GGML and FLOAT16: the qs_dtype of the stored values */
+    int fp8_exp;     /* FP8: exponent bits (4: e4m3, 5: e5m2) */
+    const qs_format_ops *ops;
+};
+
+/* Every named format, in a stable order. */
+int qs_format_count(void);
+const qs_format *qs_format_at(int i);
+
+/* The format called name, or NULL (with a message listing the vocabulary) */
+const qs_format *qs_format_find(const char *name, qs_error *err);
+
+/* Parses a comma-separated list ("int4-g128-asym,q4_k,fp8-e4m3"); "default" expands to the
+ * default sweep. *out is malloc'd (caller frees). */
+int qs_format_parse_list(const char *list, const qs_format ***out, int *n, qs_error *err);
+const char *qs_format_default_list(void);
+
+static inline int qs_format_applies(const qs_format *f, int64_t rows, int64_t cols, char *why, size_t cap) {
+    return f->ops->applies(f, rows, cols, why, cap);
+}
+static inline double qs_format_bpw(const qs_format *f, int64_t rows, int64_t cols) {
+    return f->ops->bits_per_weight(f, rows, cols);
+}
+/* Returns 0, or QS_ERR_USAGE when the format does not apply to the shape. */
+int qs_format_fake_quantize(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, qs_error *err);
+
+#endif

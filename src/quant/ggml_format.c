@@ -1,0 +1,36 @@
+/* llama.cpp block types as qs_formats: applicable when the row length is a multiple of the
+ * block size (never padded), quantized with ggml_quant.c and dequantized with qs_dtype. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "../core/qs_dtype.h"
+#include "format.h"
+#include "ggml_quant.h"
+
+static int ggml_applies(const qs_format *f, int64_t rows, int64_t cols, char *why, size_t cap) {
+    const qs_dtype_traits *tr = qs_dtype_get(f->ggml_type);
+    if (rows > 0 && cols > 0 && cols % tr->block_size == 0) return 1;
+    if (why) snprintf(why, cap, "rows of %lld values are not a multiple of the %s block size %d", (long long)cols, tr->name, tr->block_size);
+    return 0;
+}
+
+static double ggml_bpw(const qs_format *f, int64_t rows, int64_t cols) {
+    (void)rows; (void)cols;
+    const qs_dtype_traits *tr = qs_dtype_get(f->ggml_type);
+    return 8.0 * tr->type_size / tr->block_size;
+}
+
+static int ggml_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols) {
+    const qs_dtype_traits *tr = qs_dtype_get(f->ggml_type);
+    uint64_t rb = qs_dtype_row_bytes(f->ggml_type, cols);
+    void *blocks = malloc(rb);
+    if (!blocks) return -1;
+    for (int64_t r = 0; r < rows; r++) {
+        qs_ggml_quantize(f->ggml_type, w + r * cols, blocks, cols);
+        tr->to_float(blocks, out + r * cols, cols);
+    }
+    free(blocks);
+    return 0;
+}
+
+const qs_format_ops qs_ggml_ops = {ggml_applies, ggml_bpw, ggml_fake};

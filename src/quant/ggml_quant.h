@@ -1,0 +1,16 @@
+/* Quantizers for llama.cpp's block types, reproducing llama-quantize without an imatrix
+ * (ggml's quantize_row_*_ref) byte for byte. Dequantization is qs_dtype's (bit-exact too).
+ * Each function quantizes n values (n a multiple of the block size) into blocks at dst. */
+#ifndef QS_GGML_QUANT_H
+#define QS_GGML_QUANT_H
+
+#include <stdint.h>
+
+/* Quantizes n floats (a multiple of the type's block size) into dst; returns 0, or -1 when the
+ * type has no quantizer here. dst needs qs_dtype_row_bytes(type, n) bytes. */
+int qs_ggml_quantize(int type, const float *src, void *dst, int64_t n);
+
+/* 1 if qs_ggml_quantize supports the type */
+int qs_ggml_can_quantize(int type);
+
+#endif

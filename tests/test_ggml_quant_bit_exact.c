@@ -1,0 +1,141 @@
+/* qsense's llama.cpp block quantizers are byte-exact:
+ *  - re-quantizing stories260K.gguf's f32 tensors reproduces every q5_0 / q4_0 / q8_0 block that
+ *    llama-quantize wrote into stories260K-llamacpp-Q4_K_M.gguf and -Q2_K.gguf;
+ *  - all ten block types (q4_0 .. q6_k) equal llama.cpp's own reference quantizers
+ *    (ggml_quantize_chunk in libggml-base, built from source by scripts/fetch_models.sh) on
+ *    SmolLM2-135M's real weights and on hard cases (zeros, constants, outliers, tiny values);
+ *  - a shape that does not fit a block type is reported as not applicable. */
+#include <dlfcn.h>
+#include <string.h>
+
+#include "core/qs_dtype.h"
+#include "core/qs_file.h"
+#include "io/gguf.h"
+#include "quant/format.h"
+#include "quant/ggml_quant.h"
+#include "test_util.h"
+
+typedef size_t (*quantize_chunk_fn)(int, const float *, void *, int64_t, int64_t, int64_t, const float *);
+static const int TYPES[] = {QS_DT_Q4_0, QS_DT_Q4_1, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q8_0,
+                            QS_DT_Q2_K, QS_DT_Q3_K, QS_DT_Q4_K, QS_DT_Q5_K, QS_DT_Q6_K};
+
+static void check_llamacpp_file(const qs_gguf *f32, const char *quant_file) {
+    char *p = model_path(quant_file);
+    qs_gguf *q = NULL;
+    qs_error err = {0};
+    CHECK(qs_gguf_open(&q, p, &err) == 0, "%s", err.msg);
+    if (!q) return;
+    int compared = 0, identical = 0;
+    for (uint64_t i = 0; i < q->n_tensors; i++) {
+        const qs_gguf_tensor *t = &q->tensors[i];
+        if (qs_dtype_get(t->type)->block_size == 1) continue;
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        const qs_gguf_tensor *src = qs_gguf_find_tensor(f32, name);
+        CHECK(src && src->type == QS_DT_F32, "%s: no f32 source for %s", quant_file, name);
+        if (!src) continue;
+        void *mine = malloc(t->nbytes);
+        qs_ggml_quantize(t->type, (const float *)src->data, mine, t->ne[0] * t->ne[1]);
+        compared++;
+        if (!memcmp(mine, t->data, t->nbytes)) identical++;
+        else fprintf(stderr, "  %s: %s (%s) differs from llama-quantize's blocks\n", quant_file, name, qs_dtype_name(t->type));
+        free(mine);
+    }
+    CHECK(compared >= 32 && identical == compared, "%s: %d of %d quantized tensors byte-identical", quant_file, identical,
+          compared);
+    printf("%s: %d/%d tensors byte-identical to llama-quantize\n", quant_file, identical, compared);
+    qs_gguf_close(q);
+    free(p);
+}
+
+/* compares qsense and ggml on rows x cols values; returns the number of differing blocks */
+static long compare(quantize_chunk_fn qc, int type, const float *x, int64_t rows, int64_t cols) {
+    const qs_dtype_traits *tr = qs_dtype_get(type);
+    size_t bytes = qs_dtype_row_bytes(type, cols) * (size_t)rows;
+    uint8_t *a = malloc(bytes), *b = malloc(bytes);
+    qs_ggml_quantize(type, x, a, rows * cols);
+    qc(type, x, b, 0, rows, cols, NULL);
+    long bad = 0;
+    for (size_t k = 0; k < bytes / (size_t)tr->type_size; k++)
+        bad += memcmp(a + k * (size_t)tr->type_size, b + k * (size_t)tr->type_size, (size_t)tr->type_size) != 0;
+    free(a);
+    free(b);
+    return bad;
+}
+
+int main(void) {
+    qs_error err = {0};
+    char *f32_path = model_path("stories260K.gguf");
+    qs_gguf *f32 = NULL;
+    CHECK(qs_gguf_open(&f32, f32_path, &err) == 0, "%s", err.msg);
+    if (f32) {
+        check_llamacpp_file(f32, "stories260K-llamacpp-Q4_K_M.gguf");
+        check_llamacpp_file(f32, "stories260K-llamacpp-Q2_K.gguf");
+    }
+
+    const char *cache = getenv("QSENSE_CACHE");
+    char lib[1024], smol[1024];
+    snprintf(lib, sizeof lib, "%s/ggml-oracle/libggml-base.so", cache ? cache : "");
+    snprintf(smol, sizeof smol, "%s/SmolLM2-135M-Instruct.Q4_1.gguf", cache ? cache : "");
+    void *h = dlopen(lib, RTLD_NOW);
+    CHECK(h != NULL, "cannot load llama.cpp's ggml from %s (run scripts/fetch_models.sh): %s", lib, dlerror());
+    quantize_chunk_fn qc = h ? (quantize_chunk_fn)dlsym(h, "ggml_quantize_chunk") : NULL;
+    void (*init)(int) = h ? (void (*)(int))dlsym(h, "ggml_quantize_init") : NULL;
+    CHECK(qc != NULL, "ggml_quantize_chunk not found");
+    qs_gguf *sm = NULL;
+    CHECK(qs_gguf_open(&sm, smol, &err) == 0, "%s", err.msg);
+    if (qc && sm) {
+        /* hard cases: 8 rows of 512 */
+        enum { R = 8, C = 512 };
+        static float hard[R * C];
+        uint64_t s = 42;
+        for (int i = 0; i < R * C; i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            float u = (float)(s >> 40) / (float)(1 << 24) - 0.5f;
+            int row = i / C;
+            hard[i] = row == 0 ? 0.0f                         /* all zero */
+                    : row == 1 ? 0.25f                        /* constant */
+                    : row == 2 ? u * 1e-6f                    /* tiny */
+                    : row == 3 ? (i % 97 == 0 ? 40.0f : u)    /* outliers */
+                    : row == 4 ? -fabsf(u)                    /* all negative */
+                    : row == 5 ? fabsf(u) + 1.0f              /* all positive, offset */
+                    : u * (float)(1 + i % 7);
+        }
+        for (size_t t = 0; t < sizeof TYPES / sizeof TYPES[0]; t++) {
+            if (init) init(TYPES[t]);
+            long bad = compare(qc, TYPES[t], hard, R, C), blocks = 0;
+            CHECK(bad == 0, "%s: %ld hard-case blocks differ from llama.cpp", qs_dtype_name(TYPES[t]), bad);
+            bad = 0;
+            for (uint64_t i = 0; i < sm->n_tensors; i++) {
+                const qs_gguf_tensor *gt = &sm->tensors[i];
+                const qs_dtype_traits *tr = qs_dtype_get(TYPES[t]);
+                if (gt->n_dims != 2 || gt->ne[0] % tr->block_size) continue;
+                int64_t rows = gt->ne[1] < 16 ? gt->ne[1] : 16;
+                float *x = malloc(sizeof(float) * (size_t)(rows * gt->ne[0]));
+                qs_dtype_get(gt->type)->to_float(gt->data, x, rows * gt->ne[0]);
+                bad += compare(qc, TYPES[t], x, rows, gt->ne[0]);
+                blocks += rows * gt->ne[0] / tr->block_size;
+                free(x);
+            }
+            CHECK(bad == 0 && blocks > 1000, "%s: %ld of %ld SmolLM2 blocks differ from llama.cpp", qs_dtype_name(TYPES[t]), bad,
+                  blocks);
+            printf("%s: %ld SmolLM2 blocks + hard cases byte-identical to llama.cpp's reference\n", qs_dtype_name(TYPES[t]),
+                   blocks - bad);
+        }
+    }
+
+    /* shapes that don't fit */
+    const qs_format *q40 = qs_format_find("q4_0", &err), *q4k = qs_format_find("q4_k", &err);
+    char why[160] = "";
+    CHECK(q40 && !qs_format_applies(q40, 64, 172, why, sizeof why) && strstr(why, "172"), "q4_0 on 172 columns: %s", why);
+    CHECK(q4k && !qs_format_applies(q4k, 512, 64, why, sizeof why), "q4_k on 64 columns");
+    CHECK(q4k && qs_format_applies(q4k, 4, 512, why, sizeof why), "q4_k on 512 columns");
+    float dummy[172] = {0};
+    CHECK(qs_format_fake_quantize(q40, dummy, dummy, 1, 172, &err) == QS_ERR_USAGE && strstr(err.msg, "does not apply"),
+          "fake quantize on a shape that does not fit: %s", err.msg);
+
+    qs_gguf_close(f32);
+    qs_gguf_close(sm);
+    free(f32_path);
+    return test_done("test_ggml_quant_bit_exact");
+}
