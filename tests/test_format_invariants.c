@@ -1,0 +1,194 @@
+/* The format registry and the properties every format must have, on real weights:
+ *  - one vocabulary: unique names, lookups, list parsing, clear errors for unknown names;
+ *  - error falls as bits rise; per-group <= per-channel <= per-tensor for the same bits; the
+ *    MSE clipping search never does worse than plain min/max;
+ *  - int8 SQNR on a Gaussian matches the uniform quantizer's theory (step^2 / 12);
+ *  - fp8 rounding to nearest even and saturation on values worked out by hand; nf4 exact on
+ *    its own levels; f16/bf16 agree with the reader's conversions;
+ *  - true storage cost in bits per weight for each family; ragged last groups. */
+#include <string.h>
+
+#include "core/qs_half.h"
+#include "io/model.h"
+#include "quant/format.h"
+#include "quant/qerror.h"
+#include "test_util.h"
+
+static double mse_of(const char *name, const float *w, int64_t rows, int64_t cols) {
+    qs_error err = {0};
+    const qs_format *f = qs_format_find(name, &err);
+    CHECK(f != NULL, "%s", err.msg);
+    if (!f) return NAN;
+    float *out = malloc(sizeof(float) * (size_t)(rows * cols));
+    CHECK(qs_format_fake_quantize(f, w, out, rows, cols, &err) == 0, "%s: %s", name, err.msg);
+    qs_qerror q;
+    qs_qerror_compute(w, out, rows * cols, &q);
+    free(out);
+    return q.mse;
+}
+
+static void invariants_on(const char *label, const float *w, int64_t rows, int64_t cols, int k_ladder) {
+    char name[64], prev_name[64] = "";
+    const char *grans[] = {"tensor", "channel", "g128", "g64", "g32"};
+    for (int sym = 0; sym <= 1; sym++) {
+        double prev = INFINITY;
+        for (int b = 2; b <= 8; b++) {
+            snprintf(name, sizeof name, "int%d-g64-%s", b, sym ? "sym" : "asym");
+            double m = mse_of(name, w, rows, cols);
+            CHECK(m < prev, "%s: %s mse %g not below %s's %g", label, name, m, prev_name, prev);
+            prev = m;
+            snprintf(prev_name, sizeof prev_name, "%s", name);
+        }
+        for (int b = 3; b <= 8; b++) {
+            double last = INFINITY;
+            for (int g = 0; g < 5; g++) {
+                snprintf(name, sizeof name, "int%d-%s-%s", b, grans[g], sym ? "sym" : "asym");
+                double m = mse_of(name, w, rows, cols);
+                /* finer granularity never loses (equal only if the scales coincide) */
+                CHECK(m <= last * (1 + 1e-9), "%s: %s mse %g above the coarser granularity's %g", label, name, m, last);
+                last = m;
+                char mse_name[72];
+                snprintf(mse_name, sizeof mse_name, "%s-mse", name);
+                CHECK(mse_of(mse_name, w, rows, cols) <= m * (1 + 1e-12), "%s: %s worse than plain min/max", label, mse_name);
+            }
+        }
+    }
+    const char *ladder[] = {"q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q8_0"};
+    if (k_ladder && cols % 256 == 0) {
+        double prev = INFINITY;
+        for (int i = 0; i < 6; i++) {
+            double m = mse_of(ladder[i], w, rows, cols);
+            CHECK(m < prev, "%s: %s mse %g not below the previous %g", label, ladder[i], m, prev);
+            prev = m;
+        }
+    }
+}
+
+int main(void) {
+    qs_error err = {0};
+    /* vocabulary */
+    int n = qs_format_count();
+    CHECK(n >= 150, "%d formats", n);
+    int dups = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) dups += !strcmp(qs_format_at(i)->name, qs_format_at(j)->name);
+    CHECK(dups == 0, "%d duplicate names", dups);
+    CHECK(qs_format_find("int4-g128-asym", &err) && qs_format_find("q4_k", &err) && qs_format_find("fp8-e4m3", &err) &&
+              qs_format_find("int8-channel-sym", &err) && qs_format_find("int3-tensor-sym", &err) &&
+              qs_format_find("nf4-g64", &err),
+          "issue examples resolve");
+    CHECK(!qs_format_find("int9-g128-asym", &err) && err.code == QS_ERR_USAGE && strstr(err.msg, "int9-g128-asym"),
+          "unknown name: %s", err.msg);
+    const qs_format **list;
+    int m;
+    CHECK(qs_format_parse_list("default", &list, &m, &err) == 0 && m >= 25, "default list: %s", err.msg);
+    if (m) free(list);
+    CHECK(qs_format_parse_list("q4_0, int4-g32-sym,q4_0", &list, &m, &err) == 0 && m == 2, "list with a duplicate");
+    free(list);
+    CHECK(qs_format_parse_list("q4_0,bogus", &list, &m, &err) == QS_ERR_USAGE && strstr(err.msg, "bogus"), "bad list");
+    CHECK(qs_format_parse_list(",", &list, &m, &err) == QS_ERR_USAGE, "empty list");
+
+    /* bits per weight */
+    struct { const char *name; int64_t rows, cols; double bpw; } costs[] = {
+        {"q4_0", 64, 64, 4.5}, {"q8_0", 64, 64, 8.5}, {"q4_k", 8, 256, 4.5}, {"q6_k", 8, 256, 6.5625},
+        {"q2_k", 8, 256, 2.625}, {"q3_k", 8, 256, 3.4375}, {"q5_k", 8, 256, 5.5}, {"f16", 3, 5, 16},
+        {"int4-g128-asym", 10, 256, 4 + (16 + 4) / 128.0}, {"int4-g128-sym", 10, 256, 4 + 16 / 128.0},
+        {"int8-tensor-sym", 64, 64, 8 + 32 / 4096.0}, {"int4-channel-asym", 64, 100, 4 + 20 / 100.0},
+        {"int4-g128-asym", 1, 172, 4 + 2 * 20 / 172.0}, /* ragged: two groups */
+        {"nf4-g64", 4, 128, 4.5}, {"fp8-e4m3", 16, 16, 8 + 32 / 256.0}, {"fp8-e5m2-channel", 16, 16, 8 + 2.0},
+    };
+    for (size_t i = 0; i < sizeof costs / sizeof costs[0]; i++) {
+        const qs_format *f = qs_format_find(costs[i].name, &err);
+        double got = f ? qs_format_bpw(f, costs[i].rows, costs[i].cols) : NAN;
+        CHECK(fabs(got - costs[i].bpw) < 1e-12, "%s bpw %g, want %g", costs[i].name, got, costs[i].bpw);
+    }
+
+    /* int8 on a Gaussian: MSE = step^2 / 12 with step = absmax / 127 */
+    enum { N = 1 << 20 };
+    float *g = malloc(sizeof(float) * N), *gq = malloc(sizeof(float) * N);
+    uint64_t s = 7;
+    for (int i = 0; i < N; i += 2) { /* Box-Muller */
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        double u1 = ((double)(s >> 11) + 0.5) / 9007199254740992.0;
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        double u2 = ((double)(s >> 11) + 0.5) / 9007199254740992.0;
+        double r = sqrt(-2 * log(u1));
+        g[i] = (float)(r * cos(2 * M_PI * u2));
+        g[i + 1] = (float)(r * sin(2 * M_PI * u2));
+    }
+    const qs_format *i8 = qs_format_find("int8-tensor-sym", &err);
+    qs_format_fake_quantize(i8, g, gq, 1, N, &err);
+    double amax = 0, pw = 0;
+    for (int i = 0; i < N; i++) {
+        amax = fmax(amax, fabs(g[i]));
+        pw += (double)g[i] * g[i];
+    }
+    double step = amax / 127, theory = 10 * log10(pw / N / (step * step / 12));
+    qs_qerror q;
+    qs_qerror_compute(g, gq, N, &q);
+    CHECK(fabs(q.sqnr_db - theory) < 0.05, "int8 Gaussian SQNR %.3f dB, theory %.3f dB", q.sqnr_db, theory);
+    CHECK(q.cosine > 0.9999 && q.max_abs <= step / 2 * (1 + 1e-6), "int8 cosine %g, max error %g vs step/2 %g", q.cosine,
+          q.max_abs, step / 2);
+
+    /* fp8 by hand: with amax = 448 (e4m3) / 57344 (e5m2) the scale is 1 */
+    float x4[8] = {448, 1.0625f, 1.1875f, 0.0029296875f, -300, 0.0009765625f, 17, -0.001953125f};
+    float w4[8] = {448, 1.0f, 1.25f, 0.00390625f, -288, 0.0f, 16, -0.001953125f};
+    float o[8];
+    qs_format_fake_quantize(qs_format_find("fp8-e4m3", &err), x4, o, 1, 8, &err);
+    for (int i = 0; i < 8; i++) CHECK(o[i] == w4[i], "e4m3(%g) = %g, want %g", x4[i], o[i], w4[i]);
+    float x5[4] = {57344, 1.125f, 1.375f, 50000};
+    float w5[4] = {57344, 1.0f, 1.5f, 49152};
+    qs_format_fake_quantize(qs_format_find("fp8-e5m2", &err), x5, o, 1, 4, &err);
+    for (int i = 0; i < 4; i++) CHECK(o[i] == w5[i], "e5m2(%g) = %g, want %g", x5[i], o[i], w5[i]);
+    float nf[4] = {2.0f, -2.0f, 0.0f, 2.0f * 0.33791524171829224f};
+    qs_format_fake_quantize(qs_format_find("nf4-g64", &err), nf, o, 1, 4, &err);
+    CHECK(o[0] == 2.0f && o[1] == -2.0f && o[2] == 0.0f && fabsf(o[3] - nf[3]) < 1e-7f, "nf4 on its own levels");
+    float h[3] = {0.1f, 65519.f, 1e-8f};
+    qs_format_fake_quantize(qs_format_find("f16", &err), h, o, 1, 3, &err);
+    for (int i = 0; i < 3; i++) CHECK(o[i] == qs_f16_to_f32(qs_f32_to_f16(h[i])), "f16 round trip of %g", h[i]);
+
+    /* ragged: a row of 130 where the last 2 values are huge: their own group keeps the first 128 exact-ish */
+    float rag[130], rq[130];
+    for (int i = 0; i < 130; i++) rag[i] = i < 128 ? (float)(i % 16) / 15.0f : 1000.0f + i;
+    qs_format_fake_quantize(qs_format_find("int4-g128-asym", &err), rag, rq, 1, 130, &err);
+    double e_first = 0;
+    for (int i = 0; i < 128; i++) e_first = fmax(e_first, fabs(rq[i] - rag[i]));
+    CHECK(e_first < 1e-3 && fabs(rq[128] - rag[128]) < 1.0, "ragged last group: first-group error %g", e_first);
+
+    invariants_on("Gaussian 64 x 1024", g, 64, 1024, 1);
+
+    /* invariants on real weights */
+    char *p = model_path("stories260K.gguf");
+    qs_model *md = NULL;
+    CHECK(qs_model_open(&md, p, NULL, &err) == 0, "%s", err.msg);
+    if (md) {
+        const char *names[] = {"blk.0.attn_q.weight", "blk.2.ffn_down.weight", "blk.4.ffn_up.weight", "token_embd.weight"};
+        for (int i = 0; i < 4; i++) {
+            const qs_tensor *t = qs_model_find(md, names[i]);
+            float *w = malloc(sizeof(float) * (size_t)qs_tensor_numel(t));
+            qs_tensor_dequantize_rows(t, 0, t->ne[1], w);
+            invariants_on(names[i], w, t->ne[1], t->ne[0], 1);
+            free(w);
+        }
+    }
+    char smol[1024];
+    snprintf(smol, sizeof smol, "%s/SmolLM2-135M-Instruct.Q4_1.gguf", getenv("QSENSE_CACHE") ? getenv("QSENSE_CACHE") : "");
+    qs_model *sm = NULL;
+    CHECK(qs_model_open(&sm, smol, NULL, &err) == 0, "%s", err.msg);
+    if (sm) {
+        const qs_tensor *t = qs_model_find(sm, "blk.10.ffn_down.weight"); /* (576, 1536) */
+        int64_t rows = 128;
+        float *w = malloc(sizeof(float) * (size_t)(rows * t->ne[0]));
+        qs_tensor_dequantize_rows(t, 0, rows, w);
+        /* SmolLM2's weights are q4_1 values: q4_k's 16 levels per 32 fit that grid better than q5_k's 32
+         * levels, so the K-quant ladder is checked on Gaussian data instead */
+        invariants_on("SmolLM2 blk.10.ffn_down (128 rows)", w, rows, t->ne[0], 0);
+        free(w);
+    }
+    qs_model_close(md);
+    qs_model_close(sm);
+    free(g);
+    free(gq);
+    free(p);
+    return test_done("test_format_invariants");
+}
