@@ -18,6 +18,8 @@ static void usage(FILE *f) {
             "usage: qsense COMMAND [options]   (qsense COMMAND --help for details)\n"
             "\n"
             "commands:\n"
+            "  profile   measure every tensor: weight and activation statistics, quantization error\n"
+            "            for many formats; results to an SQLite database + HDF5 arrays\n"
             "  ppl       perplexity of a model on a text (llama-perplexity's convention)\n"
             "  inspect   architecture, metadata and tensor table of a model file\n"
             "  tokenize  token ids of a text, as llama.cpp produces them\n"
@@ -79,6 +81,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "ppl")) return cmd_ppl(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "profile")) return cmd_profile(argc - 1, argv + 1);
     fprintf(stderr, "qsense: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

@@ -1,0 +1,66 @@
+/* The activations analyzer: statistics of the input of each linear layer over the calibration
+ * tokens (collected by act_collect.c during one pass): min, max, absmax, mean, std, dynamic
+ * range (20 log10(absmax / std)), per-input-channel absmax and mean square (llama-imatrix's
+ * statistic), outlier channels (absmax above 6x the median channel's), and a histogram. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analyzer.h"
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static int applies(const qs_profile *p, int i) { return p->tensors[i].linear >= 0; }
+
+static int run(qs_profile *p, int i, qs_error *err) {
+    const qs_prof_tensor *pt = &p->tensors[i];
+    const qs_act_stats *s = qs_profile_input_stats(p, i);
+    if (!s || s->n_tokens == 0) return qs_errorf(err, QS_ERR_INTERNAL, "no activations were collected for %s", pt->t->name);
+    const int n = s->n_in;
+    const double count = (double)s->n_tokens * n, mean = s->sum / count;
+    const double sd = sqrt(fmax(0, s->sum_sq / count - mean * mean));
+    const double absmax = fmax(fabs(s->min), fabs(s->max));
+    float *sorted = malloc(sizeof(float) * (size_t)n);
+    float *mean_sq = malloc(sizeof(float) * (size_t)n);
+    memcpy(sorted, s->ch_absmax, sizeof(float) * (size_t)n);
+    qsort(sorted, (size_t)n, sizeof(float), cmp_float);
+    const float median = sorted[n / 2];
+    char outliers[1024] = "[";
+    int n_out = 0;
+    size_t k = 1;
+    for (int c = 0; c < n; c++) {
+        mean_sq[c] = (float)(s->ch_sum_sq[c] / (double)s->n_tokens);
+        if (median > 0 && s->ch_absmax[c] > 6 * median) {
+            if (k < sizeof outliers - 16) k += (size_t)snprintf(outliers + k, sizeof outliers - k, n_out ? ",%d" : "%d", c);
+            n_out++;
+        }
+    }
+    snprintf(outliers + k, sizeof outliers - k, "]");
+    char hist_ds[160], absmax_ds[160], msq_ds[160];
+    snprintf(hist_ds, sizeof hist_ds, "/activations/%s/hist", pt->t->name);
+    snprintf(absmax_ds, sizeof absmax_ds, "/activations/%s/channel_absmax", pt->t->name);
+    snprintf(msq_ds, sizeof msq_ds, "/activations/%s/channel_mean_sq", pt->t->name);
+    qs_db_value v[] = {
+        {"run_id", 2, (double)p->run_id, NULL}, {"tensor_id", 2, (double)pt->db_id, NULL},
+        {"n_tokens", 2, (double)s->n_tokens, NULL}, {"min", 0, s->min, NULL}, {"max", 0, s->max, NULL},
+        {"absmax", 0, absmax, NULL}, {"mean", 0, mean, NULL}, {"std", 0, sd, NULL},
+        {"dynamic_range_db", 0, sd > 0 ? 20 * log10(absmax / sd) : NAN, NULL},
+        {"channel_absmax_median", 0, median, NULL}, {"channel_absmax_max", 0, sorted[n - 1], NULL},
+        {"n_outlier_channels", 2, n_out, NULL}, {"outlier_channels", 1, 0, outliers},
+        {"hist_min", 0, -s->hist_range, NULL}, {"hist_max", 0, s->hist_range, NULL}, {"hist_dataset", 1, 0, hist_ds},
+        {"channel_absmax_dataset", 1, 0, absmax_ds}, {"channel_mean_sq_dataset", 1, 0, msq_ds},
+    };
+    int rc = qs_db_put_row(p->db, "activation_stats", v, (int)(sizeof v / sizeof v[0]), err);
+    if (!rc) rc = qs_db_put_array(p->db, p->run_id, hist_ds, "u64", s->hist, 256, err);
+    if (!rc) rc = qs_db_put_array(p->db, p->run_id, absmax_ds, "f32", s->ch_absmax, n, err);
+    if (!rc) rc = qs_db_put_array(p->db, p->run_id, msq_ds, "f32", mean_sq, n, err);
+    free(sorted);
+    free(mean_sq);
+    return rc;
+}
+
+const qs_analyzer qs_analyzer_activations = {"activations", 1, applies, run};

@@ -1,0 +1,66 @@
+/* The analyzers' one small interface, and the profile they work on.
+ * An analyzer has a name, says whether it needs the calibration pass (activations), and runs
+ * one job: one tensor, writing its rows into the open transaction. The driver (profile.c)
+ * decides which jobs remain, runs each in its own transaction, and reports progress. Analyzers
+ * never print. */
+#ifndef QS_ANALYZER_H
+#define QS_ANALYZER_H
+
+#include <stdint.h>
+
+#include "core/qs_error.h"
+#include "io/model.h"
+#include "quant/format.h"
+#include "store/db.h"
+
+/* Statistics of the inputs of one linear layer over the calibration tokens. */
+typedef struct {
+    int n_in;
+    int64_t n_tokens;
+    double sum, sum_sq;    /* over all values */
+    float min, max;
+    float *ch_absmax;      /* (n_in) */
+    double *ch_sum_sq;     /* (n_in): / n_tokens = mean square, llama-imatrix's statistic */
+    float *gram;           /* (n_in, n_in) = X^T X, for the output error of any W */
+    uint64_t hist[256];    /* over [-hist_range, hist_range]; values beyond land in the end bins */
+    float hist_range;
+} qs_act_stats;
+
+typedef struct {
+    const qs_tensor *t;
+    int64_t db_id;
+    int layer;            /* -1 for tensors outside the blocks */
+    const char *kind;     /* "attn_q", "ffn_down", "token_embd", "output", "attn_norm", ... */
+    int linear;           /* qs_linear of the engine, or -1 (norms; token_embd unless it is the output) */
+    int64_t rows, cols;   /* rows = output features (ne[1]), cols = ne[0] */
+} qs_prof_tensor;
+
+typedef struct qs_profile {
+    const qs_model *m;
+    qs_db *db;
+    int64_t run_id;
+    const qs_format **formats;
+    int n_formats;
+    int64_t *format_ids;
+    qs_prof_tensor *tensors;
+    int n_tensors;
+    qs_act_stats *acts;   /* [(n_layers + 1) * QS_LIN_COUNT], NULL until the calibration pass ran */
+    int threads;
+} qs_profile;
+
+typedef struct {
+    const char *name;
+    int needs_activations;
+    int (*applies)(const qs_profile *p, int tensor);
+    int (*run)(qs_profile *p, int tensor, qs_error *err);
+} qs_analyzer;
+
+extern const qs_analyzer qs_analyzer_weights, qs_analyzer_activations, qs_analyzer_qerror;
+
+/* The activation statistics feeding tensor i (NULL when it has no linear input or no pass ran). */
+const qs_act_stats *qs_profile_input_stats(const qs_profile *p, int tensor);
+
+/* Dequantized copy of tensor i (malloc'd, caller frees). */
+float *qs_profile_weights(const qs_profile *p, int tensor);
+
+#endif

@@ -1,0 +1,313 @@
+/* The profile driver (see profile.h). Jobs are named "<analyzer>/<tensor>"; the calibration
+ * pass runs only if a pending job needs activations, and is deterministic, so a resumed run
+ * sees exactly the statistics an uninterrupted one would. */
+#include "profile.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analyzer.h"
+#include "core/qs_dtype.h"
+#include "core/qs_file.h"
+#include "core/qs_sha256.h"
+#include "engine/engine.h"
+#include "store/h5export.h"
+#include "tok/vocab.h"
+
+static const qs_analyzer *const ANALYZERS[] = {&qs_analyzer_weights, &qs_analyzer_activations, &qs_analyzer_qerror};
+#define N_ANALYZERS 3
+
+/* inputs shared by several linears are collected once: K, V read Q's input, UP reads GATE's */
+static int input_slot(int kind) { return kind == QS_LIN_K || kind == QS_LIN_V ? QS_LIN_Q : kind == QS_LIN_UP ? QS_LIN_GATE : kind; }
+
+const qs_act_stats *qs_profile_input_stats(const qs_profile *p, int i) {
+    const qs_prof_tensor *pt = &p->tensors[i];
+    if (!p->acts || pt->linear < 0) return NULL;
+    int layer = pt->linear == QS_LIN_OUTPUT ? p->m->arch.n_layers : pt->layer;
+    return &p->acts[layer * QS_LIN_COUNT + input_slot(pt->linear)];
+}
+
+float *qs_profile_weights(const qs_profile *p, int i) {
+    const qs_prof_tensor *pt = &p->tensors[i];
+    float *w = malloc(sizeof(float) * (size_t)(pt->rows * pt->cols));
+    if (w) qs_tensor_dequantize_rows(pt->t, 0, pt->rows, w);
+    return w;
+}
+
+/* ---- calibration: accumulate every linear input ---- */
+
+static void observe(void *user, int layer, int kind, const float *x, int n, int n_in) {
+    qs_profile *p = user;
+    if (input_slot(kind) != kind) return; /* same input as another kind: already counted */
+    qs_act_stats *s = &p->acts[layer * QS_LIN_COUNT + kind];
+    if (!s->ch_absmax) {
+        s->n_in = n_in;
+        s->min = INFINITY;
+        s->max = -INFINITY;
+        s->ch_absmax = calloc((size_t)n_in, sizeof(float));
+        s->ch_sum_sq = calloc((size_t)n_in, sizeof(double));
+        s->gram = calloc((size_t)n_in * (size_t)n_in, sizeof(float));
+        float amax = 0;
+        for (int64_t k = 0; k < (int64_t)n * n_in; k++) amax = fmaxf(amax, fabsf(x[k]));
+        s->hist_range = amax > 0 ? 2 * amax : 1; /* fixed from the first batch; beyond it: end bins */
+    }
+    if (!s->ch_absmax || !s->ch_sum_sq || !s->gram) return;
+    for (int t = 0; t < n; t++) {
+        const float *r = x + (size_t)t * n_in;
+        for (int c = 0; c < n_in; c++) {
+            float v = r[c];
+            s->sum += v;
+            s->sum_sq += (double)v * v;
+            s->ch_sum_sq[c] += (double)v * v;
+            if (fabsf(v) > s->ch_absmax[c]) s->ch_absmax[c] = fabsf(v);
+            if (v < s->min) s->min = v;
+            if (v > s->max) s->max = v;
+            int b = (int)((v + s->hist_range) / (2 * s->hist_range) * 256);
+            s->hist[b < 0 ? 0 : b > 255 ? 255 : b]++;
+        }
+    }
+    /* G += X^T X: (n_in, n) x (n, n_in) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_in, n_in, n, 1, x, n_in, x, n_in, 1, s->gram, n_in);
+    s->n_tokens += n;
+}
+
+static int calibrate(qs_profile *p, const qs_profile_options *opt, const int *ids, size_t n_ids, int bos,
+                     qs_profile_progress_fn progress, void *user, int64_t *used, qs_error *err) {
+    qs_engine *e;
+    int rc = qs_engine_new(&e, p->m, opt->threads, err);
+    if (rc) return rc;
+    qs_engine_set_observer(e, observe, p);
+    int ctx = opt->ctx;
+    int64_t budget = opt->calib_tokens;
+    int n_chunks = (int)(n_ids / (size_t)ctx);
+    if (n_chunks == 0) n_chunks = 1, ctx = (int)n_ids;
+    if ((int64_t)n_chunks * ctx > budget) n_chunks = (int)((budget + ctx - 1) / ctx);
+    int *chunk = malloc(sizeof(int) * (size_t)ctx);
+    /* logits for every position, so the output head's input statistics cover every token */
+    float *logits = malloc(sizeof(float) * (size_t)p->m->arch.n_vocab * (size_t)ctx);
+    if (!chunk || !logits) {
+        free(chunk);
+        free(logits);
+        qs_engine_free(e);
+        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token calibration chunk", ctx);
+    }
+    *used = 0;
+    for (int c = 0; c < n_chunks && !rc; c++) {
+        memcpy(chunk, ids + (size_t)c * ctx, sizeof(int) * (size_t)ctx);
+        if (bos >= 0) chunk[0] = bos;
+        rc = qs_engine_forward(e, chunk, ctx, 0, logits, err);
+        *used += ctx;
+        if (progress) progress(user, "calibration", c + 1, n_chunks);
+    }
+    free(chunk);
+    free(logits);
+    qs_engine_free(e);
+    return rc;
+}
+
+/* ---- set-up ---- */
+
+static const char *family_name(int f) {
+    static const char *n[] = {"int", "ggml", "float16", "fp8", "nf4"};
+    return n[f];
+}
+
+static int fingerprint(const qs_model *m, char out[65], qs_error *err) {
+    /* the content of every file the weights come from, in table order of their maps */
+    qs_sha256 s;
+    qs_sha256_init(&s);
+    if (m->gguf) {
+        qs_map map;
+        int rc = qs_map_open(&map, m->path, err);
+        if (rc) return rc;
+        qs_sha256_update(&s, map.data, map.size);
+        qs_map_close(&map);
+    }
+    for (int i = 0; i < m->n_maps; i++) qs_sha256_update(&s, m->maps[i]->data, m->maps[i]->size);
+    uint8_t d[32];
+    qs_sha256_final(&s, d);
+    for (int i = 0; i < 32; i++) sprintf(out + 2 * i, "%02x", d[i]);
+    return 0;
+}
+
+static void classify(const qs_model *m, const qs_tensor *t, qs_prof_tensor *pt) {
+    static const char *lin[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    pt->t = t;
+    pt->layer = -1;
+    pt->linear = -1;
+    pt->cols = t->ne[0];
+    pt->rows = qs_tensor_numel(t) / t->ne[0];
+    static char kinds[4096][24];
+    static int n_kinds;
+    char kind[24] = "";
+    int layer, off = 0;
+    if (sscanf(t->name, "blk.%d.%n", &layer, &off) == 1 && off > 0) {
+        pt->layer = layer;
+        snprintf(kind, sizeof kind, "%.*s", (int)(strcspn(t->name + off, ".")), t->name + off);
+        for (int k = 0; k < 7; k++)
+            if (!strcmp(kind, lin[k])) pt->linear = k;
+    } else {
+        snprintf(kind, sizeof kind, "%.*s", (int)strcspn(t->name, "."), t->name);
+        if (!strcmp(kind, "output") || (!strcmp(kind, "token_embd") && m->arch.tied_output)) pt->linear = QS_LIN_OUTPUT;
+    }
+    /* interned so the pointer lives as long as the process */
+    for (int k = 0; k < n_kinds; k++)
+        if (!strcmp(kinds[k], kind)) { pt->kind = kinds[k]; return; }
+    if (n_kinds < 4096) {
+        snprintf(kinds[n_kinds], sizeof kinds[0], "%s", kind);
+        pt->kind = kinds[n_kinds++];
+    } else {
+        pt->kind = "other";
+    }
+}
+
+int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progress, void *user, qs_profile_summary *sum,
+                   qs_error *err) {
+    memset(sum, 0, sizeof *sum);
+    qs_profile p = {0};
+    qs_model *m = NULL;
+    qs_vocab *v = NULL;
+    qs_db *db = NULL;
+    char *text = NULL;
+    int *ids = NULL;
+    size_t n_text = 0, n_ids = 0;
+    int rc;
+    qs_model_options mo = {opt->tokenizer_path};
+    if ((rc = qs_model_open(&m, opt->model_path, &mo, err))) return rc;
+    p.m = m;
+    p.threads = opt->threads;
+    qs_profile_options o2 = *opt; /* default ctx: 512, capped by the training context */
+    if (o2.ctx <= 0) o2.ctx = m->arch.ctx_train > 0 && m->arch.ctx_train < 512 ? m->arch.ctx_train : 512;
+    if (o2.calib_tokens <= 0) o2.calib_tokens = 8192;
+    opt = &o2;
+    if ((rc = qs_format_parse_list(opt->formats, &p.formats, &p.n_formats, err))) goto out;
+    if ((rc = qs_read_file(opt->data_path, &text, &n_text, err))) goto out;
+    if (n_text == 0) {
+        rc = qs_errorf(err, QS_ERR_INPUT, "%s: the calibration text is empty", opt->data_path);
+        goto out;
+    }
+    char model_fp[65], text_fp[65];
+    if (progress) progress(user, "fingerprint", 0, 1);
+    if ((rc = fingerprint(m, model_fp, err))) goto out;
+    qs_sha256_hex(text, n_text, text_fp);
+    if ((rc = qs_db_open(&db, opt->db_path, err))) goto out;
+    p.db = db;
+    int64_t params = 0;
+    for (int i = 0; i < m->n_tensors; i++) params += qs_tensor_numel(&m->tensors[i]);
+    qs_db_model dm = {model_fp, opt->model_path, m->format, m->arch.arch, params, m->arch.n_layers, m->arch.dim,
+                      m->arch.hidden_dim, m->arch.n_heads, m->arch.n_kv_heads, m->arch.n_vocab};
+    int64_t model_id;
+    if ((rc = qs_db_begin(db, err))) goto out;
+    if ((rc = qs_db_put_model(db, &dm, &model_id, err))) goto rollback;
+    p.format_ids = calloc((size_t)p.n_formats, sizeof(int64_t));
+    for (int k = 0; k < p.n_formats && !rc; k++) {
+        const qs_format *f = p.formats[k];
+        const char *gran = f->family == QS_FAM_GGML || f->family == QS_FAM_FLOAT16 ? NULL
+                         : f->granularity == QS_GRAN_TENSOR ? "tensor" : f->granularity == QS_GRAN_CHANNEL ? "channel" : "group";
+        rc = qs_db_put_format(db, f->name, family_name(f->family), f->bits, gran, f->group, f->symmetric, f->clip_search,
+                              &p.format_ids[k], err);
+    }
+    p.tensors = calloc((size_t)m->n_tensors, sizeof(qs_prof_tensor));
+    p.n_tensors = m->n_tensors;
+    for (int i = 0; i < m->n_tensors && !rc; i++) {
+        classify(m, &m->tensors[i], &p.tensors[i]);
+        rc = qs_db_put_tensor(db, model_id, m->tensors[i].name, p.tensors[i].layer, p.tensors[i].kind, p.tensors[i].rows,
+                              p.tensors[i].cols, qs_dtype_name(m->tensors[i].type), &p.tensors[i].db_id, err);
+    }
+    if (rc) goto rollback;
+    /* the run's identity: everything that changes its numbers */
+    char settings[8192], key[65];
+    int k = snprintf(settings, sizeof settings,
+                     "{\"model_sha256\": \"%s\", \"data\": \"%s\", \"data_sha256\": \"%s\", \"ctx\": %d, "
+                     "\"calib_tokens\": %d, \"qsense_version\": \"%s\", \"formats\": \"",
+                     model_fp, opt->data_path, text_fp, opt->ctx, opt->calib_tokens, QS_VERSION);
+    for (int f = 0; f < p.n_formats; f++) k += snprintf(settings + k, sizeof settings - (size_t)k, f ? ",%s" : "%s", p.formats[f]->name);
+    snprintf(settings + k, sizeof settings - (size_t)k, "\"}");
+    char keysrc[8192];
+    snprintf(keysrc, sizeof keysrc, "%s", settings);
+    /* the text's path does not change the numbers; its content does */
+    char *dp = strstr(keysrc, "\"data\": \"");
+    if (dp) memset(dp + 9, '_', strcspn(dp + 9, "\""));
+    qs_sha256_hex(keysrc, strlen(keysrc), key);
+    if ((rc = qs_db_get_run(db, key, model_id, settings, &p.run_id, &sum->resumed, err))) goto rollback;
+    if ((rc = qs_db_commit(db, err))) goto out;
+    sum->run_id = p.run_id;
+    sum->n_tensors = p.n_tensors;
+    sum->n_formats = p.n_formats;
+
+    /* pending jobs */
+    int n_jobs = 0, need_acts = 0;
+    char (*jobs)[160] = malloc(sizeof(*jobs) * (size_t)(p.n_tensors * N_ANALYZERS));
+    int *job_a = malloc(sizeof(int) * (size_t)(p.n_tensors * N_ANALYZERS)), *job_t = malloc(sizeof(int) * (size_t)(p.n_tensors * N_ANALYZERS));
+    for (int a = 0; a < N_ANALYZERS; a++)
+        for (int i = 0; i < p.n_tensors; i++) {
+            if (!ANALYZERS[a]->applies(&p, i)) continue;
+            sum->jobs_total++;
+            char name[160];
+            snprintf(name, sizeof name, "%s/%s", ANALYZERS[a]->name, m->tensors[i].name);
+            int done = qs_db_job_done(db, p.run_id, name, err);
+            if (done < 0) { rc = done; break; }
+            if (done) { sum->jobs_done_before++; continue; }
+            snprintf(jobs[n_jobs], sizeof jobs[0], "%s", name);
+            job_a[n_jobs] = a;
+            job_t[n_jobs++] = i;
+            need_acts |= ANALYZERS[a]->needs_activations;
+        }
+    if (!rc && need_acts) {
+        if ((rc = qs_vocab_for_model(&v, m, err)) || (rc = qs_tokenize(v, text, n_text, 1, &ids, &n_ids, err))) goto jobs_out;
+        if (n_ids < 2) {
+            rc = qs_errorf(err, QS_ERR_INPUT, "%s: the calibration text gives only %zu tokens", opt->data_path, n_ids);
+            goto jobs_out;
+        }
+        p.acts = calloc((size_t)(m->arch.n_layers + 1) * QS_LIN_COUNT, sizeof(qs_act_stats));
+        if (!p.acts) { rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory"); goto jobs_out; }
+        if ((rc = calibrate(&p, opt, ids, n_ids, v->add_bos ? v->bos : -1, progress, user, &sum->calib_tokens, err))) goto jobs_out;
+    }
+    for (int j = 0; j < n_jobs && !rc; j++) {
+        if (progress) progress(user, "jobs", j, n_jobs);
+        if ((rc = qs_db_begin(db, err))) break;
+        rc = ANALYZERS[job_a[j]]->run(&p, job_t[j], err);
+        if (!rc) rc = qs_db_mark_job(db, p.run_id, jobs[j], err);
+        if (rc) {
+            qs_db_rollback(db);
+            qs_error_prefix(err, "job %s", jobs[j]);
+            break;
+        }
+        if ((rc = qs_db_commit(db, err))) break;
+        sum->jobs_run++;
+    }
+    if (!rc && progress) progress(user, "jobs", n_jobs, n_jobs);
+    if (!rc) {
+        snprintf(sum->hdf5_path, sizeof sum->hdf5_path, "%s.run%lld.h5", opt->db_path, (long long)p.run_id);
+        int64_t nd;
+        if (!(rc = qs_h5_export_run(db, p.run_id, sum->hdf5_path, &nd, err))) rc = qs_db_finish_run(db, p.run_id, sum->hdf5_path, err);
+    }
+jobs_out:
+    free(jobs);
+    free(job_a);
+    free(job_t);
+    goto out;
+rollback:
+    qs_db_rollback(db);
+out:
+    if (p.acts) {
+        for (int i = 0; i < (m->arch.n_layers + 1) * QS_LIN_COUNT; i++) {
+            free(p.acts[i].ch_absmax);
+            free(p.acts[i].ch_sum_sq);
+            free(p.acts[i].gram);
+        }
+        free(p.acts);
+    }
+    free(p.tensors);
+    free(p.formats);
+    free(p.format_ids);
+    free(ids);
+    free(text);
+    qs_vocab_free(v);
+    qs_db_close(db);
+    qs_model_close(m);
+    return rc;
+}

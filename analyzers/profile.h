@@ -1,0 +1,38 @@
+/* qs_profile_run: the `qsense profile` job driver. Opens the model and the database, registers
+ * the model (by content fingerprint), its tensors and the formats, finds or creates the run
+ * (keyed by model fingerprint, text hash, formats, settings and qsense version), then runs every
+ * analyzer job that is not done yet, each in its own transaction, and exports the run's arrays
+ * to HDF5. A killed run resumes where it stopped when the same command is run again. */
+#ifndef QS_PROFILE_H
+#define QS_PROFILE_H
+
+#include <stdint.h>
+
+#include "core/qs_error.h"
+
+typedef struct {
+    const char *model_path, *tokenizer_path;
+    const char *data_path;   /* calibration text */
+    const char *formats;     /* comma-separated names, or "default" */
+    const char *db_path;
+    int threads;
+    int ctx;                 /* calibration chunk length (tokens) */
+    int calib_tokens;        /* token budget of the calibration pass */
+} qs_profile_options;
+
+typedef struct {
+    int64_t run_id;
+    int resumed;
+    int jobs_total, jobs_done_before, jobs_run;
+    int64_t calib_tokens;    /* tokens actually run through the model (0 if no pass was needed) */
+    int n_tensors, n_formats;
+    char hdf5_path[4096];
+} qs_profile_summary;
+
+/* what: "fingerprint", "calibration", "jobs"; done/total in that phase's units */
+typedef void (*qs_profile_progress_fn)(void *user, const char *what, long done, long total);
+
+int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progress, void *user, qs_profile_summary *sum,
+                   qs_error *err);
+
+#endif

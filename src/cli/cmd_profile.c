@@ -1,0 +1,148 @@
+/* qsense profile: run the analyzers on a model and store everything in the database. */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../analyzers/profile.h"
+#include "../core/qs_file.h"
+#include "../core/qs_progress.h"
+#include "../quant/format.h"
+#include "../store/db.h"
+#include "cli.h"
+
+static const char *DEFAULT_TEXT = "/usr/share/common-licenses/GPL-3";
+
+static void help(void) {
+    printf("usage: qsense profile MODEL [--data FILE] [--formats LIST] [--db PATH] [--threads T] [--ctx N]\n"
+           "                      [--calib-tokens N] [--tokenizer FILE] [--quiet]\n"
+           "       qsense profile --list-formats\n"
+           "\n"
+           "Measures every tensor of MODEL and stores the results in an SQLite database (bulk arrays in\n"
+           "an HDF5 file beside it): weight statistics and histograms; the inputs of every linear layer\n"
+           "over calibration text (per-channel absmax and mean square, outliers, histograms); and for\n"
+           "every tensor x format the quantization error (MSE, SQNR, max error, cosine, and the\n"
+           "activation-weighted output error ||(W - W^)X||^2 / ||WX||^2). Re-running the same command\n"
+           "resumes an interrupted run.\n"
+           "\n"
+           "  --data FILE        calibration text (default %s)\n"
+           "  --formats LIST     comma-separated format names, or 'default' (the default)\n"
+           "  --db PATH          database (default: MODEL's name + .qsense.db, in this directory)\n"
+           "  --threads T        threads (default: all cores)\n"
+           "  --ctx N            calibration chunk length in tokens (default 512, or the model's\n"
+           "                     training context if smaller)\n"
+           "  --calib-tokens N   calibration token budget (default 8192)\n"
+           "  --tokenizer FILE   tokenizer for llama2.c models\n"
+           "  --list-formats     print the format vocabulary with bits per weight and exit\n"
+           "  --quiet            no progress on stderr\n",
+           DEFAULT_TEXT);
+}
+
+static int list_formats(void) {
+    printf("%-26s %-8s %s\n", "format", "family", "bits/weight (on a 4096 x 4096 matrix)");
+    static const char *fam[] = {"int", "ggml", "float16", "fp8", "nf4"};
+    for (int i = 0; i < qs_format_count(); i++) {
+        const qs_format *f = qs_format_at(i);
+        printf("%-26s %-8s %.4f\n", f->name, fam[f->family], qs_format_bpw(f, 4096, 4096));
+    }
+    printf("\ndefault list: %s\n", qs_format_default_list());
+    return 0;
+}
+
+typedef struct {
+    qs_progress pr;
+    const char *phase;
+    int quiet;
+} progress_state;
+
+static void on_progress(void *user, const char *what, long done, long total) {
+    progress_state *s = user;
+    if (s->quiet) return;
+    if (!s->phase || strcmp(s->phase, what)) {
+        if (s->phase) qs_progress_end(&s->pr);
+        s->phase = what;
+        qs_progress_start(&s->pr, !strcmp(what, "jobs") ? "profile: jobs" : !strcmp(what, "calibration") ? "profile: calibration chunk" : "profile: fingerprint", total, 0);
+    }
+    qs_progress_update(&s->pr, done, NULL);
+}
+
+/* the five tensors that lose most at the run's reference format (int4-g128-asym when measured) */
+static void print_most_sensitive(const char *db_path, long long run_id) {
+    qs_db *db;
+    qs_error err = {0};
+    if (qs_db_open(&db, db_path, &err)) return;
+    const char *sql =
+        "WITH ref AS (SELECT f.id, f.name FROM formats f JOIN qerror q ON q.format_id = f.id WHERE q.run_id = ?1 "
+        "  AND q.applicable = 1 ORDER BY (f.name = 'int4-g128-asym') DESC, f.bits, f.name LIMIT 1) "
+        "SELECT t.name, ref.name, q.output_error, q.sqnr_db, q.bpw FROM qerror q JOIN tensors t ON t.id = q.tensor_id "
+        "JOIN ref ON ref.id = q.format_id WHERE q.run_id = ?1 AND q.applicable = 1 "
+        "ORDER BY COALESCE(q.output_error, -1) DESC, q.sqnr_db ASC LIMIT 5";
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(qs_db_handle(db), sql, -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, run_id);
+        int first = 1;
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            if (first) {
+                printf("\nmost sensitive tensors at %s (activation-weighted output error):\n", sqlite3_column_text(st, 1));
+                printf("  %-28s %14s %10s\n", "tensor", "output error", "SQNR dB");
+                first = 0;
+            }
+            printf("  %-28s %14.6f %10.2f\n", sqlite3_column_text(st, 0), sqlite3_column_double(st, 2),
+                   sqlite3_column_double(st, 3));
+        }
+        sqlite3_finalize(st);
+    }
+    qs_db_close(db);
+}
+
+int cmd_profile(int argc, char **argv) {
+    qs_profile_options o = {0};
+    o.formats = "default";
+    o.calib_tokens = 8192;
+    int quiet = 0;
+    char db_default[4096];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { help(); return 0; }
+        else if (!strcmp(a, "--list-formats")) return list_formats();
+        else if (!strcmp(a, "--quiet")) quiet = 1;
+        else if (!strcmp(a, "--data")) { if (!val) return cli_usage("profile", "--data needs a file"); o.data_path = val; i++; }
+        else if (!strcmp(a, "--formats")) { if (!val) return cli_usage("profile", "--formats needs a list"); o.formats = val; i++; }
+        else if (!strcmp(a, "--db")) { if (!val) return cli_usage("profile", "--db needs a path"); o.db_path = val; i++; }
+        else if (!strcmp(a, "--tokenizer")) { if (!val) return cli_usage("profile", "--tokenizer needs a file"); o.tokenizer_path = val; i++; }
+        else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) { if ((o.threads = cli_int("profile", a, val, 1, 1024)) < 0) return 2; i++; }
+        else if (!strcmp(a, "--ctx")) { if ((o.ctx = cli_int("profile", a, val, 2, 1 << 20)) < 0) return 2; i++; }
+        else if (!strcmp(a, "--calib-tokens")) { if ((o.calib_tokens = cli_int("profile", a, val, 1, 1 << 30)) < 0) return 2; i++; }
+        else if (a[0] == '-') return cli_usage("profile", "unknown option '%s'", a);
+        else if (!o.model_path) o.model_path = a;
+        else return cli_usage("profile", "unexpected argument '%s'", a);
+    }
+    if (!o.model_path) return cli_usage("profile", "missing MODEL");
+    qs_error err = {0};
+    const qs_format **fl;
+    int nf;
+    if (qs_format_parse_list(o.formats, &fl, &nf, &err)) return cli_fail(&err);
+    free(fl);
+    if (!o.data_path) o.data_path = DEFAULT_TEXT;
+    if (!o.db_path) {
+        const char *base = strrchr(o.model_path, '/');
+        base = base ? base + 1 : o.model_path;
+        if (!*base) base = "model";
+        size_t n = strcspn(base, ".");
+        snprintf(db_default, sizeof db_default, "%.*s.qsense.db", (int)(n ? n : strlen(base)), base);
+        o.db_path = db_default;
+    }
+    /* 0: 512, capped by the model's training context (the driver applies it) */
+    progress_state ps = {.quiet = quiet};
+    qs_profile_summary s;
+    int rc = qs_profile_run(&o, on_progress, &ps, &s, &err);
+    if (ps.phase) qs_progress_end(&ps.pr);
+    if (rc) return cli_fail(&err);
+    printf("profile of %s\n", o.model_path);
+    printf("  run %lld %s: %d jobs (%d done before, %d run now), %d tensors x %d formats, %lld calibration tokens\n",
+           (long long)s.run_id, s.resumed ? "resumed" : "new", s.jobs_total, s.jobs_done_before, s.jobs_run, s.n_tensors,
+           s.n_formats, (long long)s.calib_tokens);
+    printf("  database: %s\n  arrays:   %s\n", o.db_path, s.hdf5_path);
+    print_most_sensitive(o.db_path, s.run_id);
+    return 0;
+}
