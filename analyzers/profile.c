@@ -110,11 +110,6 @@ static int calibrate(qs_profile *p, const qs_profile_options *opt, const int *id
 
 /* ---- set-up ---- */
 
-static const char *family_name(int f) {
-    static const char *n[] = {"int", "ggml", "float16", "fp8", "nf4"};
-    return n[f];
-}
-
 static int fingerprint(const qs_model *m, char out[65], qs_error *err) {
     /* the content of every file the weights come from, in table order of their maps */
     qs_sha256 s;
@@ -205,9 +200,7 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
     p.format_ids = calloc((size_t)p.n_formats, sizeof(int64_t));
     for (int k = 0; k < p.n_formats && !rc; k++) {
         const qs_format *f = p.formats[k];
-        const char *gran = f->family == QS_FAM_GGML || f->family == QS_FAM_FLOAT16 ? NULL
-                         : f->granularity == QS_GRAN_TENSOR ? "tensor" : f->granularity == QS_GRAN_CHANNEL ? "channel" : "group";
-        rc = qs_db_put_format(db, f->name, family_name(f->family), f->bits, gran, f->group, f->symmetric, f->clip_search,
+        rc = qs_db_put_format(db, f->name, qs_family_name(f->family), f->bits, qs_granularity_name(f), f->group, f->symmetric, f->clip_search,
                               &p.format_ids[k], err);
     }
     p.tensors = calloc((size_t)m->n_tensors, sizeof(qs_prof_tensor));

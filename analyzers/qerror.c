@@ -33,6 +33,10 @@ static int run(qs_profile *p, int i, qs_error *err) {
         return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %s", pt->t->name);
     }
     const double denom = s ? quad_form(w, s->gram, pt->rows, (int)pt->cols, scratch) : NAN;
+    /* codebook formats weight their fit by the inputs' mean square (llama-imatrix's statistic) */
+    float *importance = NULL;
+    if (s && (importance = malloc(sizeof(float) * (size_t)pt->cols)))
+        for (int64_t c = 0; c < pt->cols; c++) importance[c] = (float)(s->ch_sum_sq[c] / (double)s->n_tokens);
     int rc = 0;
     for (int k = 0; k < p->n_formats && !rc; k++) {
         const qs_format *f = p->formats[k];
@@ -44,7 +48,7 @@ static int run(qs_profile *p, int i, qs_error *err) {
             rc = qs_db_put_row(p->db, "qerror", v, 5, err);
             continue;
         }
-        if ((rc = qs_format_fake_quantize(f, w, wq, pt->rows, pt->cols, err))) break;
+        if ((rc = qs_format_fake_quantize_weighted(f, w, wq, pt->rows, pt->cols, importance, err))) break;
         qs_qerror q;
         qs_qerror_compute(w, wq, n, &q);
         double out_err = NAN;
@@ -60,7 +64,7 @@ static int run(qs_profile *p, int i, qs_error *err) {
             {"output_error", 0, out_err, NULL}};
         rc = qs_db_put_row(p->db, "qerror", v, (int)(sizeof v / sizeof v[0]), err);
     }
-    free(w); free(wq); free(dw); free(scratch);
+    free(w); free(wq); free(dw); free(scratch); free(importance);
     return rc;
 }
 

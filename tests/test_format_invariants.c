@@ -53,6 +53,7 @@ static void invariants_on(const char *label, const float *w, int64_t rows, int64
             }
         }
     }
+    CHECK(mse_of("nuq4-channel", w, rows, cols) < mse_of("int4-channel-asym", w, rows, cols), "%s: nuq4 vs int4", label);
     const char *ladder[] = {"q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q8_0"};
     if (k_ladder && cols % 256 == 0) {
         double prev = INFINITY;
@@ -156,6 +157,41 @@ int main(void) {
     CHECK(e_first < 1e-3 && fabs(rq[128] - rag[128]) < 1.0, "ragged last group: first-group error %g", e_first);
 
     invariants_on("Gaussian 64 x 1024", g, 64, 1024, 1);
+
+    /* non-uniform and dense-and-sparse */
+    CHECK(mse_of("nuq4-channel", g, 64, 1024) < mse_of("int4-channel-asym", g, 64, 1024) &&
+              mse_of("nuq3-channel", g, 64, 1024) < mse_of("int3-channel-asym", g, 64, 1024),
+          "k-means codebooks beat the uniform grid at the same bits");
+    {
+        /* the importance-weighted fit lowers the importance-weighted error */
+        const int R = 32, C = 512;
+        float *imp = malloc(sizeof(float) * C), *a = malloc(sizeof(float) * R * C), *b = malloc(sizeof(float) * R * C);
+        for (int c = 0; c < C; c++) imp[c] = c % 16 == 0 ? 100.0f : 0.01f;
+        const qs_format *nu = qs_format_find("nuq3-channel", &err);
+        qs_format_fake_quantize_weighted(nu, g, a, R, C, imp, &err);
+        qs_format_fake_quantize_weighted(nu, g, b, R, C, NULL, &err);
+        double ea = 0, eb = 0;
+        for (int i = 0; i < R * C; i++) {
+            ea += imp[i % C] * (double)(a[i] - g[i]) * (a[i] - g[i]);
+            eb += imp[i % C] * (double)(b[i] - g[i]) * (b[i] - g[i]);
+        }
+        CHECK(ea < 0.9 * eb, "weighted k-means: weighted error %g vs unweighted fit's %g", ea, eb);
+        /* heavy outliers: the sparse part keeps them, the dense part no longer stretches */
+        memcpy(a, g, sizeof(float) * R * C);
+        for (int i = 0; i < R * C; i += 397) a[i] = (i % 2 ? 1 : -1) * 60.0f;
+        float *q = malloc(sizeof(float) * R * C);
+        const qs_format *sp = qs_format_find("int4-g128-asym-sp0.45", &err);
+        qs_format_fake_quantize(sp, a, q, R, C, &err);
+        int kept = 0;
+        for (int i = 0; i < R * C; i += 397) kept += q[i] == a[i];
+        CHECK(kept == (R * C + 396) / 397, "sparse outliers kept exactly: %d", kept);
+        CHECK(mse_of("int4-g128-asym-sp0.45", a, R, C) < 0.2 * mse_of("int4-g128-asym", a, R, C), "sparse helps with outliers");
+        double n_out = ceil(0.0045 * R * C);
+        CHECK(fabs(qs_format_bpw(sp, R, C) - (4 + 20.0 / 128 + n_out * 48 / (R * C) + 32.0 * (R + 1) / (R * C))) < 1e-12,
+              "sparse bpw");
+        CHECK(fabs(qs_format_bpw(nu, 64, 100) - (3 + 8 * 16 / 100.0)) < 1e-12, "nuq3 bpw");
+        free(imp); free(a); free(b); free(q);
+    }
 
     /* invariants on real weights */
     char *p = model_path("stories260K.gguf");

@@ -39,11 +39,10 @@ static void help(void) {
 }
 
 static int list_formats(void) {
-    printf("%-26s %-8s %s\n", "format", "family", "bits/weight (on a 4096 x 4096 matrix)");
-    static const char *fam[] = {"int", "ggml", "float16", "fp8", "nf4"};
+    printf("%-26s %-10s %s\n", "format", "family", "bits/weight (on a 4096 x 4096 matrix)");
     for (int i = 0; i < qs_format_count(); i++) {
         const qs_format *f = qs_format_at(i);
-        printf("%-26s %-8s %.4f\n", f->name, fam[f->family], qs_format_bpw(f, 4096, 4096));
+        printf("%-26s %-10s %.4f\n", f->name, qs_family_name(f->family), qs_format_bpw(f, 4096, 4096));
     }
     printf("\ndefault list: %s\n", qs_format_default_list());
     return 0;

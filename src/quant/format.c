@@ -10,9 +10,10 @@
 
 #include "../core/qs_dtype.h"
 
-extern const qs_format_ops qs_int_ops, qs_ggml_ops, qs_float16_ops, qs_fp8_ops, qs_nf4_ops;
+extern const qs_format_ops qs_int_ops, qs_ggml_ops, qs_float16_ops, qs_fp8_ops, qs_nf4_ops, qs_nonuniform_ops,
+    qs_sparse_ops;
 
-#define MAX_FORMATS 256
+#define MAX_FORMATS 320
 static qs_format registry[MAX_FORMATS];
 static int n_formats;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -72,6 +73,37 @@ static void build(void) {
         f->granularity = QS_GRAN_GROUP;
         f->group = g;
     }
+    for (int b = 3; b <= 4; b++) {
+        snprintf(name, sizeof name, "nuq%d-channel", b);
+        f = add(name, QS_FAM_NONUNIFORM, &qs_nonuniform_ops);
+        f->bits = b;
+        f->granularity = QS_GRAN_CHANNEL;
+    }
+    /* dense-and-sparse variants: 0.45 % outliers in fp16, as SqueezeLLM keeps */
+    static const char *const bases[] = {"nuq3-channel", "nuq4-channel", "int3-g128-asym", "int4-g128-asym"};
+    for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++) {
+        const qs_format *base = NULL;
+        for (int k = 0; k < n_formats; k++)
+            if (!strcmp(registry[k].name, bases[i])) base = &registry[k];
+        snprintf(name, sizeof name, "%s-sp0.45", bases[i]);
+        f = add(name, QS_FAM_SPARSE, &qs_sparse_ops);
+        f->base = base;
+        f->sparse_pct = 0.45;
+        f->bits = base->bits;
+        f->granularity = base->granularity;
+        f->group = base->group;
+        f->symmetric = base->symmetric;
+    }
+}
+
+const char *qs_family_name(int family) {
+    static const char *const n[] = {"int", "ggml", "float16", "fp8", "nf4", "nonuniform", "sparse"};
+    return family >= 0 && family <= QS_FAM_SPARSE ? n[family] : "?";
+}
+
+const char *qs_granularity_name(const qs_format *f) {
+    if (f->family == QS_FAM_GGML || f->family == QS_FAM_FLOAT16) return NULL;
+    return f->granularity == QS_GRAN_TENSOR ? "tensor" : f->granularity == QS_GRAN_CHANNEL ? "channel" : "group";
 }
 
 int qs_format_count(void) {
@@ -91,7 +123,7 @@ const qs_format *qs_format_find(const char *name, qs_error *err) {
     qs_errorf(err, QS_ERR_USAGE,
               "unknown format '%s'; formats are int{2..8}-{tensor,channel,g32,g64,g128}-{sym,asym}[-mse], q8_0, q6_k, "
               "q5_0, q5_1, q5_k, q4_0, q4_1, q4_k, q3_k, q2_k, f16, bf16, fp8-e4m3[-channel], fp8-e5m2[-channel], "
-              "nf4-g{32,64,128} (qsense profile --list-formats)",
+              "nf4-g{32,64,128}, nuq{3,4}-channel, and -sp0.45 variants (qsense profile --list-formats)",
               name);
     return NULL;
 }
@@ -100,7 +132,7 @@ const char *qs_format_default_list(void) {
     return "int8-channel-sym,int8-g128-sym,int6-g128-asym,int5-g128-asym,int4-tensor-sym,int4-channel-sym,"
            "int4-channel-asym,int4-g128-sym,int4-g128-asym,int4-g128-asym-mse,int4-g64-asym,int4-g32-asym,"
            "int3-g128-asym,int3-g64-asym-mse,int2-g64-asym,q8_0,q6_k,q5_k,q5_0,q5_1,q4_k,q4_0,q4_1,q3_k,q2_k,"
-           "f16,bf16,fp8-e4m3,fp8-e5m2,nf4-g64";
+           "f16,bf16,fp8-e4m3,fp8-e5m2,nf4-g64,nuq4-channel,nuq3-channel,nuq3-channel-sp0.45,int3-g128-asym-sp0.45";
 }
 
 int qs_format_parse_list(const char *list, const qs_format ***out, int *n, qs_error *err) {
@@ -141,11 +173,16 @@ int qs_format_parse_list(const char *list, const qs_format ***out, int *n, qs_er
 }
 
 int qs_format_fake_quantize(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, qs_error *err) {
+    return qs_format_fake_quantize_weighted(f, w, out, rows, cols, NULL, err);
+}
+
+int qs_format_fake_quantize_weighted(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
+                                     const float *importance, qs_error *err) {
     char why[160];
     if (!f->ops->applies(f, rows, cols, why, sizeof why))
         return qs_errorf(err, QS_ERR_USAGE, "format %s does not apply to a %lld x %lld matrix: %s", f->name,
                          (long long)rows, (long long)cols, why);
-    if (f->ops->fake_quantize(f, w, out, rows, cols))
+    if (f->ops->fake_quantize(f, w, out, rows, cols, importance))
         return qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing to %s", f->name);
     return 0;
 }

@@ -8,6 +8,11 @@
  *   fp8-e4m3 fp8-e5m2 [-channel]                       fp8 with an fp32 scale per tensor/row,
  *                                                      round to nearest even, saturating
  *   nf4-g{32,64,128}                                   NormalFloat4 with an fp32 absmax per group
+ *   nuq{3,4}-channel                                   non-uniform (SqueezeLLM-style): a per-row
+ *                                                      codebook of 2^b fp16 values from k-means,
+ *                                                      weighted by the inputs' mean square if known
+ *   <format>-sp0.45                                    dense-and-sparse: the top 0.45 % magnitudes
+ *                                                      kept in fp16 (CSR indices), the rest in <format>
  * A weight matrix is (rows = output features, cols = input features), row-major.
  * Analyzers iterate the registry; nothing else switches on format names. */
 #ifndef QS_FORMAT_H
@@ -18,7 +23,7 @@
 
 #include "../core/qs_error.h"
 
-typedef enum { QS_FAM_INT, QS_FAM_GGML, QS_FAM_FLOAT16, QS_FAM_FP8, QS_FAM_NF4 } qs_family;
+typedef enum { QS_FAM_INT, QS_FAM_GGML, QS_FAM_FLOAT16, QS_FAM_FP8, QS_FAM_NF4, QS_FAM_NONUNIFORM, QS_FAM_SPARSE } qs_family;
 typedef enum { QS_GRAN_TENSOR, QS_GRAN_CHANNEL, QS_GRAN_GROUP } qs_granularity;
 
 typedef struct qs_format qs_format;
@@ -28,8 +33,11 @@ typedef struct {
     int (*applies)(const qs_format *f, int64_t rows, int64_t cols, char *why, size_t cap);
     /* true storage cost in bits per weight: values, scales, zero points, codebooks, indices */
     double (*bits_per_weight)(const qs_format *f, int64_t rows, int64_t cols);
-    /* out = dequantize(quantize(w)); w and out (rows, cols); out may equal w */
-    int (*fake_quantize)(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols);
+    /* out = dequantize(quantize(w)); w and out (rows, cols); out may equal w. importance: per
+     * input column (cols values, e.g. the inputs' mean square) or NULL; formats that fit a
+     * codebook weight their fit by it, the others ignore it */
+    int (*fake_quantize)(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
+                         const float *importance);
 } qs_format_ops;
 
 struct qs_format {
@@ -42,6 +50,8 @@ struct qs_format {
     int clip_search; /* INT: MSE-optimal clipping per group */
     int ggml_type;   /* GGML and FLOAT16: the qs_dtype of the stored values */
     int fp8_exp;     /* FP8: exponent bits (4: e4m3, 5: e5m2) */
+    double sparse_pct;        /* SPARSE: percent of values kept in fp16 */
+    const qs_format *base;    /* SPARSE: the dense part's format */
     const qs_format_ops *ops;
 };
 
@@ -65,5 +75,13 @@ static inline double qs_format_bpw(const qs_format *f, int64_t rows, int64_t col
 }
 /* Returns 0, or QS_ERR_USAGE when the format does not apply to the shape. */
 int qs_format_fake_quantize(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, qs_error *err);
+/* The same with per-input-column importance (NULL = uniform). */
+int qs_format_fake_quantize_weighted(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
+                                     const float *importance, qs_error *err);
+
+/* "int", "ggml", "float16", "fp8", "nf4", "nonuniform", "sparse" */
+const char *qs_family_name(int family);
+/* "tensor", "channel", "group", or NULL when the family has no granularity */
+const char *qs_granularity_name(const qs_format *f);
 
 #endif

@@ -20,7 +20,9 @@ static double ggml_bpw(const qs_format *f, int64_t rows, int64_t cols) {
     return 8.0 * tr->type_size / tr->block_size;
 }
 
-static int ggml_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols) {
+static int ggml_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
+                    const float *importance) {
+    (void)importance;
     const qs_dtype_traits *tr = qs_dtype_get(f->ggml_type);
     uint64_t rb = qs_dtype_row_bytes(f->ggml_type, cols);
     void *blocks = malloc(rb);

@@ -62,7 +62,9 @@ static void quant_best(const qs_format *f, const float *x, float *y, float *tmp,
     }
 }
 
-static int int_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols) {
+static int int_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
+                    const float *importance) {
+    (void)importance;
     int64_t span = f->granularity == QS_GRAN_TENSOR ? rows * cols : f->granularity == QS_GRAN_CHANNEL ? cols : f->group;
     float *tmp = f->clip_search ? malloc(sizeof(float) * (size_t)span) : NULL;
     float *src = out == w ? malloc(sizeof(float) * (size_t)span) : NULL;

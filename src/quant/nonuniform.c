@@ -1,0 +1,164 @@
+/* Non-uniform formats (SqueezeLLM-style) and dense-and-sparse variants (see format.h).
+ * nuq{b}-channel: each output row gets its own codebook of 2^b values, fitted by 1-D k-means
+ * weighted by the importance of each input column (the inputs' mean square when the caller has
+ * activation statistics, else uniform); centroids stored in fp16. Storage: b bits per weight plus
+ * 2^b fp16 centroids per row.
+ * <base>-sp<p>: the p % largest magnitudes of the tensor are kept exactly (fp16 values in CSR:
+ * 16-bit value + 32-bit column index each, 32-bit row pointers); the rest is quantized with the
+ * base format after the outliers are taken out (so they no longer stretch its ranges). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/qs_half.h"
+#include "format.h"
+
+typedef struct {
+    float v, w;
+} vw;
+
+static int cmp_vw(const void *a, const void *b) {
+    float x = ((const vw *)a)->v, y = ((const vw *)b)->v;
+    return (x > y) - (x < y);
+}
+
+static float h16(float x) { return qs_f16_to_f32(qs_f32_to_f16(x)); }
+
+/* Lloyd iterations from the centroids in c (ascending); returns the weighted squared error */
+static double lloyd(const vw *s, int64_t n, int k, float *c) {
+    double err = 0;
+    for (int iter = 0; iter < 50; iter++) {
+        int changed = 0;
+        int64_t start = 0;
+        err = 0;
+        for (int j = 0; j < k; j++) {
+            /* the cluster of centroid j: values up to the midpoint to the next centroid */
+            float hi = j + 1 < k ? 0.5f * (c[j] + c[j + 1]) : INFINITY;
+            int64_t end = start;
+            double sw = 0, swv = 0, swvv = 0;
+            while (end < n && s[end].v <= hi) {
+                sw += s[end].w;
+                swv += (double)s[end].w * s[end].v;
+                swvv += (double)s[end].w * s[end].v * s[end].v;
+                end++;
+            }
+            if (sw > 0) {
+                float nc = (float)(swv / sw);
+                if (nc != c[j]) changed = 1;
+                err += swvv - 2 * (double)c[j] * swv + (double)c[j] * c[j] * sw; /* with the old centroid */
+                c[j] = nc;
+            }
+            start = end;
+        }
+        for (int j = 1; j < k; j++) /* keep centroids sorted (an empty cluster keeps its place) */
+            if (c[j] < c[j - 1]) { float t = c[j]; c[j] = c[j - 1]; c[j - 1] = t; changed = 1; }
+        if (!changed) break;
+    }
+    return err;
+}
+
+/* weighted 1-D k-means on sorted values: k centroids (ascending). Lloyd's algorithm only finds
+ * a local optimum, so it starts twice, from weighted quantiles and from a uniform grid over
+ * [min, max], and keeps the better fit: never worse than refining the uniform grid. */
+static void kmeans_1d(const vw *s, int64_t n, int k, float *c) {
+    float a[256], b[256];
+    double total = 0, acc = 0;
+    for (int64_t i = 0; i < n; i++) total += s[i].w;
+    int64_t i = 0;
+    for (int j = 0; j < k; j++) {
+        double target = total * (j + 0.5) / k;
+        while (i < n - 1 && acc + s[i].w < target) acc += s[i++].w;
+        a[j] = s[i].v;
+        b[j] = k > 1 ? s[0].v + (s[n - 1].v - s[0].v) * (float)j / (float)(k - 1) : s[0].v;
+    }
+    double ea = lloyd(s, n, k, a), eb = lloyd(s, n, k, b);
+    memcpy(c, ea <= eb ? a : b, sizeof(float) * (size_t)k);
+}
+
+static float nearest(const float *c, int k, float x) {
+    float best = c[0], bd = fabsf(x - c[0]);
+    for (int j = 1; j < k; j++) {
+        float d = fabsf(x - c[j]);
+        if (d < bd) { bd = d; best = c[j]; }
+    }
+    return best;
+}
+
+static int nu_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const float *importance) {
+    const int k = 1 << f->bits;
+    vw *s = malloc(sizeof(vw) * (size_t)cols);
+    float c[256];
+    if (!s) return -1;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = w + r * cols;
+        for (int64_t i = 0; i < cols; i++) {
+            s[i].v = x[i];
+            s[i].w = importance ? importance[i] + 1e-12f : 1.0f;
+        }
+        qsort(s, (size_t)cols, sizeof(vw), cmp_vw);
+        kmeans_1d(s, cols, k, c);
+        for (int j = 0; j < k; j++) c[j] = h16(c[j]);
+        for (int64_t i = 0; i < cols; i++) out[r * cols + i] = nearest(c, k, x[i]);
+    }
+    free(s);
+    return 0;
+}
+
+static int nu_applies(const qs_format *f, int64_t rows, int64_t cols, char *why, size_t cap) {
+    (void)f; (void)why; (void)cap;
+    return rows > 0 && cols > 0;
+}
+
+static double nu_bpw(const qs_format *f, int64_t rows, int64_t cols) {
+    (void)rows;
+    return f->bits + (double)(1 << f->bits) * 16.0 / (double)cols;
+}
+
+const qs_format_ops qs_nonuniform_ops = {nu_applies, nu_bpw, nu_fake};
+
+/* ---- dense and sparse ---- */
+
+static int64_t n_outliers(const qs_format *f, int64_t n) { return (int64_t)ceil(f->sparse_pct / 100.0 * (double)n); }
+
+static int cmp_abs_desc(const void *a, const void *b) {
+    float x = fabsf(*(const float *)a), y = fabsf(*(const float *)b);
+    return (x < y) - (x > y);
+}
+
+static int sp_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const float *importance) {
+    const int64_t n = rows * cols, keep = n_outliers(f, n);
+    float *dense = malloc(sizeof(float) * (size_t)n), *mags = malloc(sizeof(float) * (size_t)n);
+    if (!dense || !mags) { free(dense); free(mags); return -1; }
+    memcpy(mags, w, sizeof(float) * (size_t)n);
+    qsort(mags, (size_t)n, sizeof(float), cmp_abs_desc);
+    const float thr = keep > 0 ? fabsf(mags[keep - 1]) : INFINITY;
+    /* exactly `keep` outliers: all above the threshold, then ties at it in order */
+    int64_t above = 0;
+    for (int64_t i = 0; i < n; i++) above += fabsf(w[i]) > thr;
+    int64_t ties_left = keep - above;
+    unsigned char *is_out = calloc((size_t)n, 1);
+    for (int64_t i = 0; i < n; i++) {
+        int o = fabsf(w[i]) > thr || (fabsf(w[i]) == thr && ties_left-- > 0);
+        is_out[i] = (unsigned char)o;
+        dense[i] = o ? 0.0f : w[i];
+    }
+    int rc = f->base->ops->fake_quantize(f->base, dense, out, rows, cols, importance);
+    for (int64_t i = 0; i < n; i++)
+        if (is_out[i]) out[i] = h16(w[i]);
+    free(dense);
+    free(mags);
+    free(is_out);
+    return rc;
+}
+
+static int sp_applies(const qs_format *f, int64_t rows, int64_t cols, char *why, size_t cap) {
+    return f->base->ops->applies(f->base, rows, cols, why, cap);
+}
+
+static double sp_bpw(const qs_format *f, int64_t rows, int64_t cols) {
+    const double n = (double)rows * (double)cols;
+    return f->base->ops->bits_per_weight(f->base, rows, cols) + (double)n_outliers(f, rows * cols) * (16 + 32) / n +
+           32.0 * (double)(rows + 1) / n;
+}
+
+const qs_format_ops qs_sparse_ops = {sp_applies, sp_bpw, sp_fake};
