@@ -100,7 +100,7 @@ static int calibrate(qs_profile *p, const qs_profile_options *opt, const int *id
         if (bos >= 0) chunk[0] = bos;
         rc = qs_engine_forward(e, chunk, ctx, 0, logits, err);
         *used += ctx;
-        if (progress) progress(user, "calibration", c + 1, n_chunks);
+        if (progress) progress(user, "calibration", c + 1, n_chunks, 0, 0);
     }
     free(chunk);
     free(logits);
@@ -185,7 +185,7 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
         goto out;
     }
     char model_fp[65], text_fp[65];
-    if (progress) progress(user, "fingerprint", 0, 1);
+    if (progress) progress(user, "fingerprint", 0, 1, 0, 0);
     if ((rc = fingerprint(m, model_fp, err))) goto out;
     qs_sha256_hex(text, n_text, text_fp);
     if ((rc = qs_db_open(&db, opt->db_path, err))) goto out;
@@ -259,8 +259,18 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
         if (!p.acts) { rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory"); goto jobs_out; }
         if ((rc = calibrate(&p, opt, ids, n_ids, v->add_bos ? v->bos : -1, progress, user, &sum->calib_tokens, err))) goto jobs_out;
     }
+    /* work estimate per job, for an honest ETA: values touched, times the formats for qerror */
+    long *cost = malloc(sizeof(long) * (size_t)(n_jobs + 1)), total_cost = 0, done_cost = 0;
+    for (int j = 0; j < n_jobs; j++) {
+        const qs_prof_tensor *pt = &p.tensors[job_t[j]];
+        long c = ANALYZERS[job_a[j]] == &qs_analyzer_qerror ? (long)(pt->rows * pt->cols) * (p.n_formats + 1) * 4
+               : ANALYZERS[job_a[j]] == &qs_analyzer_activations ? (long)pt->cols : (long)(pt->rows * pt->cols);
+        cost[j] = c > 0 ? c : 1;
+        total_cost += cost[j];
+    }
     for (int j = 0; j < n_jobs && !rc; j++) {
-        if (progress) progress(user, "jobs", j, n_jobs);
+        if (progress) progress(user, "jobs", done_cost, total_cost, j, n_jobs);
+        done_cost += cost[j];
         if ((rc = qs_db_begin(db, err))) break;
         rc = ANALYZERS[job_a[j]]->run(&p, job_t[j], err);
         if (!rc) rc = qs_db_mark_job(db, p.run_id, jobs[j], err);
@@ -272,7 +282,8 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
         if ((rc = qs_db_commit(db, err))) break;
         sum->jobs_run++;
     }
-    if (!rc && progress) progress(user, "jobs", n_jobs, n_jobs);
+    if (!rc && progress) progress(user, "jobs", total_cost > 0 ? total_cost : 1, total_cost > 0 ? total_cost : 1, n_jobs, n_jobs);
+    free(cost);
     if (!rc) {
         snprintf(sum->hdf5_path, sizeof sum->hdf5_path, "%s.run%lld.h5", opt->db_path, (long long)p.run_id);
         int64_t nd;

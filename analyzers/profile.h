@@ -29,8 +29,11 @@ typedef struct {
     char hdf5_path[4096];
 } qs_profile_summary;
 
-/* what: "fingerprint", "calibration", "jobs"; done/total in that phase's units */
-typedef void (*qs_profile_progress_fn)(void *user, const char *what, long done, long total);
+/* what: "fingerprint", "calibration" (done/total in chunks), "jobs" (done/total in work units:
+ * jobs differ in cost, so the ETA follows the work, not the job count; jobs_done/jobs_total
+ * count jobs) */
+typedef void (*qs_profile_progress_fn)(void *user, const char *what, long done, long total, int jobs_done,
+                                       int jobs_total);
 
 int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progress, void *user, qs_profile_summary *sum,
                    qs_error *err);

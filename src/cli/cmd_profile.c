@@ -54,15 +54,19 @@ typedef struct {
     int quiet;
 } progress_state;
 
-static void on_progress(void *user, const char *what, long done, long total) {
+static void on_progress(void *user, const char *what, long done, long total, int jobs_done, int jobs_total) {
     progress_state *s = user;
     if (s->quiet) return;
+    int jobs = !strcmp(what, "jobs");
     if (!s->phase || strcmp(s->phase, what)) {
         if (s->phase) qs_progress_end(&s->pr);
         s->phase = what;
-        qs_progress_start(&s->pr, !strcmp(what, "jobs") ? "profile: jobs" : !strcmp(what, "calibration") ? "profile: calibration chunk" : "profile: fingerprint", total, 0);
+        qs_progress_start(&s->pr, jobs ? "profile: analyzers" : !strcmp(what, "calibration") ? "profile: calibration chunk" : "profile: fingerprint", total, 0);
+        s->pr.percent_only = jobs;
     }
-    qs_progress_update(&s->pr, done, NULL);
+    char extra[64];
+    snprintf(extra, sizeof extra, "job %d/%d", jobs_done, jobs_total);
+    qs_progress_update(&s->pr, done, jobs ? extra : NULL);
 }
 
 /* the five tensors that lose most at the run's reference format (int4-g128-asym when measured) */

@@ -18,6 +18,7 @@ void qs_progress_start(qs_progress *p, const char *what, long total, int quiet) 
     p->last_decile = 0;
     p->tty = isatty(2);
     p->quiet = quiet;
+    p->percent_only = 0;
 }
 
 static void fmt_dur(double s, char *buf, size_t cap) {
@@ -38,7 +39,9 @@ void qs_progress_update(qs_progress *p, long done, const char *extra) {
     char eta[32], ela[32];
     fmt_dur(done > 0 ? el / (double)done * (double)(p->total - done) : 0, eta, sizeof eta);
     fmt_dur(el, ela, sizeof ela);
-    fprintf(stderr, "%s%s %ld/%ld (%.0f%%) elapsed %s, ETA %s%s%s%s", p->tty ? "\r" : "", p->what, done, p->total,
+    char count[64] = "";
+    if (!p->percent_only) snprintf(count, sizeof count, " %ld/%ld", done, p->total);
+    fprintf(stderr, "%s%s%s (%.0f%%) elapsed %s, ETA %s%s%s%s", p->tty ? "\r" : "", p->what, count,
             100.0 * (double)done / (double)p->total, ela, eta, extra ? ", " : "", extra ? extra : "",
             p->tty ? "\033[K" : "\n");
     fflush(stderr);

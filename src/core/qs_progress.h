@@ -9,6 +9,7 @@ typedef struct {
     double t0, last_print;
     int last_decile;
     int tty, quiet;
+    int percent_only; /* done/total are work units, not countable things: print only the % */
 } qs_progress;
 
 void qs_progress_start(qs_progress *p, const char *what, long total, int quiet);
