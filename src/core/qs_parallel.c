@@ -4,6 +4,7 @@
 #include "qs_parallel.h"
 
 #include <pthread.h>
+#include <unistd.h>
 
 #define MAX_THREADS 64
 
@@ -43,6 +44,11 @@ static void *worker(void *arg) {
 }
 
 int qs_parallel_thread_index(void) { return thread_index; }
+
+int qs_parallel_default_threads(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
 
 void qs_parallel_for(long n, int threads, qs_range_fn fn, void *ctx) {
     if (threads > MAX_THREADS) threads = MAX_THREADS;

@@ -10,6 +10,9 @@
 typedef void (*qs_range_fn)(void *ctx, long begin, long end);
 void qs_parallel_for(long n, int threads, qs_range_fn fn, void *ctx);
 
+/* The number of cores (the default thread count). */
+int qs_parallel_default_threads(void);
+
 /* Index of the calling thread inside a qs_parallel_for job (0 = the caller). */
 int qs_parallel_thread_index(void);
 

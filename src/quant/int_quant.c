@@ -1,6 +1,6 @@
 /* Uniform integer formats (see format.h): b-bit round-to-nearest (ties to even) with min/max
  * scales per tensor, per output row, or per group of g inputs (a last partial group allowed).
- *   symmetric:  s = absmax / (2^(b-1) - 1), q in [-(2^(b-1)-1), 2^(b-1)-1], x^ = q s
+ *   symmetric:  s = absmax / (2^(b-1) - 1), q = round(x / s) in [-(2^(b-1)-1), 2^(b-1)-1], x^ = q s
  *   asymmetric: range [min(x, 0), max(x, 0)], s = range / (2^b - 1), integer zero point
  *               z = round(-lo / s), q in [0, 2^b - 1], x^ = (q - z) s
  * "-mse" shrinks the range by a factor in [0.5, 1] (21 steps) per group, keeping the lowest
@@ -8,9 +8,15 @@
  * b-bit integers; the values are rounded with the scale as stored. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../core/qs_half.h"
+#include "../core/qs_parallel.h"
 #include "format.h"
+
+/* round to nearest, ties to even, for |x| < 2^22 (always true here: |x| <= 2^8 + 1): adding
+ * 1.5 x 2^23 leaves no fraction bits. Much faster than nearbyintf, which is a libm call. */
+static inline float rint22(float x) { return (x + 12582912.0f) - 12582912.0f; }
 
 static float round_scale(float s, int per_tensor) { return per_tensor ? s : qs_f16_to_f32(qs_f32_to_f16(s)); }
 
@@ -21,9 +27,9 @@ static double quant_span(const qs_format *f, const float *x, float *y, int64_t n
         const int qmax = (1 << (f->bits - 1)) - 1;
         float amax = 0;
         for (int64_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
-        float s = round_scale(amax * alpha / (float)qmax, per_tensor);
+        float s = round_scale(amax * alpha / (float)qmax, per_tensor), inv = s > 0 ? 1.0f / s : 0.0f;
         for (int64_t i = 0; i < n; i++) {
-            float q = s > 0 ? nearbyintf(x[i] / s) : 0;
+            float q = rint22(x[i] * inv);
             q = fminf(fmaxf(q, (float)-qmax), (float)qmax);
             y[i] = q * s;
             err += (double)(y[i] - x[i]) * (y[i] - x[i]);
@@ -38,10 +44,10 @@ static double quant_span(const qs_format *f, const float *x, float *y, int64_t n
     }
     lo *= alpha;
     hi *= alpha;
-    float s = round_scale((hi - lo) / (float)qmax, per_tensor);
-    float z = s > 0 ? fminf(fmaxf(nearbyintf(-lo / s), 0), (float)qmax) : 0;
+    float s = round_scale((hi - lo) / (float)qmax, per_tensor), inv = s > 0 ? 1.0f / s : 0.0f;
+    float z = s > 0 ? fminf(fmaxf(rint22(-lo * inv), 0), (float)qmax) : 0;
     for (int64_t i = 0; i < n; i++) {
-        float q = s > 0 ? fminf(fmaxf(nearbyintf(x[i] / s) + z, 0), (float)qmax) : z;
+        float q = fminf(fmaxf(rint22(x[i] * inv) + z, 0), (float)qmax);
         y[i] = (q - z) * s;
         err += (double)(y[i] - x[i]) * (y[i] - x[i]);
     }
@@ -62,35 +68,54 @@ static void quant_best(const qs_format *f, const float *x, float *y, float *tmp,
     }
 }
 
-static int int_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
-                    const float *importance) {
-    (void)importance;
-    int64_t span = f->granularity == QS_GRAN_TENSOR ? rows * cols : f->granularity == QS_GRAN_CHANNEL ? cols : f->group;
-    float *tmp = f->clip_search ? malloc(sizeof(float) * (size_t)span) : NULL;
-    float *src = out == w ? malloc(sizeof(float) * (size_t)span) : NULL;
-    if ((f->clip_search && !tmp) || (out == w && !src)) {
+typedef struct {
+    const qs_format *f;
+    const float *w;
+    float *out;
+    int64_t cols, span;
+    int failed;
+} int_job;
+
+/* rows [r0, r1): each row's channel or groups quantized on their own */
+static void int_rows(void *ctx, long r0, long r1) {
+    int_job *j = ctx;
+    const int64_t span = j->span, cols = j->cols;
+    float *tmp = malloc(sizeof(float) * (size_t)span), *src = malloc(sizeof(float) * (size_t)span);
+    if (!tmp || !src) {
+        j->failed = 1;
         free(tmp);
         free(src);
-        return -1;
+        return;
     }
-    if (f->granularity == QS_GRAN_TENSOR) {
-        if (src) for (int64_t i = 0; i < span; i++) src[i] = w[i];
-        quant_best(f, src ? src : w, out, tmp, span, 1);
-    } else {
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t c = 0; c < cols; c += span) {
-                int64_t n = cols - c < span ? cols - c : span;
-                const float *x = w + r * cols + c;
-                if (src) {
-                    for (int64_t i = 0; i < n; i++) src[i] = x[i];
-                    x = src;
-                }
-                quant_best(f, x, out + r * cols + c, tmp, n, 0);
-            }
-    }
+    for (long r = r0; r < r1; r++)
+        for (int64_t c = 0; c < cols; c += span) {
+            int64_t n = cols - c < span ? cols - c : span;
+            memcpy(src, j->w + r * cols + c, sizeof(float) * (size_t)n); /* out may alias w */
+            quant_best(j->f, src, j->out + r * cols + c, tmp, n, 0);
+        }
     free(tmp);
     free(src);
-    return 0;
+}
+
+static int int_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const float *importance) {
+    (void)importance;
+    if (f->granularity == QS_GRAN_TENSOR) {
+        const int64_t n = rows * cols;
+        float *tmp = malloc(sizeof(float) * (size_t)n), *src = malloc(sizeof(float) * (size_t)n);
+        if (!tmp || !src) {
+            free(tmp);
+            free(src);
+            return -1;
+        }
+        memcpy(src, w, sizeof(float) * (size_t)n);
+        quant_best(f, src, out, tmp, n, 1);
+        free(tmp);
+        free(src);
+        return 0;
+    }
+    int_job j = {f, w, out, cols, f->granularity == QS_GRAN_CHANNEL ? cols : f->group, 0};
+    qs_parallel_for((long)rows, qs_parallel_default_threads(), int_rows, &j);
+    return j.failed ? -1 : 0;
 }
 
 static int int_applies(const qs_format *f, int64_t rows, int64_t cols, char *why, size_t cap) {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../core/qs_half.h"
+#include "../core/qs_parallel.h"
 #include "format.h"
 
 typedef struct {
@@ -84,24 +85,41 @@ static float nearest(const float *c, int k, float x) {
     return best;
 }
 
-static int nu_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const float *importance) {
-    const int k = 1 << f->bits;
+typedef struct {
+    const qs_format *f;
+    const float *w, *importance;
+    float *out;
+    int64_t cols;
+    int failed;
+} nu_job;
+
+static void nu_rows(void *ctx, long r0, long r1) {
+    nu_job *j = ctx;
+    const int k = 1 << j->f->bits;
+    const int64_t cols = j->cols;
     vw *s = malloc(sizeof(vw) * (size_t)cols);
     float c[256];
-    if (!s) return -1;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *x = w + r * cols;
+    if (!s) { j->failed = 1; return; }
+    for (long r = r0; r < r1; r++) {
+        const float *x = j->w + r * cols;
         for (int64_t i = 0; i < cols; i++) {
             s[i].v = x[i];
-            s[i].w = importance ? importance[i] + 1e-12f : 1.0f;
+            s[i].w = j->importance ? j->importance[i] + 1e-12f : 1.0f;
         }
         qsort(s, (size_t)cols, sizeof(vw), cmp_vw);
         kmeans_1d(s, cols, k, c);
-        for (int j = 0; j < k; j++) c[j] = h16(c[j]);
-        for (int64_t i = 0; i < cols; i++) out[r * cols + i] = nearest(c, k, x[i]);
+        for (int q = 0; q < k; q++) c[q] = h16(c[q]);
+        for (int64_t i = 0; i < cols; i++) j->out[r * cols + i] = nearest(c, k, x[i]);
     }
     free(s);
-    return 0;
+}
+
+static int nu_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const float *importance) {
+    /* rows are independent: each output row keeps its own codebook. w == out is safe: a row is
+     * read into s before it is written */
+    nu_job j = {f, w, importance, out, cols, 0};
+    qs_parallel_for((long)rows, qs_parallel_default_threads(), nu_rows, &j);
+    return j.failed ? -1 : 0;
 }
 
 static int nu_applies(const qs_format *f, int64_t rows, int64_t cols, char *why, size_t cap) {
@@ -120,23 +138,44 @@ const qs_format_ops qs_nonuniform_ops = {nu_applies, nu_bpw, nu_fake};
 
 static int64_t n_outliers(const qs_format *f, int64_t n) { return (int64_t)ceil(f->sparse_pct / 100.0 * (double)n); }
 
-static int cmp_abs_desc(const void *a, const void *b) {
-    float x = fabsf(*(const float *)a), y = fabsf(*(const float *)b);
-    return (x < y) - (x > y);
+/* the k-th largest value of a[0..n) (k >= 1), by quickselect; a is reordered */
+static float kth_largest(float *a, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1, target = k - 1;
+    while (lo < hi) {
+        float pivot = a[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] > pivot) i++;
+            while (a[j] < pivot) j--;
+            if (i <= j) {
+                float t = a[i]; a[i] = a[j]; a[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (target <= j) hi = j;
+        else if (target >= i) lo = i;
+        else return a[target];
+    }
+    return a[target];
 }
 
 static int sp_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const float *importance) {
     const int64_t n = rows * cols, keep = n_outliers(f, n);
-    float *dense = malloc(sizeof(float) * (size_t)n), *mags = malloc(sizeof(float) * (size_t)n);
-    if (!dense || !mags) { free(dense); free(mags); return -1; }
-    memcpy(mags, w, sizeof(float) * (size_t)n);
-    qsort(mags, (size_t)n, sizeof(float), cmp_abs_desc);
-    const float thr = keep > 0 ? fabsf(mags[keep - 1]) : INFINITY;
+    float *dense = calloc((size_t)n, sizeof(float)), *mags = malloc(sizeof(float) * (size_t)n);
+    unsigned char *is_out = calloc((size_t)n, 1);
+    if (!dense || !mags || !is_out) {
+        free(dense);
+        free(mags);
+        free(is_out);
+        return -1;
+    }
+    for (int64_t i = 0; i < n; i++) mags[i] = fabsf(w[i]);
+    const float thr = keep > 0 ? kth_largest(mags, n, keep) : INFINITY;
     /* exactly `keep` outliers: all above the threshold, then ties at it in order */
     int64_t above = 0;
     for (int64_t i = 0; i < n; i++) above += fabsf(w[i]) > thr;
     int64_t ties_left = keep - above;
-    unsigned char *is_out = calloc((size_t)n, 1);
     for (int64_t i = 0; i < n; i++) {
         int o = fabsf(w[i]) > thr || (fabsf(w[i]) == thr && ties_left-- > 0);
         is_out[i] = (unsigned char)o;
