@@ -45,6 +45,9 @@ typedef struct qs_profile {
     qs_prof_tensor *tensors;
     int n_tensors;
     qs_act_stats *acts;   /* [(n_layers + 1) * QS_LIN_COUNT], NULL until the calibration pass ran */
+    const qs_format **formats_sens; /* the sensitivity sweep's formats */
+    int n_formats_sens;
+    int64_t *format_ids_sens;
     int threads;
 } qs_profile;
 

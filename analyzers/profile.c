@@ -14,8 +14,12 @@
 #include "core/qs_file.h"
 #include "core/qs_sha256.h"
 #include "engine/engine.h"
+#include "io/evalset.h"
+#include "sensitivity.h"
 #include "store/h5export.h"
 #include "tok/vocab.h"
+
+#define QS_SENS_DEFAULT_FORMATS "q8_0,int8-channel-sym,q6_k,q5_0,q4_k,q4_0,int4-g128-asym,q3_k,int3-g128-asym,q2_k,int2-g64-asym"
 
 static const qs_analyzer *const ANALYZERS[] = {&qs_analyzer_weights, &qs_analyzer_activations, &qs_analyzer_qerror};
 #define N_ANALYZERS 3
@@ -159,10 +163,108 @@ static void classify(const qs_model *m, const qs_tensor *t, qs_prof_tensor *pt) 
     }
 }
 
+/* ---- the sensitivity sweep: jobs "sensitivity/<tensor>/<format>/<domain>" and
+ * "whole/<format>/<domain>", one transaction each ---- */
+
+static int is_sweep_matrix(const qs_prof_tensor *pt) {
+    return pt->rows > 1 && (pt->linear >= 0 || !strcmp(pt->kind, "token_embd"));
+}
+
+static int sensitivity_sweep(qs_profile *p, const qs_profile_options *opt, const qs_evalset *set,
+                             qs_profile_progress_fn progress, void *user, qs_profile_summary *sum, qs_error *err) {
+    const int nd = set->n_domains, nf = p->n_formats_sens;
+    char name[512];
+    /* which jobs remain */
+    unsigned char *pending = calloc((size_t)(p->n_tensors + 1) * (size_t)nf * (size_t)nd, 1);
+    if (!pending) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    int n_pending = 0, rc = 0;
+    for (int i = 0; i <= p->n_tensors && !rc; i++) {
+        if (i < p->n_tensors && !is_sweep_matrix(&p->tensors[i])) continue;
+        for (int f = 0; f < nf; f++)
+            for (int d = 0; d < nd && !rc; d++) {
+                if (i < p->n_tensors)
+                    snprintf(name, sizeof name, "sensitivity/%s/%s/%s", p->tensors[i].t->name, p->formats_sens[f]->name, set->domains[d].name);
+                else
+                    snprintf(name, sizeof name, "whole/%s/%s", p->formats_sens[f]->name, set->domains[d].name);
+                sum->sens_jobs_total++;
+                int done = qs_db_job_done(p->db, p->run_id, name, err);
+                if (done < 0) rc = done;
+                else if (!done) {
+                    pending[((size_t)i * nf + f) * nd + d] = 1;
+                    n_pending++;
+                }
+            }
+    }
+    if (rc || n_pending == 0) {
+        free(pending);
+        return rc;
+    }
+    qs_sens *s;
+    if (progress) progress(user, "sensitivity base", 0, 1, 0, 0);
+    if ((rc = qs_sens_new(&s, p, set, opt->eval_ctx, opt->topk, err))) {
+        free(pending);
+        return rc;
+    }
+    if (!(rc = qs_db_begin(p->db, err))) {
+        if (!(rc = qs_sens_put_domains(s, err))) rc = qs_db_commit(p->db, err);
+        else qs_db_rollback(p->db);
+    }
+    long total = 0, done_cost = 0;
+    for (int i = 0; i <= p->n_tensors; i++)
+        for (int f = 0; f < nf; f++)
+            for (int d = 0; d < nd; d++)
+                if (pending[((size_t)i * nf + f) * nd + d]) total += i < p->n_tensors ? qs_sens_cost(s, i) : qs_sens_cost(s, 0) * 2;
+    int job = 0;
+    for (int i = 0; i <= p->n_tensors && !rc; i++)
+        for (int f = 0; f < nf && !rc; f++) {
+            int any = 0;
+            for (int d = 0; d < nd; d++) any |= pending[((size_t)i * nf + f) * nd + d];
+            if (!any) continue;
+            const qs_format *fmt = p->formats_sens[f];
+            float *wq = NULL, *w = NULL;
+            if (i < p->n_tensors) {
+                const qs_prof_tensor *pt = &p->tensors[i];
+                if (qs_format_applies(fmt, pt->rows, pt->cols, NULL, 0)) {
+                    w = qs_profile_weights(p, i);
+                    wq = malloc(sizeof(float) * (size_t)(pt->rows * pt->cols));
+                    if (!w || !wq) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+                    else rc = qs_format_fake_quantize(fmt, w, wq, pt->rows, pt->cols, err);
+                }
+            }
+            for (int d = 0; d < nd && !rc; d++) {
+                if (!pending[((size_t)i * nf + f) * nd + d]) continue;
+                if (progress) progress(user, "sensitivity", done_cost, total, job, n_pending);
+                if (i < p->n_tensors)
+                    snprintf(name, sizeof name, "sensitivity/%s/%s/%s", p->tensors[i].t->name, fmt->name, set->domains[d].name);
+                else
+                    snprintf(name, sizeof name, "whole/%s/%s", fmt->name, set->domains[d].name);
+                if ((rc = qs_db_begin(p->db, err))) break;
+                rc = i < p->n_tensors ? qs_sens_run_tensor(s, i, f, d, wq, err) : qs_sens_run_whole(s, f, d, err);
+                if (!rc) rc = qs_db_mark_job(p->db, p->run_id, name, err);
+                if (rc) {
+                    qs_db_rollback(p->db);
+                    qs_error_prefix(err, "job %s", name);
+                    break;
+                }
+                if ((rc = qs_db_commit(p->db, err))) break;
+                done_cost += i < p->n_tensors ? qs_sens_cost(s, i) : qs_sens_cost(s, 0) * 2;
+                job++;
+                sum->sens_jobs_run++;
+            }
+            free(w);
+            free(wq);
+        }
+    if (!rc && progress) progress(user, "sensitivity", total, total, n_pending, n_pending);
+    qs_sens_free(s);
+    free(pending);
+    return rc;
+}
+
 int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progress, void *user, qs_profile_summary *sum,
                    qs_error *err) {
     memset(sum, 0, sizeof *sum);
     qs_profile p = {0};
+    qs_evalset *evalset = NULL;
     qs_model *m = NULL;
     qs_vocab *v = NULL;
     qs_db *db = NULL;
@@ -177,7 +279,15 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
     qs_profile_options o2 = *opt; /* default ctx: 512, capped by the training context */
     if (o2.ctx <= 0) o2.ctx = m->arch.ctx_train > 0 && m->arch.ctx_train < 512 ? m->arch.ctx_train : 512;
     if (o2.calib_tokens <= 0) o2.calib_tokens = 8192;
+    if (!o2.eval) o2.eval = "debian";
+    if (!o2.sens_formats) o2.sens_formats = QS_SENS_DEFAULT_FORMATS;
+    if (o2.eval_ctx <= 0) o2.eval_ctx = o2.ctx;
+    if (o2.topk <= 0) o2.topk = 64;
     opt = &o2;
+    if (opt->sensitivity) {
+        if ((rc = qs_format_parse_list(opt->sens_formats, &p.formats_sens, &p.n_formats_sens, err))) goto out;
+        if ((rc = qs_evalset_load(&evalset, opt->eval, QS_DATASETS_DIR, 4096, err))) goto out;
+    }
     if ((rc = qs_format_parse_list(opt->formats, &p.formats, &p.n_formats, err))) goto out;
     if ((rc = qs_read_file(opt->data_path, &text, &n_text, err))) goto out;
     if (n_text == 0) {
@@ -203,6 +313,14 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
         rc = qs_db_put_format(db, f->name, qs_family_name(f->family), f->bits, qs_granularity_name(f), f->group, f->symmetric, f->clip_search,
                               &p.format_ids[k], err);
     }
+    if (opt->sensitivity) {
+        p.format_ids_sens = calloc((size_t)p.n_formats_sens, sizeof(int64_t));
+        for (int k2 = 0; k2 < p.n_formats_sens && !rc; k2++) {
+            const qs_format *f = p.formats_sens[k2];
+            rc = qs_db_put_format(db, f->name, qs_family_name(f->family), f->bits, qs_granularity_name(f), f->group,
+                                  f->symmetric, f->clip_search, &p.format_ids_sens[k2], err);
+        }
+    }
     p.tensors = calloc((size_t)m->n_tensors, sizeof(qs_prof_tensor));
     p.n_tensors = m->n_tensors;
     for (int i = 0; i < m->n_tensors && !rc; i++) {
@@ -218,7 +336,19 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
                      "\"calib_tokens\": %d, \"qsense_version\": \"%s\", \"formats\": \"",
                      model_fp, opt->data_path, text_fp, opt->ctx, opt->calib_tokens, QS_VERSION);
     for (int f = 0; f < p.n_formats; f++) k += snprintf(settings + k, sizeof settings - (size_t)k, f ? ",%s" : "%s", p.formats[f]->name);
-    snprintf(settings + k, sizeof settings - (size_t)k, "\"}");
+    k += snprintf(settings + k, sizeof settings - (size_t)k, "\"");
+    if (opt->sensitivity) {
+        k += snprintf(settings + k, sizeof settings - (size_t)k, ", \"sensitivity\": {\"eval\": \"%s\", \"ctx\": %d, \"topk\": %d, \"domains\": [",
+                      evalset->name, opt->eval_ctx, opt->topk);
+        for (int d = 0; d < evalset->n_domains; d++)
+            k += snprintf(settings + k, sizeof settings - (size_t)k, "%s{\"name\": \"%s\", \"tokens\": %lld, \"sha256\": \"%s\"}",
+                          d ? ", " : "", evalset->domains[d].name, (long long)evalset->domains[d].tokens, evalset->domains[d].sha256);
+        k += snprintf(settings + k, sizeof settings - (size_t)k, "], \"formats\": \"");
+        for (int f = 0; f < p.n_formats_sens; f++)
+            k += snprintf(settings + k, sizeof settings - (size_t)k, f ? ",%s" : "%s", p.formats_sens[f]->name);
+        k += snprintf(settings + k, sizeof settings - (size_t)k, "\"}");
+    }
+    snprintf(settings + k, sizeof settings - (size_t)k, "}");
     char keysrc[8192];
     snprintf(keysrc, sizeof keysrc, "%s", settings);
     /* the text's path does not change the numbers; its content does */
@@ -284,6 +414,7 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
     }
     if (!rc && progress) progress(user, "jobs", total_cost > 0 ? total_cost : 1, total_cost > 0 ? total_cost : 1, n_jobs, n_jobs);
     free(cost);
+    if (!rc && opt->sensitivity) rc = sensitivity_sweep(&p, opt, evalset, progress, user, sum, err);
     if (!rc) {
         snprintf(sum->hdf5_path, sizeof sum->hdf5_path, "%s.run%lld.h5", opt->db_path, (long long)p.run_id);
         int64_t nd;
@@ -308,6 +439,9 @@ out:
     free(p.tensors);
     free(p.formats);
     free(p.format_ids);
+    free(p.formats_sens);
+    free(p.format_ids_sens);
+    qs_evalset_free(evalset);
     free(ids);
     free(text);
     qs_vocab_free(v);

@@ -18,6 +18,12 @@ typedef struct {
     int threads;
     int ctx;                 /* calibration chunk length (tokens) */
     int calib_tokens;        /* token budget of the calibration pass */
+    /* per-tensor sensitivity (sensitivity.h), off unless sensitivity is set */
+    int sensitivity;
+    const char *eval;        /* evaluation set: a shipped name ("debian"), a manifest, or a text file */
+    const char *sens_formats;
+    int eval_ctx;            /* chunk length of the evaluation (default: ctx) */
+    int topk;                /* base top-k kept per position for KL (default 64) */
 } qs_profile_options;
 
 typedef struct {
@@ -25,6 +31,7 @@ typedef struct {
     int resumed;
     int jobs_total, jobs_done_before, jobs_run;
     int64_t calib_tokens;    /* tokens actually run through the model (0 if no pass was needed) */
+    int sens_jobs_total, sens_jobs_run;
     int n_tensors, n_formats;
     char hdf5_path[4096];
 } qs_profile_summary;

@@ -33,6 +33,8 @@ struct qs_engine {
     float *xr; /* rounded activations, (cap, max(dim, hidden)) */
     void **owned;
     int n_owned;
+    float **capture;
+    const float *emb_over;
     qs_observe_fn observe;
     void *observe_user;
     /* scratch, grown on demand */
@@ -231,9 +233,12 @@ static void rmsnorm_rows(void *ctx, long t0, long t1) {
     }
 }
 
+/* threads worth waking for `work` element operations: below ~64k the wake-ups cost more */
+static int par_threads(const qs_engine *e, long work) { return work < (1L << 16) ? 1 : e->threads; }
+
 static void rmsnorm(const qs_engine *e, float *out, const float *x, const float *w, int n, int d, float eps) {
     norm_job j = {out, x, w, d, eps};
-    qs_parallel_for(n, e->threads, rmsnorm_rows, &j);
+    qs_parallel_for(n, par_threads(e, (long)n * d), rmsnorm_rows, &j);
 }
 
 /* rotates each head of x: (n, n_heads * head_dim) in place, position p = row */
@@ -265,7 +270,7 @@ static void rope_rows(void *ctx, long t0, long t1) {
 
 static void rope(const qs_engine *e, float *x, int n, int n_heads) {
     rope_job j = {e, x, n_heads};
-    qs_parallel_for(n, e->threads, rope_rows, &j);
+    qs_parallel_for(n, par_threads(e, (long)n * n_heads * e->a.head_dim), rope_rows, &j);
 }
 
 /* causal grouped-query attention: q (n, qd), k/v (n, kvd) -> att (n, qd); heads in parallel,
@@ -311,7 +316,7 @@ static void attention_heads(void *ctx, long h0, long h1) {
 static void attention(qs_engine *e, int n) {
     attn_job j = {e, n};
     openblas_set_num_threads(1);
-    qs_parallel_for(e->a.n_heads, e->threads, attention_heads, &j);
+    qs_parallel_for(e->a.n_heads, par_threads(e, (long)n * n * e->a.n_heads * e->a.head_dim), attention_heads, &j);
     openblas_set_num_threads(e->threads);
 }
 
@@ -336,6 +341,11 @@ static void observe(qs_engine *e, int l, int kind, const float *x, int n, int in
     if (e->observe) e->observe(e->observe_user, l, kind, x, n, in);
 }
 
+void qs_engine_set_capture(qs_engine *e, float **capture) { e->capture = capture; }
+void qs_engine_override_embedding(qs_engine *e, const float *emb) { e->emb_over = emb; }
+
+static int run_layers(qs_engine *e, int first, int n, int logits_from, float *logits);
+
 int qs_engine_forward(qs_engine *e, const int *tokens, int n, int logits_from, float *logits, qs_error *err) {
     const qs_arch *a = &e->a;
     if (n <= 0 || logits_from < 0 || logits_from > n)
@@ -345,13 +355,32 @@ int qs_engine_forward(qs_engine *e, const int *tokens, int n, int logits_from, f
             return qs_errorf(err, QS_ERR_INPUT, "token id %d at position %d is outside the vocabulary (%d)", tokens[t], t,
                              a->n_vocab);
     if (grow(e, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
+    const int dim = a->dim;
+    const qs_tensor *emb = qs_model_find(e->m, "token_embd.weight");
+    for (int t = 0; t < n; t++) {
+        if (e->emb_over) memcpy(e->x + (size_t)t * dim, e->emb_over + (size_t)tokens[t] * dim, sizeof(float) * (size_t)dim);
+        else qs_tensor_dequantize_rows(emb, tokens[t], 1, e->x + (size_t)t * dim);
+    }
+    return run_layers(e, 0, n, logits_from, logits);
+}
+
+int qs_engine_forward_from(qs_engine *e, int layer, const float *x, int n, int logits_from, float *logits, qs_error *err) {
+    if (n <= 0 || logits_from < 0 || logits_from > n || layer < 0 || layer > e->a.n_layers)
+        return qs_errorf(err, QS_ERR_USAGE, "forward_from: bad range (layer %d, n %d, logits from %d)", layer, n, logits_from);
+    if (grow(e, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
+    memcpy(e->x, x, sizeof(float) * (size_t)n * (size_t)e->a.dim);
+    return run_layers(e, layer, n, logits_from, logits);
+}
+
+/* layers [first, n_layers) and the head, on the residual stream in e->x */
+static int run_layers(qs_engine *e, int first, int n, int logits_from, float *logits) {
+    const qs_arch *a = &e->a;
     openblas_set_num_threads(e->threads);
     e->matmul_s = 0;
     const int dim = a->dim, hid = a->hidden_dim, qd = a->n_heads * a->head_dim, kvd = a->n_kv_heads * a->head_dim;
-    const qs_tensor *emb = qs_model_find(e->m, "token_embd.weight");
-    for (int t = 0; t < n; t++) qs_tensor_dequantize_rows(emb, tokens[t], 1, e->x + (size_t)t * dim);
-    for (int l = 0; l < a->n_layers; l++) {
+    for (int l = first; l < a->n_layers; l++) {
         const layer *L = &e->layers[l];
+        if (e->capture) memcpy(e->capture[l], e->x, sizeof(float) * (size_t)n * (size_t)dim);
         rmsnorm(e, e->xb, e->x, L->attn_norm, n, dim, a->norm_eps);
         observe(e, l, QS_LIN_Q, e->xb, n, dim);
         observe(e, l, QS_LIN_K, e->xb, n, dim);
@@ -376,11 +405,12 @@ int qs_engine_forward(qs_engine *e, const int *tokens, int n, int logits_from, f
         matmul(e, e->h1, e->xb, weight(L, QS_LIN_GATE), wt(L, QS_LIN_GATE), n, dim, hid); /* (n, dim) x (hid, dim)^T */
         matmul(e, e->h3, e->xb, weight(L, QS_LIN_UP), wt(L, QS_LIN_UP), n, dim, hid);
         swiglu_job sj = {e->h1, e->h3};
-        qs_parallel_for((long)n * hid, e->threads, swiglu_range, &sj);
+        qs_parallel_for((long)n * hid, par_threads(e, (long)n * hid * 8), swiglu_range, &sj);
         observe(e, l, QS_LIN_DOWN, e->h1, n, hid);
         matmul(e, e->xb, e->h1, weight(L, QS_LIN_DOWN), wt(L, QS_LIN_DOWN), n, hid, dim); /* (n, hid) x (dim, hid)^T */
         for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
     }
+    if (e->capture) memcpy(e->capture[a->n_layers], e->x, sizeof(float) * (size_t)n * (size_t)dim);
     int rows = n - logits_from;
     if (rows > 0) {
         float *xf = e->x + (size_t)logits_from * dim;

@@ -39,6 +39,20 @@ void qs_engine_set_observer(qs_engine *e, qs_observe_fn fn, void *user);
  * restores the model's own weights. */
 int qs_engine_override(qs_engine *e, int layer, int kind, const float *w, qs_error *err);
 
+/* Prefix cache support for per-tensor sensitivity. With capture set, every forward stores the
+ * residual stream entering each layer: capture[l] (n, dim) for l in [0, n_layers), and
+ * capture[n_layers] the final hidden state before the output norm (caller-owned buffers of at
+ * least n * dim floats each; NULL turns capturing off). */
+void qs_engine_set_capture(qs_engine *e, float **capture);
+
+/* Runs layers [layer, n_layers) and the output head from x (n, dim), the residual stream
+ * entering `layer` (layer == n_layers: only the output norm and head). Logits as
+ * qs_engine_forward. x is not modified. */
+int qs_engine_forward_from(qs_engine *e, int layer, const float *x, int n, int logits_from, float *logits, qs_error *err);
+
+/* Substitutes the token embedding table ((n_vocab, dim) f32, borrowed); NULL restores. */
+void qs_engine_override_embedding(qs_engine *e, const float *emb);
+
 /* Floating-point operations of one forward pass over n tokens (matmuls and attention). */
 double qs_engine_flops(const qs_engine *e, int n, int logits_rows);
 /* Seconds spent in sgemm for weights during the last forward (for the benchmark). */

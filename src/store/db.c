@@ -54,6 +54,21 @@ static const char *const MIGRATIONS[] = {
     "CREATE TABLE arrays ("
     "  run_id INTEGER NOT NULL REFERENCES runs(id), dataset TEXT NOT NULL, dtype TEXT NOT NULL,"
     "  n INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (run_id, dataset));",
+    /* 1 -> 2: per-tensor sensitivity on evaluation domains */
+    "CREATE TABLE eval_domains ("
+    "  run_id INTEGER NOT NULL REFERENCES runs(id), name TEXT NOT NULL, sha256 TEXT NOT NULL, files TEXT,"
+    "  n_chunks INTEGER, ctx INTEGER, n_scored INTEGER, base_ppl REAL, base_ppl_se REAL, topk INTEGER,"
+    "  mean_tail_mass REAL, PRIMARY KEY (run_id, name));"
+    "CREATE TABLE sensitivity ("
+    "  run_id INTEGER NOT NULL REFERENCES runs(id), tensor_id INTEGER NOT NULL REFERENCES tensors(id),"
+    "  format_id INTEGER NOT NULL REFERENCES formats(id), domain TEXT NOT NULL, applicable INTEGER NOT NULL,"
+    "  n_scored INTEGER, ppl REAL, ppl_delta REAL, ppl_delta_se REAL, kl_mean REAL, kl_se REAL, kl_p99 REAL,"
+    "  top1_agree REAL, top1_se REAL, PRIMARY KEY (run_id, tensor_id, format_id, domain));"
+    "CREATE TABLE whole_model ("
+    "  run_id INTEGER NOT NULL REFERENCES runs(id), format_id INTEGER NOT NULL REFERENCES formats(id),"
+    "  domain TEXT NOT NULL, n_quantized INTEGER, bpw REAL, n_scored INTEGER, ppl REAL, ppl_delta REAL,"
+    "  ppl_delta_se REAL, kl_mean REAL, kl_se REAL, kl_p99 REAL, top1_agree REAL, top1_se REAL,"
+    "  PRIMARY KEY (run_id, format_id, domain));",
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 

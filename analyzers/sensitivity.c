@@ -1,0 +1,368 @@
+/* Per-tensor sensitivity sweep (see sensitivity.h). */
+#include "sensitivity.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "tok/vocab.h"
+
+typedef struct {
+    const qs_eval_domain *src;
+    int n_chunks, n_scored;
+    int *tokens;     /* (n_chunks, ctx), first of each chunk = BOS */
+    int *targets;    /* (n_chunks, ctx): the original next tokens */
+    float *cache;    /* (n_chunks, n_layers + 1, ctx, dim) */
+    float *logp_true;/* (n_scored) */
+    int *top1;       /* (n_scored) */
+    int *topk_id;    /* (n_scored, k) */
+    float *topk_lp;  /* (n_scored, k) base log-probabilities */
+    float *tail;     /* (n_scored) base probability mass outside the top-k */
+    double base_nll, base_ppl, base_ppl_se, mean_tail;
+} domain;
+
+struct qs_sens {
+    qs_profile *p;
+    qs_engine *e;
+    int ctx, first, k, bos;
+    domain *d;
+    int n_domains;
+    float *logits;   /* (ctx - first, vocab) */
+};
+
+int qs_sens_n_domains(const qs_sens *s) { return s->n_domains; }
+const char *qs_sens_domain_name(const qs_sens *s, int d) { return s->d[d].src->name; }
+
+static size_t cache_off(const qs_sens *s, int chunk, int layer) {
+    const qs_arch *a = &s->p->m->arch;
+    return (((size_t)chunk * (size_t)(a->n_layers + 1)) + (size_t)layer) * (size_t)s->ctx * (size_t)a->dim;
+}
+
+/* log-softmax normalizer of a row: max + log sum exp */
+static double log_norm(const float *l, int n) {
+    float mx = l[0];
+    for (int i = 1; i < n; i++) mx = l[i] > mx ? l[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += exp((double)(l[i] - mx));
+    return mx + log(sum);
+}
+
+static int argmax(const float *l, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (l[i] > l[b]) b = i;
+    return b;
+}
+
+/* the k largest entries of l (unordered), by a small min-heap */
+static void top_k(const float *l, int n, int k, int *idx) {
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (m < k) {
+            int j = m++;
+            idx[j] = i;
+            while (j > 0 && l[idx[(j - 1) / 2]] > l[idx[j]]) { int t = idx[j]; idx[j] = idx[(j - 1) / 2]; idx[(j - 1) / 2] = t; j = (j - 1) / 2; }
+        } else if (l[i] > l[idx[0]]) {
+            idx[0] = i;
+            int j = 0;
+            for (;;) {
+                int c = 2 * j + 1;
+                if (c >= k) break;
+                if (c + 1 < k && l[idx[c + 1]] < l[idx[c]]) c++;
+                if (l[idx[c]] >= l[idx[j]]) break;
+                int t = idx[j]; idx[j] = idx[c]; idx[c] = t;
+                j = c;
+            }
+        }
+    }
+}
+
+static int base_domain(qs_sens *s, domain *d, const qs_vocab *v, qs_error *err) {
+    const qs_arch *a = &s->p->m->arch;
+    int *ids;
+    size_t n_ids;
+    int rc = qs_tokenize(v, d->src->text, d->src->n_text, 1, &ids, &n_ids, err);
+    if (rc) return rc;
+    int64_t budget = d->src->tokens < (int64_t)n_ids ? d->src->tokens : (int64_t)n_ids;
+    d->n_chunks = (int)(budget / s->ctx);
+    if (d->n_chunks < 1) {
+        free(ids);
+        return qs_errorf(err, QS_ERR_INPUT, "evaluation domain '%s' gives %zu tokens; a %d-token chunk needs more", d->src->name,
+                         n_ids, s->ctx);
+    }
+    const int per = s->ctx - 1 - s->first, k = s->k, V = a->n_vocab;
+    d->n_scored = d->n_chunks * per;
+    d->tokens = malloc(sizeof(int) * (size_t)d->n_chunks * (size_t)s->ctx);
+    d->targets = malloc(sizeof(int) * (size_t)d->n_chunks * (size_t)s->ctx);
+    d->cache = malloc(sizeof(float) * cache_off(s, d->n_chunks, 0));
+    d->logp_true = malloc(sizeof(float) * (size_t)d->n_scored);
+    d->top1 = malloc(sizeof(int) * (size_t)d->n_scored);
+    d->topk_id = malloc(sizeof(int) * (size_t)d->n_scored * (size_t)k);
+    d->topk_lp = malloc(sizeof(float) * (size_t)d->n_scored * (size_t)k);
+    d->tail = malloc(sizeof(float) * (size_t)d->n_scored);
+    float **cap = malloc(sizeof(float *) * (size_t)(a->n_layers + 1));
+    if (!d->tokens || !d->targets || !d->cache || !d->logp_true || !d->top1 || !d->topk_id || !d->topk_lp || !d->tail || !cap) {
+        free(ids);
+        free(cap);
+        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory caching domain '%s' (%d chunks of %d)", d->src->name, d->n_chunks,
+                         s->ctx);
+    }
+    double nll = 0, nll2 = 0, tail_sum = 0;
+    for (int c = 0; c < d->n_chunks && !rc; c++) {
+        int *tok = d->tokens + (size_t)c * s->ctx;
+        memcpy(tok, ids + (size_t)c * s->ctx, sizeof(int) * (size_t)s->ctx);
+        memcpy(d->targets + (size_t)c * s->ctx, ids + (size_t)c * s->ctx + 1, sizeof(int) * (size_t)(s->ctx - 1));
+        if (s->bos >= 0) tok[0] = s->bos;
+        for (int l = 0; l <= a->n_layers; l++) cap[l] = d->cache + cache_off(s, c, l);
+        qs_engine_set_capture(s->e, cap);
+        rc = qs_engine_forward(s->e, tok, s->ctx, s->first, s->logits, err);
+        qs_engine_set_capture(s->e, NULL);
+        for (int i = 0; i < per && !rc; i++) {
+            const float *row = s->logits + (size_t)i * V;
+            const int j = c * per + i, target = d->targets[(size_t)c * s->ctx + s->first + i];
+            const double ln = log_norm(row, V);
+            d->logp_true[j] = (float)(row[target] - ln);
+            d->top1[j] = argmax(row, V);
+            int *ti = d->topk_id + (size_t)j * k;
+            top_k(row, V, k, ti);
+            double in = 0;
+            for (int q = 0; q < k; q++) {
+                d->topk_lp[(size_t)j * k + q] = (float)(row[ti[q]] - ln);
+                in += exp(row[ti[q]] - ln);
+            }
+            d->tail[j] = (float)fmax(0.0, 1.0 - in);
+            tail_sum += d->tail[j];
+            nll -= d->logp_true[j];
+            nll2 += (double)d->logp_true[j] * d->logp_true[j];
+        }
+    }
+    free(ids);
+    free(cap);
+    if (rc) return rc;
+    const double n = d->n_scored, mean = nll / n, var = nll2 / n - mean * mean;
+    d->base_nll = mean;
+    d->base_ppl = exp(mean);
+    d->base_ppl_se = var > 0 && n > 1 ? sqrt(var / (n - 1)) * d->base_ppl : 0;
+    d->mean_tail = tail_sum / n;
+    return 0;
+}
+
+int qs_sens_new(qs_sens **out, qs_profile *p, const qs_evalset *set, int ctx, int topk, qs_error *err) {
+    *out = NULL;
+    qs_sens *s = calloc(1, sizeof *s);
+    if (!s) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    s->p = p;
+    s->ctx = ctx;
+    s->first = ctx / 2;
+    s->k = topk < p->m->arch.n_vocab ? topk : p->m->arch.n_vocab;
+    qs_vocab *v = NULL;
+    int rc = qs_vocab_for_model(&v, p->m, err);
+    if (!rc) rc = qs_engine_new(&s->e, p->m, p->threads, err);
+    if (!rc) {
+        s->bos = v->add_bos ? v->bos : -1;
+        s->logits = malloc(sizeof(float) * (size_t)(ctx - s->first) * (size_t)p->m->arch.n_vocab);
+        s->d = calloc((size_t)set->n_domains, sizeof(domain));
+        s->n_domains = set->n_domains;
+        if (!s->logits || !s->d) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    }
+    for (int i = 0; !rc && i < set->n_domains; i++) {
+        s->d[i].src = &set->domains[i];
+        rc = base_domain(s, &s->d[i], v, err);
+    }
+    qs_vocab_free(v);
+    if (rc) {
+        qs_sens_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void qs_sens_free(qs_sens *s) {
+    if (!s) return;
+    for (int i = 0; i < s->n_domains; i++) {
+        domain *d = &s->d[i];
+        free(d->tokens); free(d->targets); free(d->cache); free(d->logp_true); free(d->top1);
+        free(d->topk_id); free(d->topk_lp); free(d->tail);
+    }
+    free(s->d);
+    free(s->logits);
+    qs_engine_free(s->e);
+    free(s);
+}
+
+int qs_sens_put_domains(qs_sens *s, qs_error *err) {
+    int rc = 0;
+    for (int i = 0; i < s->n_domains && !rc; i++) {
+        const domain *d = &s->d[i];
+        qs_db_value v[] = {
+            {"run_id", 2, (double)s->p->run_id, NULL}, {"name", 1, 0, d->src->name}, {"sha256", 1, 0, d->src->sha256},
+            {"files", 1, 0, d->src->files}, {"n_chunks", 2, d->n_chunks, NULL}, {"ctx", 2, s->ctx, NULL},
+            {"n_scored", 2, d->n_scored, NULL}, {"base_ppl", 0, d->base_ppl, NULL}, {"base_ppl_se", 0, d->base_ppl_se, NULL},
+            {"topk", 2, s->k, NULL}, {"mean_tail_mass", 0, d->mean_tail, NULL}};
+        rc = qs_db_put_row(s->p->db, "eval_domains", v, (int)(sizeof v / sizeof v[0]), err);
+    }
+    return rc;
+}
+
+typedef struct {
+    double nll, dnll, dnll2, kl, top1;
+    float *kls;
+    int n;
+} tally;
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* compares the current logits rows of chunk c with the base */
+static void score_chunk(const qs_sens *s, const domain *d, int c, tally *t) {
+    const int per = s->ctx - 1 - s->first, V = s->p->m->arch.n_vocab, k = s->k;
+    for (int i = 0; i < per; i++) {
+        const float *row = s->logits + (size_t)i * V;
+        const int j = c * per + i, target = d->targets[(size_t)c * s->ctx + s->first + i];
+        const double ln = log_norm(row, V), lq = row[target] - ln;
+        t->nll -= lq;
+        const double dn = -lq + d->logp_true[j];
+        t->dnll += dn;
+        t->dnll2 += dn * dn;
+        t->top1 += argmax(row, V) == d->top1[j];
+        double kl = 0, in_q = 0;
+        for (int q = 0; q < k; q++) {
+            const double lb = d->topk_lp[(size_t)j * k + q], lqq = row[d->topk_id[(size_t)j * k + q]] - ln;
+            kl += exp(lb) * (lb - lqq);
+            in_q += exp(lqq);
+        }
+        const double tb = d->tail[j], tq = fmax(1e-30, 1.0 - in_q);
+        if (tb > 1e-30) kl += tb * (log(tb) - log(tq));
+        kl = fmax(0.0, kl);
+        t->kls[t->n++] = (float)kl;
+        t->kl += kl;
+    }
+}
+
+static void tally_values(const qs_sens *s, const domain *d, tally *t, qs_db_value *v) {
+    const double n = t->n, mean_d = t->dnll / n, var_d = fmax(0, t->dnll2 / n - mean_d * mean_d);
+    const double ppl = exp(t->nll / n);
+    double kl_mean = t->kl / n, kl_var = 0;
+    for (int i = 0; i < t->n; i++) kl_var += (t->kls[i] - kl_mean) * (t->kls[i] - kl_mean);
+    kl_var /= n > 1 ? n - 1 : 1;
+    qsort(t->kls, (size_t)t->n, sizeof(float), cmp_float);
+    int64_t p99 = (int64_t)ceil(0.99 * n) - 1;
+    const double top1 = t->top1 / n;
+    (void)s;
+    v[0] = (qs_db_value){"n_scored", 2, n, NULL};
+    v[1] = (qs_db_value){"ppl", 0, ppl, NULL};
+    v[2] = (qs_db_value){"ppl_delta", 0, ppl - d->base_ppl, NULL};
+    /* paired: the standard error of the mean NLL difference, through d ppl = ppl d nll */
+    v[3] = (qs_db_value){"ppl_delta_se", 0, n > 1 ? ppl * sqrt(var_d / (n - 1)) : NAN, NULL};
+    v[4] = (qs_db_value){"kl_mean", 0, kl_mean, NULL};
+    v[5] = (qs_db_value){"kl_se", 0, sqrt(kl_var / n), NULL};
+    v[6] = (qs_db_value){"kl_p99", 0, t->kls[p99 < 0 ? 0 : p99], NULL};
+    v[7] = (qs_db_value){"top1_agree", 0, top1, NULL};
+    v[8] = (qs_db_value){"top1_se", 0, sqrt(top1 * (1 - top1) / n), NULL};
+}
+
+/* where the perturbation of tensor i enters: its layer, 0 for the embedding, n_layers for the head */
+static int start_layer(const qs_sens *s, int i) {
+    const qs_prof_tensor *pt = &s->p->tensors[i];
+    if (!strcmp(pt->kind, "token_embd")) return 0;
+    if (pt->linear == QS_LIN_OUTPUT) return s->p->m->arch.n_layers;
+    return pt->layer;
+}
+
+long qs_sens_cost(const qs_sens *s, int i) {
+    long tokens = 0;
+    for (int d = 0; d < s->n_domains; d++) tokens += (long)s->d[d].n_chunks * s->ctx;
+    return (long)(s->p->m->arch.n_layers + 1 - start_layer(s, i) + 1) * (tokens / (s->n_domains ? s->n_domains : 1));
+}
+
+static int apply(qs_sens *s, int i, const float *wq, qs_error *err) {
+    const qs_prof_tensor *pt = &s->p->tensors[i];
+    if (!strcmp(pt->kind, "token_embd")) {
+        qs_engine_override_embedding(s->e, wq);
+        if (pt->linear == QS_LIN_OUTPUT) return qs_engine_override(s->e, s->p->m->arch.n_layers, QS_LIN_OUTPUT, wq, err);
+        return 0;
+    }
+    if (pt->linear < 0) return qs_errorf(err, QS_ERR_USAGE, "%s is not a matrix the sweep can perturb", pt->t->name);
+    return qs_engine_override(s->e, pt->layer, pt->linear, wq, err);
+}
+
+static int run_domain(qs_sens *s, const domain *d, int start, tally *t, qs_error *err) {
+    t->kls = malloc(sizeof(float) * (size_t)d->n_scored);
+    if (!t->kls) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    int rc = 0;
+    for (int c = 0; c < d->n_chunks && !rc; c++) {
+        if (start == 0)
+            rc = qs_engine_forward(s->e, d->tokens + (size_t)c * s->ctx, s->ctx, s->first, s->logits, err);
+        else
+            rc = qs_engine_forward_from(s->e, start, d->cache + cache_off(s, c, start), s->ctx, s->first, s->logits, err);
+        if (!rc) score_chunk(s, d, c, t);
+    }
+    return rc;
+}
+
+int qs_sens_run_tensor(qs_sens *s, int i, int f, int di, const float *wq, qs_error *err) {
+    qs_profile *p = s->p;
+    const domain *d = &s->d[di];
+    qs_db_value v[14] = {{"run_id", 2, (double)p->run_id, NULL}, {"tensor_id", 2, (double)p->tensors[i].db_id, NULL},
+                         {"format_id", 2, (double)p->format_ids_sens[f], NULL}, {"domain", 1, 0, d->src->name},
+                         {"applicable", 2, wq != NULL, NULL}};
+    if (!wq) return qs_db_put_row(p->db, "sensitivity", v, 5, err);
+    tally t = {0};
+    int rc = apply(s, i, wq, err);
+    if (!rc) rc = run_domain(s, d, start_layer(s, i), &t, err);
+    qs_error ignore;
+    apply(s, i, NULL, &ignore);
+    if (!rc) {
+        tally_values(s, d, &t, v + 5);
+        rc = qs_db_put_row(p->db, "sensitivity", v, 14, err);
+    }
+    free(t.kls);
+    return rc;
+}
+
+int qs_sens_run_whole(qs_sens *s, int f, int di, qs_error *err) {
+    qs_profile *p = s->p;
+    const qs_format *fmt = p->formats_sens[f];
+    const domain *d = &s->d[di];
+    float **wq = calloc((size_t)p->n_tensors, sizeof(float *));
+    if (!wq) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    int rc = 0, nq = 0;
+    double bits = 0, params = 0;
+    for (int i = 0; i < p->n_tensors && !rc; i++) {
+        const qs_prof_tensor *pt = &p->tensors[i];
+        const int matrix = pt->rows > 1 && (pt->linear >= 0 || !strcmp(pt->kind, "token_embd"));
+        params += (double)(pt->rows * pt->cols);
+        if (!matrix || !qs_format_applies(fmt, pt->rows, pt->cols, NULL, 0)) {
+            bits += 8.0 * (double)pt->t->nbytes; /* stays as stored */
+            continue;
+        }
+        float *w = qs_profile_weights(p, i);
+        wq[i] = malloc(sizeof(float) * (size_t)(pt->rows * pt->cols));
+        if (!w || !wq[i]) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+        else rc = qs_format_fake_quantize(fmt, w, wq[i], pt->rows, pt->cols, err);
+        free(w);
+        if (!rc) rc = apply(s, i, wq[i], err);
+        bits += qs_format_bpw(fmt, pt->rows, pt->cols) * (double)(pt->rows * pt->cols);
+        nq++;
+    }
+    tally t = {0};
+    if (!rc) rc = run_domain(s, d, 0, &t, err);
+    qs_error ignore;
+    for (int i = 0; i < p->n_tensors; i++)
+        if (wq[i]) apply(s, i, NULL, &ignore);
+    if (!rc) {
+        qs_db_value v[14] = {{"run_id", 2, (double)p->run_id, NULL}, {"format_id", 2, (double)p->format_ids_sens[f], NULL},
+                             {"domain", 1, 0, d->src->name}, {"n_quantized", 2, nq, NULL}, {"bpw", 0, bits / params, NULL}};
+        tally_values(s, d, &t, v + 5);
+        rc = qs_db_put_row(p->db, "whole_model", v, 14, err);
+    }
+    for (int i = 0; i < p->n_tensors; i++) free(wq[i]);
+    free(wq);
+    free(t.kls);
+    return rc;
+}

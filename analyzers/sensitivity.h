@@ -1,0 +1,40 @@
+/* Per-tensor sensitivity: quantize one tensor (keeping the rest exact), run the evaluation
+ * tokens of each domain, and compare with the unquantized model: perplexity delta, mean KL
+ * divergence (base || quantized), its 99th percentile, top-1 agreement, each with a standard
+ * error. Chunks follow llama-perplexity (BOS first, second half scored).
+ *
+ * The base model runs once per domain, caching the residual stream entering every layer, so
+ * perturbing a tensor of layer L reruns only layers L..end. Per scored position it keeps
+ * log p(true token), the top-1, the top-k log-probabilities and the tail mass beyond them
+ * (O(k) per position, not O(vocab)). KL is computed over the top-k plus the tail as one bucket:
+ * by the chain rule this is a lower bound of the exact KL, short by tail_mass x KL(tail-conditional
+ * distributions); eval_domains.mean_tail_mass records how much mass that bucket holds. */
+#ifndef QS_SENSITIVITY_H
+#define QS_SENSITIVITY_H
+
+#include "analyzer.h"
+#include "io/evalset.h"
+
+typedef struct qs_sens qs_sens;
+
+/* Tokenizes and runs the base model on every domain (ctx-token chunks, up to each domain's
+ * budget), caching what the sweep needs. */
+int qs_sens_new(qs_sens **out, qs_profile *p, const qs_evalset *set, int ctx, int topk, qs_error *err);
+void qs_sens_free(qs_sens *s);
+int qs_sens_n_domains(const qs_sens *s);
+const char *qs_sens_domain_name(const qs_sens *s, int d);
+
+/* Writes the eval_domains rows (inside the caller's transaction). */
+int qs_sens_put_domains(qs_sens *s, qs_error *err);
+
+/* One job: tensor i x format f x domain d, writing its sensitivity row. wq: the tensor
+ * fake-quantized to f (NULL when f does not apply; then the row says so). */
+int qs_sens_run_tensor(qs_sens *s, int i, int f, int d, const float *wq, qs_error *err);
+
+/* Whole model at format f on domain d: every tensor f applies to is quantized at once. */
+int qs_sens_run_whole(qs_sens *s, int f, int d, qs_error *err);
+
+/* Relative cost of a job on tensor i (layers rerun x tokens), for progress. */
+long qs_sens_cost(const qs_sens *s, int i);
+
+#endif
