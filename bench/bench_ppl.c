@@ -5,6 +5,9 @@
  *   3. a 1B-shaped llama (dim 2048, 22 layers, 32 heads, 4 kv heads, ffn 5632, vocab 32000;
  *      random f32 weights written by qsense's own GGUF writer): tokens/s of a 512-token chunk
  *      scored as llama-perplexity does, GFLOP/s overall and inside the matmuls.
+ *   4. the cost of one sensitivity job (perturb one tensor, rerun from its layer using the
+ *      prefix cache) as a fraction of one full evaluation of the same tokens, averaged over the
+ *      model's matrices, on stories260K and the 1B shape.
  * usage: qsense_bench [--threads T] [--ctx N] [--chunks N] [--model-dir DIR]
  *        (DIR holds the generated 4.4 GB model; default $QSENSE_CACHE or ~/.cache/qsense) */
 #include <cblas.h>
@@ -63,6 +66,44 @@ static float rnd(float scale) {
         s += (float)(rng >> 40) / (float)(1ull << 24) - 0.5f;
     }
     return s * scale;
+}
+
+/* mean over the sweep's matrices of (time to rerun from the tensor's layer) / (full forward) */
+static double sensitivity_fraction(qs_model *m, qs_engine *e, int ctx, int reps) {
+    const int L = m->arch.n_layers, dim = m->arch.dim;
+    int *tok = malloc(sizeof(int) * (size_t)ctx);
+    float *logits = malloc(sizeof(float) * (size_t)(ctx - ctx / 2) * (size_t)m->arch.n_vocab);
+    float **cap = malloc(sizeof(float *) * (size_t)(L + 1));
+    for (int l = 0; l <= L; l++) cap[l] = malloc(sizeof(float) * (size_t)ctx * (size_t)dim);
+    for (int i = 0; i < ctx; i++) tok[i] = (int)((i * 2654435761u) % (unsigned)m->arch.n_vocab);
+    qs_error err = {0};
+    qs_engine_set_capture(e, cap);
+    qs_engine_forward(e, tok, ctx, ctx / 2, logits, &err);
+    qs_engine_set_capture(e, NULL);
+    double full = 1e30, *from = calloc((size_t)L + 1, sizeof(double));
+    for (int r = 0; r < reps; r++) {
+        double t0 = qs_now_seconds();
+        qs_engine_forward(e, tok, ctx, ctx / 2, logits, &err);
+        double t = qs_now_seconds() - t0;
+        full = t < full ? t : full;
+    }
+    for (int l = 1; l <= L; l++) {
+        from[l] = 1e30;
+        for (int r = 0; r < reps; r++) {
+            double t0 = qs_now_seconds();
+            qs_engine_forward_from(e, l, cap[l], ctx, ctx / 2, logits, &err);
+            double t = qs_now_seconds() - t0;
+            from[l] = t < from[l] ? t : from[l];
+        }
+    }
+    from[0] = full;
+    /* 7 matrices per layer start at their layer; the embedding at 0; the output head at L */
+    double sum = full + from[L];
+    for (int l = 0; l < L; l++) sum += 7 * from[l];
+    double frac = sum / (7.0 * L + 2) / full;
+    for (int l = 0; l <= L; l++) free(cap[l]);
+    free(cap); free(from); free(tok); free(logits);
+    return frac;
 }
 
 static int write_1b(const char *path) {
@@ -150,6 +191,7 @@ int main(int argc, char **argv) {
     qs_ppl_run(e, ids, n_ids, 128, v->bos, 0, NULL, NULL, &r, &err);
     printf("\n[2] stories260K, GPL-3, ctx 128: %d chunks in %.2f s: %.0f tokens/s (ppl %.4f)\n", r.n_chunks, r.seconds,
            r.tokens_per_second, r.ppl);
+    double sf_small = sensitivity_fraction(m, e, 128, 20);
     qs_engine_free(e);
     free(ids);
     free(text);
@@ -190,6 +232,9 @@ int main(int argc, char **argv) {
     printf("    %.1f tokens/s, %.1f GFLOP/s overall; matmuls %.1f GFLOP/s = %.0f %% of sgemm's rate, %.0f %% of the time\n",
            tps, flops / total * 1e-9, mm_flops / mm * 1e-9, 100.0 * (mm_flops / mm * 1e-9) / peak, 100.0 * mm / total);
     printf("    llama.cpp prompt processing on this shape, f32, 2 threads: about 62 tokens/s (issue figure)\n");
+    double sf_big = sensitivity_fraction(m, e, ctx, 1);
+    printf("\n[4] one sensitivity job / one full evaluation of the same tokens (prefix cache; target <= 0.5):\n");
+    printf("    stories260K (ctx 128): %.2f    1B shape (ctx %d): %.2f\n", sf_small, ctx, sf_big);
     free(tok);
     free(logits);
     qs_engine_free(e);
