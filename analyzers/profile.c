@@ -114,6 +114,34 @@ static int calibrate(qs_profile *p, const qs_profile_options *opt, const int *id
 
 /* ---- set-up ---- */
 
+/* The calibration text: a text file, or an evaluation set (a shipped name or a manifest), whose
+ * domains are joined in order. */
+static int calibration_text(const char *spec, char **text, size_t *n, qs_error *err) {
+    size_t len = strlen(spec);
+    int is_set = (len > 5 && !strcmp(spec + len - 5, ".json")) || (!strchr(spec, '/') && !qs_path_exists(spec));
+    if (!is_set) return qs_read_file(spec, text, n, err);
+    qs_evalset *set;
+    int rc = qs_evalset_load(&set, spec, QS_DATASETS_DIR, 4096, err);
+    if (rc) return rc;
+    size_t total = 0;
+    for (int d = 0; d < set->n_domains; d++) total += set->domains[d].n_text + 1;
+    *text = malloc(total + 1);
+    if (!*text) {
+        qs_evalset_free(set);
+        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    }
+    size_t k = 0;
+    for (int d = 0; d < set->n_domains; d++) {
+        memcpy(*text + k, set->domains[d].text, set->domains[d].n_text);
+        k += set->domains[d].n_text;
+        (*text)[k++] = '\n';
+    }
+    (*text)[k] = 0;
+    *n = k;
+    qs_evalset_free(set);
+    return 0;
+}
+
 static int fingerprint(const qs_model *m, char out[65], qs_error *err) {
     /* the content of every file the weights come from, in table order of their maps */
     qs_sha256 s;
@@ -289,7 +317,7 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
         if ((rc = qs_evalset_load(&evalset, opt->eval, QS_DATASETS_DIR, 4096, err))) goto out;
     }
     if ((rc = qs_format_parse_list(opt->formats, &p.formats, &p.n_formats, err))) goto out;
-    if ((rc = qs_read_file(opt->data_path, &text, &n_text, err))) goto out;
+    if ((rc = calibration_text(opt->data_path, &text, &n_text, err))) goto out;
     if (n_text == 0) {
         rc = qs_errorf(err, QS_ERR_INPUT, "%s: the calibration text is empty", opt->data_path);
         goto out;

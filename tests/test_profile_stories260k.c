@@ -232,6 +232,9 @@ int main(void) {
              "'%s' profile '%s' --db '%s/junk.db'", dir, qsense_bin(), model, dir);
     CHECK(run_cmd(cmd, &out) == 3 && strstr(out, "junk.db"), "junk database: %s", out);
     free(out);
+    snprintf(cmd, sizeof cmd, "'%s' profile '%s' --db '%s/set.db' --data debian --formats q8_0 --quiet", qsense_bin(), model, dir);
+    CHECK(run_cmd(cmd, &out) == 0 && strstr(out, "run 1 new"), "calibration from the debian evaluation set: %s", out);
+    free(out);
     snprintf(cmd, sizeof cmd, "'%s' profile --list-formats", qsense_bin());
     CHECK(run_cmd(cmd, &out) == 0 && strstr(out, "int4-g128-asym") && strstr(out, "q4_k") && strstr(out, "4.5000"),
           "--list-formats: %.300s", out);

@@ -14,7 +14,7 @@
 static const char *DEFAULT_TEXT = "/usr/share/common-licenses/GPL-3";
 
 static void help(void) {
-    printf("usage: qsense profile MODEL [--data FILE] [--formats LIST] [--db PATH] [--threads T] [--ctx N]\n"
+    printf("usage: qsense profile MODEL [--data FILE|SET] [--formats LIST] [--db PATH] [--threads T] [--ctx N]\n"
            "                      [--calib-tokens N] [--tokenizer FILE] [--quiet]\n"
            "       qsense profile --list-formats\n"
            "\n"
@@ -25,7 +25,9 @@ static void help(void) {
            "activation-weighted output error ||(W - W^)X||^2 / ||WX||^2). Re-running the same command\n"
            "resumes an interrupted run.\n"
            "\n"
-           "  --data FILE        calibration text (default %s)\n"
+           "  --data FILE|SET    calibration text: a file (default %s), or an\n"
+           "                     evaluation set ('debian', 'shared', a manifest .json) whose domains\n"
+           "                     are joined\n"
            "  --formats LIST     comma-separated format names, or 'default' (the default)\n"
            "  --db PATH          database (default: MODEL's name + .qsense.db, in this directory)\n"
            "  --threads T        threads (default: all cores)\n"
