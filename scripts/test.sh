@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # The one command that runs every test: installs what is missing, fetches the larger real
-# models into the cache (outside the repository, sha256-verified), builds, runs CTest.
+# models into the cache (outside the repository, sha256-verified), builds, runs CTest; then
+# builds again with AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer) and runs the
+# unit, CLI and crash tests under them (QSENSE_SANITIZE=0 skips that second pass).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
 bash scripts/fetch_models.sh
 bash scripts/build.sh
-cd "${QSENSE_BUILD_DIR:-build}"
-ctest --output-on-failure -j1 "$@"
+(cd "${QSENSE_BUILD_DIR:-build}" && ctest --output-on-failure -j1 "$@")
+if [ "${QSENSE_SANITIZE:-1}" != 0 ]; then
+  echo "== sanitizer build (ASan + UBSan) =="
+  QSENSE_BUILD_DIR=build-asan QSENSE_BUILD_TYPE=Debug QSENSE_CMAKE_ARGS="-DQSENSE_SANITIZE=ON" bash scripts/build.sh
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure -j1 -L 'unit|cli')
+fi
