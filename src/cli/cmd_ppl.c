@@ -5,6 +5,7 @@
 
 #include "../core/qs_file.h"
 #include "../core/qs_progress.h"
+#include "../engine/compare.h"
 #include "../engine/ppl.h"
 #include "../io/model.h"
 #include "../tok/vocab.h"
@@ -12,7 +13,7 @@
 
 static void help(void) {
     printf("usage: qsense ppl MODEL --text FILE [--ctx N] [--chunks N] [--threads T] [--tokenizer FILE]\n"
-           "                  [--json] [--quiet]\n"
+           "                  [--base BASE_MODEL] [--llamacpp-numerics] [--json] [--quiet]\n"
            "\n"
            "Perplexity of MODEL on the text in FILE, computed as llama-perplexity does: the tokens (BOS\n"
            "first) are cut into chunks of N, each chunk starts with BOS and runs from an empty cache,\n"
@@ -25,6 +26,11 @@ static void help(void) {
            "  --threads T       threads (default: all cores)\n"
            "  --tokenizer FILE  tokenizer.bin (llama2.c), tokenizer.json or a GGUF vocabulary\n"
            "                    (default: the model's own, or tokenizer.bin beside a llama2.c model)\n"
+           "  --base MODEL      also compare MODEL with BASE_MODEL on the same chunks, as\n"
+           "                    llama-perplexity --kl-divergence does: mean KL(base || model) over the\n"
+           "                    full vocabulary (+/- its standard error, p99, max), how often the top\n"
+           "                    token is the same, the RMS change of the true token's probability,\n"
+           "                    and the perplexity ratio\n"
            "  --llamacpp-numerics  round activations as llama.cpp's CPU backend does (q8 next to\n"
            "                    quantized weights, f16 next to f16 weights and in the KV cache), to\n"
            "                    reproduce llama-perplexity's figures; default: exact f32 arithmetic\n"
@@ -46,8 +52,60 @@ static void on_chunk(void *user, int chunk, int n_chunks, double running, double
     qs_progress_update(&p->pr, chunk, extra);
 }
 
+static void on_compare_chunk(void *user, int chunk, int n) {
+    (void)n;
+    qs_progress_update(user, chunk, NULL);
+}
+
+/* qsense ppl MODEL --base BASE: KL divergence and friends, llama-perplexity's convention */
+static int compare(const char *base_path, const char *tok_path, const qs_model *m, qs_engine *e, const int *ids, size_t n_ids,
+                   int ctx, int bos, int chunks, int threads, int llamacpp, int json, int quiet, const char *model_path,
+                   const char *text_path, qs_error *err) {
+    qs_model *bm = NULL;
+    qs_engine *be = NULL;
+    qs_model_options opt = {tok_path};
+    int rc = qs_model_open(&bm, base_path, &opt, err);
+    if (!rc && bm->arch.n_vocab != m->arch.n_vocab)
+        rc = qs_errorf(err, QS_ERR_INPUT, "%s: vocabulary of %d tokens, but %s has %d: not the same model family", base_path,
+                       bm->arch.n_vocab, model_path, m->arch.n_vocab);
+    if (!rc) rc = qs_engine_new(&be, bm, threads, err);
+    if (!rc) {
+        qs_engine_set_llamacpp_numerics(be, llamacpp);
+        qs_progress pr;
+        int n_chunks = (int)(n_ids / (size_t)ctx);
+        if (chunks && chunks < n_chunks) n_chunks = chunks;
+        qs_progress_start(&pr, "ppl --base: chunk", n_chunks, quiet);
+        qs_compare_result r;
+        rc = qs_compare_run(be, e, ids, n_ids, ctx, bos, chunks, on_compare_chunk, &pr, &r, err);
+        qs_progress_end(&pr);
+        if (!rc && json) {
+            printf("{\"model\": ");
+            cli_json_str(model_path);
+            printf(", \"base\": ");
+            cli_json_str(base_path);
+            printf(", \"text\": ");
+            cli_json_str(text_path);
+            printf(", \"ctx\": %d, \"n_chunks\": %d, \"n_scored\": %zu, \"ppl\": %.6f, \"ppl_base\": %.6f, "
+                   "\"ppl_ratio\": %.6f, \"ppl_ratio_se\": %.6f, \"kl_mean\": %.6f, \"kl_se\": %.6f, \"kl_p99\": %.6f, "
+                   "\"kl_max\": %.6f, \"same_top1\": %.6f, \"same_top1_se\": %.6f, \"rms_dp\": %.6f, \"seconds\": %.3f}\n",
+                   ctx, r.n_chunks, r.n_scored, r.ppl, r.ppl_base, r.ppl_ratio, r.ppl_ratio_se, r.kl_mean, r.kl_se, r.kl_p99,
+                   r.kl_max, r.same_top1, r.same_top1_se, r.rms_dp, r.seconds);
+        } else if (!rc) {
+            printf("model:   %s\nbase:    %s\ntext:    %s (%d chunks of %d, %zu scored)\n", model_path, base_path, text_path,
+                   r.n_chunks, ctx, r.n_scored);
+            printf("PPL = %.4f (base %.4f), ratio %.5f +/- %.5f\n", r.ppl, r.ppl_base, r.ppl_ratio, r.ppl_ratio_se);
+            printf("KL divergence: mean %.6f +/- %.6f, p99 %.6f, max %.6f\n", r.kl_mean, r.kl_se, r.kl_p99, r.kl_max);
+            printf("same top token: %.3f %% +/- %.3f %%; RMS change of p(true token): %.3f %%\n", 100 * r.same_top1,
+                   100 * r.same_top1_se, 100 * r.rms_dp);
+        }
+    }
+    qs_engine_free(be);
+    qs_model_close(bm);
+    return rc;
+}
+
 int cmd_ppl(int argc, char **argv) {
-    const char *model_path = NULL, *text_path = NULL, *tok_path = NULL;
+    const char *model_path = NULL, *text_path = NULL, *tok_path = NULL, *base_path = NULL;
     int ctx = 0, threads = 0, chunks = 0, json = 0, quiet = 0, llamacpp = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -58,6 +116,7 @@ int cmd_ppl(int argc, char **argv) {
         else if (!strcmp(a, "--llamacpp-numerics")) llamacpp = 1;
         else if (!strcmp(a, "--text")) { if (!val) return cli_usage("ppl", "--text needs a file"); text_path = val; i++; }
         else if (!strcmp(a, "--tokenizer")) { if (!val) return cli_usage("ppl", "--tokenizer needs a file"); tok_path = val; i++; }
+        else if (!strcmp(a, "--base")) { if (!val) return cli_usage("ppl", "--base needs a model"); base_path = val; i++; }
         else if (!strcmp(a, "--ctx")) { if ((ctx = cli_int("ppl", a, val, 4, 1 << 20)) < 0) return 2; i++; }
         else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) { if ((threads = cli_int("ppl", a, val, 1, 1024)) < 0) return 2; i++; }
         else if (!strcmp(a, "--chunks")) { if ((chunks = cli_int("ppl", a, val, 1, 1 << 30)) < 0) return 2; i++; }
@@ -93,6 +152,11 @@ int cmd_ppl(int argc, char **argv) {
     }
     if ((rc = qs_engine_new(&e, m, threads, &err))) goto out;
     qs_engine_set_llamacpp_numerics(e, llamacpp);
+    if (base_path) {
+        rc = compare(base_path, tok_path, m, e, ids, n_ids, ctx, v->add_bos ? v->bos : -1, chunks, threads, llamacpp, json,
+                     quiet, model_path, text_path, &err);
+        goto out;
+    }
     progress_ctx pc;
     int n_chunks = (int)(n_ids / (size_t)ctx);
     if (chunks && chunks < n_chunks) n_chunks = chunks;
