@@ -142,24 +142,6 @@ static int calibration_text(const char *spec, char **text, size_t *n, qs_error *
     return 0;
 }
 
-static int fingerprint(const qs_model *m, char out[65], qs_error *err) {
-    /* the content of every file the weights come from, in table order of their maps */
-    qs_sha256 s;
-    qs_sha256_init(&s);
-    if (m->gguf) {
-        qs_map map;
-        int rc = qs_map_open(&map, m->path, err);
-        if (rc) return rc;
-        qs_sha256_update(&s, map.data, map.size);
-        qs_map_close(&map);
-    }
-    for (int i = 0; i < m->n_maps; i++) qs_sha256_update(&s, m->maps[i]->data, m->maps[i]->size);
-    uint8_t d[32];
-    qs_sha256_final(&s, d);
-    for (int i = 0; i < 32; i++) sprintf(out + 2 * i, "%02x", d[i]);
-    return 0;
-}
-
 static void classify(const qs_model *m, const qs_tensor *t, qs_prof_tensor *pt) {
     static const char *lin[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
     pt->t = t;
@@ -324,7 +306,7 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
     }
     char model_fp[65], text_fp[65];
     if (progress) progress(user, "fingerprint", 0, 1, 0, 0);
-    if ((rc = fingerprint(m, model_fp, err))) goto out;
+    if ((rc = qs_model_fingerprint(m, model_fp, err))) goto out;
     qs_sha256_hex(text, n_text, text_fp);
     if ((rc = qs_db_open(&db, opt->db_path, err))) goto out;
     p.db = db;

@@ -20,13 +20,16 @@ static void usage(FILE *f) {
             "commands:\n"
             "  profile   measure every tensor: weight and activation statistics, quantization error\n"
             "            for many formats; results to an SQLite database + HDF5 arrays\n"
-            "  ppl       perplexity of a model on a text (llama-perplexity's convention)\n"
+            "  plan      choose a format per tensor for a size budget, from profile --sensitivity\n"
+            "  quantize  apply a plan to a GGUF model, writing a GGUF llama.cpp loads\n"
+            "  ppl       perplexity of a model on a text (llama-perplexity's convention); with\n"
+            "            --base, KL divergence against the base model\n"
             "  inspect   architecture, metadata and tensor table of a model file\n"
             "  tokenize  token ids of a text, as llama.cpp produces them\n"
             "\n"
             "models: GGUF (.gguf), llama2.c checkpoints (.bin + tokenizer.bin), Hugging Face\n"
             "        safetensors directories (config.json + *.safetensors + tokenizer.json)\n"
-            "exit codes: 0 ok, 2 usage error, 3 bad input, 4 internal error\n");
+            "exit codes: 0 ok, 1 check failed (plan verify), 2 usage error, 3 bad input, 4 internal error\n");
 }
 
 int cli_fail(const qs_error *err) {
@@ -82,6 +85,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "profile")) return cmd_profile(argc - 1, argv + 1);
+    if (!strcmp(cmd, "plan")) return cmd_plan(argc - 1, argv + 1);
+    if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
     fprintf(stderr, "qsense: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../core/qs_dtype.h"
+#include "../core/qs_sha256.h"
 #include "gguf.h"
 
 int qs_model_add_meta(qs_model *m, const char *key, const char *fmt, ...) {
@@ -188,5 +189,22 @@ int qs_model_validate_llama(const qs_model *m, qs_error *err) {
             if (check_tensor(m, name, want[i].ne0, want[i].ne1, err)) return QS_ERR_INPUT;
         }
     }
+    return 0;
+}
+
+int qs_model_fingerprint(const qs_model *m, char out[65], qs_error *err) {
+    qs_sha256 s;
+    qs_sha256_init(&s);
+    if (m->gguf) {
+        qs_map map;
+        int rc = qs_map_open(&map, m->path, err);
+        if (rc) return rc;
+        qs_sha256_update(&s, map.data, map.size);
+        qs_map_close(&map);
+    }
+    for (int i = 0; i < m->n_maps; i++) qs_sha256_update(&s, m->maps[i]->data, m->maps[i]->size);
+    uint8_t d[32];
+    qs_sha256_final(&s, d);
+    for (int i = 0; i < 32; i++) sprintf(out + 2 * i, "%02x", d[i]);
     return 0;
 }

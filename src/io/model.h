@@ -73,6 +73,10 @@ typedef struct {
 int qs_model_open(qs_model **out, const char *path, const qs_model_options *opt, qs_error *err);
 void qs_model_close(qs_model *m);
 
+/* sha256 (hex) of the content of every file the weights come from: the GGUF file, the llama2.c
+ * checkpoint, every safetensors shard in order. */
+int qs_model_fingerprint(const qs_model *m, char out[65], qs_error *err);
+
 /* Tensor by name, or NULL. */
 const qs_tensor *qs_model_find(const qs_model *m, const char *name);
 

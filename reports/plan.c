@@ -1,0 +1,370 @@
+/* The planner (see plan.h): a multiple-choice knapsack solved by a Lagrangian sweep (every
+ * tensor takes the option minimizing cost + lambda * bytes; lambda bisected to the budget) and
+ * then a greedy pass that spends what is left on the best cost-per-byte upgrades. Costs are the
+ * measured per-tensor KL (domain-weighted means); sizes are the formats' true storage. */
+#include "plan.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/qs_dtype.h"
+#include "core/qs_file.h"
+#include "io/gguf.h"
+#include "quant/format.h"
+#include "store/db.h"
+
+#define MAX_OPTS 64
+
+typedef struct {
+    int n;
+    char fmt[MAX_OPTS][32];
+    double cost[MAX_OPTS], bytes[MAX_OPTS], dcost[MAX_OPTS][16];
+    int pick;
+} options;
+
+void qs_plan_free(qs_plan *p) {
+    if (!p) return;
+    free(p->tensors);
+    free(p);
+}
+
+static int llama_cpp_type(const char *fmt) {
+    for (int t = 0; t < QS_DT_GGML_COUNT; t++) {
+        const qs_dtype_traits *tr = qs_dtype_get(t);
+        if (tr && !strcmp(tr->name, fmt)) return t;
+    }
+    return -1;
+}
+
+static void add_opt(options *o, const char *fmt, double cost, double bytes, const double *dcost, int nd) {
+    for (int i = 0; i < o->n; i++)
+        if (!strcmp(o->fmt[i], fmt)) return;
+    if (o->n == MAX_OPTS) return;
+    snprintf(o->fmt[o->n], sizeof o->fmt[0], "%s", fmt);
+    o->cost[o->n] = cost;
+    o->bytes[o->n] = bytes;
+    for (int d = 0; d < nd; d++) o->dcost[o->n][d] = dcost ? dcost[d] : 0;
+    o->n++;
+}
+
+static double solve(options *o, int n, double lambda) {
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        int best = 0;
+        for (int k = 1; k < o[i].n; k++) {
+            double a = o[i].cost[k] + lambda * o[i].bytes[k], b = o[i].cost[best] + lambda * o[i].bytes[best];
+            if (a < b || (a == b && o[i].bytes[k] < o[i].bytes[best])) best = k;
+        }
+        o[i].pick = best;
+        total += o[i].bytes[best];
+    }
+    return total;
+}
+
+static int parse_weights(const char *spec, qs_plan *p, qs_error *err) {
+    for (int d = 0; d < p->n_domains; d++) p->domain_weights[d] = 1;
+    if (!spec) return 0;
+    char *copy = strdup(spec), *save = NULL;
+    int rc = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        char *end = NULL;
+        double w = eq ? strtod(eq + 1, &end) : NAN;
+        if (!eq || !end || *end || !(w >= 0)) {
+            rc = qs_errorf(err, QS_ERR_USAGE, "--domain-weights: '%s' is not name=weight", tok);
+            break;
+        }
+        *eq = 0;
+        int found = 0;
+        for (int d = 0; d < p->n_domains; d++)
+            if (!strcmp(p->domains[d], tok)) p->domain_weights[d] = w, found = 1;
+        if (!found) rc = qs_errorf(err, QS_ERR_USAGE, "--domain-weights: no evaluation domain '%s' in the database", tok);
+    }
+    free(copy);
+    return rc;
+}
+
+int qs_plan_make(qs_plan **out, const qs_plan_options *opt, qs_error *err) {
+    *out = NULL;
+    qs_db *db;
+    int rc = qs_db_open(&db, opt->db_path, err);
+    if (rc) return rc;
+    sqlite3 *h = qs_db_handle(db);
+    qs_plan *p = calloc(1, sizeof *p);
+    options *o = NULL;
+    sqlite3_stmt *st = NULL;
+    snprintf(p->target, sizeof p->target, "%s", opt->target ? opt->target : "llama.cpp");
+    if (strcmp(p->target, "llama.cpp") && strcmp(p->target, "any")) {
+        rc = qs_errorf(err, QS_ERR_USAGE, "--target must be llama.cpp or any, not '%s'", p->target);
+        goto done;
+    }
+    /* the newest run with sensitivity measurements */
+    int64_t model_id = 0;
+    if (sqlite3_prepare_v2(h, "SELECT r.id, r.model_id, m.fingerprint, m.path FROM runs r JOIN models m ON m.id = r.model_id "
+                              "WHERE EXISTS (SELECT 1 FROM sensitivity s WHERE s.run_id = r.id) ORDER BY r.id DESC LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+        rc = qs_errorf(err, QS_ERR_INPUT, "%s: no sensitivity measurements; run qsense profile MODEL --sensitivity first", opt->db_path);
+        goto done;
+    }
+    p->run_id = sqlite3_column_int64(st, 0);
+    model_id = sqlite3_column_int64(st, 1);
+    snprintf(p->model_fingerprint, sizeof p->model_fingerprint, "%s", sqlite3_column_text(st, 2));
+    snprintf(p->model_path, sizeof p->model_path, "%s", sqlite3_column_text(st, 3));
+    sqlite3_finalize(st);
+    st = NULL;
+    sqlite3_prepare_v2(h, "SELECT name FROM eval_domains WHERE run_id = ? ORDER BY name", -1, &st, NULL);
+    sqlite3_bind_int64(st, 1, p->run_id);
+    while (sqlite3_step(st) == SQLITE_ROW && p->n_domains < 16)
+        snprintf(p->domains[p->n_domains++], sizeof p->domains[0], "%s", sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    st = NULL;
+    if ((rc = parse_weights(opt->domain_weights, p, err))) goto done;
+    double wsum = 0;
+    for (int d = 0; d < p->n_domains; d++) wsum += p->domain_weights[d];
+    if (!(wsum > 0)) {
+        rc = qs_errorf(err, QS_ERR_USAGE, "--domain-weights: the weights sum to zero");
+        goto done;
+    }
+    /* tensors */
+    sqlite3_prepare_v2(h, "SELECT id, name, rows, cols FROM tensors WHERE model_id = ? ORDER BY id", -1, &st, NULL);
+    sqlite3_bind_int64(st, 1, model_id);
+    int cap = 64;
+    p->tensors = malloc(sizeof(qs_plan_tensor) * (size_t)cap);
+    int64_t *ids = malloc(sizeof(int64_t) * (size_t)cap);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (p->n_tensors == cap) {
+            cap *= 2;
+            p->tensors = realloc(p->tensors, sizeof(qs_plan_tensor) * (size_t)cap);
+            ids = realloc(ids, sizeof(int64_t) * (size_t)cap);
+        }
+        qs_plan_tensor *t = &p->tensors[p->n_tensors];
+        memset(t, 0, sizeof *t);
+        ids[p->n_tensors] = sqlite3_column_int64(st, 0);
+        snprintf(t->name, sizeof t->name, "%s", sqlite3_column_text(st, 1));
+        t->rows = sqlite3_column_int64(st, 2);
+        t->cols = sqlite3_column_int64(st, 3);
+        p->n_tensors++;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    o = calloc((size_t)p->n_tensors, sizeof(options));
+    sqlite3_prepare_v2(h, "SELECT f.name, s.domain, s.kl_mean FROM sensitivity s JOIN formats f ON f.id = s.format_id "
+                          "WHERE s.run_id = ? AND s.tensor_id = ? AND s.applicable ORDER BY f.name", -1, &st, NULL);
+    double total_params = 0;
+    for (int i = 0; i < p->n_tensors; i++) {
+        qs_plan_tensor *t = &p->tensors[i];
+        const double n = (double)(t->rows * t->cols);
+        total_params += n;
+        if (t->rows <= 1) { /* vectors (norms) stay f32, as llama.cpp keeps them */
+            add_opt(&o[i], "f32", 0, 4 * n, NULL, 0);
+            continue;
+        }
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, p->run_id);
+        sqlite3_bind_int64(st, 2, ids[i]);
+        char cur[32] = "";
+        double dcost[16] = {0};
+        int seen = 0;
+        for (int step;;) {
+            step = sqlite3_step(st);
+            const char *fname = step == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+            if (cur[0] && (!fname || strcmp(fname, cur))) {
+                const qs_format *f = qs_format_find(cur, NULL);
+                int ok = f && (!strcmp(p->target, "any") || f->family == QS_FAM_GGML || f->family == QS_FAM_FLOAT16);
+                if (ok && seen) {
+                    double c = 0;
+                    for (int d = 0; d < p->n_domains; d++) c += p->domain_weights[d] * dcost[d];
+                    add_opt(&o[i], cur, c / wsum, qs_format_bpw(f, t->rows, t->cols) * n / 8, dcost, p->n_domains);
+                }
+                memset(dcost, 0, sizeof dcost);
+                seen = 0;
+            }
+            if (!fname) break;
+            snprintf(cur, sizeof cur, "%s", fname);
+            const char *dom = (const char *)sqlite3_column_text(st, 1);
+            for (int d = 0; d < p->n_domains; d++)
+                if (!strcmp(p->domains[d], dom)) dcost[d] = sqlite3_column_double(st, 2), seen = 1;
+        }
+        /* floats are always possible; unmeasured, they count as lossless */
+        add_opt(&o[i], "f16", 0, 2 * n, NULL, 0);
+        add_opt(&o[i], "f32", 0, 4 * n, NULL, 0);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    free(ids);
+    p->budget_bytes = opt->budget_bytes > 0 ? opt->budget_bytes : opt->budget_bpw * total_params / 8;
+    double lo = 0, hi = 1;
+    if (solve(o, p->n_tensors, 1e12) > p->budget_bytes) {
+        rc = qs_errorf(err, QS_ERR_USAGE, "the budget of %.0f bytes is below the smallest plan the measured formats allow (%.0f bytes)",
+                       p->budget_bytes, solve(o, p->n_tensors, 1e12));
+        goto done;
+    }
+    while (solve(o, p->n_tensors, hi) > p->budget_bytes) hi *= 2;
+    for (int it = 0; it < 200; it++) {
+        double mid = 0.5 * (lo + hi);
+        if (solve(o, p->n_tensors, mid) > p->budget_bytes) lo = mid;
+        else hi = mid;
+    }
+    double total = solve(o, p->n_tensors, hi);
+    /* greedy: spend the slack on the upgrades with the best KL saved per byte */
+    for (;;) {
+        int bi = -1, bk = -1;
+        double best = 0;
+        for (int i = 0; i < p->n_tensors; i++)
+            for (int k = 0; k < o[i].n; k++) {
+                double db = o[i].bytes[k] - o[i].bytes[o[i].pick], dc = o[i].cost[o[i].pick] - o[i].cost[k];
+                if (db <= 0 || dc <= 0 || total + db > p->budget_bytes) continue;
+                if (dc / db > best) best = dc / db, bi = i, bk = k;
+            }
+        if (bi < 0) break;
+        total += o[bi].bytes[bk] - o[bi].bytes[o[bi].pick];
+        o[bi].pick = bk;
+    }
+    p->total_bytes = total;
+    for (int i = 0; i < p->n_tensors; i++) {
+        const options *oi = &o[i];
+        qs_plan_tensor *t = &p->tensors[i];
+        snprintf(t->format, sizeof t->format, "%s", oi->fmt[oi->pick]);
+        t->bytes = oi->bytes[oi->pick];
+        t->cost = oi->cost[oi->pick];
+        p->predicted_kl += t->cost;
+        for (int d = 0; d < p->n_domains; d++) p->predicted_kl_domain[d] += oi->dcost[oi->pick][d];
+    }
+    (void)llama_cpp_type;
+done:
+    if (st) sqlite3_finalize(st);
+    free(o);
+    qs_db_close(db);
+    if (rc) {
+        qs_plan_free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+int qs_plan_write_json(const qs_plan *p, const char *path, qs_error *err) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "qsense_plan_version", "1");
+    cJSON_AddStringToObject(j, "qsense_version", QS_VERSION);
+    cJSON *m = cJSON_AddObjectToObject(j, "model");
+    cJSON_AddStringToObject(m, "sha256", p->model_fingerprint);
+    cJSON_AddStringToObject(m, "path", p->model_path);
+    cJSON_AddStringToObject(j, "target", p->target);
+    cJSON_AddNumberToObject(j, "budget_tensor_bytes", p->budget_bytes);
+    cJSON_AddNumberToObject(j, "tensor_bytes", p->total_bytes);
+    cJSON *pred = cJSON_AddObjectToObject(j, "predicted");
+    cJSON_AddStringToObject(pred, "metric", "mean KL divergence, sum of per-tensor costs");
+    cJSON_AddNumberToObject(pred, "kl_total", p->predicted_kl);
+    cJSON *pd = cJSON_AddObjectToObject(pred, "per_domain");
+    for (int d = 0; d < p->n_domains; d++) cJSON_AddNumberToObject(pd, p->domains[d], p->predicted_kl_domain[d]);
+    cJSON *w = cJSON_AddObjectToObject(j, "domain_weights");
+    for (int d = 0; d < p->n_domains; d++) cJSON_AddNumberToObject(w, p->domains[d], p->domain_weights[d]);
+    cJSON *ts = cJSON_AddArrayToObject(j, "tensors");
+    for (int i = 0; i < p->n_tensors; i++) {
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddStringToObject(t, "name", p->tensors[i].name);
+        cJSON_AddStringToObject(t, "format", p->tensors[i].format);
+        cJSON_AddNumberToObject(t, "bytes", p->tensors[i].bytes);
+        cJSON_AddNumberToObject(t, "predicted_kl", p->tensors[i].cost);
+        cJSON_AddItemToArray(ts, t);
+    }
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    FILE *f = fopen(path, "w");
+    int ok = f && text && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    if (f && fclose(f) != 0) ok = 0;
+    free(text);
+    return ok ? 0 : qs_errorf(err, QS_ERR_INPUT, "%s: cannot write the plan", path);
+}
+
+int qs_plan_read_json(qs_plan **out, const char *path, qs_error *err) {
+    *out = NULL;
+    char *text;
+    int rc = qs_read_file(path, &text, NULL, err);
+    if (rc) return qs_error_prefix(err, "plan");
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    if (!j) return qs_errorf(err, QS_ERR_INPUT, "%s: not valid JSON", path);
+    qs_plan *p = calloc(1, sizeof *p);
+    cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "model"), *sha = m ? cJSON_GetObjectItemCaseSensitive(m, "sha256") : NULL;
+    cJSON *ts = cJSON_GetObjectItemCaseSensitive(j, "tensors"), *target = cJSON_GetObjectItemCaseSensitive(j, "target");
+    cJSON *ver = cJSON_GetObjectItemCaseSensitive(j, "qsense_plan_version");
+    if (!cJSON_IsString(ver) || strcmp(ver->valuestring, "1")) {
+        rc = qs_errorf(err, QS_ERR_INPUT, "%s: key 'qsense_plan_version' must be \"1\"", path);
+    } else if (!cJSON_IsString(sha) || strlen(sha->valuestring) != 64) {
+        rc = qs_errorf(err, QS_ERR_INPUT, "%s: key 'model.sha256' must be a 64-character sha256", path);
+    } else if (!cJSON_IsArray(ts) || cJSON_GetArraySize(ts) == 0) {
+        rc = qs_errorf(err, QS_ERR_INPUT, "%s: key 'tensors' must be a non-empty array", path);
+    } else {
+        snprintf(p->model_fingerprint, sizeof p->model_fingerprint, "%s", sha->valuestring);
+        snprintf(p->target, sizeof p->target, "%s", cJSON_IsString(target) ? target->valuestring : "any");
+        p->n_tensors = cJSON_GetArraySize(ts);
+        p->tensors = calloc((size_t)p->n_tensors, sizeof(qs_plan_tensor));
+        int i = 0;
+        cJSON *t;
+        cJSON_ArrayForEach(t, ts) {
+            cJSON *n = cJSON_GetObjectItemCaseSensitive(t, "name"), *f = cJSON_GetObjectItemCaseSensitive(t, "format");
+            if (!cJSON_IsString(n) || !cJSON_IsString(f) || strlen(n->valuestring) >= sizeof p->tensors[0].name) {
+                rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensors[%d] needs a string 'name' and 'format'", path, i);
+                break;
+            }
+            if (strcmp(f->valuestring, "f32") && !qs_format_find(f->valuestring, NULL)) {
+                rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensors[%d] ('%s'): unknown format '%s'", path, i, n->valuestring, f->valuestring);
+                break;
+            }
+            snprintf(p->tensors[i].name, sizeof p->tensors[i].name, "%s", n->valuestring);
+            snprintf(p->tensors[i].format, sizeof p->tensors[i].format, "%s", f->valuestring);
+            i++;
+        }
+    }
+    cJSON_Delete(j);
+    if (rc) {
+        qs_plan_free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+/* llama-quantize matches patterns with a regex search on the tensor name: anchor and escape */
+int qs_plan_write_tensor_type_file(const qs_plan *p, const char *path, qs_error *err) {
+    FILE *f = fopen(path, "w");
+    if (!f) return qs_errorf(err, QS_ERR_INPUT, "%s: cannot write", path);
+    for (int i = 0; i < p->n_tensors; i++) {
+        if (llama_cpp_type(p->tensors[i].format) < 0) continue;
+        fputc('^', f);
+        for (const char *c = p->tensors[i].name; *c; c++) {
+            if (*c == '.') fputc('\\', f);
+            fputc(*c, f);
+        }
+        fprintf(f, "$=%s\n", p->tensors[i].format);
+    }
+    return fclose(f) == 0 ? 0 : qs_errorf(err, QS_ERR_INPUT, "%s: cannot write", path);
+}
+
+int qs_plan_verify_gguf(const qs_plan *p, const char *gguf_path, int *n_diff, qs_error *err) {
+    qs_gguf *g;
+    *n_diff = 0;
+    int rc = qs_gguf_open(&g, gguf_path, err);
+    if (rc) return rc;
+    char msg[900] = "";
+    size_t k = 0;
+    for (int i = 0; i < p->n_tensors; i++) {
+        const qs_gguf_tensor *t = qs_gguf_find_tensor(g, p->tensors[i].name);
+        const char *have = t ? qs_dtype_name(t->type) : "missing";
+        if (strcmp(have, p->tensors[i].format)) {
+            if (k < sizeof msg - 100)
+                k += (size_t)snprintf(msg + k, sizeof msg - k, "%s%s is %s, plan says %s", *n_diff ? "; " : "", p->tensors[i].name,
+                                      have, p->tensors[i].format);
+            (*n_diff)++;
+        }
+    }
+    qs_gguf_close(g);
+    if (*n_diff) return qs_errorf(err, QS_ERR_INPUT, "%s: %d tensors differ from the plan: %s", gguf_path, *n_diff, msg);
+    return 0;
+}

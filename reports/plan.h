@@ -1,0 +1,56 @@
+/* qs_plan: a mixed-precision plan (which format each tensor gets) chosen from the sensitivity
+ * measurements in the database for a size budget, its JSON form (docs/plan.md), and checks of
+ * a plan against a model or a written GGUF. */
+#ifndef QS_PLAN_H
+#define QS_PLAN_H
+
+#include <stdint.h>
+
+#include "core/qs_error.h"
+
+typedef struct {
+    char name[96];
+    char format[32];      /* a qsense format name; "f32" / "f16" for tensors kept as floats */
+    int64_t rows, cols;
+    double bytes;         /* storage of this tensor in the chosen format */
+    double cost;          /* predicted KL contribution (domain-weighted) */
+} qs_plan_tensor;
+
+typedef struct {
+    char model_fingerprint[65];
+    char model_path[1024];
+    char target[16];      /* "llama.cpp" or "any" */
+    double budget_bytes;  /* tensor-data budget the plan was made for */
+    double total_bytes;   /* tensor bytes of the plan */
+    double predicted_kl;  /* sum of per-tensor costs (each domain-weighted) */
+    int n_domains;
+    char domains[16][64];
+    double domain_weights[16];
+    double predicted_kl_domain[16];
+    int n_tensors;
+    qs_plan_tensor *tensors;
+    int64_t run_id;
+} qs_plan;
+
+typedef struct {
+    const char *db_path;
+    double budget_bpw;    /* > 0: bits per weight over the model's parameters */
+    double budget_bytes;  /* > 0: bytes of tensor data */
+    const char *target;   /* "llama.cpp" (default) or "any" */
+    const char *domain_weights; /* "legal=2,python=1" or NULL */
+} qs_plan_options;
+
+int qs_plan_make(qs_plan **out, const qs_plan_options *opt, qs_error *err);
+void qs_plan_free(qs_plan *p);
+
+int qs_plan_write_json(const qs_plan *p, const char *path, qs_error *err);
+int qs_plan_read_json(qs_plan **out, const char *path, qs_error *err);
+
+/* Writes a llama-quantize --tensor-type-file (anchored exact patterns) and prints the command. */
+int qs_plan_write_tensor_type_file(const qs_plan *p, const char *path, qs_error *err);
+
+/* Compares the tensor types inside a GGUF with the plan: 0 if all match, else QS_ERR_INPUT with
+ * the first differences in the message (and *n_diff set). */
+int qs_plan_verify_gguf(const qs_plan *p, const char *gguf_path, int *n_diff, qs_error *err);
+
+#endif

@@ -1,0 +1,100 @@
+/* The quantizer driver (see quantize.h). */
+#include "quantize.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/qs_dtype.h"
+#include "io/gguf.h"
+#include "io/gguf_write.h"
+#include "io/model.h"
+#include "quant/ggml_quant.h"
+
+#define LLAMA_FTYPE_GUESSED 1024
+
+static int dtype_of(const char *fmt) {
+    for (int t = 0; t < QS_DT_GGML_COUNT; t++) {
+        const qs_dtype_traits *tr = qs_dtype_get(t);
+        if (tr && !strcmp(tr->name, fmt)) return t;
+    }
+    return -1;
+}
+
+int qs_quantize_gguf(const char *model_path, const qs_plan *plan, const char *out_path, qs_quantize_result *res, qs_error *err) {
+    memset(res, 0, sizeof *res);
+    qs_model *m;
+    int rc = qs_model_open(&m, model_path, NULL, err);
+    if (rc) return rc;
+    if (!m->gguf) {
+        qs_model_close(m);
+        return qs_errorf(err, QS_ERR_USAGE, "%s: qsense quantize reads GGUF models (this is %s); convert it first", model_path, m->format);
+    }
+    char fp[65];
+    if ((rc = qs_model_fingerprint(m, fp, err))) goto done;
+    if (strcmp(fp, plan->model_fingerprint)) {
+        rc = qs_errorf(err, QS_ERR_INPUT, "the plan was made for the model with sha256 %.16s..., but %s has sha256 %.16s...",
+                       plan->model_fingerprint, model_path, fp);
+        goto done;
+    }
+    const qs_gguf *g = m->gguf;
+    qs_gguf_writer *w = qs_gguf_writer_new();
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        char key[256];
+        snprintf(key, sizeof key, "%.*s", (int)g->kv[i].key.len, g->kv[i].key.ptr);
+        if (!strcmp(key, "general.file_type") || !strcmp(key, "general.alignment") || !strncmp(key, "qsense.", 7)) continue;
+        qs_gguf_add_raw(w, key, (uint32_t)g->kv[i].type, g->map.data + g->kv[i].offset, g->kv[i].nbytes);
+    }
+    qs_gguf_add_u32(w, "general.file_type", LLAMA_FTYPE_GUESSED);
+    qs_gguf_add_u32(w, "general.quantization_version", 2);
+    qs_gguf_add_str(w, "qsense.plan.model_sha256", plan->model_fingerprint);
+    qs_gguf_add_f32(w, "qsense.plan.predicted_kl", (float)plan->predicted_kl);
+    qs_gguf_add_str(w, "qsense.version", QS_VERSION);
+    void **bufs = calloc((size_t)m->n_tensors, sizeof(void *));
+    for (int i = 0; i < m->n_tensors && !rc; i++) {
+        const qs_tensor *t = &m->tensors[i];
+        const qs_plan_tensor *pt = NULL;
+        for (int k = 0; k < plan->n_tensors; k++)
+            if (!strcmp(plan->tensors[k].name, t->name)) pt = &plan->tensors[k];
+        if (!pt) {
+            rc = qs_errorf(err, QS_ERR_INPUT, "the plan has no entry for tensor '%s'", t->name);
+            break;
+        }
+        int type = dtype_of(pt->format);
+        if (type < 0 || !qs_ggml_can_quantize(type)) {
+            rc = qs_errorf(err, QS_ERR_INPUT, "tensor '%s': format '%s' is not a ggml type llama.cpp can load", t->name, pt->format);
+            break;
+        }
+        const int64_t n = qs_tensor_numel(t), rows = n / t->ne[0];
+        uint64_t rb = qs_dtype_row_bytes(type, t->ne[0]);
+        if (!rb) {
+            rc = qs_errorf(err, QS_ERR_INPUT, "tensor '%s': rows of %lld do not fit %s blocks", t->name, (long long)t->ne[0], pt->format);
+            break;
+        }
+        float *f = malloc(sizeof(float) * (size_t)n);
+        bufs[i] = malloc(rb * (size_t)rows);
+        if (!f || !bufs[i]) {
+            free(f);
+            rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %s", t->name);
+            break;
+        }
+        qs_tensor_dequantize_rows(t, 0, rows, f);
+        qs_ggml_quantize(type, f, bufs[i], n);
+        free(f);
+        qs_gguf_add_tensor(w, t->name, type, t->n_dims, t->ne, bufs[i]);
+        res->tensor_bytes += (int64_t)(rb * (size_t)rows);
+        res->n_quantized += qs_dtype_get(type)->block_size > 1;
+    }
+    if (!rc) rc = qs_gguf_write(w, out_path, err);
+    if (!rc) {
+        struct stat st;
+        if (stat(out_path, &st) == 0) res->file_bytes = st.st_size;
+    }
+    for (int i = 0; i < m->n_tensors; i++) free(bufs[i]);
+    free(bufs);
+    qs_gguf_writer_free(w);
+done:
+    qs_model_close(m);
+    return rc;
+}

@@ -1,0 +1,131 @@
+/* qsense plan: a mixed-precision plan from the sensitivity measurements; qsense plan verify. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../reports/plan.h"
+#include "../io/gguf.h"
+#include "cli.h"
+
+static void help(void) {
+    printf("usage: qsense plan --db PATH (--budget-bytes N | --budget-bpw X) [--target llama.cpp|any]\n"
+           "                   [--domain-weights d=w,...] [--out plan.json] [--emit llama-quantize]\n"
+           "       qsense plan verify OUT.gguf plan.json\n"
+           "\n"
+           "Chooses a format for every tensor so that the predicted KL divergence (the sum of the\n"
+           "per-tensor costs measured by qsense profile --sensitivity, domain-weighted) is smallest\n"
+           "within the budget: a Lagrangian sweep over the multiple-choice knapsack, then the best\n"
+           "cost-per-byte upgrades with what is left.\n"
+           "\n"
+           "  --db PATH             a database with sensitivity rows (the newest such run is used)\n"
+           "  --budget-bytes N      the size of the GGUF file to write (header included)\n"
+           "  --budget-bpw X        bits per weight over all parameters (tensor data only)\n"
+           "  --target T            llama.cpp (default): only ggml block types that fit each shape,\n"
+           "                        f16/f32 where none fits; any: every measured qsense format\n"
+           "  --domain-weights L    favour domains, e.g. legal=3,python=1 (default: equal)\n"
+           "  --out FILE            write the plan (default plan.json); format in docs/plan.md\n"
+           "  --emit llama-quantize also write FILE.tensor-types (anchored pattern=type lines) and print\n"
+           "                        the llama-quantize command that applies the plan\n"
+           "\n"
+           "verify: compares the tensor types inside a GGUF with a plan; exit 1 on any difference.\n");
+}
+
+static int verify(int argc, char **argv) {
+    if (argc != 4) return cli_usage("plan verify", "expected OUT.gguf plan.json");
+    qs_error err = {0};
+    qs_plan *p;
+    if (qs_plan_read_json(&p, argv[3], &err)) return cli_fail(&err);
+    int n_diff;
+    int rc = qs_plan_verify_gguf(p, argv[2], &n_diff, &err);
+    qs_plan_free(p);
+    if (rc && n_diff) {
+        fprintf(stderr, "qsense: %s\n", err.msg);
+        return 1;
+    }
+    if (rc) return cli_fail(&err);
+    printf("%s matches %s: every tensor has its planned type\n", argv[2], argv[3]);
+    return 0;
+}
+
+int cmd_plan(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "verify")) return verify(argc, argv);
+    qs_plan_options o = {0};
+    const char *out = "plan.json", *emit = NULL;
+    double file_bytes = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { help(); return 0; }
+        else if (!strcmp(a, "--db")) { if (!val) return cli_usage("plan", "--db needs a path"); o.db_path = val; i++; }
+        else if (!strcmp(a, "--out")) { if (!val) return cli_usage("plan", "--out needs a file"); out = val; i++; }
+        else if (!strcmp(a, "--target")) { if (!val) return cli_usage("plan", "--target needs llama.cpp or any"); o.target = val; i++; }
+        else if (!strcmp(a, "--domain-weights")) { if (!val) return cli_usage("plan", "--domain-weights needs a list"); o.domain_weights = val; i++; }
+        else if (!strcmp(a, "--emit")) {
+            if (!val || strcmp(val, "llama-quantize")) return cli_usage("plan", "--emit supports llama-quantize");
+            emit = val;
+            i++;
+        } else if (!strcmp(a, "--budget-bytes")) {
+            file_bytes = val ? strtod(val, &end) : 0;
+            if (!val || *end || !(file_bytes > 0)) return cli_usage("plan", "--budget-bytes expects a positive number");
+            i++;
+        } else if (!strcmp(a, "--budget-bpw")) {
+            o.budget_bpw = val ? strtod(val, &end) : 0;
+            if (!val || *end || !(o.budget_bpw > 0 && o.budget_bpw <= 32)) return cli_usage("plan", "--budget-bpw expects a number in (0, 32]");
+            i++;
+        } else return cli_usage("plan", "unknown argument '%s'", a);
+    }
+    if (!o.db_path) return cli_usage("plan", "missing --db PATH");
+    if ((file_bytes > 0) == (o.budget_bpw > 0)) return cli_usage("plan", "give exactly one of --budget-bytes or --budget-bpw");
+    qs_error err = {0};
+    qs_plan *p = NULL;
+    if (file_bytes > 0) {
+        /* a file budget: take out what is not tensor data (the source's header and metadata, the
+         * keys qsense adds, and up to 31 bytes of alignment per tensor) */
+        o.budget_bytes = 1; /* first pass only to learn the model */
+        o.budget_bpw = 0;
+        qs_plan *probe = NULL;
+        qs_plan_options po = o;
+        po.budget_bytes = 1e18;
+        if (qs_plan_make(&probe, &po, &err)) return cli_fail(&err);
+        qs_gguf *g;
+        double overhead = 0;
+        if (qs_gguf_open(&g, probe->model_path, &err) == 0) {
+            overhead = (double)g->data_offset + 512 + 31.0 * (double)g->n_tensors;
+            qs_gguf_close(g);
+        } else {
+            fprintf(stderr, "qsense plan: cannot read %s to size its header; budgeting tensor data only\n", probe->model_path);
+        }
+        qs_plan_free(probe);
+        o.budget_bytes = file_bytes - overhead;
+    }
+    if (qs_plan_make(&p, &o, &err)) return cli_fail(&err);
+    if (qs_plan_write_json(p, out, &err)) {
+        qs_plan_free(p);
+        return cli_fail(&err);
+    }
+    printf("plan for %s (%s target): %.0f bytes of tensors (budget %.0f), predicted KL %.5f\n", p->model_path, p->target,
+           p->total_bytes, p->budget_bytes, p->predicted_kl);
+    int counts[64] = {0};
+    char names[64][32];
+    int nn = 0;
+    for (int i = 0; i < p->n_tensors; i++) {
+        int k = 0;
+        while (k < nn && strcmp(names[k], p->tensors[i].format)) k++;
+        if (k == nn && nn < 64) snprintf(names[nn++], sizeof names[0], "%s", p->tensors[i].format);
+        if (k < 64) counts[k]++;
+    }
+    printf("formats:");
+    for (int k = 0; k < nn; k++) printf(" %s x%d", names[k], counts[k]);
+    printf("\nwritten: %s\n", out);
+    if (emit) {
+        char tt[4200];
+        snprintf(tt, sizeof tt, "%s.tensor-types", out);
+        if (qs_plan_write_tensor_type_file(p, tt, &err)) {
+            qs_plan_free(p);
+            return cli_fail(&err);
+        }
+        printf("llama.cpp: llama-quantize --tensor-type-file %s %s OUT.gguf q8_0\n", tt, p->model_path);
+    }
+    qs_plan_free(p);
+    return 0;
+}
