@@ -40,35 +40,14 @@ static double q1(sqlite3 *h, const char *sql) {
 }
 
 /* every result row, by tensor and format name, as text (run ids excluded) */
-static char *dump(const char *db) {
-    sqlite3 *h;
-    sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL);
-    const char *sql[] = {
+static const char *const DUMP_QUERIES[] = {
         "SELECT t.name, w.* FROM weight_stats w JOIN tensors t ON t.id = w.tensor_id ORDER BY t.name",
         "SELECT t.name, a.* FROM activation_stats a JOIN tensors t ON t.id = a.tensor_id ORDER BY t.name",
         "SELECT t.name, f.name, q.* FROM qerror q JOIN tensors t ON t.id = q.tensor_id JOIN formats f ON f.id = q.format_id "
         "ORDER BY t.name, f.name",
         "SELECT dataset, dtype, n, hex(data) FROM arrays ORDER BY dataset"};
-    size_t cap = 1 << 20, n = 0;
-    char *out = malloc(cap);
-    out[0] = 0;
-    for (int k = 0; k < 4; k++) {
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(h, sql[k], -1, &st, NULL) != SQLITE_OK) continue;
-        while (sqlite3_step(st) == SQLITE_ROW)
-            for (int c = 0; c < sqlite3_column_count(st); c++) {
-                const char *col = sqlite3_column_name(st, c);
-                if (!strcmp(col, "run_id") || !strcmp(col, "tensor_id") || !strcmp(col, "format_id")) continue;
-                const char *v = (const char *)sqlite3_column_text(st, c);
-                size_t l = strlen(v ? v : "NULL") + 2;
-                while (n + l + 1 > cap) out = realloc(out, cap *= 2);
-                n += (size_t)sprintf(out + n, "%s%c", v ? v : "NULL", c + 1 == sqlite3_column_count(st) ? '\n' : '|');
-            }
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(h);
-    return out;
-}
+
+static char *dump(const char *db) { return db_dump(db, DUMP_QUERIES, (int)(sizeof DUMP_QUERIES / sizeof DUMP_QUERIES[0])); }
 
 /* channel mean squares of blk.1's attention input, collected independently */
 static double *ref_mean_sq;
@@ -160,6 +139,7 @@ int main(void) {
 
     /* resume: nothing runs twice, nothing changes */
     char *before = dump(db);
+    CHECK(strlen(before) > 100000, "the result dump is only %zu bytes", strlen(before));
     rc = profile(db, NULL, &out);
     CHECK(rc == 0 && strstr(out, "resumed") && strstr(out, ", 0 run now"), "re-run must resume: %s", out);
     free(out);

@@ -36,33 +36,14 @@ static double q1(const char *db, const char *sql) {
     return v;
 }
 
-static char *dump(const char *db) {
-    sqlite3 *h;
-    sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL);
-    const char *sql[] = {"SELECT t.name, f.name, s.domain, s.applicable, s.n_scored, s.ppl, s.ppl_delta, s.ppl_delta_se, "
+static const char *const DUMP_QUERIES[] = {"SELECT t.name, f.name, s.domain, s.applicable, s.n_scored, s.ppl, s.ppl_delta, s.ppl_delta_se, "
                          "s.kl_mean, s.kl_se, s.kl_p99, s.top1_agree, s.top1_se FROM sensitivity s JOIN tensors t ON "
                          "t.id = s.tensor_id JOIN formats f ON f.id = s.format_id ORDER BY t.name, f.name, s.domain",
                          "SELECT f.name, w.domain, w.n_quantized, w.bpw, w.ppl, w.kl_mean, w.kl_se, w.top1_agree FROM "
                          "whole_model w JOIN formats f ON f.id = w.format_id ORDER BY f.name, w.domain",
                          "SELECT name, sha256, n_scored, base_ppl, base_ppl_se, mean_tail_mass FROM eval_domains ORDER BY name"};
-    size_t cap = 1 << 20, n = 0;
-    char *out = malloc(cap);
-    out[0] = 0;
-    for (int k = 0; k < 3; k++) {
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(h, sql[k], -1, &st, NULL) != SQLITE_OK) continue;
-        while (sqlite3_step(st) == SQLITE_ROW)
-            for (int c = 0; c < sqlite3_column_count(st); c++) {
-                const char *v = (const char *)sqlite3_column_text(st, c);
-                size_t l = strlen(v ? v : "NULL") + 2;
-                while (n + l + 1 > cap) out = realloc(out, cap *= 2);
-                n += (size_t)sprintf(out + n, "%s%c", v ? v : "NULL", c + 1 == sqlite3_column_count(st) ? '\n' : '|');
-            }
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(h);
-    return out;
-}
+
+static char *dump(const char *db) { return db_dump(db, DUMP_QUERIES, (int)(sizeof DUMP_QUERIES / sizeof DUMP_QUERIES[0])); }
 
 int main(void) {
     char *d = temp_dir(), *mp = model_path("stories260K.gguf"), *out, db[700], db2[700], kdb[700], cmd[4096];
@@ -113,6 +94,7 @@ int main(void) {
     rc = profile(db2, &out);
     free(out);
     char *a = dump(db), *b = dump(db2);
+    CHECK(strlen(a) > 20000, "the result dump is only %zu bytes", strlen(a));
     CHECK(rc == 0 && !strcmp(a, b), "two runs differ");
     free(b);
 

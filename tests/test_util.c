@@ -1,6 +1,7 @@
 /* Test harness helpers (see test_util.h). */
 #include "test_util.h"
 
+#include <sqlite3.h>
 #include <string.h>
 #include <sys/wait.h>
 
@@ -71,4 +72,28 @@ double json_num(cJSON *root, const char *dotted) {
     for (char *tok = strtok(buf, "."); tok && cur; tok = strtok(NULL, "."))
         cur = cJSON_GetObjectItemCaseSensitive(cur, tok);
     return cJSON_IsNumber(cur) ? cur->valuedouble : NAN;
+}
+
+char *db_dump(const char *path, const char *const *queries, int n_queries) {
+    sqlite3 *h;
+    sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL);
+    size_t cap = 1 << 20, n = 0;
+    char *out = malloc(cap);
+    out[0] = 0;
+    for (int k = 0; k < n_queries; k++) {
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(h, queries[k], -1, &st, NULL) != SQLITE_OK) continue;
+        while (sqlite3_step(st) == SQLITE_ROW)
+            for (int c = 0; c < sqlite3_column_count(st); c++) {
+                const char *col = sqlite3_column_name(st, c);
+                if (!strcmp(col, "run_id") || !strcmp(col, "tensor_id") || !strcmp(col, "format_id")) continue;
+                const char *v = (const char *)sqlite3_column_text(st, c);
+                size_t l = strlen(v ? v : "NULL") + 2;
+                while (n + l + 1 > cap) out = realloc(out, cap *= 2);
+                n += (size_t)sprintf(out + n, "%s%c", v ? v : "NULL", c + 1 == sqlite3_column_count(st) ? '\n' : '|');
+            }
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(h);
+    return out;
 }

@@ -44,4 +44,9 @@ cJSON *read_json(const char *path);
 /* cJSON number from a path like "f32.final_ppl" (objects only); NAN if missing */
 double json_num(cJSON *root, const char *dotted);
 
+/* Every row of the given queries on the database at path, as text ("a|b|c\n" per row); columns
+ * named run_id, tensor_id and format_id are left out (they differ between databases). Caller
+ * frees. */
+char *db_dump(const char *path, const char *const *queries, int n_queries);
+
 #endif
