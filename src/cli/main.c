@@ -22,6 +22,7 @@ static void usage(FILE *f) {
             "            for many formats; results to an SQLite database + HDF5 arrays\n"
             "  plan      choose a format per tensor for a size budget, from profile --sensitivity\n"
             "  quantize  apply a plan to a GGUF model, writing a GGUF llama.cpp loads\n"
+            "  check     regression gate for CI: candidate vs reference per domain, JUnit + Markdown\n"
             "  ppl       perplexity of a model on a text (llama-perplexity's convention); with\n"
             "            --base, KL divergence against the base model\n"
             "  inspect   architecture, metadata and tensor table of a model file\n"
@@ -29,7 +30,7 @@ static void usage(FILE *f) {
             "\n"
             "models: GGUF (.gguf), llama2.c checkpoints (.bin + tokenizer.bin), Hugging Face\n"
             "        safetensors directories (config.json + *.safetensors + tokenizer.json)\n"
-            "exit codes: 0 ok, 1 check failed (plan verify), 2 usage error, 3 bad input, 4 internal error\n");
+            "exit codes: 0 ok, 1 check failed (check, plan verify), 2 usage error, 3 bad input, 4 internal error\n");
 }
 
 int cli_fail(const qs_error *err) {
@@ -87,6 +88,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "profile")) return cmd_profile(argc - 1, argv + 1);
     if (!strcmp(cmd, "plan")) return cmd_plan(argc - 1, argv + 1);
     if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "check")) return cmd_check(argc - 1, argv + 1);
     fprintf(stderr, "qsense: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

@@ -69,6 +69,13 @@ static const char *const MIGRATIONS[] = {
     "  domain TEXT NOT NULL, n_quantized INTEGER, bpw REAL, n_scored INTEGER, ppl REAL, ppl_delta REAL,"
     "  ppl_delta_se REAL, kl_mean REAL, kl_se REAL, kl_p99 REAL, top1_agree REAL, top1_se REAL,"
     "  PRIMARY KEY (run_id, format_id, domain));",
+    /* 2 -> 3: the regression gate's history */
+    "CREATE TABLE check_runs ("
+    "  id INTEGER PRIMARY KEY, created TEXT NOT NULL DEFAULT (datetime('now')), git_commit TEXT, candidate TEXT,"
+    "  candidate_sha256 TEXT, reference_sha256 TEXT NOT NULL, eval_set TEXT NOT NULL, passed INTEGER NOT NULL);"
+    "CREATE TABLE check_results ("
+    "  check_id INTEGER NOT NULL REFERENCES check_runs(id), domain TEXT NOT NULL, metric TEXT NOT NULL,"
+    "  value REAL, threshold REAL, baseline REAL, passed INTEGER NOT NULL, PRIMARY KEY (check_id, domain, metric));",
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
