@@ -2,7 +2,7 @@
 # Installs the Debian packages qsense needs to build and test, when they are missing.
 # As root it runs apt-get itself; otherwise it prints the one command to run.
 set -euo pipefail
-PKGS="build-essential cmake pkg-config libopenblas-dev libsqlite3-dev libhdf5-dev libcjson-dev gnuplot-nox python3 python3-venv"
+PKGS="build-essential cmake pkg-config libopenblas-dev libsqlite3-dev libhdf5-dev libcjson-dev gnuplot-nox python3 python3-venv clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -2,7 +2,8 @@
 # The one command that runs every test: installs what is missing, fetches the larger real
 # models into the cache (outside the repository, sha256-verified), builds, runs CTest; then
 # builds again with AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer) and runs the
-# unit, CLI and crash tests under them (QSENSE_SANITIZE=0 skips that second pass).
+# unit, CLI and crash tests under them (QSENSE_SANITIZE=0 skips that second pass); then a
+# bounded run of every libFuzzer target (QSENSE_FUZZ_SECONDS each, default 15; 0 skips).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
@@ -14,4 +15,9 @@ if [ "${QSENSE_SANITIZE:-1}" != 0 ]; then
   QSENSE_BUILD_DIR=build-asan QSENSE_BUILD_TYPE=Debug QSENSE_CMAKE_ARGS="-DQSENSE_SANITIZE=ON" bash scripts/build.sh
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --output-on-failure -j1 -L 'unit|cli')
+fi
+if [ "${QSENSE_FUZZ_SECONDS:-15}" != 0 ]; then
+  echo "== fuzzing (${QSENSE_FUZZ_SECONDS:-15}s per target) =="
+  bash scripts/fuzz.sh "${QSENSE_FUZZ_SECONDS:-15}"
+  echo "fuzz: 4 targets, no crash"
 fi

@@ -91,17 +91,22 @@ int qs_vocab_from_hf_json(qs_vocab **out, const char *path, qs_error *err) {
     }
     v = calloc(1, sizeof *v);
     if (!v || qs_vocab_alloc(v, n)) { rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory"); goto fail; }
-    for (cJSON *it = vocab->child; it; it = it->next)
+    for (cJSON *it = vocab->child; it; it = it->next) {
+        if (v->text[it->valueint]) {
+            rc = qs_errorf(err, QS_ERR_INPUT, "%s: model.vocab gives id %d to two pieces ('%s' and '%s')", path, it->valueint,
+                           v->text[it->valueint], it->string);
+            goto fail;
+        }
         if (qs_vocab_set(v, it->valueint, it->string, strlen(it->string), 0.0f, QS_TOK_NORMAL)) {
             rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
             goto fail;
         }
+    }
     if (cJSON_IsArray(added))
         for (cJSON *it = added->child; it; it = it->next) {
             cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
             cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
             if (!cJSON_IsNumber(id) || !cJSON_IsString(content) || id->valueint < 0 || id->valueint >= n) continue;
-            free(v->text[id->valueint]);
             int special = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "special"));
             if (qs_vocab_set(v, id->valueint, content->valuestring, strlen(content->valuestring), 0.0f,
                              special ? QS_TOK_CONTROL : QS_TOK_USER_DEFINED)) {

@@ -48,6 +48,7 @@ int qs_vocab_alloc(qs_vocab *v, int n) {
 }
 
 int qs_vocab_set(qs_vocab *v, int id, const char *piece, size_t len, float score, int ttype) {
+    free(v->text[id]); /* a later definition of the same id replaces the earlier one */
     v->text[id] = malloc(len + 1);
     if (!v->text[id]) return -1;
     memcpy(v->text[id], piece, len);
