@@ -17,6 +17,7 @@
 
 #include "core/qs_file.h"
 #include "engine/compare.h"
+#include "io/gguf.h"
 #include "io/evalset.h"
 #include "io/model.h"
 #include "plan.h"
@@ -282,6 +283,22 @@ int qs_check_run(const qs_check_options *o, qs_check_summary *sum, qs_error *err
         int ok = sqlite3_step(st) == SQLITE_DONE;
         sqlite3_finalize(st);
         int64_t id = sqlite3_last_insert_rowid(qs_db_handle(db));
+        /* a plan (given, or named inside the candidate GGUF by qsense quantize) that the database
+         * knows gets its measured figures beside the predicted ones */
+        char plan_sha[65] = "";
+        if (o->plan) {
+            qs_plan *pl;
+            if (qs_plan_read_json(&pl, o->plan, NULL) == 0) {
+                memcpy(plan_sha, pl->plan_sha256, sizeof plan_sha);
+                qs_plan_free(pl);
+            }
+        } else if (cand && cand->gguf) {
+            qs_gguf_get_str(cand->gguf, "qsense.plan.sha256", plan_sha, sizeof plan_sha, NULL);
+        }
+        for (int d = 0; d < set->n_domains && ok && plan_sha[0]; d++) {
+            qs_plan_measured pm = {res[d].value[M_KL], res[d].value[M_KL_P99], res[d].value[M_PPL_RATIO], res[d].value[M_TOP1]};
+            ok = qs_plan_record_measured(db, plan_sha, id, res[d].domain, &pm, err) >= 0;
+        }
         for (int d = 0; d < set->n_domains && ok; d++)
             for (int k = 0; k < N_METRICS; k++) {
                 qs_db_value row[] = {{"check_id", 2, (double)id, NULL}, {"domain", 1, 0, res[d].domain},

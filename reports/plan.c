@@ -13,6 +13,7 @@
 
 #include "core/qs_dtype.h"
 #include "core/qs_file.h"
+#include "core/qs_sha256.h"
 #include "io/gguf.h"
 #include "quant/format.h"
 #include "store/db.h"
@@ -29,6 +30,7 @@ typedef struct {
 void qs_plan_free(qs_plan *p) {
     if (!p) return;
     free(p->tensors);
+    free(p->curve);
     free(p);
 }
 
@@ -63,6 +65,32 @@ static double solve(options *o, int n, double lambda) {
         total += o[i].bytes[best];
     }
     return total;
+}
+
+/* The Pareto front for the report: a geometric sweep of lambda from "bytes are free" to "only
+ * bytes matter"; each distinct solution is a vertex of the front's convex hull. */
+static void trace_front(qs_plan *p, options *o) {
+    int cap = 0;
+    for (int s = 0; s <= 400; s++) {
+        double lambda = s == 0 ? 0 : pow(10.0, -20.0 + 0.06 * s), bytes = solve(o, p->n_tensors, lambda), kl = 0;
+        for (int i = 0; i < p->n_tensors; i++) kl += o[i].cost[o[i].pick];
+        if (p->n_curve && fabs(p->curve[p->n_curve - 1].bytes - bytes) < 0.5) {
+            p->curve[p->n_curve - 1].kl = kl;
+            continue;
+        }
+        if (p->n_curve == cap) {
+            cap = cap ? 2 * cap : 64;
+            p->curve = realloc(p->curve, sizeof *p->curve * (size_t)cap);
+        }
+        p->curve[p->n_curve].bytes = bytes;
+        p->curve[p->n_curve++].kl = kl;
+    }
+    /* largest first as swept; the contract is smallest first */
+    for (int i = 0, j = p->n_curve - 1; i < j; i++, j--) {
+        struct qs_plan_point t = p->curve[i];
+        p->curve[i] = p->curve[j];
+        p->curve[j] = t;
+    }
 }
 
 static int parse_weights(const char *spec, qs_plan *p, qs_error *err) {
@@ -196,6 +224,9 @@ int qs_plan_make(qs_plan **out, const qs_plan_options *opt, qs_error *err) {
     sqlite3_finalize(st);
     st = NULL;
     free(ids);
+    p->total_params = total_params;
+    snprintf(p->weights_spec, sizeof p->weights_spec, "%s", opt->domain_weights ? opt->domain_weights : "");
+    trace_front(p, o);
     p->budget_bytes = opt->budget_bytes > 0 ? opt->budget_bytes : opt->budget_bpw * total_params / 8;
     double lo = 0, hi = 1;
     if (solve(o, p->n_tensors, 1e12) > p->budget_bytes) {
@@ -288,9 +319,12 @@ int qs_plan_read_json(qs_plan **out, const char *path, qs_error *err) {
     int rc = qs_read_file(path, &text, NULL, err);
     if (rc) return qs_error_prefix(err, "plan");
     cJSON *j = cJSON_Parse(text);
+    char file_sha[65];
+    qs_sha256_hex(text, strlen(text), file_sha);
     free(text);
     if (!j) return qs_errorf(err, QS_ERR_INPUT, "%s: not valid JSON", path);
     qs_plan *p = calloc(1, sizeof *p);
+    memcpy(p->plan_sha256, file_sha, sizeof file_sha);
     cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "model"), *sha = m ? cJSON_GetObjectItemCaseSensitive(m, "sha256") : NULL;
     cJSON *ts = cJSON_GetObjectItemCaseSensitive(j, "tensors"), *target = cJSON_GetObjectItemCaseSensitive(j, "target");
     cJSON *ver = cJSON_GetObjectItemCaseSensitive(j, "qsense_plan_version");

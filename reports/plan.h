@@ -8,6 +8,8 @@
 
 #include "core/qs_error.h"
 
+struct qs_db;
+
 typedef struct {
     char name[96];
     char format[32];      /* a qsense format name; "f32" / "f16" for tensors kept as floats */
@@ -30,6 +32,13 @@ typedef struct {
     int n_tensors;
     qs_plan_tensor *tensors;
     int64_t run_id;
+    double total_params;
+    /* the size/cost Pareto front over all budgets (its convex hull: one Lagrangian solution per
+     * point), smallest first; filled by qs_plan_make only */
+    int n_curve;
+    struct qs_plan_point { double bytes, kl; } *curve;
+    char weights_spec[256]; /* --domain-weights as given ("" for equal) */
+    char plan_sha256[65];   /* of the plan file's bytes; set by qs_plan_read_json */
 } qs_plan;
 
 typedef struct {
@@ -45,6 +54,16 @@ void qs_plan_free(qs_plan *p);
 
 int qs_plan_write_json(const qs_plan *p, const char *path, qs_error *err);
 int qs_plan_read_json(qs_plan **out, const char *path, qs_error *err);
+
+/* Records a plan written to plan_path (its sha256 identifies it), its per-domain prediction and
+ * the Pareto front in the database (tables plans, plan_domains, pareto); returns the plan id. */
+int qs_plan_record(const qs_plan *p, const char *db_path, const char *plan_path, int64_t *plan_id, qs_error *err);
+
+/* Puts measured figures for one domain beside the plan's prediction (plan_domains), if the
+ * database knows the plan with this sha256; returns 1 if recorded, 0 if the plan is unknown. */
+typedef struct { double kl_mean, kl_p99, ppl_ratio, top1; } qs_plan_measured;
+int qs_plan_record_measured(struct qs_db *db, const char *plan_sha256, int64_t check_id, const char *domain,
+                            const qs_plan_measured *m, qs_error *err);
 
 /* Writes a llama-quantize --tensor-type-file (anchored exact patterns) and prints the command. */
 int qs_plan_write_tensor_type_file(const qs_plan *p, const char *path, qs_error *err);

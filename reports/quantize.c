@@ -49,6 +49,7 @@ int qs_quantize_gguf(const char *model_path, const qs_plan *plan, const char *ou
     qs_gguf_add_u32(w, "general.file_type", LLAMA_FTYPE_GUESSED);
     qs_gguf_add_u32(w, "general.quantization_version", 2);
     qs_gguf_add_str(w, "qsense.plan.model_sha256", plan->model_fingerprint);
+    if (plan->plan_sha256[0]) qs_gguf_add_str(w, "qsense.plan.sha256", plan->plan_sha256);
     qs_gguf_add_f32(w, "qsense.plan.predicted_kl", (float)plan->predicted_kl);
     qs_gguf_add_str(w, "qsense.version", QS_VERSION);
     void **bufs = calloc((size_t)m->n_tensors, sizeof(void *));

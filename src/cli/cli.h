@@ -14,6 +14,7 @@ int cmd_profile(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 /* Prints "qsense: <message>" to stderr and returns the exit code for err. */
 int cli_fail(const qs_error *err);

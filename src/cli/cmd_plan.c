@@ -117,6 +117,12 @@ int cmd_plan(int argc, char **argv) {
     printf("formats:");
     for (int k = 0; k < nn; k++) printf(" %s x%d", names[k], counts[k]);
     printf("\nwritten: %s\n", out);
+    int64_t plan_id;
+    if (qs_plan_record(p, o.db_path, out, &plan_id, &err))
+        fprintf(stderr, "qsense plan: warning: the plan was written but not recorded in the database: %s\n", err.msg);
+    else
+        printf("recorded in %s as plan %lld, with the size/cost Pareto front (%d points)\n", o.db_path, (long long)plan_id,
+               p->n_curve);
     if (emit) {
         char tt[4200];
         snprintf(tt, sizeof tt, "%s.tensor-types", out);

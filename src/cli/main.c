@@ -22,6 +22,7 @@ static void usage(FILE *f) {
             "            for many formats; results to an SQLite database + HDF5 arrays\n"
             "  plan      choose a format per tensor for a size budget, from profile --sensitivity\n"
             "  quantize  apply a plan to a GGUF model, writing a GGUF llama.cpp loads\n"
+            "  report    HTML report with figures (gnuplot) of a profile run, or --text for a terminal\n"
             "  check     regression gate for CI: candidate vs reference per domain, JUnit + Markdown\n"
             "  ppl       perplexity of a model on a text (llama-perplexity's convention); with\n"
             "            --base, KL divergence against the base model\n"
@@ -89,6 +90,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "plan")) return cmd_plan(argc - 1, argv + 1);
     if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
     if (!strcmp(cmd, "check")) return cmd_check(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
     fprintf(stderr, "qsense: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

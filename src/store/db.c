@@ -76,6 +76,19 @@ static const char *const MIGRATIONS[] = {
     "CREATE TABLE check_results ("
     "  check_id INTEGER NOT NULL REFERENCES check_runs(id), domain TEXT NOT NULL, metric TEXT NOT NULL,"
     "  value REAL, threshold REAL, baseline REAL, passed INTEGER NOT NULL, PRIMARY KEY (check_id, domain, metric));",
+    /* 3 -> 4: plans, their predicted and measured cost, and the size/cost Pareto front */
+    "CREATE TABLE plans ("
+    "  id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id), sha256 TEXT NOT NULL UNIQUE, path TEXT,"
+    "  created TEXT NOT NULL DEFAULT (datetime('now')), target TEXT NOT NULL, domain_weights TEXT,"
+    "  budget_bytes REAL, tensor_bytes REAL, bpw REAL, predicted_kl REAL, plan_json TEXT NOT NULL);"
+    "CREATE TABLE plan_domains ("
+    "  plan_id INTEGER NOT NULL REFERENCES plans(id), domain TEXT NOT NULL, predicted_kl REAL,"
+    "  check_id INTEGER REFERENCES check_runs(id), measured_kl REAL, measured_kl_p99 REAL, measured_ppl_ratio REAL,"
+    "  measured_top1 REAL, PRIMARY KEY (plan_id, domain));"
+    "CREATE TABLE pareto ("
+    "  run_id INTEGER NOT NULL REFERENCES runs(id), target TEXT NOT NULL, domain_weights TEXT NOT NULL,"
+    "  point INTEGER NOT NULL, tensor_bytes REAL NOT NULL, bpw REAL NOT NULL, predicted_kl REAL NOT NULL,"
+    "  PRIMARY KEY (run_id, target, domain_weights, point));",
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 

@@ -12,7 +12,7 @@
 
 typedef struct qs_db qs_db;
 
-#define QS_DB_SCHEMA_VERSION 3
+#define QS_DB_SCHEMA_VERSION 4
 
 int qs_db_open(qs_db **out, const char *path, qs_error *err);
 void qs_db_close(qs_db *db);

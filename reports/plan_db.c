@@ -1,0 +1,106 @@
+/* Plans in the results database: `qsense plan` records each plan it writes (identified by the
+ * sha256 of the plan file), its predicted cost per domain and the size/cost Pareto front, so the
+ * report can draw them and `qsense check --plan` can put measured figures beside the predicted
+ * ones (tables plans, plan_domains, pareto in docs/schema.md). */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/qs_file.h"
+#include "core/qs_sha256.h"
+#include "plan.h"
+#include "store/db.h"
+
+int qs_plan_record(const qs_plan *p, const char *db_path, const char *plan_path, int64_t *plan_id, qs_error *err) {
+    char *text;
+    size_t n;
+    int rc = qs_read_file(plan_path, &text, &n, err);
+    if (rc) return rc;
+    char sha[65];
+    qs_sha256_hex(text, n, sha);
+    qs_db *db;
+    if ((rc = qs_db_open(&db, db_path, err))) {
+        free(text);
+        return rc;
+    }
+    sqlite3 *h = qs_db_handle(db);
+    if ((rc = qs_db_begin(db, err))) goto out;
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(h, "INSERT OR REPLACE INTO plans (run_id, sha256, path, target, domain_weights, budget_bytes,"
+                          " tensor_bytes, bpw, predicted_kl, plan_json) VALUES (?,?,?,?,?,?,?,?,?,?)", -1, &st, NULL);
+    sqlite3_bind_int64(st, 1, p->run_id);
+    sqlite3_bind_text(st, 2, sha, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, plan_path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, p->target, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, p->weights_spec, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 6, p->budget_bytes);
+    sqlite3_bind_double(st, 7, p->total_bytes);
+    sqlite3_bind_double(st, 8, p->total_params > 0 ? 8 * p->total_bytes / p->total_params : 0);
+    sqlite3_bind_double(st, 9, p->predicted_kl);
+    sqlite3_bind_text(st, 10, text, (int)n, SQLITE_STATIC);
+    int ok = sqlite3_step(st) == SQLITE_DONE;
+    sqlite3_finalize(st);
+    *plan_id = sqlite3_last_insert_rowid(h);
+    for (int d = 0; d < p->n_domains && ok; d++) {
+        qs_db_value row[] = {{"plan_id", 2, (double)*plan_id, NULL}, {"domain", 1, 0, p->domains[d]},
+                             {"predicted_kl", 0, p->predicted_kl_domain[d], NULL}};
+        ok = qs_db_put_row(db, "plan_domains", row, 3, err) == 0;
+    }
+    /* the front depends on the run, the target and the weights, not on the budget */
+    sqlite3_prepare_v2(h, "DELETE FROM pareto WHERE run_id = ? AND target = ? AND domain_weights = ?", -1, &st, NULL);
+    sqlite3_bind_int64(st, 1, p->run_id);
+    sqlite3_bind_text(st, 2, p->target, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, p->weights_spec, -1, SQLITE_STATIC);
+    ok = ok && sqlite3_step(st) == SQLITE_DONE;
+    sqlite3_finalize(st);
+    for (int i = 0; i < p->n_curve && ok; i++) {
+        qs_db_value row[] = {{"run_id", 2, (double)p->run_id, NULL},
+                             {"target", 1, 0, p->target},
+                             {"domain_weights", 1, 0, p->weights_spec},
+                             {"point", 2, i, NULL},
+                             {"tensor_bytes", 0, p->curve[i].bytes, NULL},
+                             {"bpw", 0, p->total_params > 0 ? 8 * p->curve[i].bytes / p->total_params : 0, NULL},
+                             {"predicted_kl", 0, p->curve[i].kl, NULL}};
+        ok = qs_db_put_row(db, "pareto", row, 7, err) == 0;
+    }
+    if (ok) {
+        rc = qs_db_commit(db, err);
+    } else {
+        if (!err->msg[0]) qs_errorf(err, QS_ERR_INPUT, "%s: cannot record the plan: %s", db_path, sqlite3_errmsg(h));
+        qs_db_rollback(db);
+        rc = err->code ? err->code : QS_ERR_INPUT;
+    }
+out:
+    qs_db_close(db);
+    free(text);
+    return rc;
+}
+
+int qs_plan_record_measured(qs_db *db, const char *plan_sha256, int64_t check_id, const char *domain,
+                            const qs_plan_measured *m, qs_error *err) {
+    sqlite3 *h = qs_db_handle(db);
+    sqlite3_stmt *st;
+    int64_t plan_id = 0;
+    if (sqlite3_prepare_v2(h, "SELECT id FROM plans WHERE sha256 = ?", -1, &st, NULL) != SQLITE_OK)
+        return qs_errorf(err, QS_ERR_INPUT, "%s: reading plans: %s", qs_db_path(db), sqlite3_errmsg(h));
+    sqlite3_bind_text(st, 1, plan_sha256, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) plan_id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (!plan_id) return 0;
+    sqlite3_prepare_v2(h, "INSERT INTO plan_domains (plan_id, domain, check_id, measured_kl, measured_kl_p99,"
+                          " measured_ppl_ratio, measured_top1) VALUES (?,?,?,?,?,?,?) ON CONFLICT (plan_id, domain) DO UPDATE SET"
+                          " check_id = excluded.check_id, measured_kl = excluded.measured_kl,"
+                          " measured_kl_p99 = excluded.measured_kl_p99, measured_ppl_ratio = excluded.measured_ppl_ratio,"
+                          " measured_top1 = excluded.measured_top1", -1, &st, NULL);
+    sqlite3_bind_int64(st, 1, plan_id);
+    sqlite3_bind_text(st, 2, domain, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, check_id);
+    sqlite3_bind_double(st, 4, m->kl_mean);
+    sqlite3_bind_double(st, 5, m->kl_p99);
+    sqlite3_bind_double(st, 6, m->ppl_ratio);
+    sqlite3_bind_double(st, 7, m->top1);
+    int ok = sqlite3_step(st) == SQLITE_DONE;
+    sqlite3_finalize(st);
+    return ok ? 1 : qs_errorf(err, QS_ERR_INPUT, "%s: recording measured plan figures: %s", qs_db_path(db), sqlite3_errmsg(h));
+}

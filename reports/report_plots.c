@@ -1,0 +1,693 @@
+/* The report's figures (see report_plots.h). Each figure function writes its data files and
+ * appends its gnuplot commands to one script; gnuplot then runs once for all of them, which
+ * keeps a report of hundreds of histograms to seconds. */
+#include "report_plots.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "gnuplot.h"
+#include "quant/format.h"
+
+static const char *const KINDS[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+#define N_KINDS 7
+
+typedef struct {
+    const rp_ctx *c;
+    const char *dir;
+    char data_dir[1100];
+    FILE *gp;
+    rp_figures *figs;
+    char io_failed[1300]; /* the first data file that could not be written */
+} plotter;
+
+static rp_figure *new_figure(plotter *p, const char *section, const char *file, const char *title, const char *caption) {
+    rp_figures *fs = p->figs;
+    if (fs->n == fs->cap) {
+        fs->cap = fs->cap ? 2 * fs->cap : 32;
+        fs->f = realloc(fs->f, sizeof(rp_figure) * (size_t)fs->cap);
+    }
+    rp_figure *f = &fs->f[fs->n++];
+    memset(f, 0, sizeof *f);
+    f->tensor = -1;
+    snprintf(f->section, sizeof f->section, "%s", section);
+    snprintf(f->file, sizeof f->file, "%s", file);
+    snprintf(f->title, sizeof f->title, "%s", title);
+    snprintf(f->caption, sizeof f->caption, "%s", caption);
+    return f;
+}
+
+static void missing(plotter *p, const char *section, const char *title, const char *why) {
+    rp_figure *f = new_figure(p, section, "", title, "");
+    snprintf(f->missing, sizeof f->missing, "%s", why);
+}
+
+/* a data file under plot-data/; on failure the error is kept and writes go nowhere */
+static FILE *data_file(plotter *p, const char *name, char *path, size_t cap) {
+    snprintf(path, cap, "%s/%s", p->data_dir, name);
+    FILE *f = fopen(path, "w");
+    if (f) return f;
+    if (!p->io_failed[0]) snprintf(p->io_failed, sizeof p->io_failed, "%s", path);
+    return fopen("/dev/null", "w");
+}
+
+static void data_close(plotter *p, FILE *f) {
+    if (fclose(f) != 0 && !p->io_failed[0]) snprintf(p->io_failed, sizeof p->io_failed, "%s (a data file)", p->data_dir);
+}
+
+/* gnuplot single-quoted string: a quote is written twice */
+static void gp_str(FILE *f, const char *s) {
+    fputc('\'', f);
+    for (; *s; s++) {
+        if (*s == '\'') fputc('\'', f);
+        fputc(*s, f);
+    }
+    fputc('\'', f);
+}
+
+/* starts a figure: output file, title, axis labels */
+static void gp_begin(plotter *p, const char *png, const char *title, const char *xlabel, const char *ylabel, int w, int h) {
+    fprintf(p->gp, "reset\nset terminal pngcairo size %d,%d font 'DejaVu Sans,10' noenhanced\nset output ", w, h);
+    char path[1300];
+    snprintf(path, sizeof path, "%s/%s", p->dir, png);
+    gp_str(p->gp, path);
+    fprintf(p->gp, "\nset title ");
+    gp_str(p->gp, title);
+    fprintf(p->gp, "\nset xlabel ");
+    gp_str(p->gp, xlabel);
+    fprintf(p->gp, "\nset ylabel ");
+    gp_str(p->gp, ylabel);
+    fprintf(p->gp, "\nset grid lc rgb '#dddddd'\nset key outside right top\n");
+    /* seven kinds, seven colours that stay apart (the default cycle has a pale yellow) */
+    static const char *const colours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"};
+    for (int k = 0; k < 8; k++) fprintf(p->gp, "set linetype %d lc rgb '%s'\n", k + 1, colours[k]);
+}
+
+static const char *cost_label(const rp_ctx *c) {
+    return c->has_sensitivity ? "KL divergence vs unquantized (nats/token)" : "output error ||(W-Wq)X||^2 / ||WX||^2";
+}
+
+static int kind_index(const char *kind) {
+    for (int k = 0; k < N_KINDS; k++)
+        if (!strcmp(KINDS[k], kind)) return k;
+    return -1;
+}
+
+/* ---- heatmap: layer x tensor kind, the chosen format's cost ---------------------------- */
+static void fig_heatmap(plotter *p) {
+    const rp_ctx *c = p->c;
+    char title[200], path[1300], napath[1300];
+    snprintf(title, sizeof title, "Cost of quantizing one tensor to %s (%s)", c->format, c->has_sensitivity ? "KL" : "output error");
+    if (!c->format[0] || c->n_layers <= 0) {
+        missing(p, "overview", title, "the run measured no formats");
+        return;
+    }
+    FILE *d = data_file(p, "heatmap.dat", path, sizeof path), *na = data_file(p, "heatmap_na.dat", napath, sizeof napath);
+    int n = 0;
+    for (int i = 0; i < c->n_tensors; i++) {
+        const rp_tensor *t = &c->t[i];
+        int k = kind_index(t->kind);
+        if (k < 0 || t->layer < 0) continue;
+        double v = rp_cost(c, t);
+        if (isnan(v)) fprintf(na, "%d %d\n", k, t->layer);
+        else fprintf(d, "%d %d %.6g\n", k, t->layer, fmax(v, 1e-9)), n++;
+    }
+    data_close(p, d);
+    fprintf(na, "-10 -10\n"); /* never empty: gnuplot refuses an empty file */
+    data_close(p, na);
+    if (!n) {
+        missing(p, "overview", title, "no tensor has a measurement in this format");
+        return;
+    }
+    char caption[600];
+    snprintf(caption, sizeof caption,
+             "Each cell: %s when only that tensor is quantized to %s%s. Darker costs more; grey cells cannot be "
+             "stored in %s (shape). Read across a row for the layer's weak spot, down a column for a kind that is "
+             "sensitive everywhere.",
+             c->has_sensitivity ? "the mean KL divergence per token" : "the activation-weighted output error",
+             c->format, c->has_sensitivity ? ", everything else exact, averaged over the evaluation domains" : "",
+             c->format);
+    new_figure(p, "overview", "heatmap.png", title, caption);
+    gp_begin(p, "heatmap.png", title, "tensor kind", "layer", 860, 120 + 34 * (c->n_layers < 8 ? 8 : c->n_layers > 40 ? 40 : c->n_layers));
+    fprintf(p->gp, "set xtics (");
+    for (int k = 0; k < N_KINDS; k++) fprintf(p->gp, "%s'%s' %d", k ? ", " : "", KINDS[k], k);
+    fprintf(p->gp, ")\nset xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\nset ytics %d\nset grid noxtics noytics\n", N_KINDS - 1,
+            c->n_layers - 1, c->n_layers > 24 ? 4 : 1);
+    fprintf(p->gp, "set logscale cb\nset cblabel ");
+    gp_str(p->gp, cost_label(c));
+    fprintf(p->gp, "\nset palette defined (0 '#ffffcc', 1 '#fd8d3c', 2 '#800026')\nset style fill solid 1.0 noborder\nunset key\n");
+    fprintf(p->gp, "plot ");
+    gp_str(p->gp, napath);
+    fprintf(p->gp, " using 1:2:(0.5):(0.5) with boxxy fc rgb '#d9d9d9', ");
+    gp_str(p->gp, path);
+    fprintf(p->gp, " using 1:2:(0.5):(0.5):3 with boxxy fc palette");
+    if (c->n_layers <= 16) fprintf(p->gp, ", '' using 1:2:(sprintf('%%.2g', $3)) with labels font ',8' tc rgb '#222222'");
+    fprintf(p->gp, "\n");
+}
+
+/* ---- cost vs bits per weight, one line per tensor kind --------------------------------- */
+typedef struct {
+    char fmt[32];
+    double bpw, cost;
+} fmt_point;
+
+static int by_bpw(const void *a, const void *b) {
+    double x = ((const fmt_point *)a)->bpw, y = ((const fmt_point *)b)->bpw;
+    return (x > y) - (x < y);
+}
+
+static void fig_cost_vs_bpw(plotter *p) {
+    const rp_ctx *c = p->c;
+    const char *title = c->has_sensitivity ? "KL divergence vs bits per weight, by tensor kind"
+                                           : "Output error vs bits per weight, by tensor kind";
+    sqlite3_stmt *st;
+    const char *sql = c->has_sensitivity
+                          ? "SELECT f.name, avg(s.kl_mean), min(t.rows), min(t.cols) FROM sensitivity s JOIN tensors t ON t.id = s.tensor_id"
+                            " JOIN formats f ON f.id = s.format_id WHERE s.run_id = ? AND t.kind = ? AND s.applicable GROUP BY f.name"
+                          : "SELECT f.name, avg(q.output_error), avg(q.bpw), 0 FROM qerror q JOIN tensors t ON t.id = q.tensor_id"
+                            " JOIN formats f ON f.id = q.format_id WHERE q.run_id = ? AND t.kind = ? AND q.applicable AND"
+                            " q.output_error IS NOT NULL GROUP BY f.name";
+    if (sqlite3_prepare_v2(c->h, sql, -1, &st, NULL) != SQLITE_OK) return;
+    char files[N_KINDS][1300];
+    int have[N_KINDS] = {0}, any = 0;
+    for (int k = 0; k < N_KINDS; k++) {
+        fmt_point pts[256];
+        int n = 0;
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, c->run_id);
+        sqlite3_bind_text(st, 2, KINDS[k], -1, SQLITE_STATIC);
+        while (n < 256 && sqlite3_step(st) == SQLITE_ROW) {
+            fmt_point *q = &pts[n];
+            snprintf(q->fmt, sizeof q->fmt, "%s", sqlite3_column_text(st, 0));
+            q->cost = sqlite3_column_double(st, 1);
+            if (c->has_sensitivity) {
+                const qs_format *f = qs_format_find(q->fmt, NULL);
+                if (!f) continue;
+                q->bpw = qs_format_bpw(f, sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3));
+            } else {
+                q->bpw = sqlite3_column_double(st, 2);
+            }
+            if (q->cost > 0) n++;
+        }
+        if (n < 2) continue;
+        qsort(pts, (size_t)n, sizeof *pts, by_bpw);
+        char name[64];
+        snprintf(name, sizeof name, "cost_bpw_%s.dat", KINDS[k]);
+        FILE *d = data_file(p, name, files[k], sizeof files[k]);
+        fprintf(d, "# bpw cost format\n");
+        for (int i = 0; i < n; i++) fprintf(d, "%.4f %.6g %s\n", pts[i].bpw, pts[i].cost, pts[i].fmt);
+        data_close(p, d);
+        have[k] = 1;
+        any = 1;
+    }
+    sqlite3_finalize(st);
+    if (!any) {
+        missing(p, "overview", title, "fewer than two formats measured per tensor kind");
+        return;
+    }
+    char caption[600];
+    snprintf(caption, sizeof caption,
+             "Each point: one format, its %s averaged over the layers%s, at its true storage cost (scales included). "
+             "Lower is better; a line that stays high needs more bits than the others. The y axis is logarithmic.",
+             c->has_sensitivity ? "KL divergence" : "output error", c->has_sensitivity ? " and domains" : "");
+    new_figure(p, "overview", "cost_vs_bpw.png", title, caption);
+    gp_begin(p, "cost_vs_bpw.png", title, "bits per weight", cost_label(c), 900, 520);
+    fprintf(p->gp, "set logscale y\nset format y '%%.0e'\nplot ");
+    int first = 1;
+    for (int k = 0; k < N_KINDS; k++) {
+        if (!have[k]) continue;
+        fprintf(p->gp, "%s", first ? "" : ", ");
+        gp_str(p->gp, files[k]);
+        fprintf(p->gp, " using 1:2 with linespoints lw 2 pt 7 ps 0.8 title '%s'", KINDS[k]);
+        first = 0;
+    }
+    fprintf(p->gp, "\n");
+}
+
+/* ---- granularity: int4 at tensor / channel / group scales ------------------------------- */
+static void fig_granularity(plotter *p) {
+    const rp_ctx *c = p->c;
+    const char *title = "4-bit integer: output error by scale granularity";
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(c->h, "SELECT f.name, avg(q.bpw) FROM qerror q JOIN formats f ON f.id = q.format_id WHERE q.run_id = ? AND"
+                             " f.family = 'int' AND f.bits = 4 AND NOT f.clip_search AND q.applicable GROUP BY f.name ORDER BY"
+                             " avg(q.bpw), f.symmetric DESC", -1, &st, NULL);
+    sqlite3_bind_int64(st, 1, c->run_id);
+    char fmts[16][32];
+    int nf = 0;
+    while (nf < 16 && sqlite3_step(st) == SQLITE_ROW) snprintf(fmts[nf++], sizeof fmts[0], "%s", sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    if (nf < 2) {
+        missing(p, "overview", title, "the run measured fewer than two int4 granularities (profile --formats default has seven)");
+        return;
+    }
+    char path[1300];
+    FILE *d = data_file(p, "granularity.dat", path, sizeof path);
+    fprintf(d, "format");
+    for (int k = 0; k < N_KINDS; k++) fprintf(d, " %s", KINDS[k]);
+    fprintf(d, "\n");
+    sqlite3_prepare_v2(c->h, "SELECT avg(q.output_error) FROM qerror q JOIN formats f ON f.id = q.format_id JOIN tensors t ON"
+                             " t.id = q.tensor_id WHERE q.run_id = ? AND f.name = ? AND t.kind = ? AND q.applicable", -1, &st, NULL);
+    for (int i = 0; i < nf; i++) {
+        fprintf(d, "%s", fmts[i]);
+        for (int k = 0; k < N_KINDS; k++) {
+            sqlite3_reset(st);
+            sqlite3_bind_int64(st, 1, c->run_id);
+            sqlite3_bind_text(st, 2, fmts[i], -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, KINDS[k], -1, SQLITE_STATIC);
+            double v = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL ? sqlite3_column_double(st, 0) : NAN;
+            if (v > 0) fprintf(d, " %.6g", v);
+            else fprintf(d, " NaN");
+        }
+        fprintf(d, "\n");
+    }
+    sqlite3_finalize(st);
+    data_close(p, d);
+    new_figure(p, "overview", "granularity.png", title,
+               "The same 4 bits with one scale per tensor, per output channel, or per group of 128/64/32 inputs (sym: no "
+               "zero point, asym: with one); formats ordered by true bits per weight. Finer scales cost a little storage and "
+               "usually buy a lot of accuracy; the y axis is logarithmic.");
+    gp_begin(p, "granularity.png", title, "format (finer scales to the right)", "output error ||(W-Wq)X||^2 / ||WX||^2", 900, 520);
+    fprintf(p->gp, "set logscale y\nset format y '%%.0e'\nset xtics rotate by 25 right\nset datafile missing 'NaN'\nplot for [k=2:%d] ",
+            N_KINDS + 1);
+    gp_str(p->gp, path);
+    fprintf(p->gp, " using 0:k:xtic(1) with linespoints lw 2 pt 7 title columnheader(k)\n");
+}
+
+/* ---- histograms per tensor, with the chosen bit width's grid over the weights ----------- */
+static uint64_t *read_u64(const rp_ctx *c, const char *dataset, int64_t *n) {
+    sqlite3_stmt *st;
+    uint64_t *out = NULL;
+    *n = 0;
+    sqlite3_prepare_v2(c->h, "SELECT n, data FROM arrays WHERE run_id = ? AND dataset = ? AND dtype = 'u64'", -1, &st, NULL);
+    sqlite3_bind_int64(st, 1, c->run_id);
+    sqlite3_bind_text(st, 2, dataset, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t k = sqlite3_column_int64(st, 0);
+        if (k > 0 && sqlite3_column_bytes(st, 1) == k * 8) {
+            out = malloc((size_t)k * 8);
+            memcpy(out, sqlite3_column_blob(st, 1), (size_t)k * 8); /* little-endian, as this machine */
+            *n = k;
+        }
+    }
+    sqlite3_finalize(st);
+    return out;
+}
+
+static float *read_f32(const rp_ctx *c, const char *dataset, int64_t *n) {
+    sqlite3_stmt *st;
+    float *out = NULL;
+    *n = 0;
+    sqlite3_prepare_v2(c->h, "SELECT n, data FROM arrays WHERE run_id = ? AND dataset = ? AND dtype = 'f32'", -1, &st, NULL);
+    sqlite3_bind_int64(st, 1, c->run_id);
+    sqlite3_bind_text(st, 2, dataset, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t k = sqlite3_column_int64(st, 0);
+        if (k > 0 && sqlite3_column_bytes(st, 1) == k * 4) {
+            out = malloc((size_t)k * 4);
+            memcpy(out, sqlite3_column_blob(st, 1), (size_t)k * 4);
+            *n = k;
+        }
+    }
+    sqlite3_finalize(st);
+    return out;
+}
+
+/* writes "center count" lines (empty bins skipped: the count axis is logarithmic); 0 if none */
+static int write_hist(plotter *p, const char *name, const char *dataset, double lo, double hi, char *path, size_t cap) {
+    int64_t n;
+    uint64_t *h = read_u64(p->c, dataset, &n);
+    if (!h) return 0;
+    FILE *d = data_file(p, name, path, cap);
+    int any = 0;
+    const double w = (hi - lo) / (double)n;
+    for (int64_t b = 0; b < n; b++)
+        if (h[b]) fprintf(d, "%.6g %llu\n", lo + (b + 0.5) * w, (unsigned long long)h[b]), any = 1;
+    data_close(p, d);
+    free(h);
+    return any;
+}
+
+static void fig_histograms(plotter *p) {
+    const rp_ctx *c = p->c;
+    const qs_format *f = qs_format_find(c->format, NULL);
+    int bits = f && f->bits >= 2 && f->bits <= 8 ? f->bits : 4;
+    if (bits > 6) bits = 6; /* finer grids are a grey smear at this size */
+    const int levels = (1 << (bits - 1)) - 1;
+    sqlite3_stmt *ws, *as;
+    sqlite3_prepare_v2(c->h, "SELECT hist_min, hist_max, absmax, kurtosis, std FROM weight_stats WHERE run_id = ? AND tensor_id = ?",
+                       -1, &ws, NULL);
+    sqlite3_prepare_v2(c->h, "SELECT hist_min, hist_max, absmax, dynamic_range_db, n_tokens FROM activation_stats WHERE run_id = ?"
+                             " AND tensor_id = ?", -1, &as, NULL);
+    for (int i = 0; i < c->n_tensors; i++) {
+        const rp_tensor *t = &c->t[i];
+        if (t->rows <= 1) continue;
+        char title[200], png[96], name[128], wpath[1300], apath[1300] = "", ds[200];
+        snprintf(title, sizeof title, "%s (%lld x %lld)", t->name, (long long)t->rows, (long long)t->cols);
+        sqlite3_stmt *both[2] = {ws, as};
+        for (int k = 0; k < 2; k++) {
+            sqlite3_reset(both[k]);
+            sqlite3_bind_int64(both[k], 1, c->run_id);
+            sqlite3_bind_int64(both[k], 2, t->id);
+        }
+        if (sqlite3_step(ws) != SQLITE_ROW) continue;
+        double wlo = sqlite3_column_double(ws, 0), whi = sqlite3_column_double(ws, 1), wabs = sqlite3_column_double(ws, 2);
+        double kurt = sqlite3_column_double(ws, 3);
+        snprintf(name, sizeof name, "hist_w_%d.dat", i);
+        snprintf(ds, sizeof ds, "/weights/%s/hist", t->name);
+        if (!write_hist(p, name, ds, wlo, whi, wpath, sizeof wpath)) continue;
+        int have_act = 0;
+        double alo = 0, ahi = 0, adr = 0;
+        if (sqlite3_step(as) == SQLITE_ROW) {
+            alo = sqlite3_column_double(as, 0);
+            ahi = sqlite3_column_double(as, 1);
+            adr = sqlite3_column_double(as, 3);
+            snprintf(name, sizeof name, "hist_a_%d.dat", i);
+            snprintf(ds, sizeof ds, "/activations/%s/hist", t->name);
+            have_act = write_hist(p, name, ds, alo, ahi, apath, sizeof apath);
+        }
+        snprintf(png, sizeof png, "hist_%d.png", i);
+        char caption[600];
+        snprintf(caption, sizeof caption,
+                 "Left: the %lld weights (kurtosis %.1f; 3 is Gaussian) with the %d levels of %d-bit symmetric integers at one "
+                 "scale for the whole tensor (absmax/%d, dotted red): mass far from every level is what rounding loses. "
+                 "Right: %s. Counts are logarithmic.",
+                 (long long)(t->rows * t->cols), kurt, 2 * levels + 1, bits, levels,
+                 have_act ? "the inputs this matrix received on the calibration text (range fixed from the first chunk; end bins "
+                            "collect values beyond it)"
+                          : "no activation histogram in this run");
+        rp_figure *fig = new_figure(p, "histograms", png, title, caption);
+        fig->tensor = i;
+        gp_begin(p, png, "", "", "", 900, 300);
+        fprintf(p->gp, "set multiplot layout 1,2 title ");
+        gp_str(p->gp, title);
+        fprintf(p->gp, "\nset logscale y\nset yrange [0.8:*]\nunset key\nset style fill solid 0.6 noborder\n"
+                       "set title 'weights'\nset xlabel 'weight value'\nset ylabel 'count'\n");
+        for (int k = -levels; k <= levels; k++)
+            fprintf(p->gp, "set arrow from %.6g, graph 0 to %.6g, graph 1 nohead lc rgb '#cc0000' dt 3 lw 0.7\n", wabs * k / levels,
+                    wabs * k / levels);
+        fprintf(p->gp, "set boxwidth %.6g absolute\nplot ", (whi - wlo) / 256);
+        gp_str(p->gp, wpath);
+        fprintf(p->gp, " using 1:2 with boxes lc rgb '#3b6ea5'\nunset arrow\n");
+        if (have_act) {
+            fprintf(p->gp, "set title 'inputs (activations), dynamic range %.1f dB'\nset xlabel 'input value'\n"
+                           "set boxwidth %.6g absolute\nplot ", adr, (ahi - alo) / 256);
+            gp_str(p->gp, apath);
+            fprintf(p->gp, " using 1:2 with boxes lc rgb '#5a9e4b'\n");
+        } else {
+            fprintf(p->gp, "set title 'inputs: not measured'\nunset logscale y\nset yrange [0:1]\nset xrange [0:1]\n"
+                           "set label 'no activation statistics for this tensor' at 0.5,0.5 center\nplot NaN\n");
+        }
+        fprintf(p->gp, "unset multiplot\n");
+    }
+    sqlite3_finalize(ws);
+    sqlite3_finalize(as);
+}
+
+/* ---- dynamic range and outlier channels per layer ------------------------------------ */
+static const char *const INPUT_KINDS[] = {"attn_q", "attn_output", "ffn_up", "ffn_down"};
+static const char *const INPUT_NAMES[] = {"attention input (q, k, v)", "attn_output input", "FFN input (gate, up)",
+                                          "ffn_down input"};
+
+static void fig_dynamic_range(plotter *p) {
+    const rp_ctx *c = p->c;
+    const char *title = "Activation dynamic range and outlier channels per layer";
+    if (!c->has_activations || c->n_layers <= 0) {
+        missing(p, "overview", title, "no activation statistics in this run");
+        return;
+    }
+    char path[1300];
+    FILE *d = data_file(p, "dynamic_range.dat", path, sizeof path);
+    fprintf(d, "layer");
+    for (int k = 0; k < 4; k++) fprintf(d, " dr_%s outliers_%s", INPUT_KINDS[k], INPUT_KINDS[k]);
+    fprintf(d, "\n");
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(c->h, "SELECT a.dynamic_range_db, a.n_outlier_channels FROM activation_stats a JOIN tensors t ON"
+                             " t.id = a.tensor_id WHERE a.run_id = ? AND t.layer = ? AND t.kind = ?", -1, &st, NULL);
+    for (int l = 0; l < c->n_layers; l++) {
+        fprintf(d, "%d", l);
+        for (int k = 0; k < 4; k++) {
+            sqlite3_reset(st);
+            sqlite3_bind_int64(st, 1, c->run_id);
+            sqlite3_bind_int(st, 2, l);
+            sqlite3_bind_text(st, 3, INPUT_KINDS[k], -1, SQLITE_STATIC);
+            if (sqlite3_step(st) == SQLITE_ROW) fprintf(d, " %.4g %d", sqlite3_column_double(st, 0), sqlite3_column_int(st, 1));
+            else fprintf(d, " NaN NaN");
+        }
+        fprintf(d, "\n");
+    }
+    sqlite3_finalize(st);
+    data_close(p, d);
+    new_figure(p, "overview", "dynamic_range.png", title,
+               "Left: 20 log10(absmax / std) of each layer's inputs: the higher, the more a single activation scale is "
+               "stretched by rare large values. Right: channels whose absmax exceeds 6x the median channel's (outliers "
+               "that per-tensor activation quantization would clip or smear).");
+    gp_begin(p, "dynamic_range.png", "", "", "", 1000, 420);
+    fprintf(p->gp, "set datafile missing 'NaN'\nset multiplot layout 1,2 title ");
+    gp_str(p->gp, title);
+    fprintf(p->gp, "\nset key bottom right font ',8'\nset title 'dynamic range'\nset xlabel 'layer'\nset ylabel 'dB'\nplot ");
+    for (int k = 0; k < 4; k++) {
+        fprintf(p->gp, "%s", k ? ", " : "");
+        gp_str(p->gp, path);
+        fprintf(p->gp, " using 1:%d with linespoints lw 2 pt 7 title '%s'", 2 + 2 * k, INPUT_NAMES[k]);
+    }
+    fprintf(p->gp, "\nset title 'outlier channels'\nset ylabel 'channels (absmax > 6x median)'\nset yrange [0:*]\nplot ");
+    for (int k = 0; k < 4; k++) {
+        fprintf(p->gp, "%s", k ? ", " : "");
+        gp_str(p->gp, path);
+        fprintf(p->gp, " using 1:%d with linespoints lw 2 pt 7 title '%s'", 3 + 2 * k, INPUT_NAMES[k]);
+    }
+    fprintf(p->gp, "\nunset multiplot\n");
+}
+
+static void fig_outlier_channels(plotter *p) {
+    const rp_ctx *c = p->c;
+    const char *title = "Per-channel input absmax, by layer";
+    if (!c->has_activations || c->n_layers <= 0) {
+        missing(p, "overview", title, "no activation statistics in this run");
+        return;
+    }
+    const int step = c->n_layers > 8 ? (c->n_layers + 7) / 8 : 1; /* at most 8 lines a panel */
+    char files[2][64][1300];
+    int nl[2] = {0, 0};
+    const char *kinds[2] = {"attn_q", "ffn_down"};
+    for (int k = 0; k < 2; k++)
+        for (int l = 0; l < c->n_layers && nl[k] < 64; l += step) {
+            char ds[200], name[64];
+            snprintf(ds, sizeof ds, "/activations/blk.%d.%s.weight/channel_absmax", l, kinds[k]);
+            int64_t n;
+            float *v = read_f32(c, ds, &n);
+            if (!v) continue;
+            snprintf(name, sizeof name, "channels_%s_%d.dat", kinds[k], l);
+            FILE *d = data_file(p, name, files[k][nl[k]], sizeof files[k][0]);
+            fprintf(d, "# layer %d\n", l);
+            for (int64_t j = 0; j < n; j++) fprintf(d, "%lld %.6g\n", (long long)j, v[j]);
+            data_close(p, d);
+            free(v);
+            nl[k]++;
+        }
+    if (!nl[0] && !nl[1]) {
+        missing(p, "overview", title, "no per-channel activation arrays in this run");
+        return;
+    }
+    new_figure(p, "overview", "outlier_channels.png", title,
+               "The largest absolute input each channel received on the calibration text, one line per layer (log scale). "
+               "Spikes are outlier channels: they set the scale of any per-tensor activation format and deserve "
+               "per-channel handling or higher precision.");
+    gp_begin(p, "outlier_channels.png", "", "", "", 1000, 420);
+    fprintf(p->gp, "set multiplot layout 1,2 title ");
+    gp_str(p->gp, title);
+    fprintf(p->gp, "\nset logscale y\nset key top right font ',8'\n");
+    for (int k = 0; k < 2; k++) {
+        fprintf(p->gp, "set title '%s'\nset xlabel 'input channel'\nset ylabel 'absmax'\n", k ? "ffn_down input" : "attention input");
+        if (!nl[k]) {
+            fprintf(p->gp, "plot NaN notitle\n");
+            continue;
+        }
+        fprintf(p->gp, "plot ");
+        for (int j = 0; j < nl[k]; j++) {
+            fprintf(p->gp, "%s", j ? ", " : "");
+            gp_str(p->gp, files[k][j]);
+            fprintf(p->gp, " using 1:2 with lines lw 1.2 title 'layer %d'", j * step);
+        }
+        fprintf(p->gp, "\n");
+    }
+    fprintf(p->gp, "unset multiplot\n");
+}
+
+/* ---- per-domain comparison ------------------------------------------------------------ */
+static void fig_domains(plotter *p) {
+    const rp_ctx *c = p->c;
+    const char *title = "Whole model quantized to each format: KL divergence per evaluation domain";
+    if (!c->has_whole || c->n_domains == 0) {
+        missing(p, "domains", title,
+                "no whole-model measurements: run qsense profile MODEL --sensitivity (it measures every format on every domain)");
+        return;
+    }
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(c->h, "SELECT f.name, w.domain, w.kl_mean, w.bpw FROM whole_model w JOIN formats f ON f.id = w.format_id"
+                             " WHERE w.run_id = ? AND w.n_quantized > 0 ORDER BY w.bpw DESC, f.name", -1, &st, NULL);
+    sqlite3_bind_int64(st, 1, c->run_id);
+    char fmts[64][32];
+    double vals[64][RP_MAX_DOMAINS];
+    int nf = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *f = (const char *)sqlite3_column_text(st, 0), *dom = (const char *)sqlite3_column_text(st, 1);
+        int i = 0;
+        while (i < nf && strcmp(fmts[i], f)) i++;
+        if (i == nf) {
+            if (nf == 64) continue;
+            snprintf(fmts[nf], sizeof fmts[0], "%s", f);
+            for (int d = 0; d < RP_MAX_DOMAINS; d++) vals[nf][d] = NAN;
+            nf++;
+        }
+        for (int d = 0; d < c->n_domains; d++)
+            if (!strcmp(c->domains[d], dom)) vals[i][d] = sqlite3_column_double(st, 2);
+    }
+    sqlite3_finalize(st);
+    char path[1300];
+    FILE *d = data_file(p, "domains.dat", path, sizeof path);
+    fprintf(d, "format");
+    for (int k = 0; k < c->n_domains; k++) fprintf(d, " %s", c->domains[k]);
+    fprintf(d, "\n");
+    for (int i = 0; i < nf; i++) {
+        fprintf(d, "%s", fmts[i]);
+        for (int k = 0; k < c->n_domains; k++) fprintf(d, vals[i][k] > 0 ? " %.6g" : " NaN", vals[i][k]);
+        fprintf(d, "\n");
+    }
+    data_close(p, d);
+    new_figure(p, "domains", "domains.png", title,
+               "Each group: every tensor that fits the format quantized at once (the rest as stored); one bar per evaluation "
+               "domain. Formats run from most to fewest bits. A domain whose bar stands out loses more than the others at "
+               "that precision; the y axis is logarithmic.");
+    gp_begin(p, "domains.png", title, "format (most bits left)", "KL divergence vs unquantized (nats/token)", 960, 480);
+    fprintf(p->gp, "set logscale y\nset format y '%%.0e'\nset datafile missing 'NaN'\nset style data histograms\n"
+                   "set style histogram clustered gap 1\nset style fill solid 0.85 noborder\nset xtics rotate by 25 right\n"
+                   "set yrange [*:*]\nplot for [k=2:%d] ", c->n_domains + 1);
+    gp_str(p->gp, path);
+    fprintf(p->gp, " using k:xtic(1) title columnheader(k)\n");
+}
+
+/* ---- the Pareto front with the plan and the uniform formats ---------------------------- */
+static void fig_pareto(plotter *p) {
+    const rp_ctx *c = p->c;
+    const char *title = "Size vs predicted cost: the Pareto front, the plan, uniform formats";
+    sqlite3_stmt *st;
+    char target[32] = "", weights[256] = "";
+    if (c->plan_id) {
+        sqlite3_prepare_v2(c->h, "SELECT target, COALESCE(domain_weights, '') FROM plans WHERE id = ?", -1, &st, NULL);
+        sqlite3_bind_int64(st, 1, c->plan_id);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            snprintf(target, sizeof target, "%s", sqlite3_column_text(st, 0));
+            snprintf(weights, sizeof weights, "%s", sqlite3_column_text(st, 1));
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_prepare_v2(c->h, "SELECT bpw, predicted_kl, target FROM pareto WHERE run_id = ? AND (? = '' OR (target = ? AND"
+                             " domain_weights = ?)) ORDER BY target, domain_weights, point", -1, &st, NULL);
+    sqlite3_bind_int64(st, 1, c->run_id);
+    sqlite3_bind_text(st, 2, target, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, target, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, weights, -1, SQLITE_STATIC);
+    char path[1300], upath[1300], ppath[1300];
+    FILE *d = data_file(p, "pareto.dat", path, sizeof path);
+    int n = 0;
+    char first_target[32] = "";
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 2);
+        if (!n) snprintf(first_target, sizeof first_target, "%s", t);
+        if (strcmp(first_target, t)) break;
+        if (sqlite3_column_double(st, 1) > 0) fprintf(d, "%.5f %.6g\n", sqlite3_column_double(st, 0), sqlite3_column_double(st, 1)), n++;
+    }
+    sqlite3_finalize(st);
+    data_close(p, d);
+    if (n < 2) {
+        missing(p, "plan", title, "no Pareto front recorded: run qsense plan --db DB --budget-bpw X (it stores the front for every budget)");
+        return;
+    }
+    /* uniform formats, measured on the whole model (mean over domains) */
+    FILE *u = data_file(p, "pareto_uniform.dat", upath, sizeof upath);
+    int nu = 0;
+    sqlite3_prepare_v2(c->h, "SELECT f.name, avg(w.bpw), avg(w.kl_mean) FROM whole_model w JOIN formats f ON f.id = w.format_id"
+                             " WHERE w.run_id = ? AND w.n_quantized > 0 GROUP BY f.name", -1, &st, NULL);
+    sqlite3_bind_int64(st, 1, c->run_id);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        if (sqlite3_column_double(st, 2) > 0)
+            fprintf(u, "%.5f %.6g %s\n", sqlite3_column_double(st, 1), sqlite3_column_double(st, 2), sqlite3_column_text(st, 0)), nu++;
+    sqlite3_finalize(st);
+    if (!nu) fprintf(u, "NaN NaN none\n");
+    data_close(p, u);
+    /* the plan: predicted, and measured (mean over the domains measured) */
+    FILE *pl = data_file(p, "pareto_plan.dat", ppath, sizeof ppath);
+    int have_measured = 0;
+    if (c->plan_id) {
+        sqlite3_prepare_v2(c->h, "SELECT p.bpw, p.predicted_kl, (SELECT avg(measured_kl) FROM plan_domains d WHERE d.plan_id = p.id"
+                                 " AND measured_kl IS NOT NULL) FROM plans p WHERE p.id = ?", -1, &st, NULL);
+        sqlite3_bind_int64(st, 1, c->plan_id);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            have_measured = sqlite3_column_type(st, 2) != SQLITE_NULL;
+            fprintf(pl, "%.5f %.6g %.6g\n", sqlite3_column_double(st, 0), sqlite3_column_double(st, 1),
+                    have_measured ? sqlite3_column_double(st, 2) : NAN);
+        }
+        sqlite3_finalize(st);
+    } else {
+        fprintf(pl, "NaN NaN NaN\n");
+    }
+    data_close(p, pl);
+    char caption[600];
+    snprintf(caption, sizeof caption,
+             "Line: the best predicted KL (sum of per-tensor costs) at each size, for the %s target. Triangles: each format "
+             "applied uniformly, measured on the whole model. %s Below the line is unreachable from these "
+             "measurements; the y axis is logarithmic.",
+             first_target,
+             c->plan_id ? (have_measured ? "Star: the plan as predicted; diamond: the plan as measured by qsense check."
+                                         : "Star: the plan as predicted (not measured yet: qsense check --plan ... --db).")
+                        : "No plan recorded yet.");
+    new_figure(p, "plan", "pareto.png", title, caption);
+    gp_begin(p, "pareto.png", title, "bits per weight (all parameters)", "KL divergence vs unquantized (nats/token)", 960, 520);
+    fprintf(p->gp, "set logscale y\nset format y '%%.0e'\nset datafile missing 'NaN'\nplot ");
+    gp_str(p->gp, path);
+    fprintf(p->gp, " using 1:2 with lines lw 2 lc rgb '#3b6ea5' title 'Pareto front (predicted)', ");
+    gp_str(p->gp, upath);
+    fprintf(p->gp, " using 1:2 with points pt 9 ps 1.3 lc rgb '#777777' title 'uniform format (measured)', '' using 1:2:3 with"
+                   " labels offset 0.6,0.6 left font ',8' notitle, ");
+    gp_str(p->gp, ppath);
+    fprintf(p->gp, " using 1:2 with points pt 3 ps 2.5 lw 2 lc rgb '#cc0000' title 'plan (predicted)'");
+    if (have_measured) {
+        fprintf(p->gp, ", ");
+        gp_str(p->gp, ppath);
+        fprintf(p->gp, " using 1:3 with points pt 13 ps 2 lc rgb '#cc0000' title 'plan (measured)'");
+    }
+    fprintf(p->gp, "\n");
+}
+
+int rp_plots_write(const rp_ctx *c, const char *dir, rp_figures *figs, qs_error *err) {
+    memset(figs, 0, sizeof *figs);
+    plotter p = {.c = c, .dir = dir, .figs = figs};
+    snprintf(p.data_dir, sizeof p.data_dir, "%s/plot-data", dir);
+    struct stat sb;
+    if (mkdir(p.data_dir, 0755) != 0 && !(stat(p.data_dir, &sb) == 0 && S_ISDIR(sb.st_mode)))
+        return qs_errorf(err, QS_ERR_INPUT, "%s: cannot create the directory", p.data_dir);
+    char script[1200], log[1200];
+    snprintf(script, sizeof script, "%s/figures.gp", p.data_dir);
+    snprintf(log, sizeof log, "%s/gnuplot.log", p.data_dir);
+    p.gp = fopen(script, "w");
+    if (!p.gp) return qs_errorf(err, QS_ERR_INPUT, "%s: cannot write", script);
+    fprintf(p.gp, "# qsense report figures: rerun with gnuplot %s\n", script);
+    fig_heatmap(&p);
+    fig_cost_vs_bpw(&p);
+    fig_granularity(&p);
+    fig_dynamic_range(&p);
+    fig_outlier_channels(&p);
+    fig_domains(&p);
+    fig_pareto(&p);
+    fig_histograms(&p);
+    fprintf(p.gp, "unset output\n");
+    if (fclose(p.gp) != 0) return qs_errorf(err, QS_ERR_INPUT, "%s: cannot write (disk full?)", script);
+    if (p.io_failed[0]) return qs_errorf(err, QS_ERR_INPUT, "%s: cannot write (disk full?)", p.io_failed);
+    return qs_gnuplot_run(script, log, err);
+}
