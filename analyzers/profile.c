@@ -308,6 +308,8 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
     if (progress) progress(user, "fingerprint", 0, 1, 0, 0);
     if ((rc = qs_model_fingerprint(m, model_fp, err))) goto out;
     qs_sha256_hex(text, n_text, text_fp);
+    /* NaN/Inf weights would poison every statistic: refuse before the database is touched */
+    if ((rc = qs_model_check_finite(m, err))) goto out;
     if ((rc = qs_db_open(&db, opt->db_path, err))) goto out;
     p.db = db;
     int64_t params = 0;

@@ -34,14 +34,6 @@ void qs_plan_free(qs_plan *p) {
     free(p);
 }
 
-static int llama_cpp_type(const char *fmt) {
-    for (int t = 0; t < QS_DT_GGML_COUNT; t++) {
-        const qs_dtype_traits *tr = qs_dtype_get(t);
-        if (tr && !strcmp(tr->name, fmt)) return t;
-    }
-    return -1;
-}
-
 static void add_opt(options *o, const char *fmt, double cost, double bytes, const double *dcost, int nd) {
     for (int i = 0; i < o->n; i++)
         if (!strcmp(o->fmt[i], fmt)) return;
@@ -126,8 +118,8 @@ int qs_plan_make(qs_plan **out, const qs_plan_options *opt, qs_error *err) {
     options *o = NULL;
     sqlite3_stmt *st = NULL;
     snprintf(p->target, sizeof p->target, "%s", opt->target ? opt->target : "llama.cpp");
-    if (strcmp(p->target, "llama.cpp") && strcmp(p->target, "any")) {
-        rc = qs_errorf(err, QS_ERR_USAGE, "--target must be llama.cpp or any, not '%s'", p->target);
+    if (strcmp(p->target, "llama.cpp") && strcmp(p->target, "any") && strcmp(p->target, "llm-compressor")) {
+        rc = qs_errorf(err, QS_ERR_USAGE, "--target must be llama.cpp, llm-compressor or any, not '%s'", p->target);
         goto done;
     }
     /* the newest run with sensitivity measurements */
@@ -202,7 +194,9 @@ int qs_plan_make(qs_plan **out, const qs_plan_options *opt, qs_error *err) {
             const char *fname = step == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
             if (cur[0] && (!fname || strcmp(fname, cur))) {
                 const qs_format *f = qs_format_find(cur, NULL);
-                int ok = f && (!strcmp(p->target, "any") || f->family == QS_FAM_GGML || f->family == QS_FAM_FLOAT16);
+                int ok = f && (!strcmp(p->target, "any") ||
+                               (!strcmp(p->target, "llama.cpp") && (f->family == QS_FAM_GGML || f->family == QS_FAM_FLOAT16)) ||
+                               (!strcmp(p->target, "llm-compressor") && qs_plan_llmc_expressible(t->name, cur)));
                 if (ok && seen) {
                     double c = 0;
                     for (int d = 0; d < p->n_domains; d++) c += p->domain_weights[d] * dcost[d];
@@ -265,7 +259,6 @@ int qs_plan_make(qs_plan **out, const qs_plan_options *opt, qs_error *err) {
         p->predicted_kl += t->cost;
         for (int d = 0; d < p->n_domains; d++) p->predicted_kl_domain[d] += oi->dcost[oi->pick][d];
     }
-    (void)llama_cpp_type;
 done:
     if (st) sqlite3_finalize(st);
     free(o);
@@ -363,22 +356,6 @@ int qs_plan_read_json(qs_plan **out, const char *path, qs_error *err) {
     }
     *out = p;
     return 0;
-}
-
-/* llama-quantize matches patterns with a regex search on the tensor name: anchor and escape */
-int qs_plan_write_tensor_type_file(const qs_plan *p, const char *path, qs_error *err) {
-    FILE *f = fopen(path, "w");
-    if (!f) return qs_errorf(err, QS_ERR_INPUT, "%s: cannot write", path);
-    for (int i = 0; i < p->n_tensors; i++) {
-        if (llama_cpp_type(p->tensors[i].format) < 0) continue;
-        fputc('^', f);
-        for (const char *c = p->tensors[i].name; *c; c++) {
-            if (*c == '.') fputc('\\', f);
-            fputc(*c, f);
-        }
-        fprintf(f, "$=%s\n", p->tensors[i].format);
-    }
-    return fclose(f) == 0 ? 0 : qs_errorf(err, QS_ERR_INPUT, "%s: cannot write", path);
 }
 
 int qs_plan_verify_gguf(const qs_plan *p, const char *gguf_path, int *n_diff, qs_error *err) {

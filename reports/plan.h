@@ -21,7 +21,7 @@ typedef struct {
 typedef struct {
     char model_fingerprint[65];
     char model_path[1024];
-    char target[16];      /* "llama.cpp" or "any" */
+    char target[16];      /* "llama.cpp", "llm-compressor" or "any" */
     double budget_bytes;  /* tensor-data budget the plan was made for */
     double total_bytes;   /* tensor bytes of the plan */
     double predicted_kl;  /* sum of per-tensor costs (each domain-weighted) */
@@ -45,7 +45,7 @@ typedef struct {
     const char *db_path;
     double budget_bpw;    /* > 0: bits per weight over the model's parameters */
     double budget_bytes;  /* > 0: bytes of tensor data */
-    const char *target;   /* "llama.cpp" (default) or "any" */
+    const char *target;   /* "llama.cpp" (default), "llm-compressor" or "any" */
     const char *domain_weights; /* "legal=2,python=1" or NULL */
 } qs_plan_options;
 
@@ -67,6 +67,13 @@ int qs_plan_record_measured(struct qs_db *db, const char *plan_sha256, int64_t c
 
 /* Writes a llama-quantize --tensor-type-file (anchored exact patterns) and prints the command. */
 int qs_plan_write_tensor_type_file(const qs_plan *p, const char *path, qs_error *err);
+
+/* Writes an llm-compressor recipe (YAML): one config group per integer/fp8 scheme, targets as
+ * anchored regexes on Hugging Face module names, float tensors ignored. QS_ERR_USAGE if a tensor
+ * has a format llm-compressor cannot express (plan with --target llm-compressor). */
+int qs_plan_write_llm_compressor(const qs_plan *p, const char *path, qs_error *err);
+/* 1 if llm-compressor can apply fmt to the tensor called name (GGUF name) */
+int qs_plan_llmc_expressible(const char *name, const char *fmt);
 
 /* Compares the tensor types inside a GGUF with the plan: 0 if all match, else QS_ERR_INPUT with
  * the first differences in the message (and *n_diff set). */

@@ -640,10 +640,10 @@ static void fig_pareto(plotter *p) {
     data_close(p, pl);
     char caption[600];
     snprintf(caption, sizeof caption,
-             "Line: the best predicted KL (sum of per-tensor costs) at each size, for the %s target. Triangles: each format "
-             "applied uniformly, measured on the whole model. %s Below the line is unreachable from these "
-             "measurements; the y axis is logarithmic.",
-             first_target,
+             "Line: the best predicted KL (sum of per-tensor costs) at each size for the %s target%s. Triangles: each "
+             "format applied to every tensor it fits (the rest as stored), measured on the whole model. %s The y axis is "
+             "logarithmic.",
+             first_target, strcmp(first_target, "llama.cpp") ? "" : " (ggml block types and f16 only: other formats can lie below it)",
              c->plan_id ? (have_measured ? "Star: the plan as predicted; diamond: the plan as measured by qsense check."
                                          : "Star: the plan as predicted (not measured yet: qsense check --plan ... --db).")
                         : "No plan recorded yet.");

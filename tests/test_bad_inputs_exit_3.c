@@ -2,9 +2,12 @@
  * naming the file and what was wrong. GGUF cases are built byte by byte here (independently of
  * qsense's writer); the others cut or patch the real files. Usage errors give exit code 2. */
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 #include "core/qs_file.h"
+#include "io/gguf.h"
+
 #include "test_util.h"
 
 static char tmp[512];
@@ -206,6 +209,38 @@ int main(void) {
     snprintf(args, sizeof args, "ppl '%s' --text %s", gemma, GPL);
     expect_fail("unsupported architecture", 3, args, gemma, "architecture 'gemma3' is not supported");
     free(gemma);
+
+    /* NaN / Inf weights: reported with the tensor, row and column; nothing measured, no database */
+    qs_gguf *g;
+    if (qs_gguf_open(&g, stories, NULL) == 0) {
+        const qs_gguf_tensor *t = qs_gguf_find_tensor(g, "blk.0.attn_q.weight");
+        float nan_value = NAN;
+        p = variant(stories, "nan.gguf", -1, (long)(g->data_offset + t->offset + 5 * 4), &nan_value, 4);
+        qs_gguf_close(g);
+        snprintf(args, sizeof args, "ppl '%s' --text %s --ctx 64", p, GPL);
+        expect_fail("NaN weight", 3, args, p, "blk.0.attn_q.weight holds 1 non-finite values (NaN or Inf), the first at row 0, column 5");
+        char db[700];
+        snprintf(db, sizeof db, "%s/nan.db", tmp);
+        snprintf(args, sizeof args, "profile '%s' --db '%s' --quiet", p, db);
+        expect_fail("NaN weight, profile", 3, args, p, "non-finite");
+        CHECK(!qs_path_exists(db), "profile refused before creating %s", db);
+        char icmd[2048], *iout;
+        snprintf(icmd, sizeof icmd, "'%s' inspect '%s' > /dev/null", qsense_bin(), p);
+        CHECK(run_cmd(icmd, &iout) == 0, "inspect still describes a file with NaN weights: %s", iout);
+        free(iout);
+        free(p);
+    }
+    char *q4km = model_path("stories260K-llamacpp-Q4_K_M.gguf");
+    if (qs_gguf_open(&g, q4km, NULL) == 0) {
+        const qs_gguf_tensor *t = qs_gguf_find_tensor(g, "blk.2.ffn_up.weight");
+        const uint16_t inf_half = 0x7c00; /* the first block's f16 scale */
+        p = variant(q4km, "inf-scale.gguf", -1, (long)(g->data_offset + t->offset), &inf_half, 2);
+        qs_gguf_close(g);
+        snprintf(args, sizeof args, "ppl '%s' --text %s --ctx 64", p, GPL);
+        expect_fail("Inf block scale", 3, args, p, "blk.2.ffn_up.weight holds");
+        free(p);
+    }
+    free(q4km);
 
     /* llama2.c */
     p = variant(bin, "cut.bin", 500000, 0, NULL, 0);

@@ -9,7 +9,7 @@
 
 static void help(void) {
     printf("usage: qsense plan --db PATH (--budget-bytes N | --budget-bpw X) [--target llama.cpp|any]\n"
-           "                   [--domain-weights d=w,...] [--out plan.json] [--emit llama-quantize]\n"
+           "                   [--domain-weights d=w,...] [--out plan.json] [--emit llama-quantize|llm-compressor]\n"
            "       qsense plan verify OUT.gguf plan.json\n"
            "\n"
            "Chooses a format for every tensor so that the predicted KL divergence (the sum of the\n"
@@ -21,11 +21,14 @@ static void help(void) {
            "  --budget-bytes N      the size of the GGUF file to write (header included)\n"
            "  --budget-bpw X        bits per weight over all parameters (tensor data only)\n"
            "  --target T            llama.cpp (default): only ggml block types that fit each shape,\n"
-           "                        f16/f32 where none fits; any: every measured qsense format\n"
+           "                        f16/f32 where none fits; llm-compressor: integer formats and\n"
+           "                        fp8-e4m3 on the Linear layers, f16 elsewhere; any: every measured format\n"
            "  --domain-weights L    favour domains, e.g. legal=3,python=1 (default: equal)\n"
            "  --out FILE            write the plan (default plan.json); format in docs/plan.md\n"
            "  --emit llama-quantize also write FILE.tensor-types (anchored pattern=type lines) and print\n"
            "                        the llama-quantize command that applies the plan\n"
+           "  --emit llm-compressor also write FILE.recipe.yaml, an llm-compressor recipe (config groups\n"
+           "                        by target regex on Hugging Face module names)\n"
            "\n"
            "verify: compares the tensor types inside a GGUF with a plan; exit 1 on any difference.\n");
 }
@@ -61,7 +64,8 @@ int cmd_plan(int argc, char **argv) {
         else if (!strcmp(a, "--target")) { if (!val) return cli_usage("plan", "--target needs llama.cpp or any"); o.target = val; i++; }
         else if (!strcmp(a, "--domain-weights")) { if (!val) return cli_usage("plan", "--domain-weights needs a list"); o.domain_weights = val; i++; }
         else if (!strcmp(a, "--emit")) {
-            if (!val || strcmp(val, "llama-quantize")) return cli_usage("plan", "--emit supports llama-quantize");
+            if (!val || (strcmp(val, "llama-quantize") && strcmp(val, "llm-compressor")))
+                return cli_usage("plan", "--emit supports llama-quantize and llm-compressor");
             emit = val;
             i++;
         } else if (!strcmp(a, "--budget-bytes")) {
@@ -123,7 +127,15 @@ int cmd_plan(int argc, char **argv) {
     else
         printf("recorded in %s as plan %lld, with the size/cost Pareto front (%d points)\n", o.db_path, (long long)plan_id,
                p->n_curve);
-    if (emit) {
+    if (emit && !strcmp(emit, "llm-compressor")) {
+        char rp[4200];
+        snprintf(rp, sizeof rp, "%s.recipe.yaml", out);
+        if (qs_plan_write_llm_compressor(p, rp, &err)) {
+            qs_plan_free(p);
+            return cli_fail(&err);
+        }
+        printf("llm-compressor recipe: %s (oneshot(model=..., recipe=\"%s\"))\n", rp, rp);
+    } else if (emit) {
         char tt[4200];
         snprintf(tt, sizeof tt, "%s.tensor-types", out);
         if (qs_plan_write_tensor_type_file(p, tt, &err)) {

@@ -83,6 +83,8 @@ static const float *as_f32(qs_engine *e, const qs_tensor *t, qs_error *err) {
 
 int qs_engine_new(qs_engine **out, const qs_model *m, int n_threads, qs_error *err) {
     *out = NULL;
+    int frc = qs_model_check_finite(m, err);
+    if (frc) return frc;
     qs_engine *e = calloc(1, sizeof *e);
     if (!e) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
     e->m = m;

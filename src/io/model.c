@@ -3,6 +3,7 @@
 #include "model.h"
 
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,43 @@ int qs_tensor_dequantize_rows(const qs_tensor *t, int64_t row0, int64_t nrows, f
     if (!tr) return -1;
     uint64_t rb = qs_dtype_row_bytes(t->type, ne0);
     tr->to_float(t->data + (uint64_t)row0 * rb, dst, ne0 * nrows);
+    return 0;
+}
+
+int qs_model_check_finite(const qs_model *m, qs_error *err) {
+    float *buf = NULL;
+    size_t cap = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const qs_tensor *t = &m->tensors[i];
+        const int64_t cols = t->ne[0], rows = qs_tensor_numel(t) / (cols > 0 ? cols : 1);
+        int64_t bad = 0, first = -1;
+        for (int64_t r0 = 0; r0 < rows; r0 += 64) {
+            const int64_t nr = rows - r0 < 64 ? rows - r0 : 64;
+            if ((size_t)(nr * cols) > cap) {
+                cap = (size_t)(nr * cols);
+                float *nb = realloc(buf, cap * sizeof(float));
+                if (!nb) {
+                    free(buf);
+                    return qs_errorf(err, QS_ERR_INTERNAL, "out of memory checking %s", t->name);
+                }
+                buf = nb;
+            }
+            if (qs_tensor_dequantize_rows(t, r0, nr, buf)) break;
+            for (int64_t k = 0; k < nr * cols; k++)
+                if (!isfinite(buf[k])) {
+                    if (first < 0) first = r0 * cols + k;
+                    bad++;
+                }
+        }
+        if (bad) {
+            free(buf);
+            return qs_errorf(err, QS_ERR_INPUT,
+                             "%s: tensor %s holds %lld non-finite values (NaN or Inf), the first at row %lld, column %lld; "
+                             "qsense measures only models whose weights are finite",
+                             m->path, t->name, (long long)bad, (long long)(first / cols), (long long)(first % cols));
+        }
+    }
+    free(buf);
     return 0;
 }
 

@@ -84,6 +84,10 @@ const qs_tensor *qs_model_find(const qs_model *m, const char *name);
 int qs_tensor_dequantize_rows(const qs_tensor *t, int64_t row0, int64_t nrows, float *dst);
 int64_t qs_tensor_numel(const qs_tensor *t);
 
+/* QS_ERR_INPUT naming the first tensor with NaN or Inf values (count, first row and column),
+ * else 0. Reads every weight: the engine and profile call it before measuring anything. */
+int qs_model_check_finite(const qs_model *m, qs_error *err);
+
 /* Checks the tensor table against arch: every tensor the llama forward pass needs is present
  * with the right shape. Names the first missing or mis-shaped tensor. */
 int qs_model_validate_llama(const qs_model *m, qs_error *err);
