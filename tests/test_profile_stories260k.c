@@ -196,6 +196,37 @@ int main(void) {
     CHECK(sqlite3_step(st) == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(st, 0), "ok"), "integrity_check");
     sqlite3_finalize(st);
     sqlite3_close(hk);
+
+    /* a full disk (a file size limit; SIGXFSZ ignored, so writes fail with EFBIG) at several
+     * points of a run: a clear error naming the database, an intact database, and a rerun
+     * without the limit completes with the uninterrupted run's results */
+    const int limits_kb[] = {16, 96, 200, 320};
+    for (int k = 0; k < 4; k++) {
+        snprintf(cmd_buf, sizeof cmd_buf, "rm -f '%s' '%s-wal' '%s-shm' '%s'.run*", kdb, kdb, kdb, kdb);
+        run_cmd(cmd_buf, &out);
+        free(out);
+        snprintf(cmd_buf, sizeof cmd_buf, "bash -c \"trap '' XFSZ; ulimit -f %d; exec '%s' profile '%s' --db '%s' --formats %s "
+                 "--calib-tokens 2048 --quiet\" 2>&1", limits_kb[k], qsense_bin(), model, kdb, FORMATS);
+        rc = run_cmd(cmd_buf, &out);
+        CHECK(rc == 3 && strstr(out, kdb) && strstr(out, "file size limit") && strstr(out, "run the same command again"),
+              "limit %d KB: exit %d: %s", limits_kb[k], rc, out);
+        CHECK(!strstr(out, "Sanitizer") && !strstr(out, "Segmentation"), "limit %d KB crashed: %s", limits_kb[k], out);
+        free(out);
+        sqlite3 *hf;
+        sqlite3_open_v2(kdb, &hf, SQLITE_OPEN_READWRITE, NULL);
+        sqlite3_stmt *ic;
+        sqlite3_prepare_v2(hf, "PRAGMA integrity_check", -1, &ic, NULL);
+        CHECK(sqlite3_step(ic) == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(ic, 0), "ok"),
+              "limit %d KB: integrity_check after the failed write", limits_kb[k]);
+        sqlite3_finalize(ic);
+        sqlite3_close(hf);
+        rc = profile(kdb, NULL, &out);
+        CHECK(rc == 0, "limit %d KB: rerunning without the limit: %s", limits_kb[k], out);
+        free(out);
+        char *resumed = dump(kdb);
+        CHECK(!strcmp(before, resumed), "limit %d KB: resumed results differ from an uninterrupted run", limits_kb[k]);
+        free(resumed);
+    }
     free(before);
 
     /* bad arguments */

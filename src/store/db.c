@@ -92,14 +92,27 @@ static const char *const MIGRATIONS[] = {
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
+/* what a failed write most likely means, for the user: SQLite says only "disk I/O error" */
+static const char *write_hint(qs_db *db) {
+    switch (sqlite3_errcode(db->h) & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+        return " (the disk is full or a file size limit was reached?); the database is intact and keeps every finished "
+               "job: free space and run the same command again to resume";
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN: return " (is the file or its directory read-only?)";
+    default: return "";
+    }
+}
+
 static int sql_err(qs_db *db, qs_error *err, const char *what) {
-    return qs_errorf(err, QS_ERR_INPUT, "%s: %s: %s", db->path, what, sqlite3_errmsg(db->h));
+    return qs_errorf(err, QS_ERR_INPUT, "%s: %s: %s%s", db->path, what, sqlite3_errmsg(db->h), write_hint(db));
 }
 
 int qs_db_exec(qs_db *db, const char *sql, qs_error *err) {
     char *msg = NULL;
     if (sqlite3_exec(db->h, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        int rc = qs_errorf(err, QS_ERR_INPUT, "%s: %s", db->path, msg ? msg : "SQL error");
+        int rc = qs_errorf(err, QS_ERR_INPUT, "%s: %s%s", db->path, msg ? msg : "SQL error", write_hint(db));
         sqlite3_free(msg);
         return rc;
     }
