@@ -62,6 +62,9 @@ extern const qs_analyzer qs_analyzer_weights, qs_analyzer_activations, qs_analyz
 
 /* The activation statistics feeding tensor i (NULL when it has no linear input or no pass ran). */
 const qs_act_stats *qs_profile_input_stats(const qs_profile *p, int tensor);
+/* The importance of each input column of tensor i (its inputs' mean square, llama-imatrix's
+ * statistic), malloc'd; NULL when the run has no activation statistics for it. */
+float *qs_profile_importance(const qs_profile *p, int tensor);
 
 /* Dequantized copy of tensor i (malloc'd, caller frees). */
 float *qs_profile_weights(const qs_profile *p, int tensor);

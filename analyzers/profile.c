@@ -34,6 +34,15 @@ const qs_act_stats *qs_profile_input_stats(const qs_profile *p, int i) {
     return &p->acts[layer * QS_LIN_COUNT + input_slot(pt->linear)];
 }
 
+float *qs_profile_importance(const qs_profile *p, int i) {
+    const qs_act_stats *s = qs_profile_input_stats(p, i);
+    const int64_t cols = p->tensors[i].cols;
+    float *imp = s && s->ch_sum_sq && s->n_tokens > 0 ? malloc(sizeof(float) * (size_t)cols) : NULL;
+    if (imp)
+        for (int64_t c = 0; c < cols; c++) imp[c] = (float)(s->ch_sum_sq[c] / (double)s->n_tokens);
+    return imp;
+}
+
 float *qs_profile_weights(const qs_profile *p, int i) {
     const qs_prof_tensor *pt = &p->tensors[i];
     float *w = malloc(sizeof(float) * (size_t)(pt->rows * pt->cols));
@@ -237,8 +246,10 @@ static int sensitivity_sweep(qs_profile *p, const qs_profile_options *opt, const
                 if (qs_format_applies(fmt, pt->rows, pt->cols, NULL, 0)) {
                     w = qs_profile_weights(p, i);
                     wq = malloc(sizeof(float) * (size_t)(pt->rows * pt->cols));
+                    float *imp = qs_profile_importance(p, i);
                     if (!w || !wq) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-                    else rc = qs_format_fake_quantize(fmt, w, wq, pt->rows, pt->cols, err);
+                    else rc = qs_format_fake_quantize_weighted(fmt, w, wq, pt->rows, pt->cols, imp, err);
+                    free(imp);
                 }
             }
             for (int d = 0; d < nd && !rc; d++) {
@@ -391,6 +402,9 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
             job_t[n_jobs++] = i;
             need_acts |= ANALYZERS[a]->needs_activations;
         }
+    /* weighted-rounding formats in the sweep need the inputs' mean square even when every
+     * analyzer job is done (a resumed run): the calibration is deterministic, so recompute it */
+    for (int f = 0; opt->sensitivity && f < p.n_formats_sens; f++) need_acts |= p.formats_sens[f]->weighted;
     if (!rc && need_acts) {
         if ((rc = qs_vocab_for_model(&v, m, err)) || (rc = qs_tokenize(v, text, n_text, 1, &ids, &n_ids, err))) goto jobs_out;
         if (n_ids < 2) {

@@ -34,9 +34,7 @@ static int run(qs_profile *p, int i, qs_error *err) {
     }
     const double denom = s ? quad_form(w, s->gram, pt->rows, (int)pt->cols, scratch) : NAN;
     /* codebook formats weight their fit by the inputs' mean square (llama-imatrix's statistic) */
-    float *importance = NULL;
-    if (s && (importance = malloc(sizeof(float) * (size_t)pt->cols)))
-        for (int64_t c = 0; c < pt->cols; c++) importance[c] = (float)(s->ch_sum_sq[c] / (double)s->n_tokens);
+    float *importance = qs_profile_importance(p, i);
     int rc = 0;
     for (int k = 0; k < p->n_formats && !rc; k++) {
         const qs_format *f = p->formats[k];

@@ -343,8 +343,10 @@ int qs_sens_run_whole(qs_sens *s, int f, int di, qs_error *err) {
         }
         float *w = qs_profile_weights(p, i);
         wq[i] = malloc(sizeof(float) * (size_t)(pt->rows * pt->cols));
+        float *imp = qs_profile_importance(p, i);
         if (!w || !wq[i]) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-        else rc = qs_format_fake_quantize(fmt, w, wq[i], pt->rows, pt->cols, err);
+        else rc = qs_format_fake_quantize_weighted(fmt, w, wq[i], pt->rows, pt->cols, imp, err);
+        free(imp);
         free(w);
         if (!rc) rc = apply(s, i, wq[i], err);
         bits += qs_format_bpw(fmt, pt->rows, pt->cols) * (double)(pt->rows * pt->cols);

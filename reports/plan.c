@@ -59,6 +59,17 @@ static double solve(options *o, int n, double lambda) {
     return total;
 }
 
+/* --rounding: rtn drops the weighted variants; weighted drops a block type whose weighted
+ * variant was measured (so the plan uses the variant); auto keeps both and lets cost decide */
+static int rounding_allows(const char *rounding, const qs_format *f, const char *weighted_measured) {
+    if (!rounding || !strcmp(rounding, "auto")) return 1;
+    if (!strcmp(rounding, "rtn")) return !f->weighted;
+    if (f->weighted || f->family != QS_FAM_GGML) return 1;
+    char variant[40];
+    snprintf(variant, sizeof variant, "%s-w,", f->name);
+    return strstr(weighted_measured, variant) == NULL;
+}
+
 /* The Pareto front for the report: a geometric sweep of lambda from "bytes are free" to "only
  * bytes matter"; each distinct solution is a vertex of the front's convex hull. */
 static void trace_front(qs_plan *p, options *o) {
@@ -171,6 +182,27 @@ int qs_plan_make(qs_plan **out, const qs_plan_options *opt, qs_error *err) {
     }
     sqlite3_finalize(st);
     st = NULL;
+    if (opt->rounding && strcmp(opt->rounding, "auto") && strcmp(opt->rounding, "rtn") && strcmp(opt->rounding, "weighted")) {
+        rc = qs_errorf(err, QS_ERR_USAGE, "--rounding must be auto, rtn or weighted, not '%s'%s", opt->rounding,
+                       strcmp(opt->rounding, "gptq") ? "" : " (GPTQ-style error compensation is not implemented yet)");
+        goto done;
+    }
+    /* the block types whose weighted ("-w") variant this run measured */
+    char weighted_measured[512] = "";
+    sqlite3_prepare_v2(h, "SELECT DISTINCT f.name FROM sensitivity s JOIN formats f ON f.id = s.format_id WHERE s.run_id = ?"
+                          " AND f.name LIKE '%-w'", -1, &st, NULL);
+    sqlite3_bind_int64(st, 1, p->run_id);
+    while (sqlite3_step(st) == SQLITE_ROW && strlen(weighted_measured) < sizeof weighted_measured - 40) {
+        strcat(weighted_measured, (const char *)sqlite3_column_text(st, 0));
+        strcat(weighted_measured, ",");
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (opt->rounding && !strcmp(opt->rounding, "weighted") && !weighted_measured[0]) {
+        rc = qs_errorf(err, QS_ERR_INPUT, "%s: --rounding weighted, but the sweep measured no weighted format; run qsense profile "
+                       "--sensitivity with --sens-formats including q4_0-w, q4_1-w, q5_0-w or q5_1-w", opt->db_path);
+        goto done;
+    }
     o = calloc((size_t)p->n_tensors, sizeof(options));
     sqlite3_prepare_v2(h, "SELECT f.name, s.domain, s.kl_mean FROM sensitivity s JOIN formats f ON f.id = s.format_id "
                           "WHERE s.run_id = ? AND s.tensor_id = ? AND s.applicable ORDER BY f.name", -1, &st, NULL);
@@ -197,6 +229,7 @@ int qs_plan_make(qs_plan **out, const qs_plan_options *opt, qs_error *err) {
                 int ok = f && (!strcmp(p->target, "any") ||
                                (!strcmp(p->target, "llama.cpp") && (f->family == QS_FAM_GGML || f->family == QS_FAM_FLOAT16)) ||
                                (!strcmp(p->target, "llm-compressor") && qs_plan_llmc_expressible(t->name, cur)));
+                ok = ok && rounding_allows(opt->rounding, f, weighted_measured);
                 if (ok && seen) {
                     double c = 0;
                     for (int d = 0; d < p->n_domains; d++) c += p->domain_weights[d] * dcost[d];
@@ -368,7 +401,7 @@ int qs_plan_verify_gguf(const qs_plan *p, const char *gguf_path, int *n_diff, qs
     for (int i = 0; i < p->n_tensors; i++) {
         const qs_gguf_tensor *t = qs_gguf_find_tensor(g, p->tensors[i].name);
         const char *have = t ? qs_dtype_name(t->type) : "missing";
-        if (strcmp(have, p->tensors[i].format)) {
+        if (strcmp(have, qs_plan_stored_type(p->tensors[i].format))) {
             if (k < sizeof msg - 100)
                 k += (size_t)snprintf(msg + k, sizeof msg - k, "%s%s is %s, plan says %s", *n_diff ? "; " : "", p->tensors[i].name,
                                       have, p->tensors[i].format);

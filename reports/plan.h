@@ -47,6 +47,8 @@ typedef struct {
     double budget_bytes;  /* > 0: bytes of tensor data */
     const char *target;   /* "llama.cpp" (default), "llm-compressor" or "any" */
     const char *domain_weights; /* "legal=2,python=1" or NULL */
+    const char *rounding;       /* "auto" (default: every measured format), "rtn" (no "-w" formats),
+                                 * "weighted" (a block type's "-w" variant instead of it where measured) */
 } qs_plan_options;
 
 int qs_plan_make(qs_plan **out, const qs_plan_options *opt, qs_error *err);
@@ -67,6 +69,18 @@ int qs_plan_record_measured(struct qs_db *db, const char *plan_sha256, int64_t c
 
 /* Writes a llama-quantize --tensor-type-file (anchored exact patterns) and prints the command. */
 int qs_plan_write_tensor_type_file(const qs_plan *p, const char *path, qs_error *err);
+
+/* The ggml type name a plan format is stored as ("q4_0" for q4_0 and q4_0-w), or fmt itself. */
+const char *qs_plan_stored_type(const char *fmt);
+/* 1 if any tensor of the plan uses activation-weighted rounding (a "-w" format) */
+int qs_plan_needs_importance(const qs_plan *p);
+
+/* The importance of each input column of a tensor (the inputs' mean square, as llama-imatrix
+ * computes it) from the newest profile run of the model with this fingerprint in the database;
+ * *out malloc'd (cols values), or NULL (uniform) for an untied token embedding, which has no
+ * inputs. QS_ERR_INPUT naming the tensor when the database has none. */
+int qs_plan_load_importance(const char *db_path, const char *model_fingerprint, const char *tensor, int64_t cols, float **out,
+                            qs_error *err);
 
 /* Writes an llm-compressor recipe (YAML): one config group per integer/fp8 scheme, targets as
  * anchored regexes on Hugging Face module names, float tensors ignored. QS_ERR_USAGE if a tensor

@@ -10,6 +10,8 @@
 #include "core/qs_file.h"
 #include "core/qs_sha256.h"
 #include "plan.h"
+#include "quant/format.h"
+#include "core/qs_dtype.h"
 #include "store/db.h"
 
 int qs_plan_record(const qs_plan *p, const char *db_path, const char *plan_path, int64_t *plan_id, qs_error *err) {
@@ -27,8 +29,10 @@ int qs_plan_record(const qs_plan *p, const char *db_path, const char *plan_path,
     sqlite3 *h = qs_db_handle(db);
     if ((rc = qs_db_begin(db, err))) goto out;
     sqlite3_stmt *st;
-    sqlite3_prepare_v2(h, "INSERT OR REPLACE INTO plans (run_id, sha256, path, target, domain_weights, budget_bytes,"
-                          " tensor_bytes, bpw, predicted_kl, plan_json) VALUES (?,?,?,?,?,?,?,?,?,?)", -1, &st, NULL);
+    /* the same plan written again (same bytes) keeps its id and any measured figures */
+    sqlite3_prepare_v2(h, "INSERT INTO plans (run_id, sha256, path, target, domain_weights, budget_bytes,"
+                          " tensor_bytes, bpw, predicted_kl, plan_json) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (sha256) DO UPDATE"
+                          " SET path = excluded.path, created = datetime('now')", -1, &st, NULL);
     sqlite3_bind_int64(st, 1, p->run_id);
     sqlite3_bind_text(st, 2, sha, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, plan_path, -1, SQLITE_STATIC);
@@ -41,12 +45,22 @@ int qs_plan_record(const qs_plan *p, const char *db_path, const char *plan_path,
     sqlite3_bind_text(st, 10, text, (int)n, SQLITE_STATIC);
     int ok = sqlite3_step(st) == SQLITE_DONE;
     sqlite3_finalize(st);
-    *plan_id = sqlite3_last_insert_rowid(h);
+    *plan_id = 0;
+    sqlite3_prepare_v2(h, "SELECT id FROM plans WHERE sha256 = ?", -1, &st, NULL);
+    sqlite3_bind_text(st, 1, sha, -1, SQLITE_STATIC);
+    if (ok && sqlite3_step(st) == SQLITE_ROW) *plan_id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    ok = ok && *plan_id > 0;
+    sqlite3_prepare_v2(h, "INSERT INTO plan_domains (plan_id, domain, predicted_kl) VALUES (?,?,?) ON CONFLICT (plan_id, domain)"
+                          " DO UPDATE SET predicted_kl = excluded.predicted_kl", -1, &st, NULL);
     for (int d = 0; d < p->n_domains && ok; d++) {
-        qs_db_value row[] = {{"plan_id", 2, (double)*plan_id, NULL}, {"domain", 1, 0, p->domains[d]},
-                             {"predicted_kl", 0, p->predicted_kl_domain[d], NULL}};
-        ok = qs_db_put_row(db, "plan_domains", row, 3, err) == 0;
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, *plan_id);
+        sqlite3_bind_text(st, 2, p->domains[d], -1, SQLITE_STATIC);
+        sqlite3_bind_double(st, 3, p->predicted_kl_domain[d]);
+        ok = sqlite3_step(st) == SQLITE_DONE;
     }
+    sqlite3_finalize(st);
     /* the front depends on the run, the target and the weights, not on the budget */
     sqlite3_prepare_v2(h, "DELETE FROM pareto WHERE run_id = ? AND target = ? AND domain_weights = ?", -1, &st, NULL);
     sqlite3_bind_int64(st, 1, p->run_id);
@@ -67,7 +81,7 @@ int qs_plan_record(const qs_plan *p, const char *db_path, const char *plan_path,
     if (ok) {
         rc = qs_db_commit(db, err);
     } else {
-        if (!err->msg[0]) qs_errorf(err, QS_ERR_INPUT, "%s: cannot record the plan: %s", db_path, sqlite3_errmsg(h));
+        if (!err->msg[0]) qs_errorf(err, QS_ERR_INPUT, "%s: cannot record the plan (SQLite error %d)", db_path, sqlite3_errcode(h));
         qs_db_rollback(db);
         rc = err->code ? err->code : QS_ERR_INPUT;
     }
@@ -103,4 +117,48 @@ int qs_plan_record_measured(qs_db *db, const char *plan_sha256, int64_t check_id
     int ok = sqlite3_step(st) == SQLITE_DONE;
     sqlite3_finalize(st);
     return ok ? 1 : qs_errorf(err, QS_ERR_INPUT, "%s: recording measured plan figures: %s", qs_db_path(db), sqlite3_errmsg(h));
+}
+
+const char *qs_plan_stored_type(const char *fmt) {
+    const qs_format *f = qs_format_find(fmt, NULL);
+    return f && (f->family == QS_FAM_GGML || f->family == QS_FAM_FLOAT16) ? qs_dtype_name(f->ggml_type) : fmt;
+}
+
+int qs_plan_needs_importance(const qs_plan *p) {
+    for (int i = 0; i < p->n_tensors; i++) {
+        const qs_format *f = qs_format_find(p->tensors[i].format, NULL);
+        if (f && f->weighted) return 1;
+    }
+    return 0;
+}
+
+int qs_plan_load_importance(const char *db_path, const char *model_fingerprint, const char *tensor, int64_t cols, float **out,
+                            qs_error *err) {
+    *out = NULL;
+    qs_db *db;
+    int rc = qs_db_open(&db, db_path, err);
+    if (rc) return rc;
+    char dataset[200];
+    snprintf(dataset, sizeof dataset, "/activations/%s/channel_mean_sq", tensor);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(qs_db_handle(db), "SELECT a.n, a.data FROM arrays a JOIN runs r ON r.id = a.run_id JOIN models m ON"
+                                         " m.id = r.model_id WHERE m.fingerprint = ? AND a.dataset = ? AND a.dtype = 'f32'"
+                                         " ORDER BY r.id DESC LIMIT 1", -1, &st, NULL);
+    sqlite3_bind_text(st, 1, model_fingerprint, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, dataset, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == cols && sqlite3_column_bytes(st, 1) == cols * 4) {
+        *out = malloc(sizeof(float) * (size_t)cols);
+        if (*out) memcpy(*out, sqlite3_column_blob(st, 1), sizeof(float) * (size_t)cols);
+        else rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    } else if (!strcmp(tensor, "token_embd.weight")) {
+        /* an untied embedding is a lookup with no inputs: the profile weighs it uniformly too */
+    } else {
+        rc = qs_errorf(err, QS_ERR_INPUT,
+                       "%s: no activation statistics (%s, %lld values) for the model with sha256 %.16s...: weighted "
+                       "rounding needs the database of a qsense profile run of this model",
+                       db_path, dataset, (long long)cols, model_fingerprint);
+    }
+    sqlite3_finalize(st);
+    qs_db_close(db);
+    return rc;
 }

@@ -30,10 +30,11 @@ int qs_plan_write_tensor_type_file(const qs_plan *p, const char *path, qs_error 
     FILE *f = fopen(path, "w");
     if (!f) return qs_errorf(err, QS_ERR_INPUT, "%s: cannot write", path);
     for (int i = 0; i < p->n_tensors; i++) {
-        if (llama_cpp_type(p->tensors[i].format) < 0) continue;
+        const char *type = qs_plan_stored_type(p->tensors[i].format);
+        if (llama_cpp_type(type) < 0) continue;
         fputc('^', f);
         put_escaped(f, p->tensors[i].name);
-        fprintf(f, "$=%s\n", p->tensors[i].format);
+        fprintf(f, "$=%s\n", type);
     }
     return fclose(f) == 0 ? 0 : qs_errorf(err, QS_ERR_INPUT, "%s: cannot write", path);
 }

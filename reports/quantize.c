@@ -10,6 +10,7 @@
 #include "io/gguf.h"
 #include "io/gguf_write.h"
 #include "io/model.h"
+#include "quant/format.h"
 #include "quant/ggml_quant.h"
 
 #define LLAMA_FTYPE_GUESSED 1024
@@ -22,7 +23,8 @@ static int dtype_of(const char *fmt) {
     return -1;
 }
 
-int qs_quantize_gguf(const char *model_path, const qs_plan *plan, const char *out_path, qs_quantize_result *res, qs_error *err) {
+int qs_quantize_gguf(const char *model_path, const qs_plan *plan, const char *db_path, const char *out_path, qs_quantize_result *res,
+                     qs_error *err) {
     memset(res, 0, sizeof *res);
     qs_model *m;
     int rc = qs_model_open(&m, model_path, NULL, err);
@@ -36,6 +38,11 @@ int qs_quantize_gguf(const char *model_path, const qs_plan *plan, const char *ou
     if (strcmp(fp, plan->model_fingerprint)) {
         rc = qs_errorf(err, QS_ERR_INPUT, "the plan was made for the model with sha256 %.16s..., but %s has sha256 %.16s...",
                        plan->model_fingerprint, model_path, fp);
+        goto done;
+    }
+    if (qs_plan_needs_importance(plan) && !db_path) {
+        rc = qs_errorf(err, QS_ERR_USAGE, "the plan uses activation-weighted rounding (a '-w' format): give --db, the profile "
+                                          "database it was made from, for the activation statistics");
         goto done;
     }
     const qs_gguf *g = m->gguf;
@@ -62,7 +69,8 @@ int qs_quantize_gguf(const char *model_path, const qs_plan *plan, const char *ou
             rc = qs_errorf(err, QS_ERR_INPUT, "the plan has no entry for tensor '%s'", t->name);
             break;
         }
-        int type = dtype_of(pt->format);
+        int type = dtype_of(qs_plan_stored_type(pt->format));
+        const qs_format *fmt = qs_format_find(pt->format, NULL);
         if (type < 0 || !qs_ggml_can_quantize(type)) {
             rc = qs_errorf(err, QS_ERR_INPUT, "tensor '%s': format '%s' is not a ggml type llama.cpp can load", t->name, pt->format);
             break;
@@ -81,8 +89,19 @@ int qs_quantize_gguf(const char *model_path, const qs_plan *plan, const char *ou
             break;
         }
         qs_tensor_dequantize_rows(t, 0, rows, f);
-        qs_ggml_quantize(type, f, bufs[i], n);
+        if (fmt && fmt->weighted) {
+            float *imp;
+            rc = qs_plan_load_importance(db_path, plan->model_fingerprint, t->name, t->ne[0], &imp, err);
+            if (!rc && !imp && (imp = malloc(sizeof(float) * (size_t)t->ne[0])))
+                for (int64_t c = 0; c < t->ne[0]; c++) imp[c] = 1.0f; /* uniform, as the profile measured it */
+            if (!rc && !imp) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+            if (!rc) qs_ggml_quantize_weighted(type, f, bufs[i], rows, t->ne[0], imp);
+            free(imp);
+        } else {
+            qs_ggml_quantize(type, f, bufs[i], n);
+        }
         free(f);
+        if (rc) break;
         qs_gguf_add_tensor(w, t->name, type, t->n_dims, t->ne, bufs[i]);
         res->tensor_bytes += (int64_t)(rb * (size_t)rows);
         res->n_quantized += qs_dtype_get(type)->block_size > 1;

@@ -13,6 +13,9 @@ typedef struct {
     int n_quantized;
 } qs_quantize_result;
 
-int qs_quantize_gguf(const char *model_path, const qs_plan *plan, const char *out_path, qs_quantize_result *res, qs_error *err);
+/* db_path: the profile database, for the activation statistics that weighted-rounding ("-w")
+ * formats need; may be NULL when the plan has none. */
+int qs_quantize_gguf(const char *model_path, const qs_plan *plan, const char *db_path, const char *out_path, qs_quantize_result *res,
+                     qs_error *err);
 
 #endif

@@ -124,6 +124,36 @@ int main(void) {
         }
     }
 
+    /* activation-weighted rounding equals llama.cpp's imatrix path: SmolLM2's weights with an
+     * importance vector that has outlier channels (every 37th column 100x the others) */
+    if (qc && sm) {
+        static const int WTYPES[] = {QS_DT_Q4_0, QS_DT_Q4_1, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q8_0};
+        for (size_t t = 0; t < sizeof WTYPES / sizeof WTYPES[0]; t++) {
+            if (init) init(WTYPES[t]);
+            long bad = 0, blocks = 0;
+            for (uint64_t i = 0; i < sm->n_tensors; i++) {
+                const qs_gguf_tensor *gt = &sm->tensors[i];
+                if (gt->n_dims != 2 || gt->ne[0] % 32) continue;
+                const int64_t rows = gt->ne[1] < 8 ? gt->ne[1] : 8, cols = gt->ne[0];
+                float *x = malloc(sizeof(float) * (size_t)(rows * cols)), *imp = malloc(sizeof(float) * (size_t)cols);
+                qs_dtype_get(gt->type)->to_float(gt->data, x, rows * cols);
+                for (int64_t c = 0; c < cols; c++) imp[c] = (c % 37 == 0 ? 50.0f : 0.5f) + (float)((c * 7919) % 101) / 25.0f;
+                const qs_dtype_traits *tr = qs_dtype_get(WTYPES[t]);
+                size_t bytes = qs_dtype_row_bytes(WTYPES[t], cols) * (size_t)rows;
+                uint8_t *a = malloc(bytes), *b = malloc(bytes);
+                CHECK(qs_ggml_quantize_weighted(WTYPES[t], x, a, rows, cols, imp) == 0, "weighted %s", tr->name);
+                qc(WTYPES[t], x, b, 0, rows, cols, imp);
+                for (size_t k = 0; k < bytes / (size_t)tr->type_size; k++, blocks++)
+                    bad += memcmp(a + k * (size_t)tr->type_size, b + k * (size_t)tr->type_size, (size_t)tr->type_size) != 0;
+                free(a); free(b); free(x); free(imp);
+            }
+            CHECK(bad == 0 && blocks > 1000, "%s with an imatrix: %ld of %ld SmolLM2 blocks differ from llama.cpp", qs_dtype_name(WTYPES[t]),
+                  bad, blocks);
+            printf("%s with an imatrix: %ld SmolLM2 blocks byte-identical to llama.cpp's weighted quantizer\n",
+                   qs_dtype_name(WTYPES[t]), blocks - bad);
+        }
+    }
+
     /* shapes that don't fit */
     const qs_format *q40 = qs_format_find("q4_0", &err), *q4k = qs_format_find("q4_k", &err);
     char why[160] = "";

@@ -9,7 +9,8 @@
 
 static void help(void) {
     printf("usage: qsense plan --db PATH (--budget-bytes N | --budget-bpw X) [--target llama.cpp|any]\n"
-           "                   [--domain-weights d=w,...] [--out plan.json] [--emit llama-quantize|llm-compressor]\n"
+           "                   [--domain-weights d=w,...] [--rounding auto|rtn|weighted] [--out plan.json]\n"
+           "                   [--emit llama-quantize|llm-compressor]\n"
            "       qsense plan verify OUT.gguf plan.json\n"
            "\n"
            "Chooses a format for every tensor so that the predicted KL divergence (the sum of the\n"
@@ -24,6 +25,10 @@ static void help(void) {
            "                        f16/f32 where none fits; llm-compressor: integer formats and\n"
            "                        fp8-e4m3 on the Linear layers, f16 elsewhere; any: every measured format\n"
            "  --domain-weights L    favour domains, e.g. legal=3,python=1 (default: equal)\n"
+           "  --rounding R          auto (default): every measured format competes; rtn: only round-to-\n"
+           "                        nearest (llama-quantize without an imatrix); weighted: a block type's\n"
+           "                        activation-weighted variant (q4_0-w ...) wherever the sweep measured\n"
+           "                        it. Weighted plans need qsense quantize --db (the inputs' statistics)\n"
            "  --out FILE            write the plan (default plan.json); format in docs/plan.md\n"
            "  --emit llama-quantize also write FILE.tensor-types (anchored pattern=type lines) and print\n"
            "                        the llama-quantize command that applies the plan\n"
@@ -62,6 +67,7 @@ int cmd_plan(int argc, char **argv) {
         else if (!strcmp(a, "--db")) { if (!val) return cli_usage("plan", "--db needs a path"); o.db_path = val; i++; }
         else if (!strcmp(a, "--out")) { if (!val) return cli_usage("plan", "--out needs a file"); out = val; i++; }
         else if (!strcmp(a, "--target")) { if (!val) return cli_usage("plan", "--target needs llama.cpp or any"); o.target = val; i++; }
+        else if (!strcmp(a, "--rounding")) { if (!val) return cli_usage("plan", "--rounding needs auto, rtn or weighted"); o.rounding = val; i++; }
         else if (!strcmp(a, "--domain-weights")) { if (!val) return cli_usage("plan", "--domain-weights needs a list"); o.domain_weights = val; i++; }
         else if (!strcmp(a, "--emit")) {
             if (!val || (strcmp(val, "llama-quantize") && strcmp(val, "llm-compressor")))
@@ -143,6 +149,10 @@ int cmd_plan(int argc, char **argv) {
             return cli_fail(&err);
         }
         printf("llama.cpp: llama-quantize --tensor-type-file %s %s OUT.gguf q8_0\n", tt, p->model_path);
+        if (qs_plan_needs_importance(p))
+            printf("note: the plan's '-w' formats round with activation weights; llama-quantize does that only with an "
+                   "--imatrix (its own statistics): qsense quantize MODEL --plan %s --db %s -o OUT.gguf writes the exact plan\n",
+                   out, o.db_path);
     }
     qs_plan_free(p);
     return 0;

@@ -52,6 +52,15 @@ static void build(void) {
         f->ggml_type = ggml[i];
         f->bits = tr->type_size * 8 / tr->block_size;
     }
+    static const int weighted[] = {QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q4_0, QS_DT_Q4_1};
+    for (size_t i = 0; i < sizeof weighted / sizeof weighted[0]; i++) {
+        const qs_dtype_traits *tr = qs_dtype_get(weighted[i]);
+        snprintf(name, sizeof name, "%s-w", tr->name);
+        qs_format *f = add(name, QS_FAM_GGML, &qs_ggml_ops);
+        f->ggml_type = weighted[i];
+        f->bits = tr->type_size * 8 / tr->block_size;
+        f->weighted = 1;
+    }
     qs_format *f = add("f16", QS_FAM_FLOAT16, &qs_float16_ops);
     f->ggml_type = QS_DT_F16;
     f->bits = 16;

@@ -4,6 +4,9 @@
  *        min/max scales ("-mse": per-group MSE-optimal clipping search); channel = output row,
  *        groups run along the input dimension (a last partial group is allowed)
  *   q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k   llama.cpp block types, byte-exact
+ *   q4_0-w q4_1-w q5_0-w q5_1-w                        the same blocks with activation-weighted
+ *                                                      rounding (llama-quantize --imatrix's search,
+ *                                                      importance = the inputs' mean square)
  *   f16 bf16                                           IEEE half, bfloat16 (round to even)
  *   fp8-e4m3 fp8-e5m2 [-channel]                       fp8 with an fp32 scale per tensor/row,
  *                                                      round to nearest even, saturating
@@ -49,6 +52,7 @@ struct qs_format {
     int symmetric;   /* INT */
     int clip_search; /* INT: MSE-optimal clipping per group */
     int ggml_type;   /* GGML and FLOAT16: the qs_dtype of the stored values */
+    int weighted;    /* GGML: activation-weighted rounding (needs the importance to matter) */
     int fp8_exp;     /* FP8: exponent bits (4: e4m3, 5: e5m2) */
     double sparse_pct;        /* SPARSE: percent of values kept in fp16 */
     const qs_format *base;    /* SPARSE: the dense part's format */

@@ -20,18 +20,32 @@ static double ggml_bpw(const qs_format *f, int64_t rows, int64_t cols) {
     return 8.0 * tr->type_size / tr->block_size;
 }
 
+/* The "-w" formats round with the importance (uniform when the caller has none); the others
+ * reproduce llama-quantize without an imatrix and ignore it. */
 static int ggml_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
                     const float *importance) {
-    (void)importance;
     const qs_dtype_traits *tr = qs_dtype_get(f->ggml_type);
     uint64_t rb = qs_dtype_row_bytes(f->ggml_type, cols);
     void *blocks = malloc(rb);
-    if (!blocks) return -1;
+    float *ones = NULL;
+    if (f->weighted && !importance) {
+        ones = malloc(sizeof(float) * (size_t)cols);
+        if (ones)
+            for (int64_t c = 0; c < cols; c++) ones[c] = 1.0f;
+        importance = ones;
+    }
+    if (!blocks || (f->weighted && !importance)) {
+        free(blocks);
+        free(ones);
+        return -1;
+    }
     for (int64_t r = 0; r < rows; r++) {
-        qs_ggml_quantize(f->ggml_type, w + r * cols, blocks, cols);
+        if (f->weighted) qs_ggml_quantize_weighted(f->ggml_type, w + r * cols, blocks, 1, cols, importance);
+        else qs_ggml_quantize(f->ggml_type, w + r * cols, blocks, cols);
         tr->to_float(blocks, out + r * cols, cols);
     }
     free(blocks);
+    free(ones);
     return 0;
 }
 

@@ -25,9 +25,10 @@ static int nearest_int(float fval) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
-/* signed levels in [-nmax, nmax-1] (stored + nmax) for a symmetric sub-block; weights x^2
- * (rmse_type 1); tries 18 scales around nmax/max and keeps the best weighted fit */
-static float make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type) {
+/* signed levels in [-nmax, nmax-1] (stored + nmax) for a symmetric sub-block; weights qw, or
+ * x^2 when qw is NULL (rmse_type 1); tries 18 scales around nmax/max and keeps the best
+ * weighted fit. Shared with the imatrix-weighted quantizers (ggml_quant_weighted.c). */
+float qs_ggml_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type, const float *qw) {
     float max = 0, amax = 0;
     for (int i = 0; i < n; ++i) {
         float ax = fabsf(x[i]);
@@ -50,7 +51,7 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse
         int l = nearest_int(iscale * x[i]);
         l = MAX(-nmax, MIN(nmax - 1, l));
         L[i] = (int8_t)(l + nmax);
-        float w = x[i] * x[i];
+        float w = qw ? qw[i] : x[i] * x[i];
         sumlx += w * x[i] * l;
         suml2 += w * l * l;
     }
@@ -63,7 +64,7 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse
         for (int i = 0; i < n; ++i) {
             int l = nearest_int(iscale * x[i]);
             l = MAX(-nmax, MIN(nmax - 1, l));
-            float w = x[i] * x[i];
+            float w = qw ? qw[i] : x[i] * x[i];
             sumlx += w * x[i] * l;
             suml2 += w * l * l;
         }
@@ -401,7 +402,7 @@ static void q6_k(const float *x, uint8_t *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += QK_K, y += 210) {
         float max_scale = 0, max_abs_scale = 0;
         for (int ib = 0; ib < QK_K / 16; ++ib) {
-            const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1);
+            const float scale = qs_ggml_make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, NULL);
             scales[ib] = scale;
             const float abs_scale = fabsf(scale);
             if (abs_scale > max_abs_scale) {
