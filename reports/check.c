@@ -281,7 +281,10 @@ int qs_check_run(const qs_check_options *o, qs_check_summary *sum, qs_error *err
                            "INSERT INTO check_runs (git_commit, candidate, candidate_sha256, reference_sha256, eval_set, passed)"
                            " VALUES (?,?,?,?,?,?)", -1, &st, NULL);
         sqlite3_bind_text(st, 1, commit, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 2, o->plan ? o->plan : o->candidate, -1, SQLITE_TRANSIENT);
+        /* absolute, so reports run elsewhere can still find the file */
+        char *abs = realpath(o->plan ? o->plan : o->candidate, NULL);
+        sqlite3_bind_text(st, 2, abs ? abs : o->plan ? o->plan : o->candidate, -1, SQLITE_TRANSIENT);
+        free(abs);
         sqlite3_bind_text(st, 3, cand_sha, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 4, ref_sha, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 5, set->name, -1, SQLITE_TRANSIENT);

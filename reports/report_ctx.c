@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/gguf.h"
 #include "quant/format.h"
 
 static void copy_col(char *dst, size_t cap, sqlite3_stmt *st, int col) {
@@ -298,4 +299,34 @@ int rp_plan_load(const rp_ctx *c, rp_plan *p) {
     }
     sqlite3_finalize(st);
     return 1;
+}
+
+int rp_checked_files(const rp_ctx *c, rp_checked *out, int cap) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(c->h, "SELECT k.candidate, k.eval_set, k.created, avg(r.value), count(*) FROM check_runs k JOIN"
+                                 " check_results r ON r.check_id = k.id WHERE k.reference_sha256 = ? AND k.candidate_sha256 != ''"
+                                 " AND r.metric = 'kl_mean' AND k.id = (SELECT max(k2.id) FROM check_runs k2 WHERE"
+                                 " k2.candidate = k.candidate AND k2.reference_sha256 = k.reference_sha256) GROUP BY k.id"
+                                 " ORDER BY k.id", -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(st, 1, c->fingerprint, -1, SQLITE_STATIC);
+    int n = 0;
+    while (n < cap && sqlite3_step(st) == SQLITE_ROW) {
+        rp_checked *k = &out[n++];
+        copy_col(k->path, sizeof k->path, st, 0);
+        copy_col(k->eval_set, sizeof k->eval_set, st, 1);
+        copy_col(k->created, sizeof k->created, st, 2);
+        k->kl = sqlite3_column_double(st, 3);
+        k->n_domains = sqlite3_column_int(st, 4);
+        k->bpw = NAN;
+        qs_gguf *g;
+        if (c->n_params > 0 && qs_gguf_open(&g, k->path, NULL) == 0) {
+            double bytes = 0;
+            for (uint64_t i = 0; i < g->n_tensors; i++) bytes += (double)g->tensors[i].nbytes;
+            k->bpw = 8 * bytes / (double)c->n_params;
+            qs_gguf_close(g);
+        }
+    }
+    sqlite3_finalize(st);
+    return n;
 }

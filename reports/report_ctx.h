@@ -72,4 +72,14 @@ typedef struct {
 /* 1 if the run has a plan (filled), else 0 */
 int rp_plan_load(const rp_ctx *c, rp_plan *p);
 
+/* Model files measured against this run's model by qsense check --db (newest check per file):
+ * their mean KL over the domains checked and, when the file is still there, tensor bits per
+ * weight (NAN otherwise). Returns the count (at most cap). */
+typedef struct {
+    char path[1024], eval_set[64], created[32];
+    double kl, bpw;
+    int n_domains;
+} rp_checked;
+int rp_checked_files(const rp_ctx *c, rp_checked *out, int cap);
+
 #endif

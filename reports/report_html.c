@@ -229,6 +229,24 @@ static void plan_section(FILE *f, const rp_ctx *c, const rp_figures *figs) {
                        "full-vocabulary KL from <code>qsense check</code>. Their ratio shows how well per-tensor costs add up "
                        "on this model.</p>\n");
     }
+    rp_checked checked[32];
+    int n = rp_checked_files(c, checked, 32);
+    if (n) {
+        fprintf(f, "<p>Model files measured against this model with <code>qsense check --db</code> (the newest check of each):</p>\n"
+                   "<table class=\"sortable\">\n<thead><tr><th>file</th><th>bits per weight (tensors)</th><th>mean KL</th>"
+                   "<th>domains</th><th>evaluation set</th><th>checked (UTC)</th></tr></thead><tbody>\n");
+        for (int i = 0; i < n; i++) {
+            fprintf(f, "<tr><td>");
+            esc(f, base_name(checked[i].path));
+            fprintf(f, "</td>");
+            num_cell(f, checked[i].bpw, "%.3f");
+            num_cell(f, checked[i].kl, "%.5f");
+            fprintf(f, "<td class=\"n\">%d</td><td>", checked[i].n_domains);
+            esc(f, checked[i].eval_set);
+            fprintf(f, "</td><td>%s</td></tr>\n", checked[i].created);
+        }
+        fprintf(f, "</tbody></table>\n");
+    }
     figures_of(f, figs, "plan");
 }
 

@@ -638,12 +638,26 @@ static void fig_pareto(plotter *p) {
         fprintf(pl, "NaN NaN NaN\n");
     }
     data_close(p, pl);
+    /* model files measured against this model with qsense check (llama.cpp's recipes, say) */
+    char cpath[1300];
+    FILE *cf = data_file(p, "pareto_checked.dat", cpath, sizeof cpath);
+    rp_checked checked[32];
+    int n_checked = rp_checked_files(c, checked, 32), n_placed = 0;
+    for (int i = 0; i < n_checked; i++) {
+        if (isnan(checked[i].bpw) || !(checked[i].kl > 0)) continue;
+        const char *base = strrchr(checked[i].path, '/');
+        fprintf(cf, "%.5f %.6g \"%s\"\n", checked[i].bpw, checked[i].kl, base ? base + 1 : checked[i].path);
+        n_placed++;
+    }
+    if (!n_placed) fprintf(cf, "NaN NaN none\n");
+    data_close(p, cf);
     char caption[600];
     snprintf(caption, sizeof caption,
-             "Line: the best predicted KL (sum of per-tensor costs) at each size for the %s target%s. Triangles: each "
+             "Line: the best predicted KL (sum of per-tensor costs) at each size for the %s target%s.%s Triangles: each "
              "format applied to every tensor it fits (the rest as stored), measured on the whole model. %s The y axis is "
              "logarithmic.",
              first_target, strcmp(first_target, "llama.cpp") ? "" : " (ggml block types and f16 only: other formats can lie below it)",
+             n_placed ? " Squares: model files measured with qsense check (for example llama.cpp's own recipes)." : "",
              c->plan_id ? (have_measured ? "Star: the plan as predicted; diamond: the plan as measured by qsense check."
                                          : "Star: the plan as predicted (not measured yet: qsense check --plan ... --db).")
                         : "No plan recorded yet.");
@@ -661,6 +675,12 @@ static void fig_pareto(plotter *p) {
         fprintf(p->gp, ", ");
         gp_str(p->gp, ppath);
         fprintf(p->gp, " using 1:3 with points pt 13 ps 2 lc rgb '#cc0000' title 'plan (measured)'");
+    }
+    if (n_placed) {
+        fprintf(p->gp, ", ");
+        gp_str(p->gp, cpath);
+        fprintf(p->gp, " using 1:2 with points pt 5 ps 1.5 lc rgb '#2ca02c' title 'checked file (measured)', '' using 1:2:3 with"
+                       " labels offset 0.6,-0.8 left font ',8' tc rgb '#2ca02c' notitle");
     }
     fprintf(p->gp, "\n");
 }

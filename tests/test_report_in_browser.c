@@ -99,15 +99,15 @@ static void top_tensor(const char *db_path, char *name, size_t cap, double *kl) 
 }
 
 int main(void) {
-    char *d = temp_dir(), *model = model_path("stories260K.gguf"), *out, *html;
+    char *d = temp_dir(), *model = model_path("stories260K.gguf"), *q4km = model_path("stories260K-llamacpp-Q4_K_M.gguf"), *out, *html;
     snprintf(dir, sizeof dir, "%s", d);
     const char *q = qsense_bin();
 
     /* a real run: profile + sensitivity, a plan, the plan measured */
     int rc = sh(&out, "'%s' profile '%s' --db s.db --sensitivity --eval debian --sens-formats q8_0,q4_0,int4-g128-asym,q2_k --quiet"
                       " > /dev/null && '%s' plan --db s.db --budget-bytes 304096 --out plan.json && '%s' check --plan plan.json --base '%s'"
-                      " --data debian --db s.db",
-                q, model, q, q, model);
+                      " --data debian --db s.db; rc=$?; '%s' check --model '%s' --base '%s' --data debian --db s.db > /dev/null; exit $rc",
+                q, model, q, q, model, q, q4km, model);
     CHECK(rc == 0 || rc == 1, "profile, plan, check: exit %d: %s", rc, out);
     char legal_kl[32] = "";
     const char *row = strstr(out, "\nlegal");
@@ -142,6 +142,8 @@ int main(void) {
     snprintf(want, sizeof want, "%.5f", kl);
     CHECK(first && strstr(first, want) && strstr(first, want) < strstr(first, "</tr>"), "its KL %s in the ranking row", want);
     CHECK(strstr(html, legal_kl) != NULL, "the plan's measured KL on legal (%s, from qsense check) is on the page", legal_kl);
+    CHECK(strstr(html, "<tr><td>stories260K-llamacpp-Q4_K_M.gguf</td>") && strstr(html, "Squares: model files measured"),
+          "llama.cpp's Q4_K_M, measured with qsense check, is listed and placed on the Pareto figure");
     browser(out_dir, n_img);
     free(html);
 
@@ -195,5 +197,6 @@ int main(void) {
     free(out);
     free(d);
     free(model);
+    free(q4km);
     return test_done("test_report_in_browser");
 }
