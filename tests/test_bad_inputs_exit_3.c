@@ -230,6 +230,24 @@ int main(void) {
         free(iout);
         free(p);
     }
+    /* vocabulary and model size mismatch: token_embd and output cut to 256 rows in the header
+     * (the data still fits), while the tokenizer has 512 tokens */
+    {
+        char *data2;
+        size_t n2;
+        qs_read_file(stories, &data2, &n2, NULL);
+        const uint64_t rows = 256;
+        const char *names[2] = {"token_embd.weight", "output.weight"};
+        for (int k = 0; k < 2; k++) {
+            char *at = memmem(data2, n2, names[k], strlen(names[k]));
+            if (at) memcpy(at + strlen(names[k]) + 4 + 8, &rows, 8); /* after the name: n_dims, ne[0]; this is ne[1] */
+        }
+        p = write_file("vocab-mismatch.gguf", data2, n2);
+        free(data2);
+        snprintf(args, sizeof args, "ppl '%s' --text %s --ctx 64", p, GPL);
+        expect_fail("vocabulary and model size mismatch", 3, args, p, "the tokenizer has 512 tokens but the model's vocabulary is 256");
+        free(p);
+    }
     char *q4km = model_path("stories260K-llamacpp-Q4_K_M.gguf");
     if (qs_gguf_open(&g, q4km, NULL) == 0) {
         const qs_gguf_tensor *t = qs_gguf_find_tensor(g, "blk.2.ffn_up.weight");
