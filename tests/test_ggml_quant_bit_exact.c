@@ -127,13 +127,13 @@ int main(void) {
     /* activation-weighted rounding equals llama.cpp's imatrix path: SmolLM2's weights with an
      * importance vector that has outlier channels (every 37th column 100x the others) */
     if (qc && sm) {
-        static const int WTYPES[] = {QS_DT_Q4_0, QS_DT_Q4_1, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q8_0};
+        static const int WTYPES[] = {QS_DT_Q4_0, QS_DT_Q4_1, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q8_0, QS_DT_Q6_K};
         for (size_t t = 0; t < sizeof WTYPES / sizeof WTYPES[0]; t++) {
             if (init) init(WTYPES[t]);
             long bad = 0, blocks = 0;
             for (uint64_t i = 0; i < sm->n_tensors; i++) {
                 const qs_gguf_tensor *gt = &sm->tensors[i];
-                if (gt->n_dims != 2 || gt->ne[0] % 32) continue;
+                if (gt->n_dims != 2 || gt->ne[0] % qs_dtype_get(WTYPES[t])->block_size) continue;
                 const int64_t rows = gt->ne[1] < 8 ? gt->ne[1] : 8, cols = gt->ne[0];
                 float *x = malloc(sizeof(float) * (size_t)(rows * cols)), *imp = malloc(sizeof(float) * (size_t)cols);
                 qs_dtype_get(gt->type)->to_float(gt->data, x, rows * cols);
@@ -147,9 +147,30 @@ int main(void) {
                     bad += memcmp(a + k * (size_t)tr->type_size, b + k * (size_t)tr->type_size, (size_t)tr->type_size) != 0;
                 free(a); free(b); free(x); free(imp);
             }
-            CHECK(bad == 0 && blocks > 1000, "%s with an imatrix: %ld of %ld SmolLM2 blocks differ from llama.cpp", qs_dtype_name(WTYPES[t]),
+            {   /* and the hard cases (zero, constant, tiny, outlier rows) */
+                enum { R = 8, C = 512 };
+                static float hx[R * C], himp[C];
+                uint64_t s2 = 7;
+                for (int k = 0; k < R * C; k++) {
+                    s2 = s2 * 6364136223846793005ull + 1442695040888963407ull;
+                    float u = (float)(s2 >> 40) / (float)(1 << 24) - 0.5f;
+                    int row = k / C;
+                    hx[k] = row == 0 ? 0.0f : row == 1 ? 0.25f : row == 2 ? u * 1e-6f : row == 3 ? (k % 97 == 0 ? 40.0f : u) : u;
+                }
+                for (int c = 0; c < C; c++) himp[c] = c % 5 == 0 ? 0.0f : (float)(c % 11) + 0.1f; /* some columns unseen */
+                const qs_dtype_traits *tr = qs_dtype_get(WTYPES[t]);
+                size_t bytes = qs_dtype_row_bytes(WTYPES[t], C) * R;
+                uint8_t *a = malloc(bytes), *b = malloc(bytes);
+                qs_ggml_quantize_weighted(WTYPES[t], hx, a, R, C, himp);
+                qc(WTYPES[t], hx, b, 0, R, C, himp);
+                for (size_t k = 0; k < bytes / (size_t)tr->type_size; k++, blocks++)
+                    bad += memcmp(a + k * (size_t)tr->type_size, b + k * (size_t)tr->type_size, (size_t)tr->type_size) != 0;
+                free(a);
+                free(b);
+            }
+            CHECK(bad == 0 && blocks > 100, "%s with an imatrix: %ld of %ld SmolLM2 blocks differ from llama.cpp", qs_dtype_name(WTYPES[t]),
                   bad, blocks);
-            printf("%s with an imatrix: %ld SmolLM2 blocks byte-identical to llama.cpp's weighted quantizer\n",
+            printf("%s with an imatrix: %ld blocks (SmolLM2 + hard cases) byte-identical to llama.cpp's weighted quantizer\n",
                    qs_dtype_name(WTYPES[t]), blocks - bad);
         }
     }

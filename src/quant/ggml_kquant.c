@@ -395,14 +395,16 @@ static void q5_k(const float *x, uint8_t *y, int64_t nb) {
     }
 }
 
-/* block_q6_K: ql[128] qh[64] scales[16] (int8) d */
-static void q6_k(const float *x, uint8_t *y, int64_t nb) {
+/* block_q6_K: ql[128] qh[64] scales[16] (int8) d. qw: per-value importance (llama-quantize's
+ * imatrix path, which weighs each 16-value fit by it directly) or NULL (the reference). */
+static void q6_k(const float *x, uint8_t *y, int64_t nb, const float *qw) {
     int8_t L[QK_K];
     float scales[QK_K / 16];
     for (int64_t i = 0; i < nb; i++, x += QK_K, y += 210) {
         float max_scale = 0, max_abs_scale = 0;
         for (int ib = 0; ib < QK_K / 16; ++ib) {
-            const float scale = qs_ggml_make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, NULL);
+            const float *w = qw ? qw + QK_K * i + 16 * ib : NULL;
+            const float scale = qs_ggml_make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, w);
             scales[ib] = scale;
             const float abs_scale = fabsf(scale);
             if (abs_scale > max_abs_scale) {
@@ -447,7 +449,10 @@ int qs_ggml_quantize_k(int type, const float *src, uint8_t *dst, int64_t n) {
     case QS_DT_Q3_K: q3_k(src, dst, nb); return 0;
     case QS_DT_Q4_K: q4_k(src, dst, nb); return 0;
     case QS_DT_Q5_K: q5_k(src, dst, nb); return 0;
-    case QS_DT_Q6_K: q6_k(src, dst, nb); return 0;
+    case QS_DT_Q6_K: q6_k(src, dst, nb, NULL); return 0;
     }
     return -1;
 }
+
+/* one row of n values (a multiple of 256) with importance qw[n] */
+void qs_ggml_quantize_q6_k_weighted(const float *src, uint8_t *dst, int64_t n, const float *qw) { q6_k(src, dst, n / QK_K, qw); }

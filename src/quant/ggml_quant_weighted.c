@@ -4,7 +4,8 @@
  * Each value's weight is importance[column] * sqrt(sigma2 + x^2), sigma2 the row's mean square;
  * the scale (and, for q4_1 / q5_1, the minimum) is then searched to minimise the weighted
  * squared error instead of being fixed by the block's extremes. The blocks are ordinary q4_0 ..
- * q5_1 blocks: llama.cpp loads them unchanged. */
+ * q5_1 blocks: llama.cpp loads them unchanged. q6_k's weighted path (importance alone, per
+ * 16-value sub-block) lives with its reference code in ggml_kquant.c. */
 #include <math.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@
 
 /* in ggml_kquant.c */
 float qs_ggml_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type, const float *qw);
+void qs_ggml_quantize_q6_k_weighted(const float *src, uint8_t *dst, int64_t n, const float *qw);
 
 static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
 
@@ -139,16 +141,18 @@ static void weighted_row(int type, const float *x, uint8_t *y, int64_t n, const 
 }
 
 int qs_ggml_can_quantize_weighted(int type) {
-    return type == QS_DT_Q4_0 || type == QS_DT_Q4_1 || type == QS_DT_Q5_0 || type == QS_DT_Q5_1 || type == QS_DT_Q8_0;
+    return type == QS_DT_Q4_0 || type == QS_DT_Q4_1 || type == QS_DT_Q5_0 || type == QS_DT_Q5_1 || type == QS_DT_Q8_0 ||
+           type == QS_DT_Q6_K;
 }
 
 int qs_ggml_quantize_weighted(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row, const float *importance) {
-    if (!qs_ggml_can_quantize_weighted(type) || n_per_row % QK) return -1;
+    if (!qs_ggml_can_quantize_weighted(type) || n_per_row % qs_dtype_get(type)->block_size) return -1;
     uint8_t *y = dst;
     const uint64_t rb = qs_dtype_row_bytes(type, n_per_row);
     for (int64_t r = 0; r < nrows; r++, src += n_per_row, y += rb) {
         /* llama.cpp's q8_0 ignores the imatrix: its rounding is already near-optimal */
         if (type == QS_DT_Q8_0) qs_ggml_quantize(type, src, y, n_per_row);
+        else if (type == QS_DT_Q6_K) qs_ggml_quantize_q6_k_weighted(src, y, n_per_row, importance);
         else weighted_row(type, src, y, n_per_row, importance);
     }
     return 0;
