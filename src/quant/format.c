@@ -52,7 +52,7 @@ static void build(void) {
         f->ggml_type = ggml[i];
         f->bits = tr->type_size * 8 / tr->block_size;
     }
-    static const int weighted[] = {QS_DT_Q6_K, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q4_0, QS_DT_Q4_1};
+    static const int weighted[] = {QS_DT_Q6_K, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q5_K, QS_DT_Q4_0, QS_DT_Q4_1, QS_DT_Q4_K};
     for (size_t i = 0; i < sizeof weighted / sizeof weighted[0]; i++) {
         const qs_dtype_traits *tr = qs_dtype_get(weighted[i]);
         snprintf(name, sizeof name, "%s-w", tr->name);

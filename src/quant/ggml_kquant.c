@@ -201,6 +201,137 @@ static float make_qkx2_quants(int n, int nmax, const float *x, const float *weig
     return scale;
 }
 
+/* Asymmetric levels 0..nmax with a minimum <= 0: start from the block's range, then try nstep+1
+ * stretched grids and keep the weighted least-squares (scale, min) of the best one. Returns the
+ * scale; *the_min is the (positive) offset to subtract. (llama.cpp's make_qkx3_quants, squared
+ * error; used by the imatrix-weighted quantizers.) */
+float qs_ggml_make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min, uint8_t *Laux,
+                              float rmin, float rdelta, int nstep) {
+    float min = x[0], max = x[0];
+    float sum_w = weights[0], sum_x = sum_w * x[0];
+    for (int i = 1; i < n; ++i) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        float w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max <= min) {
+        memset(L, 0, (size_t)n);
+        *the_min = -min;
+        return 0.f;
+    }
+    float iscale = nmax / (max - min), scale = 1 / iscale, best_mad = 0;
+    for (int i = 0; i < n; ++i) {
+        int l = nearest_int(iscale * (x[i] - min));
+        L[i] = (uint8_t)MAX(0, MIN(nmax, l));
+        float diff = scale * L[i] + min - x[i];
+        diff = diff * diff; /* ggml's order of operations: w * (diff * diff) */
+        best_mad += weights[i] * diff;
+    }
+    for (int is = 0; is <= nstep; ++is) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; ++i) {
+            int l = nearest_int(iscale * (x[i] - min));
+            l = MAX(0, MIN(nmax, l));
+            Laux[i] = (uint8_t)l;
+            float w = weights[i];
+            sum_l += w * l;
+            sum_l2 += w * l * l;
+            sum_xl += w * l * x[i];
+        }
+        float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float mad = 0;
+            for (int i = 0; i < n; ++i) {
+                float diff = this_scale * Laux[i] + this_min - x[i];
+                diff = diff * diff;
+                mad += weights[i] * diff;
+            }
+            if (mad < best_mad) {
+                memcpy(L, Laux, (size_t)n);
+                best_mad = mad;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+/* A super-block's 6-bit sub-block scales (or mins) x[0..n) >= 0: the grid step minimising the
+ * weighted squared error over 9 candidates, then single-level moves while the weighted
+ * least-squares fit improves (llama.cpp's make_qp_quants). */
+static float make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *quant_weights) {
+    float max = 0;
+    for (int i = 0; i < n; ++i) max = MAX(max, x[i]);
+    if (max < GROUP_MAX_EPS) {
+        for (int i = 0; i < n; ++i) L[i] = 0;
+        return 0.f;
+    }
+    float iscale = nmax / max;
+    for (int i = 0; i < n; ++i) L[i] = (uint8_t)nearest_int(iscale * x[i]);
+    float scale = 1 / iscale, best_mse = 0;
+    for (int i = 0; i < n; ++i) {
+        float diff = x[i] - scale * L[i];
+        float w = quant_weights[i];
+        best_mse += w * diff * diff;
+    }
+    for (int is = -4; is <= 4; ++is) {
+        if (is == 0) continue;
+        float iscale_is = (0.1f * is + nmax) / max, scale_is = 1 / iscale_is, mse = 0;
+        for (int i = 0; i < n; ++i) {
+            int l = MIN(nmax, nearest_int(iscale_is * x[i]));
+            float diff = x[i] - scale_is * l;
+            float w = quant_weights[i];
+            mse += w * diff * diff;
+        }
+        if (mse < best_mse) {
+            best_mse = mse;
+            iscale = iscale_is;
+        }
+    }
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+        int l = MIN(nmax, nearest_int(iscale * x[i]));
+        L[i] = (uint8_t)l;
+        float w = quant_weights[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    for (int itry = 0; itry < 5; ++itry) {
+        int n_changed = 0;
+        for (int i = 0; i < n; ++i) {
+            float w = quant_weights[i];
+            float slx = sumlx - w * x[i] * L[i], sl2 = suml2 - w * L[i] * L[i];
+            if (slx > 0 && sl2 > 0) {
+                int new_l = MIN(nmax, nearest_int(x[i] * sl2 / slx));
+                if (new_l != L[i]) {
+                    slx += w * x[i] * new_l;
+                    sl2 += w * new_l * new_l;
+                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (uint8_t)new_l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        ++n_changed;
+                    }
+                }
+            }
+        }
+        if (!n_changed) break;
+    }
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
 static void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
     if (j < 4) {
         *d = q[j] & 63;
@@ -362,11 +493,60 @@ static void qk_4_5(const float *x, uint8_t *dm, uint8_t *scales12, uint8_t *L, i
     }
 }
 
+/* the imatrix path of q4_k / q5_k (llama.cpp's quantize_row_q4_K_impl / q5_K_impl): sub-block
+ * fits weighted by qw * sqrt(sigma2 + x^2), then the 6-bit scales and mins fitted by
+ * make_qp_quants weighted by each sub-block's total weight */
+static void qk_4_5_weighted(const float *x, uint8_t *dm, uint8_t *s, uint8_t *L, int nmax, const float *qw) {
+    uint8_t Laux[32], Ls[QK_K / 32], Lm[QK_K / 32];
+    float weights[32], sw[QK_K / 32], mins[QK_K / 32], scales[QK_K / 32];
+    float sum_x2 = 0;
+    for (int l = 0; l < QK_K; ++l) sum_x2 += x[l] * x[l];
+    const float sigma2 = 2 * sum_x2 / QK_K;
+    for (int j = 0; j < QK_K / 32; ++j) {
+        for (int l = 0; l < 32; ++l) weights[l] = qw[32 * j + l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
+        float sumw = 0;
+        for (int l = 0; l < 32; ++l) sumw += weights[l];
+        sw[j] = sumw;
+        scales[j] = qs_ggml_make_qkx3_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+    }
+    const float d_block = make_qp_quants(QK_K / 32, 63, scales, Ls, sw);
+    const float m_block = make_qp_quants(QK_K / 32, 63, mins, Lm, sw);
+    for (int j = 0; j < QK_K / 32; ++j) {
+        uint8_t ls = Ls[j], lm = Lm[j];
+        if (nmax == 31) { /* q5_k clamps; q4_k's fit never exceeds 63 */
+            ls = MIN(63, ls);
+            lm = MIN(63, lm);
+        }
+        if (j < 4) {
+            s[j] = ls;
+            s[j + 4] = lm;
+        } else {
+            s[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+            s[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            s[j - 0] |= (uint8_t)((lm >> 4) << 6);
+        }
+    }
+    put16(dm, qs_f32_to_f16(d_block));
+    put16(dm + 2, qs_f32_to_f16(m_block));
+    uint8_t sc, m;
+    for (int j = 0; j < QK_K / 32; ++j) {
+        scale_min_k4(j, s, &sc, &m);
+        const float d = h2f(get16(dm)) * sc;
+        if (!d) continue;
+        const float dmn = h2f(get16(dm + 2)) * m;
+        for (int ii = 0; ii < 32; ++ii) {
+            int l = nearest_int((x[32 * j + ii] + dmn) / d);
+            L[32 * j + ii] = (uint8_t)MAX(0, MIN(nmax, l));
+        }
+    }
+}
+
 /* block_q4_K: d dmin scales[12] qs[128] */
-static void q4_k(const float *x, uint8_t *y, int64_t nb) {
+static void q4_k(const float *x, uint8_t *y, int64_t nb, const float *qw) {
     uint8_t L[QK_K];
     for (int64_t i = 0; i < nb; i++, x += QK_K, y += 144) {
-        qk_4_5(x, y, y + 4, L, 15, -1.f, 20);
+        if (qw) qk_4_5_weighted(x, y, y + 4, L, 15, qw + QK_K * i);
+        else qk_4_5(x, y, y + 4, L, 15, -1.f, 20);
         uint8_t *q = y + 16;
         for (int j = 0; j < QK_K; j += 64, q += 32)
             for (int l = 0; l < 32; ++l) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
@@ -374,10 +554,11 @@ static void q4_k(const float *x, uint8_t *y, int64_t nb) {
 }
 
 /* block_q5_K: d dmin scales[12] qh[32] qs[128] */
-static void q5_k(const float *x, uint8_t *y, int64_t nb) {
+static void q5_k(const float *x, uint8_t *y, int64_t nb, const float *qw) {
     uint8_t L[QK_K];
     for (int64_t i = 0; i < nb; i++, x += QK_K, y += 176) {
-        qk_4_5(x, y, y + 4, L, 31, -0.5f, 15);
+        if (qw) qk_4_5_weighted(x, y, y + 4, L, 31, qw + QK_K * i);
+        else qk_4_5(x, y, y + 4, L, 31, -0.5f, 15);
         uint8_t *qh = y + 16, *ql = y + 48;
         memset(qh, 0, QK_K / 8);
         uint8_t m1 = 1, m2 = 2;
@@ -447,12 +628,19 @@ int qs_ggml_quantize_k(int type, const float *src, uint8_t *dst, int64_t n) {
     switch (type) {
     case QS_DT_Q2_K: q2_k(src, dst, nb); return 0;
     case QS_DT_Q3_K: q3_k(src, dst, nb); return 0;
-    case QS_DT_Q4_K: q4_k(src, dst, nb); return 0;
-    case QS_DT_Q5_K: q5_k(src, dst, nb); return 0;
+    case QS_DT_Q4_K: q4_k(src, dst, nb, NULL); return 0;
+    case QS_DT_Q5_K: q5_k(src, dst, nb, NULL); return 0;
     case QS_DT_Q6_K: q6_k(src, dst, nb, NULL); return 0;
     }
     return -1;
 }
 
-/* one row of n values (a multiple of 256) with importance qw[n] */
-void qs_ggml_quantize_q6_k_weighted(const float *src, uint8_t *dst, int64_t n, const float *qw) { q6_k(src, dst, n / QK_K, qw); }
+/* one row of n values (a multiple of 256) with importance qw[n]: q4_k, q5_k, q6_k */
+int qs_ggml_quantize_k_weighted(int type, const float *src, uint8_t *dst, int64_t n, const float *qw) {
+    switch (type) {
+    case QS_DT_Q4_K: q4_k(src, dst, n / QK_K, qw); return 0;
+    case QS_DT_Q5_K: q5_k(src, dst, n / QK_K, qw); return 0;
+    case QS_DT_Q6_K: q6_k(src, dst, n / QK_K, qw); return 0;
+    }
+    return -1;
+}
