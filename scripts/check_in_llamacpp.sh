@@ -18,8 +18,10 @@ if [ ! -x "$BIN" ]; then
   pip download -q --no-deps --no-binary :all: --disable-pip-version-check -d "$tmp" llama-cpp-python==0.3.36
   tar xzf "$tmp"/llama_cpp_python-0.3.36.tar.gz -C "$tmp"
   cmake -S "$tmp/llama_cpp_python-0.3.36/vendor/llama.cpp" -B "$tmp/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF >/dev/null
-  cmake --build "$tmp/build" --target llama-perplexity -j"$(nproc)" >/dev/null
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF >"$tmp/build.log" 2>&1 ||
+    { tail -20 "$tmp/build.log" >&2; exit 1; }
+  cmake --build "$tmp/build" --target llama-perplexity -j"$(nproc)" >>"$tmp/build.log" 2>&1 ||
+    { tail -20 "$tmp/build.log" >&2; exit 1; }
   mkdir -p "$CACHE/llama.cpp"
   cp "$tmp/build/bin/llama-perplexity" "$BIN.part" && mv "$BIN.part" "$BIN"
 fi
@@ -27,5 +29,5 @@ work=$(mktemp -d)
 "$BIN" -m "$BASE" -f "$TEXT" -c "$CTX" --kl-divergence-base "$work/base.kld" > "$work/base.log" 2>&1
 "$BIN" -m "$CAND" -f "$TEXT" -c "$CTX" --kl-divergence-base "$work/base.kld" --kl-divergence > "$work/cand.log" 2>&1 ||
   { cat "$work/cand.log" >&2; rm -rf "$work"; exit 1; }
-grep -E "Mean PPL\(Q\)  |Mean    KLD|Same top p" "$work/cand.log" | sed 's/^/llama.cpp: /'
+grep -E "^Mean PPL\(Q\) |^Mean +KLD|^Same top p:" "$work/cand.log" | sed 's/^/llama.cpp: /'
 rm -rf "$work"
