@@ -279,37 +279,20 @@ static void fig_granularity(plotter *p) {
 }
 
 /* ---- histograms per tensor, with the chosen bit width's grid over the weights ----------- */
-static uint64_t *read_u64(const rp_ctx *c, const char *dataset, int64_t *n) {
+/* a staged array of the run (dtype "u64" or "f32", 8 or 4 bytes an element), malloc'd; NULL if
+ * absent or malformed */
+static void *read_array(const rp_ctx *c, const char *dataset, const char *dtype, int elem, int64_t *n) {
     sqlite3_stmt *st;
-    uint64_t *out = NULL;
+    void *out = NULL;
     *n = 0;
-    sqlite3_prepare_v2(c->h, "SELECT n, data FROM arrays WHERE run_id = ? AND dataset = ? AND dtype = 'u64'", -1, &st, NULL);
+    sqlite3_prepare_v2(c->h, "SELECT n, data FROM arrays WHERE run_id = ? AND dataset = ? AND dtype = ?", -1, &st, NULL);
     sqlite3_bind_int64(st, 1, c->run_id);
     sqlite3_bind_text(st, 2, dataset, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, dtype, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW) {
         int64_t k = sqlite3_column_int64(st, 0);
-        if (k > 0 && sqlite3_column_bytes(st, 1) == k * 8) {
-            out = malloc((size_t)k * 8);
-            memcpy(out, sqlite3_column_blob(st, 1), (size_t)k * 8); /* little-endian, as this machine */
-            *n = k;
-        }
-    }
-    sqlite3_finalize(st);
-    return out;
-}
-
-static float *read_f32(const rp_ctx *c, const char *dataset, int64_t *n) {
-    sqlite3_stmt *st;
-    float *out = NULL;
-    *n = 0;
-    sqlite3_prepare_v2(c->h, "SELECT n, data FROM arrays WHERE run_id = ? AND dataset = ? AND dtype = 'f32'", -1, &st, NULL);
-    sqlite3_bind_int64(st, 1, c->run_id);
-    sqlite3_bind_text(st, 2, dataset, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        int64_t k = sqlite3_column_int64(st, 0);
-        if (k > 0 && sqlite3_column_bytes(st, 1) == k * 4) {
-            out = malloc((size_t)k * 4);
-            memcpy(out, sqlite3_column_blob(st, 1), (size_t)k * 4);
+        if (k > 0 && sqlite3_column_bytes(st, 1) == k * elem && (out = malloc((size_t)(k * elem)))) {
+            memcpy(out, sqlite3_column_blob(st, 1), (size_t)(k * elem)); /* little-endian, as this machine */
             *n = k;
         }
     }
@@ -320,7 +303,7 @@ static float *read_f32(const rp_ctx *c, const char *dataset, int64_t *n) {
 /* writes "center count" lines (empty bins skipped: the count axis is logarithmic); 0 if none */
 static int write_hist(plotter *p, const char *name, const char *dataset, double lo, double hi, char *path, size_t cap) {
     int64_t n;
-    uint64_t *h = read_u64(p->c, dataset, &n);
+    uint64_t *h = read_array(p->c, dataset, "u64", 8, &n);
     if (!h) return 0;
     FILE *d = data_file(p, name, path, cap);
     int any = 0;
@@ -480,7 +463,7 @@ static void fig_outlier_channels(plotter *p) {
             char ds[200], name[64];
             snprintf(ds, sizeof ds, "/activations/blk.%d.%s.weight/channel_absmax", l, kinds[k]);
             int64_t n;
-            float *v = read_f32(c, ds, &n);
+            float *v = read_array(c, ds, "f32", 4, &n);
             if (!v) continue;
             snprintf(name, sizeof name, "channels_%s_%d.dat", kinds[k], l);
             FILE *d = data_file(p, name, files[k][nl[k]], sizeof files[k][0]);
