@@ -8,7 +8,7 @@
 #include "cli.h"
 
 static void help(void) {
-    printf("usage: qsense plan --db PATH (--budget-bytes N | --budget-bpw X) [--target llama.cpp|any]\n"
+    printf("usage: qsense plan --db PATH (--budget-bytes N | --budget-bpw X) [--target llama.cpp|llm-compressor|any]\n"
            "                   [--domain-weights d=w,...] [--rounding auto|rtn|weighted] [--out plan.json]\n"
            "                   [--emit llama-quantize|llm-compressor]\n"
            "       qsense plan verify OUT.gguf plan.json\n"

@@ -14,7 +14,8 @@ static void help(void) {
            "the result with: qsense ppl OUT.gguf --base MODEL.gguf --text FILE\n"
            "\n"
            "  --db DB   the profile database the plan came from: formats with activation-weighted\n"
-           "            rounding (q4_0-w, q4_1-w, q5_0-w, q5_1-w) take each tensor's inputs' mean square\n"
+           "            rounding (q4_0-w, q4_1-w, q4_k-w, q5_0-w, q5_1-w, q5_k-w, q6_k-w) take each tensor's\n"
+           "            inputs' mean square\n"
            "            from it, as llama-quantize takes an imatrix\n");
 }
 
