@@ -29,6 +29,9 @@ typedef struct {
     char domains[16][64];
     double domain_weights[16];
     double predicted_kl_domain[16];
+    /* whole-model KL / sum of per-tensor KL, the median over the formats the sweep applied to the
+     * whole model (those with KL < 1), per domain; NAN when the run has no whole-model rows */
+    double additivity[16];
     int n_tensors;
     qs_plan_tensor *tensors;
     int64_t run_id;

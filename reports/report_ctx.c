@@ -284,6 +284,10 @@ int rp_plan_load(const rp_ctx *c, rp_plan *p) {
         if (k == nn && nn < 32) snprintf(names[nn++], sizeof names[0], "%s", f->valuestring);
         if (k < 32) counts[k]++;
     }
+    cJSON *corr = j ? cJSON_GetObjectItem(cJSON_GetObjectItem(j, "predicted"), "per_domain_corrected") : NULL;
+    char *ct = corr ? cJSON_PrintUnformatted(corr) : NULL;
+    cJSON *cj = ct ? cJSON_Parse(ct) : NULL;
+    free(ct);
     cJSON_Delete(j);
     size_t off = 0;
     for (int k = 0; k < nn && off < sizeof p->formats - 48; k++)
@@ -296,8 +300,11 @@ int rp_plan_load(const rp_ctx *c, rp_plan *p) {
         copy_col(d->domain, sizeof d->domain, st, 0);
         double *v[5] = {&d->predicted, &d->measured, &d->measured_p99, &d->ppl_ratio, &d->top1};
         for (int k = 0; k < 5; k++) *v[k] = sqlite3_column_type(st, 1 + k) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 1 + k);
+        cJSON *cv = cj ? cJSON_GetObjectItemCaseSensitive(cj, d->domain) : NULL;
+        d->corrected = cJSON_IsNumber(cv) ? cv->valuedouble : NAN;
     }
     sqlite3_finalize(st);
+    cJSON_Delete(cj);
     return 1;
 }
 

@@ -59,6 +59,7 @@ const char *rp_cost_name(const rp_ctx *c);
 typedef struct {
     char domain[64];
     double predicted, measured, measured_p99, ppl_ratio, top1; /* NAN: not there */
+    double corrected;  /* predicted x the domain's measured additivity (plan.json), NAN if none */
 } rp_plan_domain;
 
 typedef struct {

@@ -204,7 +204,8 @@ static void plan_section(FILE *f, const rp_ctx *c, const rp_figures *figs) {
                 p.predicted);
         int measured = 0;
         for (int d = 0; d < p.n_domains; d++) measured |= !isnan(p.d[d].measured);
-        fprintf(f, "<table>\n<thead><tr><th>domain</th><th>predicted KL</th><th>measured KL</th><th>measured / predicted</th>"
+        fprintf(f, "<table>\n<thead><tr><th>domain</th><th>predicted KL</th><th>corrected for additivity</th><th>measured KL</th>"
+                   "<th>measured / predicted</th>"
                    "<th>KL p99</th><th>perplexity ratio</th><th>top-1 agreement</th></tr></thead><tbody>\n");
         for (int d = 0; d < p.n_domains; d++) {
             const rp_plan_domain *pd = &p.d[d];
@@ -212,6 +213,7 @@ static void plan_section(FILE *f, const rp_ctx *c, const rp_figures *figs) {
             esc(f, pd->domain);
             fprintf(f, "</td>");
             num_cell(f, pd->predicted, "%.5f");
+            num_cell(f, pd->corrected, "%.5f");
             num_cell(f, pd->measured, "%.5f");
             num_cell(f, pd->measured / pd->predicted, "%.2f");
             num_cell(f, pd->measured_p99, "%.4f");
@@ -225,9 +227,9 @@ static void plan_section(FILE *f, const rp_ctx *c, const rp_figures *figs) {
                     "the figures here:",
                  "qsense check --plan plan.json --base MODEL --data SET --db DB");
         else
-            fprintf(f, "<p>Predicted figures sum the per-tensor KL lower bounds (top-k with a tail bucket); measured ones are "
-                       "full-vocabulary KL from <code>qsense check</code>. Their ratio shows how well per-tensor costs add up "
-                       "on this model.</p>\n");
+            fprintf(f, "<p>Predicted figures sum the per-tensor KL lower bounds (top-k with a tail bucket); the corrected "
+                       "ones scale that sum by how much more the whole-model runs cost than their per-tensor sums (median "
+                       "over formats, per domain); measured ones are full-vocabulary KL from <code>qsense check</code>.</p>\n");
     }
     rp_checked checked[32];
     int n = rp_checked_files(c, checked, 32);

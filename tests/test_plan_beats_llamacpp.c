@@ -62,6 +62,10 @@ int main(void) {
     cJSON *pj = read_json(plan);
     CHECK(pj && cJSON_GetArraySize(cJSON_GetObjectItem(pj, "tensors")) == 48 && json_num(pj, "predicted.kl_total") > 0,
           "plan.json has every tensor and a prediction");
+    /* the additivity measured by the whole-model runs: near 1 on this model, and applied */
+    const double add = json_num(pj, "predicted.additivity.legal"), corr = json_num(pj, "predicted.kl_total_corrected");
+    CHECK(add > 0.8 && add < 1.25 && corr > 0.8 * json_num(pj, "predicted.kl_total") && corr < 1.25 * json_num(pj, "predicted.kl_total"),
+          "additivity %.3f, corrected total %.5f", add, corr);
     cJSON_Delete(pj);
     char *tts;
     CHECK(qs_read_file(tt, &tts, NULL, NULL) == 0 && strstr(tts, "^blk\\.0\\.ffn_down\\.weight$=f16"),

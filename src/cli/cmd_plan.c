@@ -1,4 +1,5 @@
 /* qsense plan: a mixed-precision plan from the sensitivity measurements; qsense plan verify. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,11 @@ int cmd_plan(int argc, char **argv) {
     }
     printf("plan for %s (%s target): %.0f bytes of tensors (budget %.0f), predicted KL %.5f\n", p->model_path, p->target,
            p->total_bytes, p->budget_bytes, p->predicted_kl);
+    for (int d = 0; d < p->n_domains; d++) {
+        printf("  %-16s predicted KL %.5f", p->domains[d], p->predicted_kl_domain[d]);
+        if (isnan(p->additivity[d])) printf("\n");
+        else printf(", x %.3f for additivity (whole-model runs) = %.5f\n", p->additivity[d], p->predicted_kl_domain[d] * p->additivity[d]);
+    }
     int counts[64] = {0};
     char names[64][32];
     int nn = 0;
