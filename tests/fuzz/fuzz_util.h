@@ -3,7 +3,9 @@
 #ifndef QS_FUZZ_UTIL_H
 #define QS_FUZZ_UTIL_H
 
+#ifndef _GNU_SOURCE /* CMake passes -D_GNU_SOURCE; memfd_create needs it */
 #define _GNU_SOURCE
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/mman.h>
