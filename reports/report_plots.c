@@ -432,7 +432,8 @@ static void fig_dynamic_range(plotter *p) {
     gp_begin(p, "dynamic_range.png", "", "", "", 1000, 420);
     fprintf(p->gp, "set datafile missing 'NaN'\nset multiplot layout 1,2 title ");
     gp_str(p->gp, title);
-    fprintf(p->gp, "\nset key bottom right font ',8'\nset title 'dynamic range'\nset xlabel 'layer'\nset ylabel 'dB'\nplot ");
+    fprintf(p->gp, "\nset key inside bottom right opaque font ',8'\nset title 'dynamic range'\nset xlabel 'layer'\nset ylabel 'dB'\n"
+                   "set xtics %d\nplot ", c->n_layers > 24 ? 4 : 1);
     for (int k = 0; k < 4; k++) {
         fprintf(p->gp, "%s", k ? ", " : "");
         gp_str(p->gp, path);
@@ -484,7 +485,7 @@ static void fig_outlier_channels(plotter *p) {
     gp_begin(p, "outlier_channels.png", "", "", "", 1000, 420);
     fprintf(p->gp, "set multiplot layout 1,2 title ");
     gp_str(p->gp, title);
-    fprintf(p->gp, "\nset logscale y\nset key top right font ',8'\n");
+    fprintf(p->gp, "\nset logscale y\nset key inside top right opaque font ',8'\n");
     for (int k = 0; k < 2; k++) {
         fprintf(p->gp, "set title '%s'\nset xlabel 'input channel'\nset ylabel 'absmax'\n", k ? "ffn_down input" : "attention input");
         if (!nl[k]) {
