@@ -19,8 +19,8 @@
 
 /* in ggml_kquant.c */
 float qs_ggml_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type, const float *qw);
-float qs_ggml_make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min, uint8_t *Laux,
-                               float rmin, float rdelta, int nstep);
+float qs_ggml_make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min, uint8_t *Laux,
+                               float rmin, float rdelta, int nstep, int use_mad);
 int qs_ggml_quantize_k_weighted(int type, const float *src, uint8_t *dst, int64_t n, const float *qw);
 
 static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
@@ -58,7 +58,7 @@ static void weighted_row(int type, const float *x, uint8_t *y, int64_t n, const 
             uint8_t L[QK], Laux[QK];
             float min;
             const int nmax = type == QS_DT_Q4_1 ? 15 : 31;
-            const float d = qs_ggml_make_qkx3_quants(QK, nmax, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+            const float d = qs_ggml_make_qkx2_quants(QK, nmax, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36, 0);
             put16(y, qs_f32_to_f16(d));
             put16(y + 2, qs_f32_to_f16(-min));
             if (type == QS_DT_Q4_1)
