@@ -1,7 +1,8 @@
 /* The activations analyzer: statistics of the input of each linear layer over the calibration
  * tokens (collected by act_collect.c during one pass): min, max, absmax, mean, std, dynamic
  * range (20 log10(absmax / std)), per-input-channel absmax and mean square (llama-imatrix's
- * statistic), outlier channels (absmax above 6x the median channel's), and a histogram. */
+ * statistic), outlier channels (absmax above 6x the median channel's), and a histogram; when a
+ * GPTQ format is swept, also the inputs' Gram matrix (what `qsense quantize` compensates with). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,16 @@ static int run(qs_profile *p, int i, qs_error *err) {
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, hist_ds, "u64", s->hist, 256, err);
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, absmax_ds, "f32", s->ch_absmax, n, err);
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, msq_ds, "f32", mean_sq, n, err);
+    if (!rc && p->store_gram) {
+        /* for `qsense quantize` of a GPTQ plan: the inputs' mean outer product X^T X / n_tokens */
+        char gram_ds[160];
+        snprintf(gram_ds, sizeof gram_ds, "/activations/%s/gram", pt->t->name);
+        float *g = malloc(sizeof(float) * (size_t)n * (size_t)n);
+        if (!g) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+        for (int64_t k = 0; g && k < (int64_t)n * n; k++) g[k] = (float)(s->gram[k] / (double)s->n_tokens);
+        if (!rc) rc = qs_db_put_array(p->db, p->run_id, gram_ds, "f32", g, (int64_t)n * n, err);
+        free(g);
+    }
     free(sorted);
     free(mean_sq);
     return rc;

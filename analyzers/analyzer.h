@@ -49,6 +49,7 @@ typedef struct qs_profile {
     int n_formats_sens;
     int64_t *format_ids_sens;
     int threads;
+    int store_gram;       /* a GPTQ format is swept: keep each input's Gram matrix in the database */
 } qs_profile;
 
 typedef struct {
@@ -65,6 +66,13 @@ const qs_act_stats *qs_profile_input_stats(const qs_profile *p, int tensor);
 /* The importance of each input column of tensor i (its inputs' mean square, llama-imatrix's
  * statistic), malloc'd; NULL when the run has no activation statistics for it. */
 float *qs_profile_importance(const qs_profile *p, int tensor);
+
+/* Everything calibration measured about tensor i's inputs, for qs_format_fake_quantize_calib:
+ * cal->importance as qs_profile_importance (returned: the caller frees it), cal->gram borrowed
+ * from the profile (NULL when no pass ran or the tensor has no linear input). */
+float *qs_profile_calib(const qs_profile *p, int tensor, qs_calib *cal);
+/* qs_format_applies, and for GPTQ formats also calibrated inputs; else 0 with a reason. */
+int qs_profile_format_applies(const qs_profile *p, int tensor, const qs_format *f, char *why, size_t cap);
 
 /* Dequantized copy of tensor i (malloc'd, caller frees). */
 float *qs_profile_weights(const qs_profile *p, int tensor);

@@ -43,6 +43,25 @@ float *qs_profile_importance(const qs_profile *p, int i) {
     return imp;
 }
 
+float *qs_profile_calib(const qs_profile *p, int i, qs_calib *cal) {
+    const qs_act_stats *s = qs_profile_input_stats(p, i);
+    cal->importance = qs_profile_importance(p, i);
+    cal->gram = s && s->n_tokens > 0 ? s->gram : NULL;
+    cal->lookup = p->tensors[i].linear < 0;
+    return (float *)cal->importance;
+}
+
+int qs_profile_format_applies(const qs_profile *p, int i, const qs_format *f, char *why, size_t cap) {
+    const qs_prof_tensor *pt = &p->tensors[i];
+    if (!qs_format_applies(f, pt->rows, pt->cols, why, cap)) return 0;
+    const qs_act_stats *s = qs_profile_input_stats(p, i);
+    if (f->gptq && pt->linear >= 0 && !(s && s->n_tokens > 0 && s->gram)) {
+        if (why) snprintf(why, cap, "GPTQ needs the Gram matrix of the inputs, and %s has no calibrated inputs", pt->t->name);
+        return 0;
+    }
+    return 1;
+}
+
 float *qs_profile_weights(const qs_profile *p, int i) {
     const qs_prof_tensor *pt = &p->tensors[i];
     float *w = malloc(sizeof(float) * (size_t)(pt->rows * pt->cols));
@@ -243,12 +262,13 @@ static int sensitivity_sweep(qs_profile *p, const qs_profile_options *opt, const
             float *wq = NULL, *w = NULL;
             if (i < p->n_tensors) {
                 const qs_prof_tensor *pt = &p->tensors[i];
-                if (qs_format_applies(fmt, pt->rows, pt->cols, NULL, 0)) {
+                if (qs_profile_format_applies(p, i, fmt, NULL, 0)) {
                     w = qs_profile_weights(p, i);
                     wq = malloc(sizeof(float) * (size_t)(pt->rows * pt->cols));
-                    float *imp = qs_profile_importance(p, i);
+                    qs_calib cal;
+                    float *imp = qs_profile_calib(p, i, &cal);
                     if (!w || !wq) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-                    else rc = qs_format_fake_quantize_weighted(fmt, w, wq, pt->rows, pt->cols, imp, err);
+                    else rc = qs_format_fake_quantize_calib(fmt, w, wq, pt->rows, pt->cols, &cal, err);
                     free(imp);
                 }
             }
@@ -344,6 +364,8 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
                                   f->symmetric, f->clip_search, &p.format_ids_sens[k2], err);
         }
     }
+    for (int k2 = 0; k2 < p.n_formats; k2++) p.store_gram |= p.formats[k2]->gptq;
+    for (int k2 = 0; opt->sensitivity && k2 < p.n_formats_sens; k2++) p.store_gram |= p.formats_sens[k2]->gptq;
     p.tensors = calloc((size_t)m->n_tensors, sizeof(qs_prof_tensor));
     p.n_tensors = m->n_tensors;
     for (int i = 0; i < m->n_tensors && !rc; i++) {
@@ -402,9 +424,9 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
             job_t[n_jobs++] = i;
             need_acts |= ANALYZERS[a]->needs_activations;
         }
-    /* weighted-rounding formats in the sweep need the inputs' mean square even when every
+    /* weighted-rounding and GPTQ formats in the sweep need the inputs' statistics even when every
      * analyzer job is done (a resumed run): the calibration is deterministic, so recompute it */
-    for (int f = 0; opt->sensitivity && f < p.n_formats_sens; f++) need_acts |= p.formats_sens[f]->weighted;
+    for (int f = 0; opt->sensitivity && f < p.n_formats_sens; f++) need_acts |= qs_format_needs_calib(p.formats_sens[f]);
     if (!rc && need_acts) {
         if ((rc = qs_vocab_for_model(&v, m, err)) || (rc = qs_tokenize(v, text, n_text, 1, &ids, &n_ids, err))) goto jobs_out;
         if (n_ids < 2) {

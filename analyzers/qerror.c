@@ -34,19 +34,20 @@ static int run(qs_profile *p, int i, qs_error *err) {
     }
     const double denom = s ? quad_form(w, s->gram, pt->rows, (int)pt->cols, scratch) : NAN;
     /* codebook formats weight their fit by the inputs' mean square (llama-imatrix's statistic) */
-    float *importance = qs_profile_importance(p, i);
+    qs_calib cal;
+    float *importance = qs_profile_calib(p, i, &cal);
     int rc = 0;
     for (int k = 0; k < p->n_formats && !rc; k++) {
         const qs_format *f = p->formats[k];
         char why[200] = "";
-        if (!qs_format_applies(f, pt->rows, pt->cols, why, sizeof why)) {
+        if (!qs_profile_format_applies(p, i, f, why, sizeof why)) {
             qs_db_value v[] = {{"run_id", 2, (double)p->run_id, NULL}, {"tensor_id", 2, (double)pt->db_id, NULL},
                                {"format_id", 2, (double)p->format_ids[k], NULL}, {"applicable", 2, 0, NULL},
                                {"reason", 1, 0, why}};
             rc = qs_db_put_row(p->db, "qerror", v, 5, err);
             continue;
         }
-        if ((rc = qs_format_fake_quantize_weighted(f, w, wq, pt->rows, pt->cols, importance, err))) break;
+        if ((rc = qs_format_fake_quantize_calib(f, w, wq, pt->rows, pt->cols, &cal, err))) break;
         qs_qerror q;
         qs_qerror_compute(w, wq, n, &q);
         double out_err = NAN;

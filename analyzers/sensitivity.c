@@ -337,15 +337,16 @@ int qs_sens_run_whole(qs_sens *s, int f, int di, qs_error *err) {
         const qs_prof_tensor *pt = &p->tensors[i];
         const int matrix = pt->rows > 1 && (pt->linear >= 0 || !strcmp(pt->kind, "token_embd"));
         params += (double)(pt->rows * pt->cols);
-        if (!matrix || !qs_format_applies(fmt, pt->rows, pt->cols, NULL, 0)) {
+        if (!matrix || !qs_profile_format_applies(p, i, fmt, NULL, 0)) {
             bits += 8.0 * (double)pt->t->nbytes; /* stays as stored */
             continue;
         }
         float *w = qs_profile_weights(p, i);
         wq[i] = malloc(sizeof(float) * (size_t)(pt->rows * pt->cols));
-        float *imp = qs_profile_importance(p, i);
+        qs_calib cal;
+        float *imp = qs_profile_calib(p, i, &cal);
         if (!w || !wq[i]) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-        else rc = qs_format_fake_quantize_weighted(fmt, w, wq[i], pt->rows, pt->cols, imp, err);
+        else rc = qs_format_fake_quantize_calib(fmt, w, wq[i], pt->rows, pt->cols, &cal, err);
         free(imp);
         free(w);
         if (!rc) rc = apply(s, i, wq[i], err);

@@ -175,17 +175,20 @@ static int candidate_engine(const qs_check_options *o, qs_model *ref, qs_model *
         const qs_format *f = qs_format_find(pt->format, err);
         if (!f) { rc = QS_ERR_INPUT; break; }
         const int64_t rows = qs_tensor_numel(t) / t->ne[0], n = rows * t->ne[0];
-        float *w = malloc(sizeof(float) * (size_t)n), *imp = NULL;
+        float *w = malloc(sizeof(float) * (size_t)n), *imp = NULL, *gram = NULL;
         (*bufs)[i] = malloc(sizeof(float) * (size_t)n);
         qs_tensor_dequantize_rows(t, 0, rows, w);
-        if (f->weighted) {
-            if (!o->db) rc = qs_errorf(err, QS_ERR_USAGE, "%s: tensor %s uses weighted rounding (%s): give --db, the profile database "
-                                       "the plan came from, for the activation statistics", o->plan, t->name, f->name);
-            else rc = qs_plan_load_importance(o->db, p->model_fingerprint, t->name, t->ne[0], &imp, err);
+        if (qs_format_needs_calib(f)) {
+            if (!o->db) rc = qs_errorf(err, QS_ERR_USAGE, "%s: tensor %s uses %s rounding (%s): give --db, the profile database "
+                                       "the plan came from, for the activation statistics", o->plan, t->name,
+                                       f->gptq ? "GPTQ" : "weighted", f->name);
+            else rc = qs_plan_load_calib(o->db, p->model_fingerprint, t->name, t->ne[0], f->gptq, &imp, &gram, err);
         }
-        if (!rc) rc = qs_format_fake_quantize_weighted(f, w, (*bufs)[i], rows, t->ne[0], imp, err);
+        const qs_calib cal = {imp, gram, !rc && !imp && qs_format_needs_calib(f)}; /* no statistics: an untied embedding */
+        if (!rc) rc = qs_format_fake_quantize_calib(f, w, (*bufs)[i], rows, t->ne[0], &cal, err);
         free(w);
         free(imp);
+        free(gram);
         int layer, off = 0;
         char kind[32] = "";
         if (!rc && sscanf(t->name, "blk.%d.%n", &layer, &off) == 1 && off > 0) {

@@ -88,15 +88,20 @@ static void measure_additivity(sqlite3 *h, qs_plan *p) {
     sqlite3_finalize(st);
 }
 
-/* --rounding: rtn drops the weighted variants; weighted drops a block type whose weighted
- * variant was measured (so the plan uses the variant); auto keeps both and lets cost decide */
-static int rounding_allows(const char *rounding, const qs_format *f, const char *weighted_measured) {
+/* --rounding: rtn keeps round-to-nearest formats only; weighted (gptq) uses a block type's "-w"
+ * ("-gptq") variant wherever the sweep measured one, and another rounding of that type only
+ * where it did not (weighted never takes GPTQ); auto keeps every variant and lets cost decide.
+ * measured: "name,name,..." of the weighted and GPTQ formats the run measured. */
+static int rounding_allows(const char *rounding, const qs_format *f, const char *measured) {
     if (!rounding || !strcmp(rounding, "auto")) return 1;
-    if (!strcmp(rounding, "rtn")) return !f->weighted;
-    if (f->weighted || f->family != QS_FAM_GGML) return 1;
-    char variant[40];
-    snprintf(variant, sizeof variant, "%s-w,", f->name);
-    return strstr(weighted_measured, variant) == NULL;
+    if (!strcmp(rounding, "rtn")) return !qs_format_needs_calib(f);
+    if (f->family != QS_FAM_GGML) return 1;
+    const int want_gptq = !strcmp(rounding, "gptq");
+    if (want_gptq ? f->gptq : f->weighted) return 1;
+    if (!want_gptq && f->gptq) return 0;
+    char variant[48];
+    snprintf(variant, sizeof variant, "%s%s,", qs_dtype_name(f->ggml_type), want_gptq ? "-gptq" : "-w");
+    return strstr(measured, variant) == NULL;
 }
 
 /* The Pareto front for the report: a geometric sweep of lambda from "bytes are free" to "only
@@ -211,25 +216,34 @@ int qs_plan_make(qs_plan **out, const qs_plan_options *opt, qs_error *err) {
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (opt->rounding && strcmp(opt->rounding, "auto") && strcmp(opt->rounding, "rtn") && strcmp(opt->rounding, "weighted")) {
-        rc = qs_errorf(err, QS_ERR_USAGE, "--rounding must be auto, rtn or weighted, not '%s'%s", opt->rounding,
-                       strcmp(opt->rounding, "gptq") ? "" : " (GPTQ-style error compensation is not implemented yet)");
+    if (opt->rounding && strcmp(opt->rounding, "auto") && strcmp(opt->rounding, "rtn") && strcmp(opt->rounding, "weighted") &&
+        strcmp(opt->rounding, "gptq")) {
+        rc = qs_errorf(err, QS_ERR_USAGE, "--rounding must be auto, rtn, weighted or gptq, not '%s'", opt->rounding);
         goto done;
     }
-    /* the block types whose weighted ("-w") variant this run measured */
-    char weighted_measured[512] = "";
+    /* the weighted ("-w") and GPTQ ("-gptq") formats this run measured */
+    char measured[1024] = "";
+    int n_weighted = 0, n_gptq = 0;
     sqlite3_prepare_v2(h, "SELECT DISTINCT f.name FROM sensitivity s JOIN formats f ON f.id = s.format_id WHERE s.run_id = ?"
-                          " AND f.name LIKE '%-w'", -1, &st, NULL);
+                          " AND (f.name LIKE '%-w' OR f.name LIKE '%-gptq')", -1, &st, NULL);
     sqlite3_bind_int64(st, 1, p->run_id);
-    while (sqlite3_step(st) == SQLITE_ROW && strlen(weighted_measured) < sizeof weighted_measured - 40) {
-        strcat(weighted_measured, (const char *)sqlite3_column_text(st, 0));
-        strcat(weighted_measured, ",");
+    while (sqlite3_step(st) == SQLITE_ROW && strlen(measured) < sizeof measured - 40) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        strcat(measured, name);
+        strcat(measured, ",");
+        if (strstr(name, "-gptq")) n_gptq++;
+        else n_weighted++;
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (opt->rounding && !strcmp(opt->rounding, "weighted") && !weighted_measured[0]) {
+    if (opt->rounding && !strcmp(opt->rounding, "weighted") && !n_weighted) {
         rc = qs_errorf(err, QS_ERR_INPUT, "%s: --rounding weighted, but the sweep measured no weighted format; run qsense profile "
                        "--sensitivity with --sens-formats including q4_0-w, q4_1-w, q5_0-w or q5_1-w", opt->db_path);
+        goto done;
+    }
+    if (opt->rounding && !strcmp(opt->rounding, "gptq") && !n_gptq) {
+        rc = qs_errorf(err, QS_ERR_INPUT, "%s: --rounding gptq, but the sweep measured no GPTQ format; run qsense profile "
+                       "--sensitivity with --sens-formats including q4_0-gptq, q5_0-gptq, q4_k-gptq ...", opt->db_path);
         goto done;
     }
     o = calloc((size_t)p->n_tensors, sizeof(options));
@@ -258,7 +272,7 @@ int qs_plan_make(qs_plan **out, const qs_plan_options *opt, qs_error *err) {
                 int ok = f && (!strcmp(p->target, "any") ||
                                (!strcmp(p->target, "llama.cpp") && (f->family == QS_FAM_GGML || f->family == QS_FAM_FLOAT16)) ||
                                (!strcmp(p->target, "llm-compressor") && qs_plan_llmc_expressible(t->name, cur)));
-                ok = ok && rounding_allows(opt->rounding, f, weighted_measured);
+                ok = ok && rounding_allows(opt->rounding, f, measured);
                 if (ok && seen) {
                     double c = 0;
                     for (int d = 0; d < p->n_domains; d++) c += p->domain_weights[d] * dcost[d];

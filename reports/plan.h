@@ -75,15 +75,16 @@ int qs_plan_write_tensor_type_file(const qs_plan *p, const char *path, qs_error 
 
 /* The ggml type name a plan format is stored as ("q4_0" for q4_0 and q4_0-w), or fmt itself. */
 const char *qs_plan_stored_type(const char *fmt);
-/* 1 if any tensor of the plan uses activation-weighted rounding (a "-w" format) */
+/* 1 if any tensor of the plan rounds with the inputs' statistics (a "-w" or "-gptq" format) */
 int qs_plan_needs_importance(const qs_plan *p);
 
-/* The importance of each input column of a tensor (the inputs' mean square, as llama-imatrix
- * computes it) from the newest profile run of the model with this fingerprint in the database;
- * *out malloc'd (cols values), or NULL (uniform) for an untied token embedding, which has no
- * inputs. QS_ERR_INPUT naming the tensor when the database has none. */
-int qs_plan_load_importance(const char *db_path, const char *model_fingerprint, const char *tensor, int64_t cols, float **out,
-                            qs_error *err);
+/* What the newest profile run of the model with this fingerprint in the database measured about
+ * a tensor's inputs: *importance, the inputs' mean square per column (as llama-imatrix computes
+ * it), malloc'd, or NULL (uniform) for an untied token embedding, which has no inputs; with
+ * want_gram, *gram (cols x cols, X^T X / n_tokens), malloc'd (NULL for that embedding too). QS_ERR_INPUT naming the tensor and
+ * the missing statistic when the database lacks it. */
+int qs_plan_load_calib(const char *db_path, const char *model_fingerprint, const char *tensor, int64_t cols, int want_gram,
+                       float **importance, float **gram, qs_error *err);
 
 /* Writes an llm-compressor recipe (YAML): one config group per integer/fp8 scheme, targets as
  * anchored regexes on Hugging Face module names, float tensors ignored. QS_ERR_USAGE if a tensor

@@ -127,38 +127,62 @@ const char *qs_plan_stored_type(const char *fmt) {
 int qs_plan_needs_importance(const qs_plan *p) {
     for (int i = 0; i < p->n_tensors; i++) {
         const qs_format *f = qs_format_find(p->tensors[i].format, NULL);
-        if (f && f->weighted) return 1;
+        if (f && qs_format_needs_calib(f)) return 1;
     }
     return 0;
 }
 
-int qs_plan_load_importance(const char *db_path, const char *model_fingerprint, const char *tensor, int64_t cols, float **out,
-                            qs_error *err) {
+/* The f32 array called dataset with n values from the newest run of the model in db: 1 and
+ * *out malloc'd, 0 when there is none, or a negative error. */
+static int load_f32_array(qs_db *db, const char *model_fingerprint, const char *dataset, int64_t n, float **out, qs_error *err) {
     *out = NULL;
-    qs_db *db;
-    int rc = qs_db_open(&db, db_path, err);
-    if (rc) return rc;
-    char dataset[200];
-    snprintf(dataset, sizeof dataset, "/activations/%s/channel_mean_sq", tensor);
     sqlite3_stmt *st;
     sqlite3_prepare_v2(qs_db_handle(db), "SELECT a.n, a.data FROM arrays a JOIN runs r ON r.id = a.run_id JOIN models m ON"
                                          " m.id = r.model_id WHERE m.fingerprint = ? AND a.dataset = ? AND a.dtype = 'f32'"
                                          " ORDER BY r.id DESC LIMIT 1", -1, &st, NULL);
     sqlite3_bind_text(st, 1, model_fingerprint, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, dataset, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == cols && sqlite3_column_bytes(st, 1) == cols * 4) {
-        *out = malloc(sizeof(float) * (size_t)cols);
-        if (*out) memcpy(*out, sqlite3_column_blob(st, 1), sizeof(float) * (size_t)cols);
-        else rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-    } else if (!strcmp(tensor, "token_embd.weight")) {
-        /* an untied embedding is a lookup with no inputs: the profile weighs it uniformly too */
-    } else {
+    int rc = 0;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == n && sqlite3_column_bytes(st, 1) == n * 4) {
+        *out = malloc(sizeof(float) * (size_t)n);
+        if (*out) memcpy(*out, sqlite3_column_blob(st, 1), sizeof(float) * (size_t)n);
+        rc = *out ? 1 : qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int qs_plan_load_calib(const char *db_path, const char *model_fingerprint, const char *tensor, int64_t cols, int want_gram,
+                       float **importance, float **gram, qs_error *err) {
+    *importance = NULL;
+    if (gram) *gram = NULL;
+    qs_db *db;
+    int rc = qs_db_open(&db, db_path, err);
+    if (rc) return rc;
+    char dataset[200];
+    snprintf(dataset, sizeof dataset, "/activations/%s/channel_mean_sq", tensor);
+    int found = load_f32_array(db, model_fingerprint, dataset, cols, importance, err);
+    if (found < 0) rc = found;
+    else if (!found && strcmp(tensor, "token_embd.weight")) /* an untied embedding has no inputs: weighed uniformly */
         rc = qs_errorf(err, QS_ERR_INPUT,
                        "%s: no activation statistics (%s, %lld values) for the model with sha256 %.16s...: weighted "
                        "rounding needs the database of a qsense profile run of this model",
                        db_path, dataset, (long long)cols, model_fingerprint);
+    if (!rc && want_gram && *importance) { /* (a lookup table has neither) */
+        snprintf(dataset, sizeof dataset, "/activations/%s/gram", tensor);
+        found = load_f32_array(db, model_fingerprint, dataset, cols * cols, gram, err);
+        if (found < 0) rc = found;
+        else if (!found)
+            rc = qs_errorf(err, QS_ERR_INPUT,
+                           "%s: no Gram matrix of the inputs (%s, %lld x %lld) for the model with sha256 %.16s...: GPTQ "
+                           "rounding needs a profile run that swept a -gptq format (qsense profile --sensitivity "
+                           "--sens-formats ...,q4_k-gptq)", db_path, dataset, (long long)cols, (long long)cols, model_fingerprint);
     }
-    sqlite3_finalize(st);
+    if (rc) {
+        free(*importance);
+        *importance = NULL;
+        if (gram) { free(*gram); *gram = NULL; }
+    }
     qs_db_close(db);
     return rc;
 }

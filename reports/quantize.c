@@ -8,10 +8,12 @@
 
 #include "core/qs_dtype.h"
 #include "io/gguf.h"
+#include "io/gguf_model_meta.h"
 #include "io/gguf_write.h"
 #include "io/model.h"
 #include "quant/format.h"
 #include "quant/ggml_quant.h"
+#include "tok/vocab.h"
 
 #define LLAMA_FTYPE_GUESSED 1024
 
@@ -23,16 +25,16 @@ static int dtype_of(const char *fmt) {
     return -1;
 }
 
-int qs_quantize_gguf(const char *model_path, const qs_plan *plan, const char *db_path, const char *out_path, qs_quantize_result *res,
-                     qs_error *err) {
+int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const qs_plan *plan, const char *db_path,
+                     const char *out_path, qs_quantize_result *res, qs_error *err) {
     memset(res, 0, sizeof *res);
     qs_model *m;
-    int rc = qs_model_open(&m, model_path, NULL, err);
+    const qs_model_options mo = {tokenizer_path};
+    int rc = qs_model_open(&m, model_path, &mo, err);
     if (rc) return rc;
-    if (!m->gguf) {
-        qs_model_close(m);
-        return qs_errorf(err, QS_ERR_USAGE, "%s: qsense quantize reads GGUF models (this is %s); convert it first", model_path, m->format);
-    }
+    qs_vocab *v = NULL;
+    qs_gguf_writer *w = NULL;
+    void **bufs = NULL;
     char fp[65];
     if ((rc = qs_model_fingerprint(m, fp, err))) goto done;
     if (strcmp(fp, plan->model_fingerprint)) {
@@ -41,17 +43,25 @@ int qs_quantize_gguf(const char *model_path, const qs_plan *plan, const char *db
         goto done;
     }
     if (qs_plan_needs_importance(plan) && !db_path) {
-        rc = qs_errorf(err, QS_ERR_USAGE, "the plan uses activation-weighted rounding (a '-w' format): give --db, the profile "
-                                          "database it was made from, for the activation statistics");
+        rc = qs_errorf(err, QS_ERR_USAGE, "the plan rounds with activation statistics (a '-w' or '-gptq' format): give --db, the "
+                                          "profile database it was made from");
         goto done;
     }
     const qs_gguf *g = m->gguf;
-    qs_gguf_writer *w = qs_gguf_writer_new();
-    for (uint64_t i = 0; i < g->n_kv; i++) {
-        char key[256];
-        snprintf(key, sizeof key, "%.*s", (int)g->kv[i].key.len, g->kv[i].key.ptr);
-        if (!strcmp(key, "general.file_type") || !strcmp(key, "general.alignment") || !strncmp(key, "qsense.", 7)) continue;
-        qs_gguf_add_raw(w, key, (uint32_t)g->kv[i].type, g->map.data + g->kv[i].offset, g->kv[i].nbytes);
+    w = qs_gguf_writer_new();
+    if (!w) {
+        rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+        goto done;
+    }
+    if (g) {
+        for (uint64_t i = 0; i < g->n_kv; i++) {
+            char key[256];
+            snprintf(key, sizeof key, "%.*s", (int)g->kv[i].key.len, g->kv[i].key.ptr);
+            if (!strcmp(key, "general.file_type") || !strcmp(key, "general.alignment") || !strncmp(key, "qsense.", 7)) continue;
+            qs_gguf_add_raw(w, key, (uint32_t)g->kv[i].type, g->map.data + g->kv[i].offset, g->kv[i].nbytes);
+        }
+    } else if ((rc = qs_vocab_for_model(&v, m, err)) || (rc = qs_gguf_put_model_meta(w, m, v, err))) {
+        goto done;
     }
     qs_gguf_add_u32(w, "general.file_type", LLAMA_FTYPE_GUESSED);
     qs_gguf_add_u32(w, "general.quantization_version", 2);
@@ -59,8 +69,8 @@ int qs_quantize_gguf(const char *model_path, const qs_plan *plan, const char *db
     if (plan->plan_sha256[0]) qs_gguf_add_str(w, "qsense.plan.sha256", plan->plan_sha256);
     qs_gguf_add_f32(w, "qsense.plan.predicted_kl", (float)plan->predicted_kl);
     qs_gguf_add_str(w, "qsense.version", QS_VERSION);
-    void **bufs = calloc((size_t)m->n_tensors, sizeof(void *));
-    for (int i = 0; i < m->n_tensors && !rc; i++) {
+    bufs = calloc((size_t)m->n_tensors, sizeof(void *));
+    for (int i = 0; bufs && i < m->n_tensors && !rc; i++) {
         const qs_tensor *t = &m->tensors[i];
         const qs_plan_tensor *pt = NULL;
         for (int k = 0; k < plan->n_tensors; k++)
@@ -89,14 +99,27 @@ int qs_quantize_gguf(const char *model_path, const qs_plan *plan, const char *db
             break;
         }
         qs_tensor_dequantize_rows(t, 0, rows, f);
-        if (fmt && fmt->weighted) {
-            float *imp;
-            rc = qs_plan_load_importance(db_path, plan->model_fingerprint, t->name, t->ne[0], &imp, err);
+        /* statistics (importance, Gram) are per input column: reordering rows leaves them valid */
+        if (qs_llama_needs_row_order(m, t->name) && qs_llama_rows_for_gguf(f, rows, t->ne[0], m->arch.head_dim)) {
+            free(f);
+            rc = qs_errorf(err, QS_ERR_INPUT, "tensor '%s': %lld rows are not whole heads of %d", t->name, (long long)rows,
+                           m->arch.head_dim);
+            break;
+        }
+        if (fmt && qs_format_needs_calib(fmt)) {
+            float *imp, *gram = NULL;
+            rc = qs_plan_load_calib(db_path, plan->model_fingerprint, t->name, t->ne[0], fmt->gptq, &imp, &gram, err);
+            const int lookup = !rc && !imp; /* an untied embedding: no inputs, GPTQ rounds it to nearest */
             if (!rc && !imp && (imp = malloc(sizeof(float) * (size_t)t->ne[0])))
                 for (int64_t c = 0; c < t->ne[0]; c++) imp[c] = 1.0f; /* uniform, as the profile measured it */
             if (!rc && !imp) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-            if (!rc) qs_ggml_quantize_weighted(type, f, bufs[i], rows, t->ne[0], imp);
+            if (!rc && fmt->gptq && lookup) qs_ggml_quantize(type, f, bufs[i], n);
+            else if (!rc && fmt->gptq && qs_gptq_quantize(type, f, rows, t->ne[0], gram, bufs[i]))
+                rc = qs_errorf(err, QS_ERR_INTERNAL, "tensor '%s': GPTQ failed (out of memory, or the inputs' Gram matrix "
+                                                     "in %s cannot be factored)", t->name, db_path);
+            else if (!rc && !fmt->gptq) qs_ggml_quantize_weighted(type, f, bufs[i], rows, t->ne[0], imp);
             free(imp);
+            free(gram);
         } else {
             qs_ggml_quantize(type, f, bufs[i], n);
         }
@@ -111,10 +134,11 @@ int qs_quantize_gguf(const char *model_path, const qs_plan *plan, const char *db
         struct stat st;
         if (stat(out_path, &st) == 0) res->file_bytes = st.st_size;
     }
-    for (int i = 0; i < m->n_tensors; i++) free(bufs[i]);
+done:
+    for (int i = 0; bufs && i < m->n_tensors; i++) free(bufs[i]);
     free(bufs);
     qs_gguf_writer_free(w);
-done:
+    qs_vocab_free(v);
     qs_model_close(m);
     return rc;
 }

@@ -104,6 +104,14 @@ int main(void) {
         CHECK(fabs(got - costs[i].bpw) < 1e-12, "%s bpw %g, want %g", costs[i].name, got, costs[i].bpw);
     }
 
+    /* GPTQ variants: the same blocks (same cost); without the inputs' Gram matrix, a clear refusal */
+    const qs_format *g4 = qs_format_find("q4_k-gptq", &err), *g2 = qs_format_find("q2_k-gptq", &err);
+    CHECK(g4 && g2 && g4->gptq && qs_format_bpw(g4, 8, 256) == 4.5 && qs_format_bpw(g2, 8, 256) == 2.625, "gptq formats");
+    float w256[512] = {0}, o256[512];
+    for (int i = 0; i < 512; i++) w256[i] = (float)sin(i * 0.37);
+    CHECK(g4 && qs_format_fake_quantize(g4, w256, o256, 2, 256, &err) == QS_ERR_INPUT && strstr(err.msg, "Gram matrix"),
+          "gptq without calibration: %s", err.msg);
+
     /* int8 on a Gaussian: MSE = step^2 / 12 with step = absmax / 127 */
     enum { N = 1 << 20 };
     float *g = malloc(sizeof(float) * N), *gq = malloc(sizeof(float) * N);

@@ -1,13 +1,16 @@
 /* plan -> quantize -> measure, end to end from the CLI, on stories260K (issue 5's bar): with
- * sensitivity measured on the shipped `debian` set (GPL-3 not in it), a --target llama.cpp
+ * calibration statistics and sensitivity both from the shipped `debian` set (GPL-3 not in
+ * it), a --target llama.cpp
  * plan for a file of at most 304,096 bytes (llama.cpp's Q4_K_M file) is written by qsense
  * quantize, matches its plan (plan verify), reads back with gguf-py, and measures on GPL-3
  * (ctx 128, llama.cpp numerics) a lower mean KL than llama.cpp's Q4_K_M - and than its
  * imatrix version - and also on TinyStories and WikiText text. A plan for another model and a
  * malformed plan are refused with exit code 3; a tampered GGUF fails plan verify (exit 1). The
- * sweep measures every block type with round-to-nearest and with activation-weighted rounding
- * ("-w", llama-quantize --imatrix's search from our own statistics); the plan beats a
- * round-to-nearest-only plan of the same size too. */
+ * sweep measures every block type with round-to-nearest, activation-weighted rounding ("-w",
+ * llama-quantize --imatrix's search from our own statistics) and GPTQ error compensation
+ * ("-gptq"); at the same size the plan (every rounding competing) beats a weighted-only plan,
+ * which beats a round-to-nearest-only plan. A GPTQ plan with a database that holds no Gram
+ * matrices is refused, naming what is missing. */
 #include <string.h>
 #include <sys/stat.h>
 
@@ -40,14 +43,17 @@ int main(void) {
     const double imatrix = json_num(ref, "llama_quantize.Q4_K_M_with_imatrix.mean_kld");
     char cmd[8192], *out;
     snprintf(cmd, sizeof cmd,
-             "cd '%s' && '%s' profile '%s' --db s.db --formats q8_0 --sensitivity --eval debian "
-             "--sens-formats q8_0,q5_1,q5_0,q4_1,q4_0,f16,bf16,q5_1-w,q5_0-w,q4_1-w,q4_0-w --quiet && "
+             "cd '%s' && '%s' profile '%s' --db s.db --data debian --formats q8_0 --sensitivity --eval debian "
+             "--sens-formats q8_0,q5_1,q5_0,q4_1,q4_0,f16,bf16,q5_1-w,q5_0-w,q4_1-w,q4_0-w,"
+             "q8_0-gptq,q5_1-gptq,q5_0-gptq,q4_1-gptq,q4_0-gptq --quiet && "
              "'%s' plan --db s.db --budget-bytes %.0f --target llama.cpp --out plan.json --emit llama-quantize && "
              "'%s' quantize '%s' --plan plan.json --db s.db -o out.gguf && '%s' plan verify out.gguf plan.json && "
              "'%s' plan --db s.db --budget-bytes %.0f --rounding rtn --out rtn.json && "
-             "'%s' quantize '%s' --plan rtn.json -o rtn.gguf",
+             "'%s' quantize '%s' --plan rtn.json -o rtn.gguf && "
+             "'%s' plan --db s.db --budget-bytes %.0f --rounding weighted --out w.json && "
+             "'%s' quantize '%s' --plan w.json --db s.db -o w.gguf",
              dir, qsense_bin(), model, qsense_bin(), bar_bytes, qsense_bin(), model, qsense_bin(), qsense_bin(), bar_bytes,
-             qsense_bin(), model);
+             qsense_bin(), model, qsense_bin(), bar_bytes, qsense_bin(), model);
     int rc = run_cmd(cmd, &out);
     CHECK(rc == 0 && strstr(out, "every tensor has its planned type") && strstr(out, "llama-quantize --tensor-type-file"),
           "plan -> quantize -> verify: exit %d: %s", rc, out);
@@ -79,15 +85,26 @@ int main(void) {
     CHECK(kl < bar, "KL %.6f must beat llama.cpp's Q4_K_M %.6f", kl, bar);
     CHECK(kl < imatrix, "KL %.6f should beat llama.cpp's Q4_K_M with imatrix %.6f", kl, imatrix);
     CHECK(kl < 0.8 * bar, "KL %.6f: the issue's aim is 0.8 x Q4_K_M = %.6f", kl, 0.8 * bar);
-    /* activation-weighted rounding is what buys most of it: the same sweep planned with
-     * round-to-nearest only */
-    char rtn_gguf[700];
+    /* rounding is what buys most of it: the same sweep planned with activation-weighted rounding
+     * only (no GPTQ), and with round-to-nearest only */
+    char rtn_gguf[700], w_gguf[700];
     snprintf(rtn_gguf, sizeof rtn_gguf, "%s/rtn.gguf", dir);
-    const double kl_rtn = kl_of(rtn_gguf, "/usr/share/common-licenses/GPL-3");
-    printf("  round-to-nearest only (--rounding rtn): %.6f\n", kl_rtn);
-    CHECK(kl < kl_rtn && kl_rtn < bar, "weighted %.6f < rtn %.6f < Q4_K_M %.6f", kl, kl_rtn, bar);
+    snprintf(w_gguf, sizeof w_gguf, "%s/w.gguf", dir);
+    const double kl_rtn = kl_of(rtn_gguf, "/usr/share/common-licenses/GPL-3"), kl_w = kl_of(w_gguf, "/usr/share/common-licenses/GPL-3");
+    printf("  weighted rounding only (--rounding weighted): %.6f\n  round-to-nearest only (--rounding rtn): %.6f\n", kl_w, kl_rtn);
+    CHECK(kl < kl_w && kl_w < kl_rtn && kl_rtn < bar, "gptq+weighted %.6f < weighted %.6f < rtn %.6f < Q4_K_M %.6f", kl, kl_w,
+          kl_rtn, bar);
+    char *plan_text = NULL;
+    CHECK(qs_read_file(plan, &plan_text, NULL, NULL) == 0 && strstr(plan_text, "-gptq\""), "the plan uses GPTQ formats");
+    free(plan_text);
     snprintf(cmd, sizeof cmd, "cd '%s' && '%s' quantize '%s' --plan plan.json -o x.gguf", dir, qsense_bin(), model);
-    CHECK(run_cmd(cmd, &out) == 2 && strstr(out, "--db"), "a weighted plan without --db: %s", out);
+    CHECK(run_cmd(cmd, &out) == 2 && strstr(out, "--db"), "a GPTQ plan without --db: %s", out);
+    free(out);
+    /* a profile database without Gram matrices (no -gptq format swept) cannot feed a GPTQ plan */
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' profile '%s' --db nogram.db --formats q8_0 --quiet >/dev/null && "
+             "'%s' quantize '%s' --plan plan.json --db nogram.db -o x.gguf", dir, qsense_bin(), model, qsense_bin(), model);
+    CHECK(run_cmd(cmd, &out) == 3 && strstr(out, "Gram matrix") && strstr(out, "nogram.db") && strstr(out, "-gptq"),
+          "a GPTQ plan with a database without Gram matrices: %s", out);
     free(out);
     char *stories = data_path("tinystories-sample.txt"), *wiki = data_path("wiki.test.tokens"), wiki_cut[700];
     snprintf(wiki_cut, sizeof wiki_cut, "%s/wiki.txt", dir);

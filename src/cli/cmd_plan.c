@@ -10,7 +10,7 @@
 
 static void help(void) {
     printf("usage: qsense plan --db PATH (--budget-bytes N | --budget-bpw X) [--target llama.cpp|llm-compressor|any]\n"
-           "                   [--domain-weights d=w,...] [--rounding auto|rtn|weighted] [--out plan.json]\n"
+           "                   [--domain-weights d=w,...] [--rounding auto|rtn|weighted|gptq] [--out plan.json]\n"
            "                   [--emit llama-quantize|llm-compressor]\n"
            "       qsense plan verify OUT.gguf plan.json\n"
            "\n"
@@ -68,7 +68,7 @@ int cmd_plan(int argc, char **argv) {
         else if (!strcmp(a, "--db")) { if (!val) return cli_usage("plan", "--db needs a path"); o.db_path = val; i++; }
         else if (!strcmp(a, "--out")) { if (!val) return cli_usage("plan", "--out needs a file"); out = val; i++; }
         else if (!strcmp(a, "--target")) { if (!val) return cli_usage("plan", "--target needs llama.cpp or any"); o.target = val; i++; }
-        else if (!strcmp(a, "--rounding")) { if (!val) return cli_usage("plan", "--rounding needs auto, rtn or weighted"); o.rounding = val; i++; }
+        else if (!strcmp(a, "--rounding")) { if (!val) return cli_usage("plan", "--rounding needs auto, rtn, weighted or gptq"); o.rounding = val; i++; }
         else if (!strcmp(a, "--domain-weights")) { if (!val) return cli_usage("plan", "--domain-weights needs a list"); o.domain_weights = val; i++; }
         else if (!strcmp(a, "--emit")) {
             if (!val || (strcmp(val, "llama-quantize") && strcmp(val, "llm-compressor")))
@@ -156,9 +156,9 @@ int cmd_plan(int argc, char **argv) {
         }
         printf("llama.cpp: llama-quantize --tensor-type-file %s %s OUT.gguf q8_0\n", tt, p->model_path);
         if (qs_plan_needs_importance(p))
-            printf("note: the plan's '-w' formats round with activation weights; llama-quantize does that only with an "
-                   "--imatrix (its own statistics): qsense quantize MODEL --plan %s --db %s -o OUT.gguf writes the exact plan\n",
-                   out, o.db_path);
+            printf("note: the plan's '-w' / '-gptq' formats round with activation statistics; llama-quantize does weighted "
+                   "rounding only with an --imatrix (its own statistics) and no GPTQ: qsense quantize MODEL --plan %s --db %s "
+                   "-o OUT.gguf writes the exact plan\n", out, o.db_path);
     }
     qs_plan_free(p);
     return 0;

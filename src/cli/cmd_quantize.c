@@ -6,25 +6,30 @@
 #include "cli.h"
 
 static void help(void) {
-    printf("usage: qsense quantize MODEL.gguf --plan plan.json -o OUT.gguf [--db DB]\n"
+    printf("usage: qsense quantize MODEL --plan plan.json -o OUT.gguf [--db DB] [--tokenizer FILE]\n"
            "\n"
            "Writes a GGUF v3 with every tensor in the format the plan gives it (llama.cpp block types,\n"
-           "encoded byte for byte as llama-quantize does; f16/f32), the metadata and tokenizer carried\n"
-           "over. The plan must have been made for this model (checked by content sha256). Measure\n"
-           "the result with: qsense ppl OUT.gguf --base MODEL.gguf --text FILE\n"
+           "encoded byte for byte as llama-quantize does; f16/f32). MODEL is a GGUF (metadata and\n"
+           "tokenizer carried over), a llama2.c checkpoint or a Hugging Face llama directory (llama.*\n"
+           "and tokenizer.ggml.* written from the model and its tokenizer; attn_q / attn_k rows put in\n"
+           "llama.cpp's RoPE order). The plan must have been made for this model (checked by content\n"
+           "sha256). Measure the result with: qsense ppl OUT.gguf --base MODEL --text FILE\n"
            "\n"
+           "  --tokenizer FILE  a llama2.c model's tokenizer.bin (default: tokenizer.bin beside it)\n"
            "  --db DB   the profile database the plan came from: formats with activation-weighted\n"
            "            rounding (q4_0-w, q4_1-w, q4_k-w, q5_0-w, q5_1-w, q5_k-w, q6_k-w) take each tensor's\n"
-           "            inputs' mean square\n"
-           "            from it, as llama-quantize takes an imatrix\n");
+           "            inputs' mean square from it, as llama-quantize takes an imatrix; GPTQ formats\n"
+           "            (q4_k-gptq ...) also the inputs' Gram matrix, which the profile stores when its\n"
+           "            sweep includes a -gptq format\n");
 }
 
 int cmd_quantize(int argc, char **argv) {
-    const char *model = NULL, *plan_path = NULL, *out = NULL, *db = NULL;
+    const char *model = NULL, *plan_path = NULL, *out = NULL, *db = NULL, *tokenizer = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { help(); return 0; }
         else if (!strcmp(a, "--plan")) { if (!val) return cli_usage("quantize", "--plan needs a file"); plan_path = val; i++; }
+        else if (!strcmp(a, "--tokenizer")) { if (!val) return cli_usage("quantize", "--tokenizer needs a file"); tokenizer = val; i++; }
         else if (!strcmp(a, "--db")) { if (!val) return cli_usage("quantize", "--db needs a path"); db = val; i++; }
         else if (!strcmp(a, "-o") || !strcmp(a, "--out")) { if (!val) return cli_usage("quantize", "-o needs a file"); out = val; i++; }
         else if (a[0] == '-') return cli_usage("quantize", "unknown option '%s'", a);
@@ -36,7 +41,7 @@ int cmd_quantize(int argc, char **argv) {
     qs_plan *p;
     if (qs_plan_read_json(&p, plan_path, &err)) return cli_fail(&err);
     qs_quantize_result r;
-    int rc = qs_quantize_gguf(model, p, db, out, &r, &err);
+    int rc = qs_quantize_gguf(model, tokenizer, p, db, out, &r, &err);
     qs_plan_free(p);
     if (rc) return cli_fail(&err);
     printf("wrote %s: %lld bytes (%lld of tensor data, %d tensors in block types)\n", out, (long long)r.file_bytes,

@@ -21,8 +21,8 @@ static double f16_bpw(const qs_format *f, int64_t rows, int64_t cols) {
 }
 
 static int f16_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
-                    const float *importance) {
-    (void)importance;
+                    const qs_calib *cal) {
+    (void)cal;
     int64_t n = rows * cols;
     for (int64_t i = 0; i < n; i++)
         out[i] = f->ggml_type == QS_DT_BF16 ? qs_bf16_to_f32(qs_f32_to_bf16(w[i])) : qs_f16_to_f32(qs_f32_to_f16(w[i]));
@@ -53,8 +53,8 @@ static float fp8_round(const qs_format *f, float x) {
 }
 
 static int fp8_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
-                    const float *importance) {
-    (void)importance;
+                    const qs_calib *cal) {
+    (void)cal;
     const float fmax = f->fp8_exp == 4 ? 448.0f : 57344.0f;
     int64_t span = f->granularity == QS_GRAN_TENSOR ? rows * cols : cols;
     for (int64_t s0 = 0; s0 < rows * cols; s0 += span) {
@@ -92,8 +92,8 @@ static float nf4_nearest(float v) {
 }
 
 static int nf4_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
-                    const float *importance) {
-    (void)importance;
+                    const qs_calib *cal) {
+    (void)cal;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c += f->group) {
             int64_t n = cols - c < f->group ? cols - c : f->group;

@@ -61,6 +61,16 @@ static void build(void) {
         f->bits = tr->type_size * 8 / tr->block_size;
         f->weighted = 1;
     }
+    static const int gptq[] = {QS_DT_Q8_0, QS_DT_Q6_K, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q5_K, QS_DT_Q4_0,
+                               QS_DT_Q4_1, QS_DT_Q4_K, QS_DT_Q3_K, QS_DT_Q2_K};
+    for (size_t i = 0; i < sizeof gptq / sizeof gptq[0]; i++) {
+        const qs_dtype_traits *tr = qs_dtype_get(gptq[i]);
+        snprintf(name, sizeof name, "%s-gptq", tr->name);
+        qs_format *f = add(name, QS_FAM_GGML, &qs_ggml_ops);
+        f->ggml_type = gptq[i];
+        f->bits = tr->type_size * 8 / tr->block_size;
+        f->gptq = 1;
+    }
     qs_format *f = add("f16", QS_FAM_FLOAT16, &qs_float16_ops);
     f->ggml_type = QS_DT_F16;
     f->bits = 16;
@@ -131,7 +141,7 @@ const qs_format *qs_format_find(const char *name, qs_error *err) {
         if (!strcmp(registry[i].name, name)) return &registry[i];
     qs_errorf(err, QS_ERR_USAGE,
               "unknown format '%s'; formats are int{2..8}-{tensor,channel,g32,g64,g128}-{sym,asym}[-mse], q8_0, q6_k, "
-              "q5_0, q5_1, q5_k, q4_0, q4_1, q4_k, q3_k, q2_k, f16, bf16, fp8-e4m3[-channel], fp8-e5m2[-channel], "
+              "q5_0, q5_1, q5_k, q4_0, q4_1, q4_k, q3_k, q2_k (+ -w weighted, -gptq), f16, bf16, fp8-e4m3[-channel], fp8-e5m2[-channel], "
               "nf4-g{32,64,128}, nuq{3,4}-channel, and -sp0.45 variants (qsense profile --list-formats)",
               name);
     return NULL;
@@ -187,11 +197,20 @@ int qs_format_fake_quantize(const qs_format *f, const float *w, float *out, int6
 
 int qs_format_fake_quantize_weighted(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
                                      const float *importance, qs_error *err) {
+    const qs_calib cal = {importance, NULL, 0};
+    return qs_format_fake_quantize_calib(f, w, out, rows, cols, &cal, err);
+}
+
+int qs_format_fake_quantize_calib(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
+                                  const qs_calib *cal, qs_error *err) {
     char why[160];
     if (!f->ops->applies(f, rows, cols, why, sizeof why))
         return qs_errorf(err, QS_ERR_USAGE, "format %s does not apply to a %lld x %lld matrix: %s", f->name,
                          (long long)rows, (long long)cols, why);
-    if (f->ops->fake_quantize(f, w, out, rows, cols, importance))
-        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing to %s", f->name);
+    int rc = f->ops->fake_quantize(f, w, out, rows, cols, cal);
+    if (rc == -2)
+        return qs_errorf(err, QS_ERR_INPUT, "format %s needs the Gram matrix of the matrix's inputs, which only a calibration "
+                                            "pass gives (qsense profile on evaluation text)", f->name);
+    if (rc) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing to %s (or a singular input Hessian)", f->name);
     return 0;
 }

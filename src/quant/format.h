@@ -7,6 +7,8 @@
  *   q4_0-w q4_1-w q4_k-w q5_0-w q5_1-w q5_k-w q6_k-w   the same blocks with activation-weighted
  *                                                      rounding (llama-quantize --imatrix's search,
  *                                                      importance = the inputs' mean square)
+ *   q2_k-gptq .. q8_0-gptq (every block type above)    the same blocks with GPTQ error
+ *                                                      compensation (needs the inputs' Gram matrix)
  *   f16 bf16                                           IEEE half, bfloat16 (round to even)
  *   fp8-e4m3 fp8-e5m2 [-channel]                       fp8 with an fp32 scale per tensor/row,
  *                                                      round to nearest even, saturating
@@ -31,16 +33,27 @@ typedef enum { QS_GRAN_TENSOR, QS_GRAN_CHANNEL, QS_GRAN_GROUP } qs_granularity;
 
 typedef struct qs_format qs_format;
 
+/* What calibration tells a quantizer about a matrix's inputs; any field may be NULL.
+ * importance: (cols) the inputs' mean square; gram: (cols, cols) X^T X, any positive multiple;
+ * lookup: the matrix is a table read by index (an untied token embedding), it has no inputs:
+ * GPTQ formats round it to nearest, as their plain block type does. */
+typedef struct {
+    const float *importance;
+    const float *gram;
+    int lookup;
+} qs_calib;
+
 typedef struct {
     /* 1 when the format can store a (rows, cols) matrix; else 0 and a reason in why */
     int (*applies)(const qs_format *f, int64_t rows, int64_t cols, char *why, size_t cap);
     /* true storage cost in bits per weight: values, scales, zero points, codebooks, indices */
     double (*bits_per_weight)(const qs_format *f, int64_t rows, int64_t cols);
-    /* out = dequantize(quantize(w)); w and out (rows, cols); out may equal w. importance: per
-     * input column (cols values, e.g. the inputs' mean square) or NULL; formats that fit a
-     * codebook weight their fit by it, the others ignore it */
+    /* out = dequantize(quantize(w)); w and out (rows, cols); out may equal w. cal (or NULL):
+     * formats that fit a codebook or weighted scales use cal->importance, GPTQ formats need
+     * cal->gram, the others ignore it. Returns 0, -1 when out of memory, -2 when the format
+     * needs calibration it was not given. */
     int (*fake_quantize)(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
-                         const float *importance);
+                         const qs_calib *cal);
 } qs_format_ops;
 
 struct qs_format {
@@ -53,6 +66,7 @@ struct qs_format {
     int clip_search; /* INT: MSE-optimal clipping per group */
     int ggml_type;   /* GGML and FLOAT16: the qs_dtype of the stored values */
     int weighted;    /* GGML: activation-weighted rounding (needs the importance to matter) */
+    int gptq;        /* GGML: GPTQ error compensation (needs the inputs' Gram matrix) */
     int fp8_exp;     /* FP8: exponent bits (4: e4m3, 5: e5m2) */
     double sparse_pct;        /* SPARSE: percent of values kept in fp16 */
     const qs_format *base;    /* SPARSE: the dense part's format */
@@ -82,6 +96,12 @@ int qs_format_fake_quantize(const qs_format *f, const float *w, float *out, int6
 /* The same with per-input-column importance (NULL = uniform). */
 int qs_format_fake_quantize_weighted(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
                                      const float *importance, qs_error *err);
+/* The same with everything calibration measured (cal may be NULL); a GPTQ format without
+ * cal->gram is a QS_ERR_INPUT naming what is missing. */
+int qs_format_fake_quantize_calib(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
+                                  const qs_calib *cal, qs_error *err);
+/* 1 when the format's result depends on the inputs' statistics (weighted or GPTQ rounding) */
+static inline int qs_format_needs_calib(const qs_format *f) { return f->weighted || f->gptq; }
 
 /* "int", "ggml", "float16", "fp8", "nf4", "nonuniform", "sparse" */
 const char *qs_family_name(int family);

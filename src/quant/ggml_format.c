@@ -20,12 +20,21 @@ static double ggml_bpw(const qs_format *f, int64_t rows, int64_t cols) {
     return 8.0 * tr->type_size / tr->block_size;
 }
 
-/* The "-w" formats round with the importance (uniform when the caller has none); the others
- * reproduce llama-quantize without an imatrix and ignore it. */
-static int ggml_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
-                    const float *importance) {
+/* The "-w" formats round with the importance (uniform when the caller has none); the "-gptq"
+ * formats compensate errors with the inputs' Gram matrix (required, except for a lookup table,
+ * which they round to nearest); the others reproduce llama-quantize without an imatrix. */
+static int ggml_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const qs_calib *cal) {
     const qs_dtype_traits *tr = qs_dtype_get(f->ggml_type);
-    uint64_t rb = qs_dtype_row_bytes(f->ggml_type, cols);
+    const uint64_t rb = qs_dtype_row_bytes(f->ggml_type, cols);
+    if (f->gptq && !(cal && cal->lookup && !cal->gram)) {
+        if (!cal || !cal->gram) return -2;
+        void *blocks = malloc(rb * (size_t)rows);
+        int rc = blocks ? qs_gptq_quantize(f->ggml_type, w, rows, cols, cal->gram, blocks) : -1;
+        if (!rc) tr->to_float(blocks, out, rows * cols);
+        free(blocks);
+        return rc ? -1 : 0;
+    }
+    const float *importance = cal ? cal->importance : NULL;
     void *blocks = malloc(rb);
     float *ones = NULL;
     if (f->weighted && !importance) {
@@ -40,7 +49,7 @@ static int ggml_fake(const qs_format *f, const float *w, float *out, int64_t row
         return -1;
     }
     for (int64_t r = 0; r < rows; r++) {
-        if (f->weighted) qs_ggml_quantize_weighted(f->ggml_type, w + r * cols, blocks, 1, cols, importance);
+        if (f->weighted && !f->gptq) qs_ggml_quantize_weighted(f->ggml_type, w + r * cols, blocks, 1, cols, importance);
         else qs_ggml_quantize(f->ggml_type, w + r * cols, blocks, cols);
         tr->to_float(blocks, out + r * cols, cols);
     }

@@ -21,4 +21,17 @@ int qs_ggml_can_quantize(int type);
 int qs_ggml_quantize_weighted(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row, const float *importance);
 int qs_ggml_can_quantize_weighted(int type);
 
+/* Element codes (ggml_codes.c): the largest stored code of a type (-1: not handled), and
+ * setting element e's code inside one block, leaving its scales and other elements alone. For
+ * fixed scales each element dequantizes affinely in its code. q4_0 .. q8_0, q2_k .. q6_k. */
+int qs_ggml_code_max(int type);
+void qs_ggml_code_set(int type, void *block, int e, int code);
+
+/* GPTQ error compensation (gptq.c): quantizes W (rows, cols) into rows of blocks at dst
+ * (rows x qs_dtype_row_bytes(type, cols) bytes), minimising ||(W - W^) X||^2 for inputs whose
+ * Gram matrix X^T X (cols, cols; any positive multiple) is gram. Returns 0, -1 when out of
+ * memory or H cannot be factored, -2 when the type or shape is not supported. */
+int qs_gptq_quantize(int type, const float *w, int64_t rows, int64_t cols, const float *gram, void *dst);
+int qs_gptq_supports(int type);
+
 #endif

@@ -97,8 +97,8 @@ static void int_rows(void *ctx, long r0, long r1) {
     free(src);
 }
 
-static int int_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const float *importance) {
-    (void)importance;
+static int int_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const qs_calib *cal) {
+    (void)cal;
     if (f->granularity == QS_GRAN_TENSOR) {
         const int64_t n = rows * cols;
         float *tmp = malloc(sizeof(float) * (size_t)n), *src = malloc(sizeof(float) * (size_t)n);

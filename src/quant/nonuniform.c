@@ -114,7 +114,8 @@ static void nu_rows(void *ctx, long r0, long r1) {
     free(s);
 }
 
-static int nu_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const float *importance) {
+static int nu_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const qs_calib *cal) {
+    const float *importance = cal ? cal->importance : NULL;
     /* rows are independent: each output row keeps its own codebook. w == out is safe: a row is
      * read into s before it is written */
     nu_job j = {f, w, importance, out, cols, 0};
@@ -160,7 +161,7 @@ static float kth_largest(float *a, int64_t n, int64_t k) {
     return a[target];
 }
 
-static int sp_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const float *importance) {
+static int sp_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const qs_calib *cal) {
     const int64_t n = rows * cols, keep = n_outliers(f, n);
     float *dense = calloc((size_t)n, sizeof(float)), *mags = malloc(sizeof(float) * (size_t)n);
     unsigned char *is_out = calloc((size_t)n, 1);
@@ -181,7 +182,7 @@ static int sp_fake(const qs_format *f, const float *w, float *out, int64_t rows,
         is_out[i] = (unsigned char)o;
         dense[i] = o ? 0.0f : w[i];
     }
-    int rc = f->base->ops->fake_quantize(f->base, dense, out, rows, cols, importance);
+    int rc = f->base->ops->fake_quantize(f->base, dense, out, rows, cols, cal);
     for (int64_t i = 0; i < n; i++)
         if (is_out[i]) out[i] = h16(w[i]);
     free(dense);

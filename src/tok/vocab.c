@@ -33,6 +33,8 @@ void qs_vocab_free(qs_vocab *v) {
     free(v->user_defined);
     qs_strmap_free(v->to_id);
     qs_strmap_free(v->merges);
+    for (int i = 0; v->merge_list && i < v->n_merges; i++) free(v->merge_list[i]);
+    free(v->merge_list);
     free(v);
 }
 
@@ -63,7 +65,18 @@ int qs_vocab_add_merge(qs_vocab *v, const char *merge, size_t len, int rank) {
     if (!v->merges && !(v->merges = qs_strmap_new(65536))) return -1;
     /* keep the first rank of a duplicate merge, as a priority would */
     if (qs_strmap_get(v->merges, merge, len) >= 0) return 0;
-    v->n_merges++;
+    if (v->n_merges == v->merge_cap) {
+        const int cap = v->merge_cap ? 2 * v->merge_cap : 1024;
+        char **l = realloc(v->merge_list, sizeof(char *) * (size_t)cap);
+        if (!l) return -1;
+        v->merge_list = l;
+        v->merge_cap = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy) return -1;
+    memcpy(copy, merge, len);
+    copy[len] = 0;
+    v->merge_list[v->n_merges++] = copy;
     return qs_strmap_put(v->merges, merge, len, rank);
 }
 

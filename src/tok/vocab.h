@@ -40,6 +40,8 @@ typedef struct qs_vocab {
     qs_strmap *to_id;    /* piece -> id */
     qs_strmap *merges;   /* "left right" -> rank (BPE) */
     int n_merges;
+    char **merge_list;   /* (n_merges) the merges in rank order, NUL-terminated copies */
+    int merge_cap;
     int bos, eos, unk;   /* -1 when absent */
     int add_bos, add_eos, add_space_prefix;
     int *user_defined;   /* ids of USER_DEFINED tokens, longest first (split out of raw text) */
