@@ -32,6 +32,11 @@ static int inverse_cholesky(const float *gram, int n, float *u) {
     double *h = malloc(sizeof(double) * (size_t)n * (size_t)n);
     if (!h) return -1;
     double mean_diag = 0;
+    for (size_t k = 0; k < (size_t)n * n; k++)
+        if (!isfinite(gram[k])) { /* a corrupt statistic: refuse rather than write garbage codes */
+            free(h);
+            return -1;
+        }
     for (int i = 0; i < n; i++) mean_diag += gram[(size_t)i * n + i] > 0 ? gram[(size_t)i * n + i] : 0;
     mean_diag = mean_diag > 0 ? mean_diag / n : 1;
     int info = 1;
