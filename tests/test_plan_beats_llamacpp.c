@@ -21,15 +21,8 @@
 static char dir[512];
 
 static double kl_of(const char *model, const char *text) {
-    char *base = model_path("stories260K.gguf"), cmd[4096], *out;
-    snprintf(cmd, sizeof cmd, "('%s' ppl '%s' --base '%s' --text '%s' --ctx 128 --llamacpp-numerics --quiet --json 2>&1)",
-             qsense_bin(), model, base, text);
-    int rc = run_cmd(cmd, &out);
-    cJSON *j = rc == 0 ? cJSON_Parse(out) : NULL;
-    CHECK(j != NULL, "%s: %s", cmd, out);
-    double v = j ? json_num(j, "kl_mean") : NAN;
-    cJSON_Delete(j);
-    free(out);
+    char *base = model_path("stories260K.gguf");
+    double v = qsense_kl(model, base, text, 128, 1);
     free(base);
     return v;
 }

@@ -91,17 +91,6 @@ static void same_vocab(const char *pa, const char *pb) {
     qs_model_close(b);
 }
 
-static double kl_vs(const char *model, const char *base, const char *text, int ctx) {
-    char cmd[4096], *out;
-    snprintf(cmd, sizeof cmd, "'%s' ppl '%s' --base '%s' --text '%s' --ctx %d --quiet --json", qsense_bin(), model, base, text, ctx);
-    int rc = run_cmd(cmd, &out);
-    cJSON *j = rc == 0 ? cJSON_Parse(out) : NULL;
-    CHECK(j != NULL, "%s: %s", cmd, out);
-    double kl = j ? json_num(j, "kl_mean") : NAN;
-    cJSON_Delete(j);
-    free(out);
-    return kl;
-}
 
 int main(void) {
     char *d = temp_dir(), *bin = model_path("stories260K.bin"), *tok = model_path("tok512.bin"), *gguf = model_path("stories260K.gguf");
@@ -119,7 +108,7 @@ int main(void) {
     int n;
     CHECK(same_tensors(out, gguf, &n) == n && n == 47, "llama2.c -> GGUF: %d tensors, not all as llama.cpp's converter wrote them", n);
     same_vocab(out, gguf);
-    CHECK(kl_vs(out, gguf, gpl, 128) == 0, "identical weights and vocabulary give identical logits");
+    CHECK(qsense_kl(out, gguf, gpl, 128, 0) == 0, "identical weights and vocabulary give identical logits");
     /* a block-type plan, verified */
     snprintf(plan, sizeof plan, "%s/mixed.json", dir);
     snprintf(out, sizeof out, "%s/l2c-mixed.gguf", dir);
@@ -128,7 +117,7 @@ int main(void) {
              tok, plan, out, qsense_bin(), out, plan);
     CHECK(run_cmd(cmd, &o) == 0 && strstr(o, "every tensor has its planned type"), "%s: %s", cmd, o);
     free(o);
-    const double kl_mixed = kl_vs(out, gguf, gpl, 128);
+    const double kl_mixed = qsense_kl(out, gguf, gpl, 128, 0);
     CHECK(kl_mixed > 0 && kl_mixed < 0.05, "q5_0/q8_0/f16 from llama2.c: KL %.5f", kl_mixed);
     /* no tokenizer beside the checkpoint */
     snprintf(cmd, sizeof cmd, "cp '%s' '%s/lonely.bin' && '%s' quantize '%s/lonely.bin' --plan '%s/f32.json' -o '%s/x.gguf'", bin, dir,

@@ -97,3 +97,16 @@ char *db_dump(const char *path, const char *const *queries, int n_queries) {
     sqlite3_close(h);
     return out;
 }
+
+double qsense_kl(const char *model, const char *base, const char *text, int ctx, int llamacpp_numerics) {
+    char cmd[4096], *out;
+    snprintf(cmd, sizeof cmd, "'%s' ppl '%s' --base '%s' --text '%s' --ctx %d%s --quiet --json 2>&1", qsense_bin(), model, base,
+             text, ctx, llamacpp_numerics ? " --llamacpp-numerics" : "");
+    int rc = run_cmd(cmd, &out);
+    cJSON *j = rc == 0 ? cJSON_Parse(out) : NULL;
+    CHECK(j != NULL, "%s: %s", cmd, out);
+    double v = j ? json_num(j, "kl_mean") : NAN;
+    cJSON_Delete(j);
+    free(out);
+    return v;
+}

@@ -41,6 +41,9 @@ char *temp_dir(void);
 int run_cmd(const char *cmd, char **out);
 
 cJSON *read_json(const char *path);
+/* mean KL of model against base on text (qsense ppl --base ... --json), ctx-token chunks, with
+ * llama.cpp's activation rounding when llamacpp_numerics; NAN (and a failed check) on error */
+double qsense_kl(const char *model, const char *base, const char *text, int ctx, int llamacpp_numerics);
 /* cJSON number from a path like "f32.final_ppl" (objects only); NAN if missing */
 double json_num(cJSON *root, const char *dotted);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../core/qs_dtype.h"
+#include "ggml_quant.h"
 
 extern const qs_format_ops qs_int_ops, qs_ggml_ops, qs_float16_ops, qs_fp8_ops, qs_nf4_ops, qs_nonuniform_ops,
     qs_sparse_ops;
@@ -44,33 +45,22 @@ static void build(void) {
                     f->symmetric = sym;
                     f->clip_search = mse;
                 }
+    /* llama.cpp's block types: round-to-nearest (the plain name), activation-weighted ("-w",
+     * where llama.cpp has an imatrix search), GPTQ ("-gptq", every type) */
     static const int ggml[] = {QS_DT_Q8_0, QS_DT_Q6_K, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q5_K, QS_DT_Q4_0,
                                QS_DT_Q4_1, QS_DT_Q4_K, QS_DT_Q3_K, QS_DT_Q2_K};
-    for (size_t i = 0; i < sizeof ggml / sizeof ggml[0]; i++) {
-        const qs_dtype_traits *tr = qs_dtype_get(ggml[i]);
-        qs_format *f = add(tr->name, QS_FAM_GGML, &qs_ggml_ops);
-        f->ggml_type = ggml[i];
-        f->bits = tr->type_size * 8 / tr->block_size;
-    }
-    static const int weighted[] = {QS_DT_Q6_K, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q5_K, QS_DT_Q4_0, QS_DT_Q4_1, QS_DT_Q4_K};
-    for (size_t i = 0; i < sizeof weighted / sizeof weighted[0]; i++) {
-        const qs_dtype_traits *tr = qs_dtype_get(weighted[i]);
-        snprintf(name, sizeof name, "%s-w", tr->name);
-        qs_format *f = add(name, QS_FAM_GGML, &qs_ggml_ops);
-        f->ggml_type = weighted[i];
-        f->bits = tr->type_size * 8 / tr->block_size;
-        f->weighted = 1;
-    }
-    static const int gptq[] = {QS_DT_Q8_0, QS_DT_Q6_K, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q5_K, QS_DT_Q4_0,
-                               QS_DT_Q4_1, QS_DT_Q4_K, QS_DT_Q3_K, QS_DT_Q2_K};
-    for (size_t i = 0; i < sizeof gptq / sizeof gptq[0]; i++) {
-        const qs_dtype_traits *tr = qs_dtype_get(gptq[i]);
-        snprintf(name, sizeof name, "%s-gptq", tr->name);
-        qs_format *f = add(name, QS_FAM_GGML, &qs_ggml_ops);
-        f->ggml_type = gptq[i];
-        f->bits = tr->type_size * 8 / tr->block_size;
-        f->gptq = 1;
-    }
+    static const char *const rounding[] = {"", "-w", "-gptq"};
+    for (int r = 0; r < 3; r++)
+        for (size_t i = 0; i < sizeof ggml / sizeof ggml[0]; i++) {
+            const qs_dtype_traits *tr = qs_dtype_get(ggml[i]);
+            if (r == 1 && (ggml[i] == QS_DT_Q8_0 || !qs_ggml_can_quantize_weighted(ggml[i]))) continue;
+            snprintf(name, sizeof name, "%s%s", tr->name, rounding[r]);
+            qs_format *f = add(name, QS_FAM_GGML, &qs_ggml_ops);
+            f->ggml_type = ggml[i];
+            f->bits = tr->type_size * 8 / tr->block_size;
+            f->weighted = r == 1;
+            f->gptq = r == 2;
+        }
     qs_format *f = add("f16", QS_FAM_FLOAT16, &qs_float16_ops);
     f->ggml_type = QS_DT_F16;
     f->bits = 16;
