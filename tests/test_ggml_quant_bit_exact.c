@@ -127,7 +127,8 @@ int main(void) {
     /* activation-weighted rounding equals llama.cpp's imatrix path: SmolLM2's weights with an
      * importance vector that has outlier channels (every 37th column 100x the others) */
     if (qc && sm) {
-        static const int WTYPES[] = {QS_DT_Q4_0, QS_DT_Q4_1, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q8_0, QS_DT_Q4_K, QS_DT_Q5_K, QS_DT_Q6_K};
+        static const int WTYPES[] = {QS_DT_Q4_0, QS_DT_Q4_1, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q8_0,
+                                     QS_DT_Q2_K, QS_DT_Q3_K, QS_DT_Q4_K, QS_DT_Q5_K, QS_DT_Q6_K};
         for (size_t t = 0; t < sizeof WTYPES / sizeof WTYPES[0]; t++) {
             if (init) init(WTYPES[t]);
             long bad = 0, blocks = 0;

@@ -17,7 +17,7 @@ static void help(void) {
            "\n"
            "  --tokenizer FILE  a llama2.c model's tokenizer.bin (default: tokenizer.bin beside it)\n"
            "  --db DB   the profile database the plan came from: formats with activation-weighted\n"
-           "            rounding (q4_0-w, q4_1-w, q4_k-w, q5_0-w, q5_1-w, q5_k-w, q6_k-w) take each tensor's\n"
+           "            rounding (q4_0-w, q4_1-w, q5_0-w, q5_1-w, q2_k-w .. q6_k-w) take each tensor's\n"
            "            inputs' mean square from it, as llama-quantize takes an imatrix; GPTQ formats\n"
            "            (q4_k-gptq ...) also the inputs' Gram matrix, which the profile stores when its\n"
            "            sweep includes a -gptq format\n");

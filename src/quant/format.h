@@ -4,7 +4,7 @@
  *        min/max scales ("-mse": per-group MSE-optimal clipping search); channel = output row,
  *        groups run along the input dimension (a last partial group is allowed)
  *   q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k   llama.cpp block types, byte-exact
- *   q4_0-w q4_1-w q4_k-w q5_0-w q5_1-w q5_k-w q6_k-w   the same blocks with activation-weighted
+ *   q4_0-w q4_1-w q5_0-w q5_1-w q2_k-w .. q6_k-w       the same blocks with activation-weighted
  *                                                      rounding (llama-quantize --imatrix's search,
  *                                                      importance = the inputs' mean square)
  *   q2_k-gptq .. q8_0-gptq (every block type above)    the same blocks with GPTQ error

@@ -321,6 +321,39 @@ static void q2_k(const float *x, uint8_t *y, int64_t nb) {
     }
 }
 
+/* q2_k with importance qw (llama-quantize --imatrix): each 16-value sub-block's scale and min
+ * searched on weights qw * sqrt(sigma2 + x^2), sigma2 the super-block's mean square; the
+ * sixteen 4-bit scales and mins fitted by make_qp_quants weighted by each sub-block's total
+ * weight; then every value rounded again on the stored grid. */
+static void q2_k_weighted(const float *x, uint8_t *y, int64_t nb, const float *qw) {
+    uint8_t L[QK_K], Laux[16], Ls[QK_K / 16], Lm[QK_K / 16];
+    float mins[QK_K / 16], scales[QK_K / 16], sw[QK_K / 16], weight[16];
+    for (int64_t i = 0; i < nb; i++, x += QK_K, y += 84, qw += QK_K) {
+        float sumx2 = 0;
+        for (int j = 0; j < QK_K; ++j) sumx2 += x[j] * x[j];
+        const float sigma2 = sumx2 / QK_K;
+        for (int j = 0; j < QK_K / 16; ++j) {
+            sw[j] = 0;
+            for (int l = 0; l < 16; ++l) weight[l] = qw[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            for (int l = 0; l < 16; ++l) sw[j] += weight[l];
+            scales[j] = qs_ggml_make_qkx2_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, 0);
+        }
+        put16(y + 80, qs_f32_to_f16(make_qp_quants(QK_K / 16, 15, scales, Ls, sw)));
+        put16(y + 82, qs_f32_to_f16(make_qp_quants(QK_K / 16, 15, mins, Lm, sw)));
+        const float dm = h2f(get16(y + 80)), mm = h2f(get16(y + 82));
+        for (int j = 0; j < QK_K / 16; ++j) y[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
+        for (int j = 0; j < QK_K / 16; ++j) {
+            const float d = dm * (y[j] & 0xF);
+            if (!d) continue;
+            const float m = mm * (y[j] >> 4);
+            for (int ii = 0; ii < 16; ++ii) L[16 * j + ii] = (uint8_t)MAX(0, MIN(3, nearest_int((x[16 * j + ii] + m) / d)));
+        }
+        for (int j = 0; j < QK_K; j += 128)
+            for (int l = 0; l < 32; ++l)
+                y[16 + j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+    }
+}
+
 /* block_q3_K: hmask[32] qs[64] scales[12] d */
 static void q3_k(const float *x, uint8_t *y, int64_t nb) {
     int8_t L[QK_K];
@@ -357,6 +390,61 @@ static void q3_k(const float *x, uint8_t *y, int64_t nb) {
                 int l = nearest_int(x[16 * j + ii] / d);
                 L[16 * j + ii] = (int8_t)(MAX(-4, MIN(3, l)) + 4);
             }
+        }
+        memset(hmask, 0, QK_K / 8);
+        int m = 0;
+        uint8_t hm = 1;
+        for (int j = 0; j < QK_K; ++j) {
+            if (L[j] > 3) {
+                hmask[m] |= hm;
+                L[j] -= 4;
+            }
+            if (++m == QK_K / 8) {
+                m = 0;
+                hm <<= 1;
+            }
+        }
+        for (int j = 0; j < QK_K; j += 128)
+            for (int l = 0; l < 32; ++l)
+                qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+    }
+}
+
+/* q3_k with importance qw: each sub-block's scale by the weighted make_qx_quants (weights
+ * qw * sqrt(sigma2 + x^2), sigma2 twice the super-block's mean square), the sixteen 6-bit
+ * scales by make_qx_quants weighted by the sub-blocks' total weights; values rounded again on
+ * the stored grid (llama.cpp's quantize_row_q3_K_impl). */
+static void q3_k_weighted(const float *x, uint8_t *y, int64_t nb, const float *qw) {
+    int8_t L[QK_K], Ls[QK_K / 16];
+    float scales[QK_K / 16], weight[16], sw[QK_K / 16];
+    for (int64_t i = 0; i < nb; i++, x += QK_K, y += 110, qw += QK_K) {
+        uint8_t *hmask = y, *qs = y + 32, *sc = y + 96;
+        float sumx2 = 0;
+        for (int j = 0; j < QK_K; ++j) sumx2 += x[j] * x[j];
+        const float sigma2 = 2 * sumx2 / QK_K;
+        for (int j = 0; j < QK_K / 16; ++j) {
+            for (int l = 0; l < 16; ++l) weight[l] = qw[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            float sumw = 0;
+            for (int l = 0; l < 16; ++l) sumw += weight[l];
+            sw[j] = sumw;
+            scales[j] = qs_ggml_make_qx_quants(16, 4, x + 16 * j, L + 16 * j, 1, weight);
+        }
+        memset(sc, 0, 12);
+        const float d_block = qs_ggml_make_qx_quants(QK_K / 16, 32, scales, Ls, 1, sw);
+        for (int j = 0; j < QK_K / 16; ++j) {
+            int l = Ls[j];
+            if (j < 8) sc[j] = (uint8_t)(l & 0xF);
+            else sc[j - 8] |= (uint8_t)((l & 0xF) << 4);
+            l >>= 4;
+            sc[j % 4 + 8] |= (uint8_t)(l << (2 * (j / 4)));
+        }
+        put16(y + 108, qs_f32_to_f16(d_block));
+        for (int j = 0; j < QK_K / 16; ++j) {
+            int8_t s = (int8_t)(j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4);
+            s = (int8_t)((s | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
+            const float d = h2f(get16(y + 108)) * s;
+            if (!d) continue;
+            for (int ii = 0; ii < 16; ++ii) L[16 * j + ii] = (int8_t)(MAX(-4, MIN(3, nearest_int(x[16 * j + ii] / d))) + 4);
         }
         memset(hmask, 0, QK_K / 8);
         int m = 0;
@@ -570,9 +658,11 @@ int qs_ggml_quantize_k(int type, const float *src, uint8_t *dst, int64_t n) {
     return -1;
 }
 
-/* one row of n values (a multiple of 256) with importance qw[n]: q4_k, q5_k, q6_k */
+/* one row of n values (a multiple of 256) with importance qw[n]: q2_k .. q6_k */
 int qs_ggml_quantize_k_weighted(int type, const float *src, uint8_t *dst, int64_t n, const float *qw) {
     switch (type) {
+    case QS_DT_Q2_K: q2_k_weighted(src, dst, n / QK_K, qw); return 0;
+    case QS_DT_Q3_K: q3_k_weighted(src, dst, n / QK_K, qw); return 0;
     case QS_DT_Q4_K: q4_k(src, dst, n / QK_K, qw); return 0;
     case QS_DT_Q5_K: q5_k(src, dst, n / QK_K, qw); return 0;
     case QS_DT_Q6_K: q6_k(src, dst, n / QK_K, qw); return 0;

@@ -15,9 +15,8 @@ int qs_ggml_can_quantize(int type);
 
 /* Activation-weighted rounding (llama-quantize with an imatrix): nrows rows of n_per_row values,
  * importance[n_per_row] per input column (the inputs' mean square). Same block layout as
- * qs_ggml_quantize. q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, and q8_0 (which llama.cpp leaves
- * unweighted); q2_k and q3_k are not done yet;
- * returns -1 for other types. (ggml_quant_weighted.c) */
+ * qs_ggml_quantize. q4_0, q4_1, q5_0, q5_1, q2_k .. q6_k, and q8_0 (which llama.cpp leaves
+ * unweighted); returns -1 for other types. (ggml_quant_weighted.c) */
 int qs_ggml_quantize_weighted(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row, const float *importance);
 int qs_ggml_can_quantize_weighted(int type);
 

@@ -4,7 +4,7 @@
  * Each value's weight is importance[column] * sqrt(sigma2 + x^2), sigma2 the row's mean square;
  * the scale (and, for q4_1 / q5_1, the minimum) is then searched to minimise the weighted
  * squared error instead of being fixed by the block's extremes. The blocks are ordinary q4_0 ..
- * q5_1 blocks: llama.cpp loads them unchanged. The K-quants' weighted paths (q4_k, q5_k, q6_k)
+ * q5_1 blocks: llama.cpp loads them unchanged. The K-quants' weighted paths (q2_k .. q6_k)
  * live with their reference code in ggml_kquant.c. */
 #include <math.h>
 #include <string.h>
@@ -69,9 +69,11 @@ static void weighted_row(int type, const float *x, uint8_t *y, int64_t n, const 
     }
 }
 
+static int tr_is_k(int type) { return qs_dtype_get(type)->block_size == 256; }
+
 int qs_ggml_can_quantize_weighted(int type) {
     return type == QS_DT_Q4_0 || type == QS_DT_Q4_1 || type == QS_DT_Q5_0 || type == QS_DT_Q5_1 || type == QS_DT_Q8_0 ||
-           type == QS_DT_Q4_K || type == QS_DT_Q5_K || type == QS_DT_Q6_K;
+           type == QS_DT_Q2_K || type == QS_DT_Q3_K || type == QS_DT_Q4_K || type == QS_DT_Q5_K || type == QS_DT_Q6_K;
 }
 
 int qs_ggml_quantize_weighted(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row, const float *importance) {
@@ -81,7 +83,7 @@ int qs_ggml_quantize_weighted(int type, const float *src, void *dst, int64_t nro
     for (int64_t r = 0; r < nrows; r++, src += n_per_row, y += rb) {
         /* llama.cpp's q8_0 ignores the imatrix: its rounding is already near-optimal */
         if (type == QS_DT_Q8_0) qs_ggml_quantize(type, src, y, n_per_row);
-        else if (type == QS_DT_Q4_K || type == QS_DT_Q5_K || type == QS_DT_Q6_K)
+        else if (tr_is_k(type))
             qs_ggml_quantize_k_weighted(type, src, y, n_per_row, importance);
         else weighted_row(type, src, y, n_per_row, importance);
     }

@@ -3,8 +3,8 @@
  * error is pushed onto the columns not yet rounded, weighted by the inverse of the inputs'
  * Hessian H = X^T X, so the layer's output error ||(W - W^) X||^2 is what is minimised rather
  * than each weight's own error. The blocks' scales are fitted when the sweep reaches a block's
- * first column, on the weights as compensated so far (activation-weighted fit where qsense has
- * one, ggml's plain fit for q2_k / q3_k), then kept; only the codes are chosen here
+ * first column, on the weights as compensated so far (the "-w" formats' activation-weighted
+ * fit; q8_0's plain one), then kept; only the codes are chosen here
  * (ggml_codes.c). The result is an ordinary block: llama.cpp loads it unchanged.
  *
  * Data flow: H from the profile's calibration pass (qs_act_stats.gram, or the `gram` arrays in
