@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "analyzer.h"
+#include "engine/engine.h"
 
 static int cmp_float(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
@@ -59,7 +60,9 @@ static int run(qs_profile *p, int i, qs_error *err) {
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, hist_ds, "u64", s->hist, 256, err);
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, absmax_ds, "f32", s->ch_absmax, n, err);
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, msq_ds, "f32", mean_sq, n, err);
-    if (!rc && p->store_gram) {
+    /* K, V read Q's input and UP reads GATE's: their Gram matrix is stored once, under Q / GATE */
+    const int shares_input = pt->linear == QS_LIN_K || pt->linear == QS_LIN_V || pt->linear == QS_LIN_UP;
+    if (!rc && p->store_gram && !shares_input) {
         /* for `qsense quantize` of a GPTQ plan: the inputs' mean outer product X^T X / n_tokens */
         char gram_ds[160];
         snprintf(gram_ds, sizeof gram_ds, "/activations/%s/gram", pt->t->name);

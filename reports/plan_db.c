@@ -169,7 +169,13 @@ int qs_plan_load_calib(const char *db_path, const char *model_fingerprint, const
                        "rounding needs the database of a qsense profile run of this model",
                        db_path, dataset, (long long)cols, model_fingerprint);
     if (!rc && want_gram && *importance) { /* (a lookup table has neither) */
-        snprintf(dataset, sizeof dataset, "/activations/%s/gram", tensor);
+        /* attn_k / attn_v share attn_q's inputs and ffn_up ffn_gate's: one Gram matrix, stored under the first */
+        const char *kind = strstr(tensor, ".attn_k.");
+        if (!kind) kind = strstr(tensor, ".attn_v.");
+        const char *up = strstr(tensor, ".ffn_up.");
+        if (kind) snprintf(dataset, sizeof dataset, "/activations/%.*s.attn_q.%s/gram", (int)(kind - tensor), tensor, kind + 8);
+        else if (up) snprintf(dataset, sizeof dataset, "/activations/%.*s.ffn_gate.%s/gram", (int)(up - tensor), tensor, up + 8);
+        else snprintf(dataset, sizeof dataset, "/activations/%s/gram", tensor);
         found = load_f32_array(db, model_fingerprint, dataset, cols * cols, gram, err);
         if (found < 0) rc = found;
         else if (!found)
