@@ -15,12 +15,12 @@ static void help(void) {
            "llama.cpp's RoPE order). The plan must have been made for this model (checked by content\n"
            "sha256). Measure the result with: qsense ppl OUT.gguf --base MODEL --text FILE\n"
            "\n"
-           "  --tokenizer FILE  a llama2.c model's tokenizer.bin (default: tokenizer.bin beside it)\n"
-           "  --db DB   the profile database the plan came from: formats with activation-weighted\n"
-           "            rounding (q4_0-w, q4_1-w, q5_0-w, q5_1-w, q2_k-w .. q6_k-w) take each tensor's\n"
-           "            inputs' mean square from it, as llama-quantize takes an imatrix; GPTQ formats\n"
-           "            (q4_k-gptq ...) also the inputs' Gram matrix, which the profile stores when its\n"
-           "            sweep includes a -gptq format\n");
+           "  --db DB           the profile database the plan came from: formats with activation-\n"
+           "                    weighted rounding (q4_0-w, q4_1-w, q5_0-w, q5_1-w, q2_k-w .. q6_k-w)\n"
+           "                    take each tensor's inputs' mean square from it, as llama-quantize\n"
+           "                    takes an imatrix; GPTQ formats (q4_k-gptq ...) also the inputs' Gram\n"
+           "                    matrix, which the profile stores when its sweep has a -gptq format\n"
+           "  --tokenizer FILE  a llama2.c model's tokenizer.bin (default: tokenizer.bin beside it)\n");
 }
 
 int cmd_quantize(int argc, char **argv) {
