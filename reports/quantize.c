@@ -114,10 +114,13 @@ int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const q
                 for (int64_t c = 0; c < t->ne[0]; c++) imp[c] = 1.0f; /* uniform, as the profile measured it */
             if (!rc && !imp) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
             if (!rc && fmt->gptq && lookup) qs_ggml_quantize(type, f, bufs[i], n);
-            else if (!rc && fmt->gptq && qs_gptq_quantize(type, f, rows, t->ne[0], gram, bufs[i]))
-                rc = qs_errorf(err, QS_ERR_INTERNAL, "tensor '%s': GPTQ failed (out of memory, or the inputs' Gram matrix "
-                                                     "in %s cannot be factored)", t->name, db_path);
-            else if (!rc && !fmt->gptq) qs_ggml_quantize_weighted(type, f, bufs[i], rows, t->ne[0], imp);
+            else if (!rc && fmt->gptq) {
+                const int g = qs_gptq_quantize(type, f, rows, t->ne[0], gram, bufs[i]);
+                if (g == -3)
+                    rc = qs_errorf(err, QS_ERR_INPUT, "tensor '%s': the Gram matrix of its inputs in %s has a non-finite value or "
+                                                      "is not positive definite; re-run the profile", t->name, db_path);
+                else if (g) rc = qs_errorf(err, QS_ERR_INTERNAL, "tensor '%s': out of memory for GPTQ", t->name);
+            } else if (!rc && !fmt->gptq) qs_ggml_quantize_weighted(type, f, bufs[i], rows, t->ne[0], imp);
             free(imp);
             free(gram);
         } else {

@@ -11,6 +11,7 @@
  * ("-gptq"); at the same size the plan (every rounding competing) beats a weighted-only plan,
  * which beats a round-to-nearest-only plan. A GPTQ plan with a database that holds no Gram
  * matrices is refused, naming what is missing. */
+#include <sqlite3.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -44,9 +45,10 @@ int main(void) {
              "'%s' plan --db s.db --budget-bytes %.0f --rounding rtn --out rtn.json && "
              "'%s' quantize '%s' --plan rtn.json -o rtn.gguf && "
              "'%s' plan --db s.db --budget-bytes %.0f --rounding weighted --out w.json && "
-             "'%s' quantize '%s' --plan w.json --db s.db -o w.gguf",
+             "'%s' quantize '%s' --plan w.json --db s.db -o w.gguf && "
+             "'%s' plan --db s.db --budget-bytes %.0f --rounding gptq --out gptq.json",
              dir, qsense_bin(), model, qsense_bin(), bar_bytes, qsense_bin(), model, qsense_bin(), qsense_bin(), bar_bytes,
-             qsense_bin(), model, qsense_bin(), bar_bytes, qsense_bin(), model);
+             qsense_bin(), model, qsense_bin(), bar_bytes, qsense_bin(), model, qsense_bin(), bar_bytes);
     int rc = run_cmd(cmd, &out);
     CHECK(rc == 0 && strstr(out, "every tensor has its planned type") && strstr(out, "llama-quantize --tensor-type-file"),
           "plan -> quantize -> verify: exit %d: %s", rc, out);
@@ -98,6 +100,29 @@ int main(void) {
              "'%s' quantize '%s' --plan plan.json --db nogram.db -o x.gguf", dir, qsense_bin(), model, qsense_bin(), model);
     CHECK(run_cmd(cmd, &out) == 3 && strstr(out, "Gram matrix") && strstr(out, "nogram.db") && strstr(out, "-gptq"),
           "a GPTQ plan with a database without Gram matrices: %s", out);
+    free(out);
+    /* a corrupt Gram matrix (NaN) in a copy of the database: refused, nothing written */
+    snprintf(cmd, sizeof cmd, "cp '%s/s.db' '%s/nan.db'", dir, dir);
+    CHECK(run_cmd(cmd, &out) == 0, "cp: %s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/nan.db", dir);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *upd = NULL;
+    float nan_blob[64 * 64];
+    for (int i = 0; i < 64 * 64; i++) nan_blob[i] = NAN;
+    CHECK(sqlite3_open(cmd, &db) == SQLITE_OK &&
+              sqlite3_prepare_v2(db, "UPDATE arrays SET data = ? WHERE dataset = '/activations/blk.0.attn_q.weight/gram'", -1, &upd,
+                                 NULL) == SQLITE_OK &&
+              sqlite3_bind_blob(upd, 1, nan_blob, sizeof nan_blob, SQLITE_STATIC) == SQLITE_OK && sqlite3_step(upd) == SQLITE_DONE &&
+              sqlite3_changes(db) >= 1,
+          "corrupting the Gram matrix: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(upd);
+    sqlite3_close(db);
+    snprintf(cmd, sizeof cmd, "(cd '%s' && '%s' quantize '%s' --plan gptq.json --db nan.db -o nan.gguf 2>&1; echo rc=$?; ls nan.gguf)",
+             dir, qsense_bin(), model);
+    run_cmd(cmd, &out);
+    CHECK(strstr(out, "rc=3") && strstr(out, "non-finite") && strstr(out, "blk.0.attn_q.weight") && strstr(out, "No such file"),
+          "a NaN Gram matrix: %s", out);
     free(out);
     char *stories = data_path("tinystories-sample.txt"), *wiki = data_path("wiki.test.tokens"), wiki_cut[700];
     snprintf(wiki_cut, sizeof wiki_cut, "%s/wiki.txt", dir);

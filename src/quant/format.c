@@ -201,6 +201,9 @@ int qs_format_fake_quantize_calib(const qs_format *f, const float *w, float *out
     if (rc == -2)
         return qs_errorf(err, QS_ERR_INPUT, "format %s needs the Gram matrix of the matrix's inputs, which only a calibration "
                                             "pass gives (qsense profile on evaluation text)", f->name);
-    if (rc) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing to %s (or a singular input Hessian)", f->name);
+    if (rc == -3)
+        return qs_errorf(err, QS_ERR_INPUT, "format %s: the inputs' Gram matrix has a non-finite value or is not positive "
+                                            "definite; the calibration statistics are corrupt", f->name);
+    if (rc) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing to %s", f->name);
     return 0;
 }

@@ -51,7 +51,8 @@ typedef struct {
     /* out = dequantize(quantize(w)); w and out (rows, cols); out may equal w. cal (or NULL):
      * formats that fit a codebook or weighted scales use cal->importance, GPTQ formats need
      * cal->gram, the others ignore it. Returns 0, -1 when out of memory, -2 when the format
-     * needs calibration it was not given. */
+     * needs calibration it was not given, -3 when that calibration is unusable (a Gram matrix
+     * with a non-finite value, or not positive definite even with heavy dampening). */
     int (*fake_quantize)(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
                          const qs_calib *cal);
 } qs_format_ops;

@@ -32,7 +32,7 @@ static int ggml_fake(const qs_format *f, const float *w, float *out, int64_t row
         int rc = blocks ? qs_gptq_quantize(f->ggml_type, w, rows, cols, cal->gram, blocks) : -1;
         if (!rc) tr->to_float(blocks, out, rows * cols);
         free(blocks);
-        return rc ? -1 : 0;
+        return rc == -3 ? -3 : rc ? -1 : 0;
     }
     const float *importance = cal ? cal->importance : NULL;
     void *blocks = malloc(rb);

@@ -29,7 +29,8 @@ void qs_ggml_code_set(int type, void *block, int e, int code);
 /* GPTQ error compensation (gptq.c): quantizes W (rows, cols) into rows of blocks at dst
  * (rows x qs_dtype_row_bytes(type, cols) bytes), minimising ||(W - W^) X||^2 for inputs whose
  * Gram matrix X^T X (cols, cols; any positive multiple) is gram. Returns 0, -1 when out of
- * memory or H cannot be factored, -2 when the type or shape is not supported. */
+ * memory, -2 when the type or shape is not supported, -3 when gram has a non-finite value or
+ * cannot be factored even with heavy dampening. */
 int qs_gptq_quantize(int type, const float *w, int64_t rows, int64_t cols, const float *gram, void *dst);
 int qs_gptq_supports(int type);
 

@@ -27,7 +27,8 @@ void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *inf
 int qs_gptq_supports(int type) { return qs_ggml_code_max(type) > 0 && qs_ggml_can_quantize(type); }
 
 /* U (cols, cols), row-major upper triangle, with (H + damp)^-1 = U^T U. Raises the dampening
- * tenfold while H is not numerically positive definite. Returns 0, or -1. */
+ * tenfold while H is not numerically positive definite. Returns 0, -1 when out of memory, -3
+ * when H has a non-finite value or cannot be factored. */
 static int inverse_cholesky(const float *gram, int n, float *u) {
     double *h = malloc(sizeof(double) * (size_t)n * (size_t)n);
     if (!h) return -1;
@@ -35,7 +36,7 @@ static int inverse_cholesky(const float *gram, int n, float *u) {
     for (size_t k = 0; k < (size_t)n * n; k++)
         if (!isfinite(gram[k])) { /* a corrupt statistic: refuse rather than write garbage codes */
             free(h);
-            return -1;
+            return -3;
         }
     for (int i = 0; i < n; i++) mean_diag += gram[(size_t)i * n + i] > 0 ? gram[(size_t)i * n + i] : 0;
     mean_diag = mean_diag > 0 ? mean_diag / n : 1;
@@ -62,7 +63,7 @@ static int inverse_cholesky(const float *gram, int n, float *u) {
         for (int i = 0; i < n; i++)
             for (int j = 0; j < n; j++) u[(size_t)i * n + j] = j >= i ? (float)h[(size_t)i * n + j] : 0.0f;
     free(h);
-    return info ? -1 : 0;
+    return info ? -3 : 0;
 }
 
 /* the affine map of every element of a block from its code, for the block's fixed scales:
