@@ -172,8 +172,8 @@ static void fig_cost_vs_bpw(plotter *p) {
                             " JOIN formats f ON f.id = q.format_id WHERE q.run_id = ? AND t.kind = ? AND q.applicable AND"
                             " q.output_error IS NOT NULL GROUP BY f.name";
     if (sqlite3_prepare_v2(c->h, sql, -1, &st, NULL) != SQLITE_OK) return;
-    char files[N_KINDS][1300];
-    int have[N_KINDS] = {0}, any = 0;
+    char files[N_KINDS][1300], best_files[N_KINDS][1300];
+    int have[N_KINDS] = {0}, any = 0, several_roundings = 0;
     for (int k = 0; k < N_KINDS; k++) {
         fmt_point pts[256];
         int n = 0;
@@ -201,6 +201,19 @@ static void fig_cost_vs_bpw(plotter *p) {
         fprintf(d, "# bpw cost format\n");
         for (int i = 0; i < n; i++) fprintf(d, "%.4f %.6g %s\n", pts[i].bpw, pts[i].cost, pts[i].fmt);
         data_close(p, d);
+        /* the line: the best format at each size (several roundings of one block type share a size) */
+        snprintf(name, sizeof name, "cost_bpw_%s_best.dat", KINDS[k]);
+        d = data_file(p, name, best_files[k], sizeof best_files[k]);
+        fprintf(d, "# bpw cost format (the lowest cost at each bits per weight)\n");
+        for (int i = 0; i < n;) {
+            int b = i, j = i;
+            for (; j < n && pts[j].bpw - pts[i].bpw < 1e-9; j++)
+                if (pts[j].cost < pts[b].cost) b = j;
+            several_roundings |= j - i > 1;
+            fprintf(d, "%.4f %.6g %s\n", pts[b].bpw, pts[b].cost, pts[b].fmt);
+            i = j;
+        }
+        data_close(p, d);
         have[k] = 1;
         any = 1;
     }
@@ -212,8 +225,9 @@ static void fig_cost_vs_bpw(plotter *p) {
     char caption[600];
     snprintf(caption, sizeof caption,
              "Each point: one format, its %s averaged over the layers%s, at its true storage cost (scales included). "
-             "Lower is better; a line that stays high needs more bits than the others. The y axis is logarithmic.",
-             c->has_sensitivity ? "KL divergence" : "output error", c->has_sensitivity ? " and domains" : "");
+             "Lower is better; a line that stays high needs more bits than the others.%s The y axis is logarithmic.",
+             c->has_sensitivity ? "KL divergence" : "output error", c->has_sensitivity ? " and domains" : "",
+             several_roundings ? " Where several roundings share a size (q4_0, q4_0-w, q4_0-gptq), the line joins the best." : "");
     new_figure(p, "overview", "cost_vs_bpw.png", title, caption);
     gp_begin(p, "cost_vs_bpw.png", title, "bits per weight", cost_label(c), 900, 520);
     fprintf(p->gp, "set logscale y\nset format y '%%.0e'\nplot ");
@@ -221,8 +235,10 @@ static void fig_cost_vs_bpw(plotter *p) {
     for (int k = 0; k < N_KINDS; k++) {
         if (!have[k]) continue;
         fprintf(p->gp, "%s", first ? "" : ", ");
+        gp_str(p->gp, best_files[k]);
+        fprintf(p->gp, " using 1:2 with linespoints lw 2 pt 7 ps 0.8 lc %d title '%s', ", k + 1, KINDS[k]);
         gp_str(p->gp, files[k]);
-        fprintf(p->gp, " using 1:2 with linespoints lw 2 pt 7 ps 0.8 title '%s'", KINDS[k]);
+        fprintf(p->gp, " using 1:2 with points pt 6 ps 0.8 lc %d notitle", k + 1);
         first = 0;
     }
     fprintf(p->gp, "\n");
