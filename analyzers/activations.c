@@ -60,9 +60,8 @@ static int run(qs_profile *p, int i, qs_error *err) {
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, hist_ds, "u64", s->hist, 256, err);
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, absmax_ds, "f32", s->ch_absmax, n, err);
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, msq_ds, "f32", mean_sq, n, err);
-    /* K, V read Q's input and UP reads GATE's: their Gram matrix is stored once, under Q / GATE */
-    const int shares_input = pt->linear == QS_LIN_K || pt->linear == QS_LIN_V || pt->linear == QS_LIN_UP;
-    if (!rc && p->store_gram && !shares_input) {
+    /* matrices that read another's inputs (K, V: Q's; UP: GATE's) use its Gram matrix */
+    if (!rc && p->store_gram && qs_linear_input_of(pt->linear) == pt->linear) {
         /* for `qsense quantize` of a GPTQ plan: the inputs' mean outer product X^T X / n_tokens */
         char gram_ds[160];
         snprintf(gram_ds, sizeof gram_ds, "/activations/%s/gram", pt->t->name);

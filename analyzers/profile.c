@@ -24,14 +24,12 @@
 static const qs_analyzer *const ANALYZERS[] = {&qs_analyzer_weights, &qs_analyzer_activations, &qs_analyzer_qerror};
 #define N_ANALYZERS 3
 
-/* inputs shared by several linears are collected once: K, V read Q's input, UP reads GATE's */
-static int input_slot(int kind) { return kind == QS_LIN_K || kind == QS_LIN_V ? QS_LIN_Q : kind == QS_LIN_UP ? QS_LIN_GATE : kind; }
 
 const qs_act_stats *qs_profile_input_stats(const qs_profile *p, int i) {
     const qs_prof_tensor *pt = &p->tensors[i];
     if (!p->acts || pt->linear < 0) return NULL;
     int layer = pt->linear == QS_LIN_OUTPUT ? p->m->arch.n_layers : pt->layer;
-    return &p->acts[layer * QS_LIN_COUNT + input_slot(pt->linear)];
+    return &p->acts[layer * QS_LIN_COUNT + qs_linear_input_of(pt->linear)];
 }
 
 float *qs_profile_importance(const qs_profile *p, int i) {
@@ -73,7 +71,7 @@ float *qs_profile_weights(const qs_profile *p, int i) {
 
 static void observe(void *user, int layer, int kind, const float *x, int n, int n_in) {
     qs_profile *p = user;
-    if (input_slot(kind) != kind) return; /* same input as another kind: already counted */
+    if (qs_linear_input_of(kind) != kind) return; /* inputs shared by several linears are collected once */
     qs_act_stats *s = &p->acts[layer * QS_LIN_COUNT + kind];
     if (!s->ch_absmax) {
         s->n_in = n_in;

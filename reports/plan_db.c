@@ -9,6 +9,7 @@
 
 #include "core/qs_file.h"
 #include "core/qs_sha256.h"
+#include "engine/engine.h"
 #include "plan.h"
 #include "quant/format.h"
 #include "core/qs_dtype.h"
@@ -169,12 +170,15 @@ int qs_plan_load_calib(const char *db_path, const char *model_fingerprint, const
                        "rounding needs the database of a qsense profile run of this model",
                        db_path, dataset, (long long)cols, model_fingerprint);
     if (!rc && want_gram && *importance) { /* (a lookup table has neither) */
-        /* attn_k / attn_v share attn_q's inputs and ffn_up ffn_gate's: one Gram matrix, stored under the first */
-        const char *kind = strstr(tensor, ".attn_k.");
-        if (!kind) kind = strstr(tensor, ".attn_v.");
-        const char *up = strstr(tensor, ".ffn_up.");
-        if (kind) snprintf(dataset, sizeof dataset, "/activations/%.*s.attn_q.%s/gram", (int)(kind - tensor), tensor, kind + 8);
-        else if (up) snprintf(dataset, sizeof dataset, "/activations/%.*s.ffn_gate.%s/gram", (int)(up - tensor), tensor, up + 8);
+        /* matrices that read another's inputs (attn_k, attn_v: attn_q's) are stored under it */
+        int layer, off = 0, kind = -1;
+        if (sscanf(tensor, "blk.%d.%n", &layer, &off) == 1 && off > 0)
+            for (int k = 0; k < QS_LIN_OUTPUT; k++) {
+                const char *kn = qs_linear_name(k);
+                if (!strncmp(tensor + off, kn, strlen(kn)) && !strcmp(tensor + off + strlen(kn), ".weight")) kind = k;
+            }
+        if (kind >= 0)
+            snprintf(dataset, sizeof dataset, "/activations/blk.%d.%s.weight/gram", layer, qs_linear_name(qs_linear_input_of(kind)));
         else snprintf(dataset, sizeof dataset, "/activations/%s/gram", tensor);
         found = load_f32_array(db, model_fingerprint, dataset, cols * cols, gram, err);
         if (found < 0) rc = found;

@@ -136,7 +136,6 @@ static int kind_of(const char *name, int *layer) {
     }
     return -1;
 }
-static int input_of(int kind) { return kind == QS_LIN_K || kind == QS_LIN_V ? QS_LIN_Q : kind == QS_LIN_UP ? QS_LIN_GATE : kind; }
 
 /* GPTQ vs weighted rounding for every tensor of the model the type applies to (only_kind >= 0:
  * that kind, layers in the list); totals over tensors into the sums */
@@ -159,7 +158,7 @@ static void compare(const qs_model *m, const grams *cal, const grams *held, int 
         if (kind < 0 || !wanted) continue;
         const int64_t cols = t->ne[0], rows = t->ne[1];
         if (!qs_format_applies(fg, rows, cols, NULL, 0)) continue;
-        const float *G = cal->gram[layer][input_of(kind)], *Gh = held->gram[layer][input_of(kind)];
+        const float *G = cal->gram[layer][qs_linear_input_of(kind)], *Gh = held->gram[layer][qs_linear_input_of(kind)];
         float *w = malloc(sizeof(float) * rows * cols), *ww = malloc(sizeof(float) * rows * cols), *wg = malloc(sizeof(float) * rows * cols);
         float *imp = malloc(sizeof(float) * cols);
         qs_tensor_dequantize_rows(t, 0, rows, w);

@@ -49,6 +49,10 @@ static const char *const LIN_NAMES[QS_LIN_COUNT] = {"attn_q", "attn_k", "attn_v"
 
 const char *qs_linear_name(int kind) { return kind >= 0 && kind < QS_LIN_COUNT ? LIN_NAMES[kind] : "?"; }
 
+int qs_linear_input_of(int kind) {
+    return kind == QS_LIN_K || kind == QS_LIN_V ? QS_LIN_Q : kind == QS_LIN_UP ? QS_LIN_GATE : kind;
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -18,6 +18,9 @@ typedef enum {
 
 /* GGUF name suffix of a linear kind ("attn_q", ..., "output"). */
 const char *qs_linear_name(int kind);
+/* The kind whose input `kind` reads: K and V read Q's (the attention norm's output), UP reads
+ * GATE's (the FFN norm's); every other kind its own. */
+int qs_linear_input_of(int kind);
 
 /* x: (n_tokens, n_in) row-major, valid during the call only. */
 typedef void (*qs_observe_fn)(void *user, int layer, int kind, const float *x, int n_tokens, int n_in);

@@ -49,7 +49,7 @@ static int ggml_fake(const qs_format *f, const float *w, float *out, int64_t row
         return -1;
     }
     for (int64_t r = 0; r < rows; r++) {
-        if (f->weighted && !f->gptq) qs_ggml_quantize_weighted(f->ggml_type, w + r * cols, blocks, 1, cols, importance);
+        if (f->weighted) qs_ggml_quantize_weighted(f->ggml_type, w + r * cols, blocks, 1, cols, importance);
         else qs_ggml_quantize(f->ggml_type, w + r * cols, blocks, cols);
         tr->to_float(blocks, out + r * cols, cols);
     }

@@ -277,13 +277,61 @@ static void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
     }
 }
 
+/* four 2-bit values per byte, as q2_k and q3_k store them: L[j + l + 32 k] at bits 2k of qs[j/4 + l] */
+static void pack_2bit(const uint8_t *L, uint8_t *qs) {
+    for (int j = 0; j < QK_K; j += 128)
+        for (int l = 0; l < 32; ++l)
+            qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
+/* a q2_k block whose scales, mins, d and dmin are set: every value rounded on the stored grid
+ * and packed (both llama.cpp paths end so); L: scratch holding the fit's levels, kept where a
+ * sub-block's scale is 0 */
+static void q2_k_round_and_pack(const float *x, uint8_t *y, uint8_t *L) {
+    const uint8_t *sc = y;
+    for (int j = 0; j < QK_K / 16; ++j) {
+        const float d = h2f(get16(y + 80)) * (sc[j] & 0xF);
+        if (!d) continue;
+        const float dm = h2f(get16(y + 82)) * (sc[j] >> 4);
+        for (int ii = 0; ii < 16; ++ii) L[16 * j + ii] = (uint8_t)MAX(0, MIN(3, nearest_int((x[16 * j + ii] + dm) / d)));
+    }
+    pack_2bit(L, y + 16);
+}
+
+/* a q3_k block whose 6-bit scales and d are set: every value rounded on the stored grid, the
+ * high bits into hmask, the low two packed; L as for q2_k (levels 0..7) */
+static void q3_k_round_and_pack(const float *x, uint8_t *y, int8_t *L) {
+    uint8_t *hmask = y, *sc = y + 96;
+    for (int j = 0; j < QK_K / 16; ++j) {
+        int8_t s = (int8_t)(j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4);
+        s = (int8_t)((s | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
+        const float d = h2f(get16(y + 108)) * s;
+        if (!d) continue;
+        for (int ii = 0; ii < 16; ++ii) L[16 * j + ii] = (int8_t)(MAX(-4, MIN(3, nearest_int(x[16 * j + ii] / d))) + 4);
+    }
+    memset(hmask, 0, QK_K / 8);
+    int m = 0;
+    uint8_t hm = 1;
+    for (int j = 0; j < QK_K; ++j) {
+        if (L[j] > 3) {
+            hmask[m] |= hm;
+            L[j] -= 4;
+        }
+        if (++m == QK_K / 8) {
+            m = 0;
+            hm <<= 1;
+        }
+    }
+    pack_2bit((const uint8_t *)L, y + 32);
+}
+
 /* block_q2_K: scales[16] qs[64] d dmin */
 static void q2_k(const float *x, uint8_t *y, int64_t nb) {
     uint8_t L[QK_K], Laux[16];
     float weights[16], mins[QK_K / 16], scales[QK_K / 16];
     const float q4scale = 15.f;
     for (int64_t i = 0; i < nb; i++, x += QK_K, y += 84) {
-        uint8_t *sc = y, *qs = y + 16;
+        uint8_t *sc = y;
         float max_scale = 0, max_min = 0;
         for (int j = 0; j < QK_K / 16; ++j) {
             for (int l = 0; l < 16; ++l) weights[l] = fabsf(x[16 * j + l]);
@@ -306,18 +354,7 @@ static void q2_k(const float *x, uint8_t *y, int64_t nb) {
         } else {
             put16(y + 82, qs_f32_to_f16(0.f));
         }
-        for (int j = 0; j < QK_K / 16; ++j) {
-            const float d = h2f(get16(y + 80)) * (sc[j] & 0xF);
-            if (!d) continue;
-            const float dm = h2f(get16(y + 82)) * (sc[j] >> 4);
-            for (int ii = 0; ii < 16; ++ii) {
-                int l = nearest_int((x[16 * j + ii] + dm) / d);
-                L[16 * j + ii] = (uint8_t)MAX(0, MIN(3, l));
-            }
-        }
-        for (int j = 0; j < QK_K; j += 128)
-            for (int l = 0; l < 32; ++l)
-                qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        q2_k_round_and_pack(x, y, L);
     }
 }
 
@@ -340,17 +377,8 @@ static void q2_k_weighted(const float *x, uint8_t *y, int64_t nb, const float *q
         }
         put16(y + 80, qs_f32_to_f16(make_qp_quants(QK_K / 16, 15, scales, Ls, sw)));
         put16(y + 82, qs_f32_to_f16(make_qp_quants(QK_K / 16, 15, mins, Lm, sw)));
-        const float dm = h2f(get16(y + 80)), mm = h2f(get16(y + 82));
         for (int j = 0; j < QK_K / 16; ++j) y[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
-        for (int j = 0; j < QK_K / 16; ++j) {
-            const float d = dm * (y[j] & 0xF);
-            if (!d) continue;
-            const float m = mm * (y[j] >> 4);
-            for (int ii = 0; ii < 16; ++ii) L[16 * j + ii] = (uint8_t)MAX(0, MIN(3, nearest_int((x[16 * j + ii] + m) / d)));
-        }
-        for (int j = 0; j < QK_K; j += 128)
-            for (int l = 0; l < 32; ++l)
-                y[16 + j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        q2_k_round_and_pack(x, y, L);
     }
 }
 
@@ -359,7 +387,7 @@ static void q3_k(const float *x, uint8_t *y, int64_t nb) {
     int8_t L[QK_K];
     float scales[QK_K / 16];
     for (int64_t i = 0; i < nb; i++, x += QK_K, y += 110) {
-        uint8_t *hmask = y, *qs = y + 32, *sc = y + 96;
+        uint8_t *sc = y + 96;
         float max_scale = 0, amax = 0;
         for (int j = 0; j < QK_K / 16; ++j) {
             scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
@@ -381,32 +409,7 @@ static void q3_k(const float *x, uint8_t *y, int64_t nb) {
         } else {
             put16(y + 108, qs_f32_to_f16(0.f));
         }
-        for (int j = 0; j < QK_K / 16; ++j) {
-            int8_t s = (int8_t)(j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4);
-            s = (int8_t)((s | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
-            float d = h2f(get16(y + 108)) * s;
-            if (!d) continue;
-            for (int ii = 0; ii < 16; ++ii) {
-                int l = nearest_int(x[16 * j + ii] / d);
-                L[16 * j + ii] = (int8_t)(MAX(-4, MIN(3, l)) + 4);
-            }
-        }
-        memset(hmask, 0, QK_K / 8);
-        int m = 0;
-        uint8_t hm = 1;
-        for (int j = 0; j < QK_K; ++j) {
-            if (L[j] > 3) {
-                hmask[m] |= hm;
-                L[j] -= 4;
-            }
-            if (++m == QK_K / 8) {
-                m = 0;
-                hm <<= 1;
-            }
-        }
-        for (int j = 0; j < QK_K; j += 128)
-            for (int l = 0; l < 32; ++l)
-                qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        q3_k_round_and_pack(x, y, L);
     }
 }
 
@@ -418,7 +421,7 @@ static void q3_k_weighted(const float *x, uint8_t *y, int64_t nb, const float *q
     int8_t L[QK_K], Ls[QK_K / 16];
     float scales[QK_K / 16], weight[16], sw[QK_K / 16];
     for (int64_t i = 0; i < nb; i++, x += QK_K, y += 110, qw += QK_K) {
-        uint8_t *hmask = y, *qs = y + 32, *sc = y + 96;
+        uint8_t *sc = y + 96;
         float sumx2 = 0;
         for (int j = 0; j < QK_K; ++j) sumx2 += x[j] * x[j];
         const float sigma2 = 2 * sumx2 / QK_K;
@@ -439,29 +442,7 @@ static void q3_k_weighted(const float *x, uint8_t *y, int64_t nb, const float *q
             sc[j % 4 + 8] |= (uint8_t)(l << (2 * (j / 4)));
         }
         put16(y + 108, qs_f32_to_f16(d_block));
-        for (int j = 0; j < QK_K / 16; ++j) {
-            int8_t s = (int8_t)(j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4);
-            s = (int8_t)((s | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
-            const float d = h2f(get16(y + 108)) * s;
-            if (!d) continue;
-            for (int ii = 0; ii < 16; ++ii) L[16 * j + ii] = (int8_t)(MAX(-4, MIN(3, nearest_int(x[16 * j + ii] / d))) + 4);
-        }
-        memset(hmask, 0, QK_K / 8);
-        int m = 0;
-        uint8_t hm = 1;
-        for (int j = 0; j < QK_K; ++j) {
-            if (L[j] > 3) {
-                hmask[m] |= hm;
-                L[j] -= 4;
-            }
-            if (++m == QK_K / 8) {
-                m = 0;
-                hm <<= 1;
-            }
-        }
-        for (int j = 0; j < QK_K; j += 128)
-            for (int l = 0; l < 32; ++l)
-                qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        q3_k_round_and_pack(x, y, L);
     }
 }
 
