@@ -339,7 +339,7 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
     qs_sha256_hex(text, n_text, text_fp);
     /* NaN/Inf weights would poison every statistic: refuse before the database is touched */
     if ((rc = qs_model_check_finite(m, err))) goto out;
-    if ((rc = qs_db_open(&db, opt->db_path, err))) goto out;
+    if ((rc = qs_db_open(&db, opt->db_path, QS_DB_CREATE, err))) goto out;
     p.db = db;
     int64_t params = 0;
     for (int i = 0; i < m->n_tensors; i++) params += qs_tensor_numel(&m->tensors[i]);
@@ -427,8 +427,10 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
     for (int f = 0; opt->sensitivity && f < p.n_formats_sens; f++) need_acts |= qs_format_needs_calib(p.formats_sens[f]);
     if (!rc && need_acts) {
         if ((rc = qs_vocab_for_model(&v, m, err)) || (rc = qs_tokenize(v, text, n_text, 1, &ids, &n_ids, err))) goto jobs_out;
-        if (n_ids < 2) {
-            rc = qs_errorf(err, QS_ERR_INPUT, "%s: the calibration text gives only %zu tokens", opt->data_path, n_ids);
+        if (n_ids < QS_PROFILE_MIN_CALIB_TOKENS) {
+            rc = qs_errorf(err, QS_ERR_INPUT,
+                           "%s: the calibration text gives only %zu tokens; activation statistics need at least %d (give a "
+                           "longer --data text)", opt->data_path, n_ids, QS_PROFILE_MIN_CALIB_TOKENS);
             goto jobs_out;
         }
         p.acts = calloc((size_t)(m->arch.n_layers + 1) * QS_LIN_COUNT, sizeof(qs_act_stats));

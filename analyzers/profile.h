@@ -10,6 +10,9 @@
 
 #include "core/qs_error.h"
 
+/* fewer calibration tokens than this give per-channel statistics that are noise: refused */
+#define QS_PROFILE_MIN_CALIB_TOKENS 64
+
 typedef struct {
     const char *model_path, *tokenizer_path;
     const char *data_path;   /* calibration text */

@@ -89,8 +89,8 @@ static int base_domain(qs_sens *s, domain *d, const qs_vocab *v, qs_error *err) 
     d->n_chunks = (int)(budget / s->ctx);
     if (d->n_chunks < 1) {
         free(ids);
-        return qs_errorf(err, QS_ERR_INPUT, "evaluation domain '%s' gives %zu tokens; a %d-token chunk needs more", d->src->name,
-                         n_ids, s->ctx);
+        return qs_errorf(err, QS_ERR_INPUT, "%.300s: evaluation domain '%s' gives %zu tokens; a %d-token chunk needs more",
+                         d->src->files ? d->src->files : "?", d->src->name, n_ids, s->ctx);
     }
     const int per = s->ctx - 1 - s->first, k = s->k, V = a->n_vocab;
     d->n_scored = d->n_chunks * per;

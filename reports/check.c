@@ -16,6 +16,8 @@
 #include <string.h>
 
 #include "core/qs_file.h"
+#include "core/qs_json.h"
+#include "core/qs_output.h"
 #include "engine/compare.h"
 #include "io/gguf.h"
 #include "io/evalset.h"
@@ -66,10 +68,12 @@ static int load_thresholds(const char *path, thresholds *t, qs_error *err) {
         return 0;
     }
     char *text;
-    int rc = qs_read_file(path, &text, NULL, err);
+    size_t n_text;
+    int rc = qs_read_file(path, &text, &n_text, err);
     if (rc) return qs_error_prefix(err, "thresholds");
-    t->root = cJSON_Parse(text);
+    t->root = qs_json_parse(text, n_text, path, 0, err);
     free(text);
+    if (!t->root) return QS_ERR_INPUT;
     if (!cJSON_IsObject(t->root)) return qs_errorf(err, QS_ERR_INPUT, "%s: not a JSON object", path);
     for (cJSON *it = t->root->child; it; it = it->next) {
         if (!strcmp(it->string, "default")) {
@@ -90,6 +94,23 @@ static int load_thresholds(const char *path, thresholds *t, qs_error *err) {
         } else {
             return qs_errorf(err, QS_ERR_INPUT, "%s: unknown key '%s' (expected default, domains, baseline)", path, it->string);
         }
+    }
+    return 0;
+}
+
+/* a domain the set does not have would gate nothing: a typo must not switch the gate off */
+static int check_threshold_domains(const thresholds *t, const qs_evalset *set, const char *path, qs_error *err) {
+    cJSON *doms = t->root ? cJSON_GetObjectItemCaseSensitive(t->root, "domains") : NULL;
+    for (cJSON *d = doms ? doms->child : NULL; d; d = d->next) {
+        int found = 0;
+        for (int i = 0; i < set->n_domains && !found; i++) found = !strcmp(set->domains[i].name, d->string);
+        if (found) continue;
+        char names[512] = "";
+        size_t k = 0;
+        for (int i = 0; i < set->n_domains && k < sizeof names - 70; i++)
+            k += (size_t)snprintf(names + k, sizeof names - k, "%s%s", i ? ", " : "", set->domains[i].name);
+        return qs_errorf(err, QS_ERR_INPUT, "%s: domains.%s: the evaluation set '%s' has no domain '%s' (it has: %s)", path,
+                         d->string, set->name, d->string, names);
     }
     return 0;
 }
@@ -218,10 +239,20 @@ int qs_check_run(const qs_check_options *o, qs_check_summary *sum, qs_error *err
     float **bufs = NULL;
     result *res = NULL;
     if (rc) goto out;
-    if ((rc = qs_evalset_load(&set, o->data, QS_DATASETS_DIR, 4096, err))) goto out;
+    if ((rc = qs_evalset_load(&set, o->data, QS_DATASETS_DIR, 4096, err)) || (rc = check_threshold_domains(&th, set, o->thresholds, err)))
+        goto out;
     if ((rc = qs_model_open(&ref, o->reference, NULL, err)) || (rc = qs_vocab_for_model(&v, ref, err)) ||
         (rc = qs_engine_new(&re, ref, o->threads, err)) || (rc = candidate_engine(o, ref, &cand, &ce, &bufs, err)))
         goto out;
+    /* every input is open now: refuse outputs over them before the long evaluation, not after */
+    if (o->db) qs_input_note(o->db);
+    if ((o->junit && (rc = qs_output_check(o->junit, "--junit", err))) ||
+        (o->markdown && (rc = qs_output_check(o->markdown, "--markdown", err))))
+        goto out;
+    if (o->junit && o->markdown && qs_same_file(o->junit, o->markdown)) {
+        rc = qs_errorf(err, QS_ERR_USAGE, "--junit and --markdown name the same file (%s); give each its own", o->junit);
+        goto out;
+    }
     qs_engine_set_llamacpp_numerics(re, o->llamacpp_numerics);
     qs_engine_set_llamacpp_numerics(ce, o->llamacpp_numerics);
     res = calloc((size_t)set->n_domains, sizeof(result));
@@ -235,7 +266,7 @@ int qs_check_run(const qs_check_options *o, qs_check_summary *sum, qs_error *err
         rc = qs_compare_run(re, ce, ids, use, o->ctx, v->add_bos ? v->bos : -1, 0, NULL, NULL, &r, err);
         free(ids);
         if (rc) {
-            qs_error_prefix(err, "domain '%s'", dom->name);
+            qs_error_prefix(err, "%.300s: domain '%s'", dom->files ? dom->files : o->data, dom->name);
             break;
         }
         snprintf(res[d].domain, sizeof res[d].domain, "%s", dom->name);
@@ -251,7 +282,7 @@ int qs_check_run(const qs_check_options *o, qs_check_summary *sum, qs_error *err
     if ((rc = qs_model_fingerprint(ref, ref_sha, err))) goto out;
     if (cand && (rc = qs_model_fingerprint(cand, cand_sha, err))) goto out;
     if (o->db) {
-        if ((rc = qs_db_open(&db, o->db, err))) goto out;
+        if ((rc = qs_db_open(&db, o->db, QS_DB_CREATE, err))) goto out;
         if (!isnan(th.tolerance)) load_baseline(db, ref_sha, set->name, res, set->n_domains);
     } else if (!isnan(th.tolerance)) {
         rc = qs_errorf(err, QS_ERR_USAGE, "baseline thresholds need --db (the runs to compare with)");
@@ -276,6 +307,13 @@ int qs_check_run(const qs_check_options *o, qs_check_summary *sum, qs_error *err
             sum->n_checks++;
             sum->n_failed += bad;
         }
+    /* the first run of a baseline-only gate has nothing to compare with yet: it records the baseline */
+    if (sum->n_checks == 0 && isnan(th.tolerance)) {
+        rc = qs_errorf(err, QS_ERR_INPUT, "%s: these thresholds gate nothing on the evaluation set '%s' (no limit and no "
+                       "baseline applies to any domain): a gate that cannot fail is refused", o->thresholds ? o->thresholds : "thresholds",
+                       set->name);
+        goto out;
+    }
     git_commit(commit, sizeof commit);
     if (db) {
         qs_db_begin(db, NULL);
@@ -323,8 +361,9 @@ int qs_check_run(const qs_check_options *o, qs_check_summary *sum, qs_error *err
         else qs_db_rollback(db);
     }
     if (o->junit) {
-        FILE *f = fopen(o->junit, "w");
-        if (!f) { rc = qs_errorf(err, QS_ERR_INPUT, "%s: cannot write the JUnit report", o->junit); goto out; }
+        qs_output *out;
+        if ((rc = qs_output_open(&out, o->junit, "--junit", 0, err))) goto out;
+        FILE *f = qs_output_stream(out);
         fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"qsense check\" tests=\"%d\" failures=\"%d\">\n",
                 sum->n_checks, sum->n_failed);
         for (int d = 0; d < set->n_domains; d++)
@@ -345,11 +384,12 @@ int qs_check_run(const qs_check_options *o, qs_check_summary *sum, qs_error *err
                 fprintf(f, "</testcase>\n");
             }
         fprintf(f, "</testsuite>\n");
-        fclose(f);
+        if ((rc = qs_output_commit(out, err))) goto out;
     }
     if (o->markdown) {
-        FILE *f = fopen(o->markdown, "w");
-        if (!f) { rc = qs_errorf(err, QS_ERR_INPUT, "%s: cannot write the Markdown summary", o->markdown); goto out; }
+        qs_output *out;
+        if ((rc = qs_output_open(&out, o->markdown, "--markdown", 0, err))) goto out;
+        FILE *f = qs_output_stream(out);
         fprintf(f, "### qsense check: %s\n\n%s vs %s on `%s`%s%s\n\n| domain | KL | KL p99 | PPL ratio | top-1 | verdict |\n| --- | --- | --- | --- | --- | --- |\n",
                 sum->n_failed ? "FAILED" : "passed", o->plan ? o->plan : o->candidate, o->reference, set->name,
                 commit[0] ? ", commit " : "", commit);
@@ -361,7 +401,7 @@ int qs_check_run(const qs_check_options *o, qs_check_summary *sum, qs_error *err
                     res[d].value[M_PPL_RATIO], res[d].failed[M_PPL_RATIO] ? " **(fail)**" : "", 100 * res[d].value[M_TOP1],
                     res[d].failed[M_TOP1] ? " **(fail)**" : "", bad ? "fail" : "pass");
         }
-        fclose(f);
+        if ((rc = qs_output_commit(out, err))) goto out;
     }
     printf("%-16s %10s %10s %10s %8s  %s\n", "domain", "KL", "KL p99", "PPL ratio", "top-1", "verdict");
     for (int d = 0; d < set->n_domains; d++) {

@@ -13,8 +13,12 @@
 
 #include "core/qs_dtype.h"
 #include "core/qs_file.h"
+#include "core/qs_json.h"
+#include "core/qs_output.h"
 #include "core/qs_sha256.h"
+#include "core/qs_strmap.h"
 #include "io/gguf.h"
+#include "io/model.h"
 #include "quant/format.h"
 #include "store/db.h"
 
@@ -155,8 +159,11 @@ static int parse_weights(const char *spec, qs_plan *p, qs_error *err) {
 
 int qs_plan_make(qs_plan **out, const qs_plan_options *opt, qs_error *err) {
     *out = NULL;
+    if (opt->rounding && strcmp(opt->rounding, "auto") && strcmp(opt->rounding, "rtn") && strcmp(opt->rounding, "weighted") &&
+        strcmp(opt->rounding, "gptq"))
+        return qs_errorf(err, QS_ERR_USAGE, "--rounding must be auto, rtn, weighted or gptq, not '%s'", opt->rounding);
     qs_db *db;
-    int rc = qs_db_open(&db, opt->db_path, err);
+    int rc = qs_db_open(&db, opt->db_path, QS_DB_READ, err);
     if (rc) return rc;
     sqlite3 *h = qs_db_handle(db);
     qs_plan *p = calloc(1, sizeof *p);
@@ -216,11 +223,6 @@ int qs_plan_make(qs_plan **out, const qs_plan_options *opt, qs_error *err) {
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (opt->rounding && strcmp(opt->rounding, "auto") && strcmp(opt->rounding, "rtn") && strcmp(opt->rounding, "weighted") &&
-        strcmp(opt->rounding, "gptq")) {
-        rc = qs_errorf(err, QS_ERR_USAGE, "--rounding must be auto, rtn, weighted or gptq, not '%s'", opt->rounding);
-        goto done;
-    }
     /* the weighted ("-w") and GPTQ ("-gptq") formats this run measured */
     char measured[1024] = "";
     int n_weighted = 0, n_gptq = 0;
@@ -396,23 +398,28 @@ int qs_plan_write_json(const qs_plan *p, const char *path, qs_error *err) {
     }
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
-    FILE *f = fopen(path, "w");
-    int ok = f && text && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    if (f && fclose(f) != 0) ok = 0;
+    if (!text) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    qs_output *o;
+    int rc = qs_output_open(&o, path, "the plan", 0, err);
+    if (!rc) {
+        fprintf(qs_output_stream(o), "%s\n", text);
+        rc = qs_output_commit(o, err);
+    }
     free(text);
-    return ok ? 0 : qs_errorf(err, QS_ERR_INPUT, "%s: cannot write the plan", path);
+    return rc;
 }
 
 int qs_plan_read_json(qs_plan **out, const char *path, qs_error *err) {
     *out = NULL;
     char *text;
-    int rc = qs_read_file(path, &text, NULL, err);
+    size_t n_text;
+    int rc = qs_read_file(path, &text, &n_text, err);
     if (rc) return qs_error_prefix(err, "plan");
-    cJSON *j = cJSON_Parse(text);
+    cJSON *j = qs_json_parse(text, n_text, path, 0, err);
     char file_sha[65];
-    qs_sha256_hex(text, strlen(text), file_sha);
+    qs_sha256_hex(text, n_text, file_sha);
     free(text);
-    if (!j) return qs_errorf(err, QS_ERR_INPUT, "%s: not valid JSON", path);
+    if (!j) return QS_ERR_INPUT;
     qs_plan *p = calloc(1, sizeof *p);
     memcpy(p->plan_sha256, file_sha, sizeof file_sha);
     cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "model"), *sha = m ? cJSON_GetObjectItemCaseSensitive(m, "sha256") : NULL;
@@ -425,13 +432,17 @@ int qs_plan_read_json(qs_plan **out, const char *path, qs_error *err) {
     } else if (!cJSON_IsArray(ts) || cJSON_GetArraySize(ts) == 0) {
         rc = qs_errorf(err, QS_ERR_INPUT, "%s: key 'tensors' must be a non-empty array", path);
     } else {
+        snprintf(p->source_path, sizeof p->source_path, "%s", path);
         snprintf(p->model_fingerprint, sizeof p->model_fingerprint, "%s", sha->valuestring);
         snprintf(p->target, sizeof p->target, "%s", cJSON_IsString(target) ? target->valuestring : "any");
         p->n_tensors = cJSON_GetArraySize(ts);
         p->tensors = calloc((size_t)p->n_tensors, sizeof(qs_plan_tensor));
         int i = 0;
         cJSON *t;
+        qs_strmap *seen = qs_strmap_new((size_t)p->n_tensors);
+        if (!seen || !p->tensors) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
         cJSON_ArrayForEach(t, ts) {
+            if (rc) break;
             cJSON *n = cJSON_GetObjectItemCaseSensitive(t, "name"), *f = cJSON_GetObjectItemCaseSensitive(t, "format");
             if (!cJSON_IsString(n) || !cJSON_IsString(f) || strlen(n->valuestring) >= sizeof p->tensors[0].name) {
                 rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensors[%d] needs a string 'name' and 'format'", path, i);
@@ -441,10 +452,18 @@ int qs_plan_read_json(qs_plan **out, const char *path, qs_error *err) {
                 rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensors[%d] ('%s'): unknown format '%s'", path, i, n->valuestring, f->valuestring);
                 break;
             }
+            int first = qs_strmap_get(seen, n->valuestring, strlen(n->valuestring));
+            if (first >= 0) {
+                rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensors[%d] names '%s' again (first at tensors[%d]); each tensor once", path,
+                               i, n->valuestring, first);
+                break;
+            }
+            qs_strmap_put(seen, n->valuestring, strlen(n->valuestring), i);
             snprintf(p->tensors[i].name, sizeof p->tensors[i].name, "%s", n->valuestring);
             snprintf(p->tensors[i].format, sizeof p->tensors[i].format, "%s", f->valuestring);
             i++;
         }
+        qs_strmap_free(seen);
     }
     cJSON_Delete(j);
     if (rc) {
@@ -452,6 +471,20 @@ int qs_plan_read_json(qs_plan **out, const char *path, qs_error *err) {
         return rc;
     }
     *out = p;
+    return 0;
+}
+
+const qs_plan_tensor *qs_plan_find(const qs_plan *p, const char *tensor) {
+    for (int k = 0; k < p->n_tensors; k++)
+        if (!strcmp(p->tensors[k].name, tensor)) return &p->tensors[k];
+    return NULL;
+}
+
+int qs_plan_check_model(const qs_plan *p, const qs_model *m, qs_error *err) {
+    for (int k = 0; k < p->n_tensors; k++)
+        if (!qs_model_find(m, p->tensors[k].name))
+            return qs_errorf(err, QS_ERR_INPUT, "%s: tensors[%d] names '%s', which %s does not have; is the plan for this model?",
+                             p->source_path[0] ? p->source_path : "the plan", k, p->tensors[k].name, m->path);
     return 0;
 }
 

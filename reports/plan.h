@@ -9,6 +9,7 @@
 #include "core/qs_error.h"
 
 struct qs_db;
+typedef struct qs_model qs_model;
 
 typedef struct {
     char name[96];
@@ -42,6 +43,7 @@ typedef struct {
     struct qs_plan_point { double bytes, kl; } *curve;
     char weights_spec[256]; /* --domain-weights as given ("" for equal) */
     char plan_sha256[65];   /* of the plan file's bytes; set by qs_plan_read_json */
+    char source_path[1024]; /* the plan file qs_plan_read_json read ("" for a plan made in memory) */
 } qs_plan;
 
 typedef struct {
@@ -58,7 +60,13 @@ int qs_plan_make(qs_plan **out, const qs_plan_options *opt, qs_error *err);
 void qs_plan_free(qs_plan *p);
 
 int qs_plan_write_json(const qs_plan *p, const char *path, qs_error *err);
+/* Reads plan.json strictly: every tensor named once, a known format each. */
 int qs_plan_read_json(qs_plan **out, const char *path, qs_error *err);
+/* The plan entry for a tensor, or NULL. */
+const qs_plan_tensor *qs_plan_find(const qs_plan *p, const char *tensor);
+/* QS_ERR_INPUT naming the plan file when the plan names a tensor the model lacks: a plan for
+ * another model's layout must not half-apply. */
+int qs_plan_check_model(const qs_plan *p, const qs_model *m, qs_error *err);
 
 /* Records a plan written to plan_path (its sha256 identifies it), its per-domain prediction and
  * the Pareto front in the database (tables plans, plan_domains, pareto); returns the plan id. */

@@ -15,6 +15,13 @@
 #include "core/qs_dtype.h"
 #include "store/db.h"
 
+/* sqlite3_step, keeping the first failure's message (finalize clears it) */
+static int stepped(sqlite3 *h, sqlite3_stmt *st, char *why, size_t cap) {
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW && !why[0]) snprintf(why, cap, "%s", sqlite3_errmsg(h));
+    return rc;
+}
+
 int qs_plan_record(const qs_plan *p, const char *db_path, const char *plan_path, int64_t *plan_id, qs_error *err) {
     char *text;
     size_t n;
@@ -23,11 +30,12 @@ int qs_plan_record(const qs_plan *p, const char *db_path, const char *plan_path,
     char sha[65];
     qs_sha256_hex(text, n, sha);
     qs_db *db;
-    if ((rc = qs_db_open(&db, db_path, err))) {
+    if ((rc = qs_db_open(&db, db_path, QS_DB_WRITE, err))) {
         free(text);
         return rc;
     }
     sqlite3 *h = qs_db_handle(db);
+    char why[300] = "";
     if ((rc = qs_db_begin(db, err))) goto out;
     sqlite3_stmt *st;
     /* the same plan written again (same bytes) keeps its id and any measured figures */
@@ -44,12 +52,12 @@ int qs_plan_record(const qs_plan *p, const char *db_path, const char *plan_path,
     sqlite3_bind_double(st, 8, p->total_params > 0 ? 8 * p->total_bytes / p->total_params : 0);
     sqlite3_bind_double(st, 9, p->predicted_kl);
     sqlite3_bind_text(st, 10, text, (int)n, SQLITE_STATIC);
-    int ok = sqlite3_step(st) == SQLITE_DONE;
+    int ok = stepped(h, st, why, sizeof why) == SQLITE_DONE;
     sqlite3_finalize(st);
     *plan_id = 0;
     sqlite3_prepare_v2(h, "SELECT id FROM plans WHERE sha256 = ?", -1, &st, NULL);
     sqlite3_bind_text(st, 1, sha, -1, SQLITE_STATIC);
-    if (ok && sqlite3_step(st) == SQLITE_ROW) *plan_id = sqlite3_column_int64(st, 0);
+    if (ok && stepped(h, st, why, sizeof why) == SQLITE_ROW) *plan_id = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     ok = ok && *plan_id > 0;
     sqlite3_prepare_v2(h, "INSERT INTO plan_domains (plan_id, domain, predicted_kl) VALUES (?,?,?) ON CONFLICT (plan_id, domain)"
@@ -59,7 +67,7 @@ int qs_plan_record(const qs_plan *p, const char *db_path, const char *plan_path,
         sqlite3_bind_int64(st, 1, *plan_id);
         sqlite3_bind_text(st, 2, p->domains[d], -1, SQLITE_STATIC);
         sqlite3_bind_double(st, 3, p->predicted_kl_domain[d]);
-        ok = sqlite3_step(st) == SQLITE_DONE;
+        ok = stepped(h, st, why, sizeof why) == SQLITE_DONE;
     }
     sqlite3_finalize(st);
     /* the front depends on the run, the target and the weights, not on the budget */
@@ -67,7 +75,7 @@ int qs_plan_record(const qs_plan *p, const char *db_path, const char *plan_path,
     sqlite3_bind_int64(st, 1, p->run_id);
     sqlite3_bind_text(st, 2, p->target, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, p->weights_spec, -1, SQLITE_STATIC);
-    ok = ok && sqlite3_step(st) == SQLITE_DONE;
+    ok = ok && stepped(h, st, why, sizeof why) == SQLITE_DONE;
     sqlite3_finalize(st);
     for (int i = 0; i < p->n_curve && ok; i++) {
         qs_db_value row[] = {{"run_id", 2, (double)p->run_id, NULL},
@@ -82,7 +90,7 @@ int qs_plan_record(const qs_plan *p, const char *db_path, const char *plan_path,
     if (ok) {
         rc = qs_db_commit(db, err);
     } else {
-        if (!err->msg[0]) qs_errorf(err, QS_ERR_INPUT, "%s: cannot record the plan (SQLite error %d)", db_path, sqlite3_errcode(h));
+        if (why[0]) qs_errorf(err, QS_ERR_INPUT, "%s: cannot record the plan: %s", db_path, why);
         qs_db_rollback(db);
         rc = err->code ? err->code : QS_ERR_INPUT;
     }
@@ -158,7 +166,7 @@ int qs_plan_load_calib(const char *db_path, const char *model_fingerprint, const
     *importance = NULL;
     if (gram) *gram = NULL;
     qs_db *db;
-    int rc = qs_db_open(&db, db_path, err);
+    int rc = qs_db_open(&db, db_path, QS_DB_READ, err);
     if (rc) return rc;
     char dataset[200];
     snprintf(dataset, sizeof dataset, "/activations/%s/channel_mean_sq", tensor);

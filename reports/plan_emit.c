@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/qs_dtype.h"
+#include "core/qs_output.h"
 #include "plan.h"
 #include "quant/format.h"
 
@@ -27,8 +28,10 @@ static void put_escaped(FILE *f, const char *s) {
 
 /* llama-quantize matches patterns with a regex search on the tensor name: anchor and escape */
 int qs_plan_write_tensor_type_file(const qs_plan *p, const char *path, qs_error *err) {
-    FILE *f = fopen(path, "w");
-    if (!f) return qs_errorf(err, QS_ERR_INPUT, "%s: cannot write", path);
+    qs_output *o;
+    int rc = qs_output_open(&o, path, "--emit", 0, err);
+    if (rc) return rc;
+    FILE *f = qs_output_stream(o);
     for (int i = 0; i < p->n_tensors; i++) {
         const char *type = qs_plan_stored_type(p->tensors[i].format);
         if (llama_cpp_type(type) < 0) continue;
@@ -36,7 +39,7 @@ int qs_plan_write_tensor_type_file(const qs_plan *p, const char *path, qs_error 
         put_escaped(f, p->tensors[i].name);
         fprintf(f, "$=%s\n", type);
     }
-    return fclose(f) == 0 ? 0 : qs_errorf(err, QS_ERR_INPUT, "%s: cannot write", path);
+    return qs_output_commit(o, err);
 }
 
 /* GGUF name -> the Hugging Face llama module that holds it ("" when it is not a Linear) */
@@ -101,8 +104,10 @@ int qs_plan_write_llm_compressor(const qs_plan *p, const char *path, qs_error *e
                          "--emit llm-compressor: %d tensors have formats llm-compressor cannot express: %s%s; plan with "
                          "--target llm-compressor (integer formats, fp8-e4m3, f16) to get such a plan",
                          n_bad, bad, n_bad > 4 ? ", ..." : "");
-    FILE *f = fopen(path, "w");
-    if (!f) return qs_errorf(err, QS_ERR_INPUT, "%s: cannot write", path);
+    qs_output *o;
+    int rc = qs_output_open(&o, path, "--emit", 0, err);
+    if (rc) return rc;
+    FILE *f = qs_output_stream(o);
     fprintf(f, "# llm-compressor recipe for the qsense plan of %s (model sha256 %s)\n"
                "# predicted KL %.6f, %.0f bytes of tensor data; tensors kept in floating point are ignored\n"
                "quant_stage:\n  quant_modifiers:\n    QuantizationModifier:\n",
@@ -137,5 +142,5 @@ int qs_plan_write_llm_compressor(const qs_plan *p, const char *path, qs_error *e
         }
     }
     free(done);
-    return fclose(f) == 0 ? 0 : qs_errorf(err, QS_ERR_INPUT, "%s: cannot write", path);
+    return qs_output_commit(o, err);
 }

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "core/qs_dtype.h"
+#include "core/qs_output.h"
 #include "io/gguf.h"
 #include "io/gguf_model_meta.h"
 #include "io/gguf_write.h"
@@ -42,6 +43,12 @@ int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const q
                        plan->model_fingerprint, model_path, fp);
         goto done;
     }
+    const char *pp = plan->source_path[0] ? plan->source_path : "the plan";
+    if ((rc = qs_plan_check_model(plan, m, err))) goto done;
+    /* refuse an output over any input now, before the work rather than after it */
+    qs_input_note(db_path);
+    qs_input_note(tokenizer_path);
+    if ((rc = qs_output_check(out_path, "-o", err))) goto done;
     if (qs_plan_needs_importance(plan) && !db_path) {
         rc = qs_errorf(err, QS_ERR_USAGE, "the plan rounds with activation statistics (a '-w' or '-gptq' format): give --db, the "
                                           "profile database it was made from");
@@ -72,23 +79,23 @@ int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const q
     bufs = calloc((size_t)m->n_tensors, sizeof(void *));
     for (int i = 0; bufs && i < m->n_tensors && !rc; i++) {
         const qs_tensor *t = &m->tensors[i];
-        const qs_plan_tensor *pt = NULL;
-        for (int k = 0; k < plan->n_tensors; k++)
-            if (!strcmp(plan->tensors[k].name, t->name)) pt = &plan->tensors[k];
+        const qs_plan_tensor *pt = qs_plan_find(plan, t->name);
         if (!pt) {
-            rc = qs_errorf(err, QS_ERR_INPUT, "the plan has no entry for tensor '%s'", t->name);
+            rc = qs_errorf(err, QS_ERR_INPUT, "%s: no entry for tensor '%s' of %s", pp, t->name, model_path);
             break;
         }
         int type = dtype_of(qs_plan_stored_type(pt->format));
         const qs_format *fmt = qs_format_find(pt->format, NULL);
         if (type < 0 || !qs_ggml_can_quantize(type)) {
-            rc = qs_errorf(err, QS_ERR_INPUT, "tensor '%s': format '%s' is not a ggml type llama.cpp can load", t->name, pt->format);
+            rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensor '%s': format '%s' is not a ggml type llama.cpp can load (plan with "
+                           "--target llama.cpp)", pp, t->name, pt->format);
             break;
         }
         const int64_t n = qs_tensor_numel(t), rows = n / t->ne[0];
         uint64_t rb = qs_dtype_row_bytes(type, t->ne[0]);
         if (!rb) {
-            rc = qs_errorf(err, QS_ERR_INPUT, "tensor '%s': rows of %lld do not fit %s blocks", t->name, (long long)t->ne[0], pt->format);
+            rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensor '%s': rows of %lld do not fit %s blocks", pp, t->name, (long long)t->ne[0],
+                           pt->format);
             break;
         }
         float *f = malloc(sizeof(float) * (size_t)n);

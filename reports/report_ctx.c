@@ -197,10 +197,7 @@ static void load_costs(rp_ctx *c) {
 int rp_ctx_open(rp_ctx *c, const qs_report_options *o, qs_error *err) {
     memset(c, 0, sizeof *c);
     c->db_path = o->db_path;
-    FILE *probe = fopen(o->db_path, "rb");
-    if (!probe) return qs_errorf(err, QS_ERR_INPUT, "%s: cannot open the database (no such file?)", o->db_path);
-    fclose(probe);
-    int rc = qs_db_open(&c->db, o->db_path, err);
+    int rc = qs_db_open(&c->db, o->db_path, QS_DB_READ, err);
     if (rc) return rc;
     c->h = qs_db_handle(c->db);
     if ((rc = pick_run(c, o->run_id, err))) {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/qs_output.h"
 #include "report.h"
 #include "report_ctx.h"
 #include "report_plots.h"
@@ -349,10 +350,7 @@ static void histograms(FILE *f, const rp_figures *figs) {
 static int write_text_file(const char *dir, const char *name, const char *text, qs_error *err) {
     char path[1200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    int ok = f && fputs(text, f) >= 0;
-    if (f && fclose(f) != 0) ok = 0;
-    return ok ? 0 : qs_errorf(err, QS_ERR_INPUT, "%s: cannot write (disk full?)", path);
+    return qs_output_write_text(path, "report file", text, err);
 }
 
 int qs_report_write_html(const qs_report_options *o, qs_report_result *res, qs_error *err) {
@@ -367,14 +365,10 @@ int qs_report_write_html(const qs_report_options *o, qs_report_result *res, qs_e
     if ((rc = rp_plots_write(&c, o->out_dir, &figs, err)) || (rc = write_text_file(o->out_dir, "report.css", CSS, err)) ||
         (rc = write_text_file(o->out_dir, "report.js", JS, err)))
         goto out;
-    char tmp[1200];
     snprintf(res->index_path, sizeof res->index_path, "%s/index.html", o->out_dir);
-    snprintf(tmp, sizeof tmp, "%s/index.html.tmp", o->out_dir);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        rc = qs_errorf(err, QS_ERR_INPUT, "%s: cannot write", tmp);
-        goto out;
-    }
+    qs_output *out;
+    if ((rc = qs_output_open(&out, res->index_path, "report file", 0, err))) goto out;
+    FILE *f = qs_output_stream(out);
     fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n<title>qsense report: ");
     esc(f, base_name(c.model_path));
     fprintf(f, "</title>\n<link rel=\"stylesheet\" href=\"report.css\"/>\n</head>\n<body>\n<h1>qsense report: ");
@@ -396,11 +390,7 @@ int qs_report_write_html(const qs_report_options *o, qs_report_result *res, qs_e
     esc(f, o->db_path);
     fprintf(f, " (run %lld). Figures: gnuplot; their data and script are in plot-data/. Database schema: docs/schema.md."
                "</small></p>\n<script src=\"report.js\"></script>\n</body>\n</html>\n", (long long)c.run_id);
-    if (fclose(f) != 0 || rename(tmp, res->index_path) != 0) {
-        rc = qs_errorf(err, QS_ERR_INPUT, "%s: cannot write (disk full?)", res->index_path);
-        remove(tmp);
-        goto out;
-    }
+    if ((rc = qs_output_commit(out, err))) goto out;
     for (int i = 0; i < figs.n; i++) res->n_figures += figs.f[i].file[0] != 0;
     res->n_tensors = c.n_tensors;
 out:

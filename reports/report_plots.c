@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/qs_output.h"
 #include "gnuplot.h"
 #include "quant/format.h"
 
@@ -22,7 +23,9 @@ typedef struct {
     char data_dir[1100];
     FILE *gp;
     rp_figures *figs;
-    char io_failed[1300]; /* the first data file that could not be written */
+    qs_output *outs[16]; /* the data files open now (through qs_output: never over an input) */
+    int io_failed;
+    qs_error io_err; /* the first file that could not be written, and why */
 } plotter;
 
 static rp_figure *new_figure(plotter *p, const char *section, const char *file, const char *title, const char *caption) {
@@ -46,17 +49,34 @@ static void missing(plotter *p, const char *section, const char *title, const ch
     snprintf(f->missing, sizeof f->missing, "%s", why);
 }
 
+static qs_error *io_err(plotter *p) {
+    if (p->io_failed) return NULL; /* keep the first error */
+    p->io_failed = 1;
+    return &p->io_err;
+}
+
 /* a data file under plot-data/; on failure the error is kept and writes go nowhere */
 static FILE *data_file(plotter *p, const char *name, char *path, size_t cap) {
     snprintf(path, cap, "%s/%s", p->data_dir, name);
-    FILE *f = fopen(path, "w");
-    if (f) return f;
-    if (!p->io_failed[0]) snprintf(p->io_failed, sizeof p->io_failed, "%s", path);
+    for (size_t i = 0; i < sizeof p->outs / sizeof *p->outs; i++) {
+        if (p->outs[i]) continue;
+        qs_error e;
+        if (qs_output_open(&p->outs[i], path, "report file", 0, &e) == 0) return qs_output_stream(p->outs[i]);
+        qs_errorf(io_err(p), e.code, "%s", e.msg);
+        break;
+    }
     return fopen("/dev/null", "w");
 }
 
 static void data_close(plotter *p, FILE *f) {
-    if (fclose(f) != 0 && !p->io_failed[0]) snprintf(p->io_failed, sizeof p->io_failed, "%s (a data file)", p->data_dir);
+    for (size_t i = 0; i < sizeof p->outs / sizeof *p->outs; i++) {
+        if (!p->outs[i] || qs_output_stream(p->outs[i]) != f) continue;
+        qs_error e;
+        if (qs_output_commit(p->outs[i], &e)) qs_errorf(io_err(p), e.code, "%s", e.msg);
+        p->outs[i] = NULL;
+        return;
+    }
+    fclose(f);
 }
 
 /* gnuplot single-quoted string: a quote is written twice */
@@ -74,6 +94,8 @@ static void gp_begin(plotter *p, const char *png, const char *title, const char 
     fprintf(p->gp, "reset\nset terminal pngcairo size %d,%d font 'DejaVu Sans,10' noenhanced\nset output ", w, h);
     char path[1300];
     snprintf(path, sizeof path, "%s/%s", p->dir, png);
+    qs_error e;
+    if (qs_output_check(path, "report file", &e)) qs_errorf(io_err(p), e.code, "%s", e.msg);
     gp_str(p->gp, path);
     fprintf(p->gp, "\nset title ");
     gp_str(p->gp, title);
@@ -695,8 +717,10 @@ int rp_plots_write(const rp_ctx *c, const char *dir, rp_figures *figs, qs_error 
     char script[1200], log[1200];
     snprintf(script, sizeof script, "%s/figures.gp", p.data_dir);
     snprintf(log, sizeof log, "%s/gnuplot.log", p.data_dir);
-    p.gp = fopen(script, "w");
-    if (!p.gp) return qs_errorf(err, QS_ERR_INPUT, "%s: cannot write", script);
+    qs_output *gp_out;
+    int rc = qs_output_check(log, "report file", err);
+    if (rc || (rc = qs_output_open(&gp_out, script, "report file", 0, err))) return rc;
+    p.gp = qs_output_stream(gp_out);
     fprintf(p.gp, "# qsense report figures: rerun with gnuplot %s\n", script);
     fig_heatmap(&p);
     fig_cost_vs_bpw(&p);
@@ -707,7 +731,10 @@ int rp_plots_write(const rp_ctx *c, const char *dir, rp_figures *figs, qs_error 
     fig_pareto(&p);
     fig_histograms(&p);
     fprintf(p.gp, "unset output\n");
-    if (fclose(p.gp) != 0) return qs_errorf(err, QS_ERR_INPUT, "%s: cannot write (disk full?)", script);
-    if (p.io_failed[0]) return qs_errorf(err, QS_ERR_INPUT, "%s: cannot write (disk full?)", p.io_failed);
+    if (p.io_failed) {
+        qs_output_discard(gp_out);
+        return qs_errorf(err, p.io_err.code, "%s", p.io_err.msg);
+    }
+    if ((rc = qs_output_commit(gp_out, err))) return rc;
     return qs_gnuplot_run(script, log, err);
 }

@@ -183,6 +183,10 @@ int main(void) {
     tensor_info(&b, "token_embd.weight", 2, ne2, 0, 0);
     pad_data(&b, 512);
     gguf_case("missing hyper-parameter", &b, "llama.feed_forward_length' is missing");
+    header(&b, 3, 0, 2);
+    kv_str(&b, "general.architecture", "llama");
+    kv_str(&b, "general.architecture", "gemma3");
+    gguf_case("metadata key given twice", &b, "metadata key 'general.architecture' at offset 69 appears twice");
 
     /* cut or patched real files */
     char *p = variant(stories, "wrong-magic.gguf", -1, 0, "GGUX", 4);
@@ -247,6 +251,28 @@ int main(void) {
         snprintf(args, sizeof args, "ppl '%s' --text %s --ctx 64", p, GPL);
         expect_fail("vocabulary and model size mismatch", 3, args, p, "the tokenizer has 512 tokens but the model's vocabulary is 256");
         free(p);
+    }
+    /* special token ids past the vocabulary: 2^31 + 1 must not wrap negative and pass; 600 once
+     * read freed memory on its error path (ASan in CI sees a regression) */
+    {
+        const uint32_t ids[2] = {0x80000001u, 600};
+        const char *key = "tokenizer.ggml.bos_token_id";
+        char *data3;
+        size_t n3;
+        qs_read_file(stories, &data3, &n3, NULL);
+        char *hit3 = memmem(data3, n3, key, strlen(key));
+        long id_at = hit3 ? (long)(hit3 - data3) + (long)strlen(key) + 4 : 0; /* after the key: its type (u32) */
+        free(data3);
+        CHECK(hit3 != NULL, "stories260K.gguf has %s", key);
+        for (int k = 0; k < 2 && hit3; k++) {
+            char nm[64], want[128];
+            snprintf(nm, sizeof nm, "bos-%u.gguf", ids[k]);
+            p = variant(stories, nm, -1, id_at, &ids[k], 4);
+            snprintf(args, sizeof args, "ppl '%s' --text %s --ctx 64", p, GPL);
+            snprintf(want, sizeof want, "'%s' is token id %u, out of range for 512 tokens", key, ids[k]);
+            expect_fail("special token id out of range", 3, args, p, want);
+            free(p);
+        }
     }
     char *q4km = model_path("stories260K-llamacpp-Q4_K_M.gguf");
     if (qs_gguf_open(&g, q4km, NULL) == 0) {

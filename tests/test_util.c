@@ -2,10 +2,12 @@
 #include "test_util.h"
 
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/wait.h>
 
 #include "core/qs_file.h"
+#include "core/qs_sha256.h"
 
 int qs_test_failures = 0, qs_test_checks = 0;
 
@@ -109,4 +111,33 @@ double qsense_kl(const char *model, const char *base, const char *text, int ctx,
     cJSON_Delete(j);
     free(out);
     return v;
+}
+
+int run_in(const char *dir, char **out, const char *fmt, ...) {
+    char args[8192], cmd[9000];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "cd '%s' && export Q='%s' && %s", dir, qsense_bin(), args);
+    return run_cmd(cmd, out);
+}
+
+void file_sha256(const char *path, char out[65]) {
+    char *data;
+    size_t n;
+    out[0] = 0;
+    if (qs_read_file(path, &data, &n, NULL) == 0) {
+        qs_sha256_hex(data, n, out);
+        free(data);
+    }
+}
+
+int count_files_matching(const char *dir, const char *pattern) {
+    char cmd[2048], *out;
+    snprintf(cmd, sizeof cmd, "find '%s' -name '%s' | wc -l", dir, pattern);
+    run_cmd(cmd, &out);
+    int n = atoi(out);
+    free(out);
+    return n;
 }

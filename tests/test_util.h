@@ -40,6 +40,14 @@ char *temp_dir(void);
 /* Runs a shell command; captures stdout+stderr into *out (malloc'd) and returns the exit code. */
 int run_cmd(const char *cmd, char **out);
 
+/* Runs a shell command in dir with $Q set to the qsense binary: run_in(dir, &out, "$Q ppl %s", m).
+ * Output (stdout + stderr) into *out (malloc'd); returns the exit code. */
+int run_in(const char *dir, char **out, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* sha256 of a file's bytes as hex ("" if it cannot be read) */
+void file_sha256(const char *path, char out[65]);
+/* number of files under dir whose names match the shell pattern (find -name) */
+int count_files_matching(const char *dir, const char *pattern);
+
 cJSON *read_json(const char *path);
 /* mean KL of model against base on text (qsense ppl --base ... --json), ctx-token chunks, with
  * llama.cpp's activation rounding when llamacpp_numerics; NAN (and a failed check) on error */

@@ -77,6 +77,7 @@ static int compare(const char *base_path, const char *tok_path, const qs_model *
         qs_progress_start(&pr, "ppl --base: chunk", n_chunks, quiet);
         qs_compare_result r;
         rc = qs_compare_run(be, e, ids, n_ids, ctx, bos, chunks, on_compare_chunk, &pr, &r, err);
+        if (rc == QS_ERR_INPUT) qs_error_prefix(err, "%s", text_path);
         qs_progress_end(&pr);
         if (!rc && json) {
             printf("{\"model\": ");

@@ -96,7 +96,7 @@ static void on_progress(void *user, const char *what, long done, long total, int
 static void print_most_sensitive(const char *db_path, long long run_id) {
     qs_db *db;
     qs_error err = {0};
-    if (qs_db_open(&db, db_path, &err)) return;
+    if (qs_db_open(&db, db_path, QS_DB_READ, &err)) return;
     const char *sql =
         "WITH ref AS (SELECT f.id, f.name FROM formats f JOIN qerror q ON q.format_id = f.id WHERE q.run_id = ?1 "
         "  AND q.applicable = 1 ORDER BY (f.name = 'int4-g128-asym') DESC, f.bits, f.name LIMIT 1) "
@@ -125,7 +125,7 @@ static void print_most_sensitive(const char *db_path, long long run_id) {
 static void print_kl_table(const char *db_path, long long run_id) {
     qs_db *db;
     qs_error err = {0};
-    if (qs_db_open(&db, db_path, &err)) return;
+    if (qs_db_open(&db, db_path, QS_DB_READ, &err)) return;
     const char *sql = "SELECT f.name, s.domain, avg(s.kl_mean), max(s.kl_mean), w.kl_mean, w.kl_se FROM sensitivity s "
                       "JOIN formats f ON f.id = s.format_id LEFT JOIN whole_model w ON w.run_id = s.run_id "
                       "AND w.format_id = s.format_id AND w.domain = s.domain WHERE s.run_id = ? AND s.applicable "
@@ -166,7 +166,7 @@ int cmd_profile(int argc, char **argv) {
         else if (!strcmp(a, "--tokenizer")) { if (!val) return cli_usage("profile", "--tokenizer needs a file"); o.tokenizer_path = val; i++; }
         else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) { if ((o.threads = cli_int("profile", a, val, 1, 1024)) < 0) return 2; i++; }
         else if (!strcmp(a, "--ctx")) { if ((o.ctx = cli_int("profile", a, val, 2, 1 << 20)) < 0) return 2; i++; }
-        else if (!strcmp(a, "--calib-tokens")) { if ((o.calib_tokens = cli_int("profile", a, val, 1, 1 << 30)) < 0) return 2; i++; }
+        else if (!strcmp(a, "--calib-tokens")) { if ((o.calib_tokens = cli_int("profile", a, val, QS_PROFILE_MIN_CALIB_TOKENS, 1 << 30)) < 0) return 2; i++; }
         else if (a[0] == '-') return cli_usage("profile", "unknown option '%s'", a);
         else if (!o.model_path) o.model_path = a;
         else return cli_usage("profile", "unexpected argument '%s'", a);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/qs_output.h"
 #include "cli.h"
 
 #ifndef QS_VERSION
@@ -59,17 +60,53 @@ int cli_int(const char *cmd, const char *opt, const char *val, int lo, int hi) {
     return (int)v;
 }
 
+/* length of the valid UTF-8 sequence at p (1-4), or 0 if it is not one (overlong forms,
+ * surrogates and code points past U+10FFFF are not) */
+static int utf8_len(const unsigned char *p) {
+    if (p[0] < 0x80) return 1;
+    int n = p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : p[0] >= 0xe0 && p[0] <= 0xef ? 3 : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
+    for (int i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80) return 0;
+    if (n == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0))) return 0;
+    if (n == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))) return 0;
+    return n;
+}
+
 void cli_json_str(const char *s) {
     putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') printf("\\%c", *p);
-        else if (*p < 0x20) printf("\\u%04x", *p);
-        else putchar(*p);
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        int n = utf8_len(p);
+        if (n == 0) { /* JSON is UTF-8: a byte that is not becomes U+FFFD, as decoders do */
+            fputs("\\ufffd", stdout);
+            p++;
+        } else if (*p == '"' || *p == '\\') {
+            printf("\\%c", *p++);
+        } else if (*p < 0x20 || *p == 0x7f) {
+            printf("\\u%04x", *p++);
+        } else {
+            fwrite(p, 1, (size_t)n, stdout);
+            p += n;
+        }
     }
     putchar('"');
 }
 
+static int dispatch(int argc, char **argv);
+
+/* Runs the command, then makes sure what it printed reached standard output: a full disk under
+ * `qsense ppl --json > out.json` is an error, not a silent truncated file. */
 int main(int argc, char **argv) {
+    qs_output_install_signal_handlers();
+    int rc = dispatch(argc, argv);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "qsense: cannot write to standard output (disk full or a file size limit?); its contents are "
+                        "incomplete\n");
+        if (rc == 0) rc = 3;
+    }
+    return rc;
+}
+
+static int dispatch(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -10,15 +10,36 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "qs_output.h"
+
+/* Opens path for reading without blocking (a FIFO would wait for a writer forever) and checks
+ * that it is a regular file; notes it as an input (qs_output.h). Returns the fd or a negative
+ * status with err set. */
+static int open_regular(const char *path, struct stat *st, qs_error *err) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ELOOP) return qs_errorf(err, QS_ERR_INPUT, "%s: cannot open: a loop of symbolic links", path);
+        return qs_errorf(err, QS_ERR_INPUT, "%s: cannot open: %s", path, strerror(e));
+    }
+    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+        int dir = S_ISDIR(st->st_mode);
+        close(fd);
+        return qs_errorf(err, QS_ERR_INPUT, "%s: %s", path,
+                         dir ? "is a directory, expected a file"
+                             : "not a regular file (a device, FIFO or socket); qsense reads regular files only");
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    qs_input_note_fd(fd);
+    return fd;
+}
+
 int qs_map_open(qs_map *out, const char *path, qs_error *err) {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return qs_errorf(err, QS_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return qs_errorf(err, QS_ERR_INPUT, "%s: not a regular file", path);
-    }
+    int fd = open_regular(path, &st, err);
+    if (fd < 0) return fd;
     out->size = (size_t)st.st_size;
     if (out->size > 0) {
         void *p = mmap(NULL, out->size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -43,25 +64,40 @@ void qs_map_close(qs_map *m) {
 
 int qs_read_file(const char *path, char **out, size_t *size, qs_error *err) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return qs_errorf(err, QS_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    if (!buf) { fclose(f); return qs_errorf(err, QS_ERR_INTERNAL, "out of memory reading %s", path); }
-    for (;;) {
-        if (n == cap) {
-            char *nb = realloc(buf, cap * 2 + 1);
-            if (!nb) { free(buf); fclose(f); return qs_errorf(err, QS_ERR_INTERNAL, "out of memory reading %s", path); }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) break;
+    struct stat st;
+    int fd = open_regular(path, &st, err);
+    if (fd < 0) return fd;
+    if ((uint64_t)st.st_size > QS_READ_FILE_MAX) {
+        close(fd);
+        return qs_errorf(err, QS_ERR_INPUT, "%s: %lld bytes; qsense reads such a file whole and accepts at most %llu MiB",
+                         path, (long long)st.st_size, (unsigned long long)(QS_READ_FILE_MAX >> 20));
     }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) { free(buf); return qs_errorf(err, QS_ERR_INPUT, "%s: read error", path); }
+    /* one byte more than the size, to see a file that grows while it is read */
+    size_t cap = (size_t)st.st_size + 1, n = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf) {
+        close(fd);
+        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory reading %s", path);
+    }
+    for (;;) {
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            return qs_errorf(err, QS_ERR_INPUT, "%s: read error: %s", path, strerror(e));
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+        if (n == cap) {
+            free(buf);
+            close(fd);
+            return qs_errorf(err, QS_ERR_INPUT, "%s: the file grew while it was read; read it when nothing writes to it",
+                             path);
+        }
+    }
+    close(fd);
     buf[n] = 0;
     *out = buf;
     if (size) *size = n;
@@ -94,4 +130,19 @@ char *qs_path_dirname(const char *path) {
     if (!slash) return strdup(".");
     if (slash == path) return strdup("/");
     return strndup(path, (size_t)(slash - path));
+}
+
+int qs_same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    /* not both there yet: compare the resolved directories and the names */
+    char *da = qs_path_dirname(a), *db = qs_path_dirname(b);
+    char *ra = da ? realpath(da, NULL) : NULL, *rb = db ? realpath(db, NULL) : NULL;
+    const char *na = strrchr(a, '/'), *nb = strrchr(b, '/');
+    int same = ra && rb && !strcmp(ra, rb) && !strcmp(na ? na + 1 : a, nb ? nb + 1 : b);
+    free(da);
+    free(db);
+    free(ra);
+    free(rb);
+    return same;
 }

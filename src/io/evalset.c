@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../core/qs_file.h"
+#include "../core/qs_json.h"
 #include "../core/qs_sha256.h"
 
 void qs_evalset_free(qs_evalset *s) {
@@ -127,12 +128,17 @@ int qs_evalset_load(qs_evalset **out, const char *spec, const char *datasets_dir
         }
     } else {
         char *text;
-        if ((rc = qs_read_file(path, &text, NULL, err))) {
+        size_t n_text;
+        if ((rc = qs_read_file(path, &text, &n_text, err))) {
             qs_evalset_free(s);
             return qs_error_prefix(err, "evaluation set '%s'", spec);
         }
-        cJSON *j = cJSON_Parse(text);
+        cJSON *j = qs_json_parse(text, n_text, path, 0, err);
         free(text);
+        if (!j) {
+            qs_evalset_free(s);
+            return QS_ERR_INPUT;
+        }
         cJSON *name = j ? cJSON_GetObjectItemCaseSensitive(j, "name") : NULL, *doms = j ? cJSON_GetObjectItemCaseSensitive(j, "domains") : NULL;
         if (!cJSON_IsString(name) || !cJSON_IsArray(doms) || cJSON_GetArraySize(doms) == 0) {
             rc = qs_errorf(err, QS_ERR_INPUT, "%s: expected a JSON object with \"name\" and a non-empty \"domains\" list", path);

@@ -250,10 +250,27 @@ static int parse(qs_gguf *g, const char *path, qs_error *err) {
     g->kv = calloc(g->n_kv ? g->n_kv : 1, sizeof *g->kv);
     g->tensors = calloc(g->n_tensors ? g->n_tensors : 1, sizeof *g->tensors);
     if (!g->kv || !g->tensors) return qs_errorf(err, QS_ERR_INTERNAL, "%s: out of memory", path);
+    /* a key given twice would mean one thing to a reader that takes the first, another to one
+     * that takes the last: refuse it */
+    qs_strmap *keys = qs_strmap_new(g->n_kv);
+    if (!keys) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
     for (uint64_t i = 0; i < g->n_kv; i++) {
-        if (read_kv(&c, &g->kv[i])) return QS_ERR_INPUT;
+        if (read_kv(&c, &g->kv[i])) {
+            qs_strmap_free(keys);
+            return QS_ERR_INPUT;
+        }
         g->kv[i].nbytes = c.pos - g->kv[i].offset;
+        if (qs_strmap_get(keys, g->kv[i].key.ptr, g->kv[i].key.len) >= 0) {
+            char key[256];
+            key_copy(key, sizeof key, g->kv[i].key);
+            qs_strmap_free(keys);
+            /* the offset of the key itself: before its value, its type (4) and its string (8 + len) */
+            return qs_errorf(err, QS_ERR_INPUT, "%s: metadata key '%s' at offset %llu appears twice", path, key,
+                             (unsigned long long)(g->kv[i].offset - 12 - g->kv[i].key.len));
+        }
+        qs_strmap_put(keys, g->kv[i].key.ptr, g->kv[i].key.len, (int)i);
     }
+    qs_strmap_free(keys);
     g->alignment = 32;
     const qs_gguf_kv *al = qs_gguf_find(g, "general.alignment");
     if (al) {

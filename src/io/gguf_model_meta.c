@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/qs_json.h"
+
 /* the model's name for general.name: its file or directory name without the extension */
 static void model_name(const qs_model *m, char *out, size_t cap) {
     const char *p = m->path;
@@ -29,8 +31,10 @@ static int put_chat_template(qs_gguf_writer *w, const qs_model *m) {
     char *dir = qs_path_dirname(m->tokenizer_path), *path = qs_path_join(dir, "tokenizer_config.json"), *text = NULL;
     free(dir);
     int rc = 0;
-    if (qs_path_exists(path) && qs_read_file(path, &text, NULL, NULL) == 0) {
-        cJSON *cfg = cJSON_Parse(text);
+    size_t n;
+    if (qs_path_exists(path) && qs_read_file(path, &text, &n, NULL) == 0) {
+        /* read strictly already when the tokenizer was loaded; here only the template is taken */
+        cJSON *cfg = qs_json_parse(text, n, path, 0, NULL);
         cJSON *tpl = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "chat_template") : NULL;
         if (cJSON_IsString(tpl)) rc = qs_gguf_add_str(w, "tokenizer.chat_template", tpl->valuestring);
         cJSON_Delete(cfg);

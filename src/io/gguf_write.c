@@ -2,6 +2,8 @@
  * written; tensors are laid out in order, each at an offset aligned to 32 bytes. */
 #include "gguf_write.h"
 
+#include "../core/qs_output.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +11,7 @@
 #include <unistd.h>
 
 #include "../core/qs_dtype.h"
+#include "../core/qs_output.h"
 #include "gguf.h"
 
 #define ALIGN 32
@@ -152,17 +155,10 @@ static int pad(FILE *f, uint64_t pos) {
 }
 
 int qs_gguf_write(qs_gguf_writer *w, const char *path, qs_error *err) {
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    if (!tmp) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        int rc = qs_errorf(err, QS_ERR_INPUT, "%s: cannot create: %s", tmp, strerror(errno));
-        free(tmp);
-        return rc;
-    }
+    qs_output *o;
+    int rc = qs_output_open(&o, path, "output", 0, err);
+    if (rc) return rc;
+    FILE *f = qs_output_stream(o);
     int bad = 0;
     uint32_t version = 3;
     uint64_t nt = w->n_t, nk = w->n_kv, pos = 0;
@@ -191,21 +187,6 @@ int qs_gguf_write(qs_gguf_writer *w, const char *path, qs_error *err) {
         bad |= put(f, t->data, t->nbytes);
         dpos += t->nbytes;
     }
-    if (!bad) bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
-    int e = errno;
-    bad |= fclose(f) != 0;
-    if (bad) {
-        unlink(tmp);
-        int rc = qs_errorf(err, QS_ERR_INPUT, "%s: write failed (%s); nothing was written", path, strerror(e ? e : EIO));
-        free(tmp);
-        return rc;
-    }
-    if (rename(tmp, path) != 0) {
-        int rc = qs_errorf(err, QS_ERR_INPUT, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return rc;
-    }
-    free(tmp);
-    return 0;
+    if (bad) return qs_output_fail(o, errno ? errno : EIO, err);
+    return qs_output_commit(o, err);
 }

@@ -2,11 +2,15 @@
  * (see model.h). The loaders live in model_gguf.c, llama2c.c and safetensors.c. */
 #include "model.h"
 
-#include <stdarg.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../core/qs_dtype.h"
 #include "../core/qs_sha256.h"
@@ -123,13 +127,15 @@ int qs_model_check_finite(const qs_model *m, qs_error *err) {
     return 0;
 }
 
+/* 1 if path is a regular file starting with GGUF's magic; never blocks (a FIFO is not one) */
 static int is_gguf(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return 0;
+    struct stat st;
     char magic[4] = {0};
-    size_t n = fread(magic, 1, 4, f);
-    fclose(f);
-    return n == 4 && memcmp(magic, "GGUF", 4) == 0;
+    int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && read(fd, magic, 4) == 4 && memcmp(magic, "GGUF", 4) == 0;
+    close(fd);
+    return ok;
 }
 
 static int ends_with(const char *s, const char *suffix) {
@@ -139,7 +145,9 @@ static int ends_with(const char *s, const char *suffix) {
 
 int qs_model_open(qs_model **out, const char *path, const qs_model_options *opt, qs_error *err) {
     *out = NULL;
-    if (!qs_path_exists(path)) return qs_errorf(err, QS_ERR_INPUT, "%s: no such file or directory", path);
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return qs_errorf(err, QS_ERR_INPUT, "%s: %s", path, errno == ELOOP ? "a loop of symbolic links" : strerror(errno));
     qs_model *m = calloc(1, sizeof *m);
     if (!m) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
     m->path = strdup(path);

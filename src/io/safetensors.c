@@ -4,11 +4,13 @@
  * data_offsets: [begin, end]}}, then the raw data. Tensor names are mapped to GGUF's. HF stores
  * q/k projections for "rotate half" RoPE, so these models run with the NEOX layout. */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../core/qs_dtype.h"
+#include "../core/qs_json.h"
 #include "model.h"
 
 #define MAX_HEADER (256u << 20)
@@ -41,6 +43,27 @@ static void map_name(const char *hf, char *out, size_t cap) {
     snprintf(out, cap, "%s", hf);
 }
 
+typedef struct {
+    uint64_t begin, end;
+    const char *name;
+} span;
+
+static int by_begin(const void *a, const void *b) {
+    const span *x = a, *y = b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+/* two tensors sharing bytes would make one's weights depend on the other's: refuse */
+static int check_overlaps(span *s, int n, const char *path, qs_error *err) {
+    qsort(s, (size_t)n, sizeof *s, by_begin);
+    for (int i = 1; i < n; i++)
+        if (s[i].begin < s[i - 1].end && s[i].end > s[i].begin)
+            return qs_errorf(err, QS_ERR_INPUT, "%s: tensors '%s' and '%s' overlap in the data section (bytes %llu..%llu)", path,
+                             s[i - 1].name, s[i].name, (unsigned long long)s[i].begin,
+                             (unsigned long long)(s[i].end < s[i - 1].end ? s[i].end : s[i - 1].end));
+    return 0;
+}
+
 static int load_shard(qs_model *m, const char *path, qs_error *err) {
     const qs_map *map;
     int rc = qs_model_add_map(m, path, &map, err);
@@ -51,14 +74,18 @@ static int load_shard(qs_model *m, const char *path, qs_error *err) {
     if (hlen > map->size - 8 || hlen > MAX_HEADER)
         return qs_errorf(err, QS_ERR_INPUT, "%s: offset 0: header length %llu exceeds the file (%zu bytes) or %u MiB", path,
                          (unsigned long long)hlen, map->size, MAX_HEADER >> 20);
-    cJSON *h = cJSON_ParseWithLength((const char *)map->data + 8, (size_t)hlen);
-    if (!h || !cJSON_IsObject(h)) {
+    cJSON *h = qs_json_parse((const char *)map->data + 8, (size_t)hlen, path, 8, err);
+    if (!h) return QS_ERR_INPUT;
+    if (!cJSON_IsObject(h)) {
         cJSON_Delete(h);
         return qs_errorf(err, QS_ERR_INPUT, "%s: the %llu-byte JSON header at offset 8 is not a valid JSON object", path,
                          (unsigned long long)hlen);
     }
     const uint64_t data0 = 8 + hlen, avail = map->size - data0;
     rc = 0;
+    int n_spans = 0;
+    span *spans = calloc((size_t)cJSON_GetArraySize(h) + 1, sizeof *spans);
+    if (!spans) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
     for (cJSON *it = h->child; it && !rc; it = it->next) {
         if (!strcmp(it->string, "__metadata__")) continue;
         cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
@@ -93,7 +120,7 @@ static int load_shard(qs_model *m, const char *path, qs_error *err) {
         for (int d = 0; d < nd; d++) {
             cJSON *x = cJSON_GetArrayItem(shape, nd - 1 - d); /* row-major [rows, cols] -> ne0 = cols */
             double v = cJSON_IsNumber(x) ? x->valuedouble : -1;
-            if (!(v >= 1 && v <= 9.0e15) || numel > (UINT64_MAX / 8) / (uint64_t)v) {
+            if (!(v >= 1 && v <= 9.0e15) || v != floor(v) || numel > (UINT64_MAX / 8) / (uint64_t)v) {
                 rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensor '%s': dimension %d is not a positive integer of sane size", path,
                                it->string, nd - 1 - d);
                 break;
@@ -104,7 +131,7 @@ static int load_shard(qs_model *m, const char *path, qs_error *err) {
         if (rc) break;
         cJSON *b = cJSON_GetArrayItem(offs, 0), *e = cJSON_GetArrayItem(offs, 1);
         double bv = cJSON_IsNumber(b) ? b->valuedouble : -1, ev = cJSON_IsNumber(e) ? e->valuedouble : -1;
-        if (!(bv >= 0 && ev >= bv && ev <= (double)avail) || (uint64_t)ev - (uint64_t)bv != numel * (uint64_t)es) {
+        if (!(bv >= 0 && ev >= bv && ev <= (double)avail) || bv != floor(bv) || ev != floor(ev) || (uint64_t)ev - (uint64_t)bv != numel * (uint64_t)es) {
             rc = qs_errorf(err, QS_ERR_INPUT,
                            "%s: tensor '%s': data_offsets [%.0f, %.0f] must span %llu bytes inside the %llu-byte data section",
                            path, it->string, bv, ev, (unsigned long long)(numel * (uint64_t)es), (unsigned long long)avail);
@@ -113,7 +140,10 @@ static int load_shard(qs_model *m, const char *path, qs_error *err) {
         t->data = map->data + data0 + (uint64_t)bv;
         t->nbytes = numel * (uint64_t)es;
         t->file_offset = data0 + (uint64_t)bv;
+        spans[n_spans++] = (span){(uint64_t)bv, (uint64_t)ev, it->string};
     }
+    if (!rc) rc = check_overlaps(spans, n_spans, path, err);
+    free(spans);
     cJSON_Delete(h);
     return rc;
 }
@@ -132,11 +162,13 @@ static int cfg_int(cJSON *cfg, const char *key, int *out, int required, const ch
 
 static int load_config(qs_model *m, const char *path, qs_error *err) {
     char *text;
-    int rc = qs_read_file(path, &text, NULL, err);
+    size_t n_text;
+    int rc = qs_read_file(path, &text, &n_text, err);
     if (rc) return qs_error_prefix(err, "Hugging Face model needs config.json");
-    cJSON *cfg = cJSON_Parse(text);
+    cJSON *cfg = qs_json_parse(text, n_text, path, 0, err);
     free(text);
-    if (!cfg || !cJSON_IsObject(cfg)) {
+    if (!cfg) return QS_ERR_INPUT;
+    if (!cJSON_IsObject(cfg)) {
         cJSON_Delete(cfg);
         return qs_errorf(err, QS_ERR_INPUT, "%s: not a valid JSON object", path);
     }
@@ -173,6 +205,21 @@ static int load_config(qs_model *m, const char *path, qs_error *err) {
     cJSON *theta = cJSON_GetObjectItemCaseSensitive(cfg, "rope_theta");
     cJSON *scaling = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
     cJSON *tie = cJSON_GetObjectItemCaseSensitive(cfg, "tie_word_embeddings");
+    const char *wrong = eps && !cJSON_IsNull(eps) && !cJSON_IsNumber(eps)             ? "rms_norm_eps"
+                        : theta && !cJSON_IsNull(theta) && !cJSON_IsNumber(theta)     ? "rope_theta"
+                        : tie && !cJSON_IsBool(tie)                                   ? "tie_word_embeddings"
+                                                                                      : NULL;
+    if (wrong) {
+        rc = qs_errorf(err, QS_ERR_INPUT, "%s: key '%s' has the wrong type (expected a %s)", path, wrong,
+                       strcmp(wrong, "tie_word_embeddings") ? "number" : "boolean");
+        goto done;
+    }
+    if ((cJSON_IsNumber(eps) && !(eps->valuedouble > 0 && eps->valuedouble < 1)) ||
+        (cJSON_IsNumber(theta) && !(theta->valuedouble > 0 && theta->valuedouble < 1e12))) {
+        rc = qs_errorf(err, QS_ERR_INPUT, "%s: key '%s' is out of range", path,
+                       cJSON_IsNumber(eps) && !(eps->valuedouble > 0 && eps->valuedouble < 1) ? "rms_norm_eps" : "rope_theta");
+        goto done;
+    }
     a->norm_eps = cJSON_IsNumber(eps) ? (float)eps->valuedouble : 1e-6f;
     a->rope_base = cJSON_IsNumber(theta) ? (float)theta->valuedouble : 10000.0f;
     a->rope_type = QS_ROPE_NEOX;
@@ -206,9 +253,14 @@ int qs_model_load_safetensors(qs_model *m, const char *path, qs_error *err) {
     else if (qs_path_is_dir(path) && qs_path_exists(index)) idx_path = index;
     if (idx_path) {
         char *text;
-        if ((rc = qs_read_file(idx_path, &text, NULL, err))) goto done;
-        cJSON *j = cJSON_Parse(text);
+        size_t n_text;
+        if ((rc = qs_read_file(idx_path, &text, &n_text, err))) goto done;
+        cJSON *j = qs_json_parse(text, n_text, idx_path, 0, err);
         free(text);
+        if (!j) {
+            rc = QS_ERR_INPUT;
+            goto done;
+        }
         cJSON *wm = j ? cJSON_GetObjectItemCaseSensitive(j, "weight_map") : NULL;
         if (!cJSON_IsObject(wm)) {
             cJSON_Delete(j);

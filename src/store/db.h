@@ -12,9 +12,23 @@
 
 typedef struct qs_db qs_db;
 
-#define QS_DB_SCHEMA_VERSION 4
+#define QS_DB_SCHEMA_VERSION 5
+/* PRAGMA application_id of a qsense database ("QSNS"): the marker that tells ours from another
+ * program's SQLite file (databases from before version 5 are recognised by their tables) */
+#define QS_DB_APPLICATION_ID 0x51534E53
 
-int qs_db_open(qs_db **out, const char *path, qs_error *err);
+typedef enum {
+    QS_DB_READ,   /* read-only: never creates, migrates, or switches the journal; a read-only file or
+                   * directory is fine */
+    QS_DB_WRITE,  /* an existing qsense database, migrated forward (plan records its plans) */
+    QS_DB_CREATE, /* as WRITE, and a missing or empty file becomes a new database (profile, check) */
+} qs_db_mode;
+
+/* Opens a qsense database. Refuses, without writing a byte, a file that is not one (another
+ * program's SQLite file, or not SQLite at all), one from a newer qsense, and one that fails
+ * SQLite's integrity check (once per file and process). Creating the schema is one transaction
+ * that re-reads the version under the write lock, so two processes starting on a new file agree. */
+int qs_db_open(qs_db **out, const char *path, qs_db_mode mode, qs_error *err);
 void qs_db_close(qs_db *db);
 const char *qs_db_path(const qs_db *db);
 

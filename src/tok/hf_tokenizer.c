@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../core/qs_file.h"
+#include "../core/qs_json.h"
 #include "vocab.h"
 
 /* 1 if node, or a member of its "pretokenizers" / "normalizers" sequence, has this type */
@@ -33,12 +34,16 @@ static const char *token_content(cJSON *x) {
     return cJSON_IsString(c) ? c->valuestring : NULL;
 }
 
-static void read_config(qs_vocab *v, const char *tok_path) {
+/* tokenizer_config.json beside the tokenizer, when there is one (an invalid one is an error) */
+static int read_config(qs_vocab *v, const char *tok_path, qs_error *err) {
     char *dir = qs_path_dirname(tok_path), *cfg_path = qs_path_join(dir, "tokenizer_config.json"), *text;
     free(dir);
-    if (qs_read_file(cfg_path, &text, NULL, NULL) == 0) {
-        cJSON *cfg = cJSON_Parse(text);
+    size_t n;
+    int rc = 0;
+    if (qs_path_exists(cfg_path) && !(rc = qs_read_file(cfg_path, &text, &n, err))) {
+        cJSON *cfg = qs_json_parse(text, n, cfg_path, 0, err);
         free(text);
+        if (!cfg) rc = QS_ERR_INPUT;
         if (cfg) {
             const char *bos = token_content(cJSON_GetObjectItemCaseSensitive(cfg, "bos_token"));
             const char *eos = token_content(cJSON_GetObjectItemCaseSensitive(cfg, "eos_token"));
@@ -51,17 +56,19 @@ static void read_config(qs_vocab *v, const char *tok_path) {
         }
     }
     free(cfg_path);
+    return rc;
 }
 
 int qs_vocab_from_hf_json(qs_vocab **out, const char *path, qs_error *err) {
     *out = NULL;
     char *text;
-    int rc = qs_read_file(path, &text, NULL, err);
+    size_t n_text;
+    int rc = qs_read_file(path, &text, &n_text, err);
     if (rc) return qs_error_prefix(err, "tokenizer");
-    cJSON *j = cJSON_Parse(text);
+    cJSON *j = qs_json_parse(text, n_text, path, 0, err);
     free(text);
     qs_vocab *v = NULL;
-    if (!j) return qs_errorf(err, QS_ERR_INPUT, "%s: not valid JSON", path);
+    if (!j) return QS_ERR_INPUT;
     cJSON *model = cJSON_GetObjectItemCaseSensitive(j, "model");
     cJSON *type = model ? cJSON_GetObjectItemCaseSensitive(model, "type") : NULL;
     cJSON *vocab = model ? cJSON_GetObjectItemCaseSensitive(model, "vocab") : NULL;
@@ -73,7 +80,7 @@ int qs_vocab_from_hf_json(qs_vocab **out, const char *path, qs_error *err) {
     cJSON *added = cJSON_GetObjectItemCaseSensitive(j, "added_tokens");
     int n = 0;
     for (cJSON *it = vocab->child; it; it = it->next) {
-        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 24)) {
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 24) || it->valuedouble != (double)it->valueint) {
             rc = qs_errorf(err, QS_ERR_INPUT, "%s: model.vocab['%s'] must be an id from 0 to 2^24", path, it->string);
             goto fail;
         }
@@ -162,7 +169,7 @@ int qs_vocab_from_hf_json(qs_vocab **out, const char *path, qs_error *err) {
     v->bos = qs_strmap_get(v->to_id, "<s>", 3);
     v->eos = qs_strmap_get(v->to_id, "</s>", 4);
     v->unk = qs_strmap_get(v->to_id, "<unk>", 5);
-    read_config(v, path);
+    if ((rc = read_config(v, path, err))) goto fail;
     cJSON_Delete(j);
     *out = v;
     return 0;

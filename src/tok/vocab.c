@@ -106,11 +106,17 @@ int qs_vocab_finish(qs_vocab *v, qs_error *err) {
 
 /* ---- GGUF ---- */
 
-static int gguf_int(const qs_gguf *g, const char *key, int *out, qs_error *err) {
+/* a special token id: compared as the unsigned value stored, so 2^31 and above cannot wrap
+ * negative and pass; absent keys leave *out as it was */
+static int gguf_token_id(const qs_gguf *g, const char *key, int n_tokens, int *out, qs_error *err) {
     uint32_t u;
     int rc = qs_gguf_get_u32(g, key, &u, err);
+    if (rc < 0) return rc;
+    if (rc == 0 && u >= (uint32_t)n_tokens)
+        return qs_errorf(err, QS_ERR_INPUT, "%s: key '%s' is token id %u, out of range for %d tokens", g->map.path, key, u,
+                         n_tokens);
     if (rc == 0) *out = (int)u;
-    return rc < 0 ? rc : 0;
+    return 0;
 }
 
 int qs_vocab_from_gguf(qs_vocab **out, const qs_gguf *g, qs_error *err) {
@@ -182,19 +188,14 @@ int qs_vocab_from_gguf(qs_vocab **out, const qs_gguf *g, qs_error *err) {
         return qs_errorf(err, QS_ERR_INPUT, "%s: tokenizer model '%s' is not supported (expected 'llama' or 'gpt2')", path,
                          model);
     }
-    if ((rc = gguf_int(g, "tokenizer.ggml.bos_token_id", &v->bos, err)) ||
-        (rc = gguf_int(g, "tokenizer.ggml.eos_token_id", &v->eos, err)) ||
-        (rc = gguf_int(g, "tokenizer.ggml.unknown_token_id", &v->unk, err)) ||
+    if ((rc = gguf_token_id(g, "tokenizer.ggml.bos_token_id", n, &v->bos, err)) ||
+        (rc = gguf_token_id(g, "tokenizer.ggml.eos_token_id", n, &v->eos, err)) ||
+        (rc = gguf_token_id(g, "tokenizer.ggml.unknown_token_id", n, &v->unk, err)) ||
         (rc = qs_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &v->add_bos, err)) < 0 ||
         (rc = qs_gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &v->add_eos, err)) < 0 ||
         (rc = qs_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix, err)) < 0) {
         qs_vocab_free(v);
         return rc;
-    }
-    if (v->bos >= n || v->eos >= n || v->unk >= n) {
-        qs_vocab_free(v);
-        return qs_errorf(err, QS_ERR_INPUT, "%s: special token ids (bos %d, eos %d, unk %d) out of range for %d tokens", path,
-                         v->bos, v->eos, v->unk, n);
     }
     if ((rc = qs_vocab_finish(v, err))) { qs_vocab_free(v); return rc; }
     *out = v;
