@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/qs_blas.h"
 #include "core/qs_dtype.h"
 #include "core/qs_file.h"
 #include "core/qs_progress.h"
@@ -37,7 +38,8 @@ static void machine(int threads) {
         }
     if (f) fclose(f);
     printf("machine:  %s, %ld cores online; threads used: %d\n", cpu, sysconf(_SC_NPROCESSORS_ONLN), threads);
-    printf("openblas: %s\n", openblas_get_config());
+    printf("openblas: %s; kernels %s (%s; this CPU's best: %s)\n", openblas_get_config(), qs_blas_core(), qs_blas_how(),
+           qs_blas_best_core());
 }
 
 static double sgemm_gflops(int m, int n, int k, int threads) {
@@ -158,6 +160,7 @@ static int write_1b(const char *path) {
 }
 
 int main(int argc, char **argv) {
+    qs_blas_pick_kernels(argv);
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), ctx = 512, chunks = 3;
     const char *dir = getenv("QSENSE_CACHE");
     char defdir[512];

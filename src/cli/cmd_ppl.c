@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/qs_blas.h"
 #include "../core/qs_file.h"
 #include "../core/qs_progress.h"
 #include "../engine/compare.h"
@@ -172,16 +173,17 @@ int cmd_ppl(int argc, char **argv) {
         printf(", \"text\": ");
         cli_json_str(text_path);
         printf(", \"ppl\": %.6f, \"stderr\": %.6f, \"n_tokens\": %zu, \"n_chunks\": %d, \"n_scored\": %zu, \"ctx\": %d, "
-               "\"threads\": %d, \"llamacpp_numerics\": %s, \"seconds\": %.4f, \"tokens_per_second\": %.2f}\n",
+               "\"threads\": %d, \"llamacpp_numerics\": %s, \"seconds\": %.4f, \"tokens_per_second\": %.2f, "
+               "\"blas_core\": \"%s\", \"blas_core_chosen_by\": \"%s\"}\n",
                r.ppl, r.ppl_stderr, r.n_tokens, r.n_chunks, r.n_scored, ctx, qs_engine_threads(e),
-               llamacpp ? "true" : "false", r.seconds,
-               r.tokens_per_second);
+               llamacpp ? "true" : "false", r.seconds, r.tokens_per_second, qs_blas_core(), qs_blas_how());
     } else {
         printf("model:   %s (%s)\n", model_path, m->format);
         printf("text:    %s (%zu tokens, %d chunks of %d, %zu scored)\n", text_path, r.n_tokens, r.n_chunks, ctx,
                r.n_scored);
         printf("PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_stderr);
-        printf("speed:   %.1f tokens/s on %d threads (%.2f s)\n", r.tokens_per_second, qs_engine_threads(e), r.seconds);
+        printf("speed:   %.1f tokens/s on %d threads (%.2f s), OpenBLAS %s kernels\n", r.tokens_per_second, qs_engine_threads(e),
+               r.seconds, qs_blas_core());
     }
 out:
     free(ids);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/qs_blas.h"
 #include "../core/qs_output.h"
 #include "cli.h"
 
@@ -96,6 +97,7 @@ static int dispatch(int argc, char **argv);
 /* Runs the command, then makes sure what it printed reached standard output: a full disk under
  * `qsense ppl --json > out.json` is an error, not a silent truncated file. */
 int main(int argc, char **argv) {
+    qs_blas_pick_kernels(argv); /* may execute qsense again, with OpenBLAS's best kernels */
     qs_output_install_signal_handlers();
     int rc = dispatch(argc, argv);
     if (fflush(stdout) != 0 || ferror(stdout)) {
@@ -117,7 +119,11 @@ static int dispatch(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(cmd, "--version")) {
-        printf("qsense %s\n", QS_VERSION);
+        printf("qsense %s\nBLAS: OpenBLAS, %s kernels (%s; this CPU's best: %s)\n", QS_VERSION, qs_blas_core(),
+               !strcmp(qs_blas_how(), "auto")   ? "chosen by qsense: OpenBLAS did not recognise the CPU"
+               : !strcmp(qs_blas_how(), "user") ? "OPENBLAS_CORETYPE"
+                                                : "chosen by OpenBLAS",
+               qs_blas_best_core());
         return 0;
     }
     if (!strcmp(cmd, "ppl")) return cmd_ppl(argc - 1, argv + 1);

@@ -72,7 +72,7 @@ int qs_read_file(const char *path, char **out, size_t *size, qs_error *err) {
         return qs_errorf(err, QS_ERR_INPUT, "%s: %lld bytes; qsense reads such a file whole and accepts at most %llu MiB",
                          path, (long long)st.st_size, (unsigned long long)(QS_READ_FILE_MAX >> 20));
     }
-    /* one byte more than the size, to see a file that grows while it is read */
+    /* st_size is a hint (procfs says 0): read to the end, within the limit */
     size_t cap = (size_t)st.st_size + 1, n = 0;
     char *buf = malloc(cap + 1);
     if (!buf) {
@@ -80,6 +80,22 @@ int qs_read_file(const char *path, char **out, size_t *size, qs_error *err) {
         return qs_errorf(err, QS_ERR_INTERNAL, "out of memory reading %s", path);
     }
     for (;;) {
+        if (n == cap) {
+            if (cap > QS_READ_FILE_MAX) {
+                free(buf);
+                close(fd);
+                return qs_errorf(err, QS_ERR_INPUT, "%s: more than %llu MiB; qsense reads such a file whole", path,
+                                 (unsigned long long)(QS_READ_FILE_MAX >> 20));
+            }
+            char *nb = realloc(buf, 2 * cap + 1);
+            if (!nb) {
+                free(buf);
+                close(fd);
+                return qs_errorf(err, QS_ERR_INTERNAL, "out of memory reading %s", path);
+            }
+            buf = nb;
+            cap *= 2;
+        }
         ssize_t r = read(fd, buf + n, cap - n);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
@@ -90,12 +106,6 @@ int qs_read_file(const char *path, char **out, size_t *size, qs_error *err) {
         }
         if (r == 0) break;
         n += (size_t)r;
-        if (n == cap) {
-            free(buf);
-            close(fd);
-            return qs_errorf(err, QS_ERR_INPUT, "%s: the file grew while it was read; read it when nothing writes to it",
-                             path);
-        }
     }
     close(fd);
     buf[n] = 0;

@@ -16,9 +16,8 @@
 
 typedef struct {
     const float *attn_norm, *ffn_norm;
-    const float *w[QS_LIN_COUNT];    /* the model's weights, f32 */
-    int wtype[QS_LIN_COUNT];         /* their type in the file (for llama.cpp numerics) */
-    const float *over[QS_LIN_COUNT]; /* overrides, or NULL */
+    const qs_tensor *w[QS_LIN_COUNT]; /* the model's weights, as stored in the file */
+    const float *over[QS_LIN_COUNT];  /* overrides (f32), or NULL */
 } layer;
 
 struct qs_engine {
@@ -27,8 +26,13 @@ struct qs_engine {
     int threads;
     layer *layers;
     const float *output_norm;
-    const float *output, *output_over;
-    int output_type;
+    const qs_tensor *output;
+    const float *output_over;
+    /* a weight stored in another type than f32 is expanded to f32 here, a block of rows at a
+     * time, just before its matmul: the model stays as stored (memory: the file's pages, not
+     * 4 bytes a weight) */
+    float *wbuf;
+    size_t wbuf_cap; /* floats */
     int llamacpp_numerics;
     float *xr; /* rounded activations, (cap, max(dim, hidden)) */
     void **owned;
@@ -41,7 +45,7 @@ struct qs_engine {
     int cap;
     float *x, *xb, *q, *k, *v, *att, *h1, *h3, *scores;
     double *rope_cos, *rope_sin; /* (cap, head_dim/2) */
-    double matmul_s;
+    double matmul_s, expand_s;
 };
 
 static const char *const LIN_NAMES[QS_LIN_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output",
@@ -68,7 +72,14 @@ static void *own(qs_engine *e, size_t bytes) {
     return p;
 }
 
-/* f32 view of a tensor: the map itself for f32, else a dequantized copy owned by the engine */
+/* the most floats one block of expanded weight rows may take: 8 Mi floats (32 MiB); a larger
+ * matrix (an 8B model's FFN, its output head) runs as several sgemm calls over row blocks */
+#define WBUF_MAX_FLOATS ((size_t)8 << 20)
+
+/* 1 if t can be used in place as f32 (row-major, aligned) */
+static int f32_in_place(const qs_tensor *t) { return t->type == QS_DT_F32 && ((uintptr_t)t->data % 4) == 0; }
+
+/* f32 view of a small tensor (norm weights): the map itself for f32, else a dequantized copy */
 static const float *as_f32(qs_engine *e, const qs_tensor *t, qs_error *err) {
     if (t->type == QS_DT_F32 && ((uintptr_t)t->data % 4) == 0) return (const float *)t->data;
     int64_t n = qs_tensor_numel(t);
@@ -105,17 +116,29 @@ int qs_engine_new(qs_engine **out, const qs_model *m, int n_threads, qs_error *e
         if (!(L->ffn_norm = as_f32(e, qs_model_find(m, name), err))) goto fail;
         for (int k = 0; k < QS_LIN_OUTPUT; k++) {
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, LIN_NAMES[k]);
-            const qs_tensor *t = qs_model_find(m, name);
-            if (!(L->w[k] = as_f32(e, t, err))) goto fail;
-            L->wtype[k] = t->type;
+            if (!(L->w[k] = qs_model_find(m, name))) goto missing;
+            if (!f32_in_place(L->w[k]) && L->w[k]->type != QS_DT_I8_GROUPED && !qs_dtype_get(L->w[k]->type)) goto missing;
         }
     }
     if (!(e->output_norm = as_f32(e, qs_model_find(m, "output_norm.weight"), err))) goto fail;
-    const qs_tensor *o = qs_model_find(m, e->a.tied_output ? "token_embd.weight" : "output.weight");
-    if (!(e->output = as_f32(e, o, err))) goto fail;
-    e->output_type = o->type;
+    if (!(e->output = qs_model_find(m, e->a.tied_output ? "token_embd.weight" : "output.weight"))) goto missing;
+    /* the scratch for expanded rows: the largest weight not usable in place, up to the cap */
+    size_t need = 0;
+    for (int l = 0; l < e->a.n_layers; l++)
+        for (int k = 0; k < QS_LIN_OUTPUT; k++)
+            if (!f32_in_place(e->layers[l].w[k]) && (size_t)qs_tensor_numel(e->layers[l].w[k]) > need)
+                need = (size_t)qs_tensor_numel(e->layers[l].w[k]);
+    if (!f32_in_place(e->output) && (size_t)qs_tensor_numel(e->output) > need) need = (size_t)qs_tensor_numel(e->output);
+    e->wbuf_cap = need < WBUF_MAX_FLOATS ? need : WBUF_MAX_FLOATS;
+    if (e->wbuf_cap && !(e->wbuf = malloc(e->wbuf_cap * sizeof(float)))) {
+        qs_engine_free(e);
+        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %zu MiB of weight scratch", e->wbuf_cap >> 18);
+    }
     *out = e;
     return 0;
+missing:
+    qs_engine_free(e);
+    return qs_errorf(err, QS_ERR_INPUT, "%s: a linear weight is missing or of a type qsense cannot expand", m->path);
 fail:
     qs_engine_free(e);
     return err ? err->code : QS_ERR_INTERNAL;
@@ -131,6 +154,7 @@ void qs_engine_free(qs_engine *e) {
     for (int i = 0; i < e->n_owned; i++) free(e->owned[i]);
     free(e->owned);
     free(e->layers);
+    free(e->wbuf);
     free_scratch(e);
     free(e);
 }
@@ -155,6 +179,7 @@ int qs_engine_threads(const qs_engine *e) { return e->threads; }
 void qs_engine_set_llamacpp_numerics(qs_engine *e, int on) { e->llamacpp_numerics = on; }
 int qs_engine_n_vocab(const qs_engine *e) { return e->a.n_vocab; }
 double qs_engine_matmul_seconds(const qs_engine *e) { return e->matmul_s; }
+double qs_engine_expand_seconds(const qs_engine *e) { return e->expand_s; }
 
 double qs_engine_flops(const qs_engine *e, int n, int logits_rows) {
     const qs_arch *a = &e->a;
@@ -204,18 +229,56 @@ static int grow(qs_engine *e, int n) {
     return 0;
 }
 
-/* y = x W^T: x (n, in), W (out, in), y (n, out). wtype: W's type in the file, for the
- * optional llama.cpp activation rounding. */
-static void matmul(qs_engine *e, float *y, const float *x, const float *w, int wtype, int n, int in, int out) {
+/* threads worth waking for `work` element operations: below ~64k the wake-ups cost more */
+static int par_threads(const qs_engine *e, long work) { return work < (1L << 16) ? 1 : e->threads; }
+
+/* expands rows [r0, r0 + nr) of a stored weight into dst, rows split over the threads */
+typedef struct {
+    const qs_tensor *t;
+    int64_t r0;
+    float *dst;
+} expand_job;
+
+static void expand_rows(void *ctx, long i0, long i1) {
+    const expand_job *j = ctx;
+    qs_tensor_dequantize_rows(j->t, j->r0 + i0, i1 - i0, j->dst + (size_t)i0 * (size_t)j->t->ne[0]);
+}
+
+/* y = x W^T: x (n, in), W (out, in), y (n, out). W is the override (f32) when given, else the
+ * stored tensor: used in place when f32, else expanded block by block into e->wbuf and
+ * multiplied into y's matching columns. The stored type decides the optional llama.cpp
+ * activation rounding (an override is exact f32: none). */
+static void matmul(qs_engine *e, float *y, const float *x, const qs_tensor *t, const float *over, int n, int in, int out) {
+    const int wtype = over ? QS_DT_F32 : t->type;
     if (e->llamacpp_numerics) {
         int rounded = 0;
-        for (int t = 0; t < n; t++)
-            rounded |= qs_act_round(wtype, x + (size_t)t * in, e->xr + (size_t)t * in, in);
+        for (int i = 0; i < n; i++)
+            rounded |= qs_act_round(wtype, x + (size_t)i * in, e->xr + (size_t)i * in, in);
         if (rounded) x = e->xr;
     }
+    const float *w = over ? over : f32_in_place(t) ? (const float *)t->data : NULL;
     double t0 = now_s();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
-    e->matmul_s += now_s() - t0;
+    if (w) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+        e->matmul_s += now_s() - t0;
+        return;
+    }
+    int64_t block = (int64_t)(e->wbuf_cap / (size_t)in);
+    if (block > out) block = out;
+    if (block < 1) block = 1;
+    for (int64_t r0 = 0; r0 < out; r0 += block) {
+        const int nr = (int)(out - r0 < block ? out - r0 : block);
+        expand_job j = {t, r0, e->wbuf};
+        /* one thread: OpenBLAS's workers spin between calls, and the pool would fight them (measured:
+         * slower than the single-threaded expansion on 2 cores) */
+        qs_parallel_for(nr, 1, expand_rows, &j);
+        double t1 = now_s();
+        e->expand_s += t1 - t0;
+        /* y[:, r0:r0+nr] = x W[r0:r0+nr]^T: (n, in) x (nr, in)^T, into y's columns (ldc = out) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, nr, in, 1.0f, x, in, e->wbuf, in, 0.0f, y + r0, out);
+        t0 = now_s();
+        e->matmul_s += t0 - t1;
+    }
 }
 
 /* out[i] = x[i] / rms(x) * w, row by row; x, out: (n, d) */
@@ -239,8 +302,6 @@ static void rmsnorm_rows(void *ctx, long t0, long t1) {
     }
 }
 
-/* threads worth waking for `work` element operations: below ~64k the wake-ups cost more */
-static int par_threads(const qs_engine *e, long work) { return work < (1L << 16) ? 1 : e->threads; }
 
 static void rmsnorm(const qs_engine *e, float *out, const float *x, const float *w, int n, int d, float eps) {
     norm_job j = {out, x, w, d, eps};
@@ -339,9 +400,6 @@ static void swiglu_range(void *ctx, long i0, long i1) {
     }
 }
 
-static const float *weight(const layer *L, int k) { return L->over[k] ? L->over[k] : L->w[k]; }
-/* an overriding weight is exact f32: no activation rounding applies to it */
-static int wt(const layer *L, int k) { return L->over[k] ? QS_DT_F32 : L->wtype[k]; }
 
 static void observe(qs_engine *e, int l, int kind, const float *x, int n, int in) {
     if (e->observe) e->observe(e->observe_user, l, kind, x, n, in);
@@ -382,7 +440,7 @@ int qs_engine_forward_from(qs_engine *e, int layer, const float *x, int n, int l
 static int run_layers(qs_engine *e, int first, int n, int logits_from, float *logits) {
     const qs_arch *a = &e->a;
     openblas_set_num_threads(e->threads);
-    e->matmul_s = 0;
+    e->matmul_s = e->expand_s = 0;
     const int dim = a->dim, hid = a->hidden_dim, qd = a->n_heads * a->head_dim, kvd = a->n_kv_heads * a->head_dim;
     for (int l = first; l < a->n_layers; l++) {
         const layer *L = &e->layers[l];
@@ -391,9 +449,9 @@ static int run_layers(qs_engine *e, int first, int n, int logits_from, float *lo
         observe(e, l, QS_LIN_Q, e->xb, n, dim);
         observe(e, l, QS_LIN_K, e->xb, n, dim);
         observe(e, l, QS_LIN_V, e->xb, n, dim);
-        matmul(e, e->q, e->xb, weight(L, QS_LIN_Q), wt(L, QS_LIN_Q), n, dim, qd);  /* (n, dim) x (qd, dim)^T */
-        matmul(e, e->k, e->xb, weight(L, QS_LIN_K), wt(L, QS_LIN_K), n, dim, kvd); /* (n, dim) x (kvd, dim)^T */
-        matmul(e, e->v, e->xb, weight(L, QS_LIN_V), wt(L, QS_LIN_V), n, dim, kvd);
+        matmul(e, e->q, e->xb, L->w[QS_LIN_Q], L->over[QS_LIN_Q], n, dim, qd);  /* (n, dim) x (qd, dim)^T */
+        matmul(e, e->k, e->xb, L->w[QS_LIN_K], L->over[QS_LIN_K], n, dim, kvd); /* (n, dim) x (kvd, dim)^T */
+        matmul(e, e->v, e->xb, L->w[QS_LIN_V], L->over[QS_LIN_V], n, dim, kvd);
         rope(e, e->q, n, a->n_heads);
         rope(e, e->k, n, a->n_kv_heads);
         if (e->llamacpp_numerics) { /* llama.cpp's f16 KV cache; Q meets K as f16 */
@@ -403,17 +461,17 @@ static int run_layers(qs_engine *e, int first, int n, int logits_from, float *lo
         }
         attention(e, n);
         observe(e, l, QS_LIN_O, e->att, n, qd);
-        matmul(e, e->xb, e->att, weight(L, QS_LIN_O), wt(L, QS_LIN_O), n, qd, dim); /* (n, qd) x (dim, qd)^T */
+        matmul(e, e->xb, e->att, L->w[QS_LIN_O], L->over[QS_LIN_O], n, qd, dim); /* (n, qd) x (dim, qd)^T */
         for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
         rmsnorm(e, e->xb, e->x, L->ffn_norm, n, dim, a->norm_eps);
         observe(e, l, QS_LIN_GATE, e->xb, n, dim);
         observe(e, l, QS_LIN_UP, e->xb, n, dim);
-        matmul(e, e->h1, e->xb, weight(L, QS_LIN_GATE), wt(L, QS_LIN_GATE), n, dim, hid); /* (n, dim) x (hid, dim)^T */
-        matmul(e, e->h3, e->xb, weight(L, QS_LIN_UP), wt(L, QS_LIN_UP), n, dim, hid);
+        matmul(e, e->h1, e->xb, L->w[QS_LIN_GATE], L->over[QS_LIN_GATE], n, dim, hid); /* (n, dim) x (hid, dim)^T */
+        matmul(e, e->h3, e->xb, L->w[QS_LIN_UP], L->over[QS_LIN_UP], n, dim, hid);
         swiglu_job sj = {e->h1, e->h3};
         qs_parallel_for((long)n * hid, par_threads(e, (long)n * hid * 8), swiglu_range, &sj);
         observe(e, l, QS_LIN_DOWN, e->h1, n, hid);
-        matmul(e, e->xb, e->h1, weight(L, QS_LIN_DOWN), wt(L, QS_LIN_DOWN), n, hid, dim); /* (n, hid) x (dim, hid)^T */
+        matmul(e, e->xb, e->h1, L->w[QS_LIN_DOWN], L->over[QS_LIN_DOWN], n, hid, dim); /* (n, hid) x (dim, hid)^T */
         for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
     }
     if (e->capture) memcpy(e->capture[a->n_layers], e->x, sizeof(float) * (size_t)n * (size_t)dim);
@@ -422,7 +480,7 @@ static int run_layers(qs_engine *e, int first, int n, int logits_from, float *lo
         float *xf = e->x + (size_t)logits_from * dim;
         rmsnorm(e, e->xb, xf, e->output_norm, rows, dim, a->norm_eps);
         observe(e, a->n_layers, QS_LIN_OUTPUT, e->xb, rows, dim);
-        matmul(e, logits, e->xb, e->output_over ? e->output_over : e->output, e->output_over ? QS_DT_F32 : e->output_type, rows, dim, a->n_vocab);
+        matmul(e, logits, e->xb, e->output, e->output_over, rows, dim, a->n_vocab); /* (rows, dim) x (n_vocab, dim)^T */
     }
     return 0;
 }

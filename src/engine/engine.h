@@ -27,8 +27,10 @@ typedef void (*qs_observe_fn)(void *user, int layer, int kind, const float *x, i
 
 typedef struct qs_engine qs_engine;
 
-/* Prepares the model for inference: non-f32 weights are dequantized once (f32 weights are used
- * from the map directly). n_threads <= 0 means all cores. */
+/* Prepares the model for inference. Weights stay as stored in the (mapped) file: f32 ones are
+ * used in place, others are expanded to f32 a block of rows at a time (at most 32 MiB) just
+ * before each matmul, so memory is the file's pages plus that scratch and the activations, not
+ * 4 bytes per weight. n_threads <= 0 means all cores. */
 int qs_engine_new(qs_engine **out, const qs_model *m, int n_threads, qs_error *err);
 void qs_engine_free(qs_engine *e);
 
@@ -58,8 +60,10 @@ void qs_engine_override_embedding(qs_engine *e, const float *emb);
 
 /* Floating-point operations of one forward pass over n tokens (matmuls and attention). */
 double qs_engine_flops(const qs_engine *e, int n, int logits_rows);
-/* Seconds spent in sgemm for weights during the last forward (for the benchmark). */
+/* Seconds spent in sgemm for weights, and expanding stored weights to f32, during the last
+ * forward (for the benchmark). */
 double qs_engine_matmul_seconds(const qs_engine *e);
+double qs_engine_expand_seconds(const qs_engine *e);
 
 int qs_engine_threads(const qs_engine *e);
 
