@@ -2,6 +2,7 @@
  * pass runs only if a pending job needs activations, and is deterministic, so a resumed run
  * sees exactly the statistics an uninterrupted one would. */
 #include "profile.h"
+#include "profile_memory.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -328,6 +329,8 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
         if ((rc = qs_evalset_load(&evalset, opt->eval, QS_DATASETS_DIR, 4096, err))) goto out;
     }
     if ((rc = qs_format_parse_list(opt->formats, &p.formats, &p.n_formats, err))) goto out;
+    /* a run that cannot fit is refused now, with the figures, not killed hours later */
+    if ((rc = qs_profile_check_memory(m, opt, evalset, err))) goto out;
     if ((rc = calibration_text(opt->data_path, &text, &n_text, err))) goto out;
     if (n_text == 0) {
         rc = qs_errorf(err, QS_ERR_INPUT, "%s: the calibration text is empty", opt->data_path);

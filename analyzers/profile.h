@@ -27,6 +27,7 @@ typedef struct {
     const char *sens_formats;
     int eval_ctx;            /* chunk length of the evaluation (default: ctx) */
     int topk;                /* base top-k kept per position for KL (default 64) */
+    int64_t mem_budget;      /* bytes the run may hold besides the mapped model; 0: 80 % of memory */
 } qs_profile_options;
 
 typedef struct {

@@ -119,6 +119,15 @@ int main(void) {
             "$Q check --model M.gguf --base M.gguf --data short.json --ctx 128");
     refused("calibration on a few tokens", 3, "few.txt", "at least 64", "$Q profile M.gguf --data few.txt --db few.db --quiet");
     refused("plan --rounding magic", 2, NULL, "--rounding must be", "$Q plan --db s.db --budget-bpw 7 --rounding magic --out r.json");
+    /* a run that cannot fit is refused before it starts (no database), with the figures */
+    refused("a profile over its memory budget", 3, "M.gguf", "would hold about",
+            "$Q profile M.gguf --db big.db --mem-budget 1M --quiet");
+    refused("a malformed memory budget", 2, NULL, "expects a size", "$Q profile M.gguf --db big.db --mem-budget 12Q");
+    {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/big.db", dir);
+        CHECK(!qs_path_exists(p), "a refused profile created its database");
+    }
 
     /* JSON output is valid UTF-8 even when the model's strings are not */
     {

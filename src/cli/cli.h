@@ -24,6 +24,10 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
 /* Parses a positive int option value; returns -1 (after printing) on error. */
 int cli_int(const char *cmd, const char *opt, const char *val, int lo, int hi);
 
+/* Parses a size ("800M", "16G", "1.5G", "123456789" bytes; K, M, G, T are powers of 1024);
+ * returns -1 (after printing) on error. */
+long long cli_size(const char *cmd, const char *opt, const char *val);
+
 /* Prints s as a JSON string literal (with quotes). */
 void cli_json_str(const char *s);
 

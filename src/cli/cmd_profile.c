@@ -15,7 +15,7 @@ static const char *DEFAULT_TEXT = "/usr/share/common-licenses/GPL-3";
 
 static void help(void) {
     printf("usage: qsense profile MODEL [--data FILE|SET] [--formats LIST] [--db PATH] [--threads T] [--ctx N]\n"
-           "                      [--calib-tokens N] [--tokenizer FILE] [--quiet]\n"
+           "                      [--calib-tokens N] [--tokenizer FILE] [--mem-budget SIZE] [--quiet]\n"
            "       qsense profile --list-formats\n"
            "\n"
            "Measures every tensor of MODEL and stores the results in an SQLite database (bulk arrays in\n"
@@ -35,6 +35,9 @@ static void help(void) {
            "                     training context if smaller)\n"
            "  --calib-tokens N   calibration token budget (default 8192)\n"
            "  --tokenizer FILE   tokenizer for llama2.c models\n"
+           "  --mem-budget SIZE  memory the run may hold besides the mapped model file (800M, 16G;\n"
+           "                     default 80 %% of physical memory): a run estimated to need more is\n"
+           "                     refused before it starts, with the figures\n"
            "\n"
            "  --sensitivity      also measure what quantizing each tensor costs end to end: for every\n"
            "                     matrix x format x evaluation domain, quantize that tensor alone and\n"
@@ -166,6 +169,7 @@ int cmd_profile(int argc, char **argv) {
         else if (!strcmp(a, "--tokenizer")) { if (!val) return cli_usage("profile", "--tokenizer needs a file"); o.tokenizer_path = val; i++; }
         else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) { if ((o.threads = cli_int("profile", a, val, 1, 1024)) < 0) return 2; i++; }
         else if (!strcmp(a, "--ctx")) { if ((o.ctx = cli_int("profile", a, val, 2, 1 << 20)) < 0) return 2; i++; }
+        else if (!strcmp(a, "--mem-budget")) { if ((o.mem_budget = cli_size("profile", a, val)) < 0) return 2; i++; }
         else if (!strcmp(a, "--calib-tokens")) { if ((o.calib_tokens = cli_int("profile", a, val, QS_PROFILE_MIN_CALIB_TOKENS, 1 << 30)) < 0) return 2; i++; }
         else if (a[0] == '-') return cli_usage("profile", "unknown option '%s'", a);
         else if (!o.model_path) o.model_path = a;

@@ -61,6 +61,25 @@ int cli_int(const char *cmd, const char *opt, const char *val, int lo, int hi) {
     return (int)v;
 }
 
+long long cli_size(const char *cmd, const char *opt, const char *val) {
+    char *end;
+    double v = val ? strtod(val, &end) : -1;
+    double mul = 1;
+    if (val && *end) {
+        const char *u = "KMGT";
+        const char *hit = strchr(u, end[0] & ~0x20);
+        if (hit && (!end[1] || ((end[1] & ~0x20) == 'B' && !end[2]) || ((end[1] & ~0x20) == 'I' && (end[2] & ~0x20) == 'B' && !end[3])))
+            for (const char *c = u; c <= hit; c++) mul *= 1024;
+        else
+            v = -1;
+    }
+    if (!val || !(v > 0) || v * mul > 9e18) {
+        cli_usage(cmd, "%s expects a size such as 800M or 16G, got '%s'", opt, val ? val : "");
+        return -1;
+    }
+    return (long long)(v * mul);
+}
+
 /* length of the valid UTF-8 sequence at p (1-4), or 0 if it is not one (overlong forms,
  * surrogates and code points past U+10FFFF are not) */
 static int utf8_len(const unsigned char *p) {

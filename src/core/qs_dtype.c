@@ -14,20 +14,20 @@
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static float rdh(const uint8_t *p) { return qs_f16_to_f32(rd16(p)); }
 
-static void f32_to_float(const void *src, float *dst, int64_t n) { memcpy(dst, src, (size_t)n * 4); }
+static void f32_to_float(const void *restrict src, float *restrict dst, int64_t n) { memcpy(dst, src, (size_t)n * 4); }
 
-static void f16_to_float(const void *src, float *dst, int64_t n) {
+static void f16_to_float(const void *restrict src, float *restrict dst, int64_t n) {
     const uint8_t *p = src;
     for (int64_t i = 0; i < n; i++) dst[i] = rdh(p + 2 * i);
 }
 
-static void bf16_to_float(const void *src, float *dst, int64_t n) {
+static void bf16_to_float(const void *restrict src, float *restrict dst, int64_t n) {
     const uint8_t *p = src;
     for (int64_t i = 0; i < n; i++) dst[i] = qs_bf16_to_f32(rd16(p + 2 * i));
 }
 
 /* q4_0: {f16 d; u8 qs[16]}: x = (nibble - 8) * d, low nibbles first half, high second half */
-static void q4_0_to_float(const void *src, float *y, int64_t n) {
+static void q4_0_to_float(const void *restrict src, float *restrict y, int64_t n) {
     const uint8_t *b = src;
     for (int64_t i = 0; i < n / QK4; i++, b += 18, y += QK4) {
         const float d = rdh(b);
@@ -42,7 +42,7 @@ static void q4_0_to_float(const void *src, float *y, int64_t n) {
 }
 
 /* q4_1: {f16 d; f16 m; u8 qs[16]}: x = nibble * d + m */
-static void q4_1_to_float(const void *src, float *y, int64_t n) {
+static void q4_1_to_float(const void *restrict src, float *restrict y, int64_t n) {
     const uint8_t *b = src;
     for (int64_t i = 0; i < n / QK4; i++, b += 20, y += QK4) {
         const float d = rdh(b), m = rdh(b + 2);
@@ -57,7 +57,7 @@ static void q4_1_to_float(const void *src, float *y, int64_t n) {
 }
 
 /* q5_0: {f16 d; u8 qh[4]; u8 qs[16]}: 5th bit of element j is bit j of qh */
-static void q5_0_to_float(const void *src, float *y, int64_t n) {
+static void q5_0_to_float(const void *restrict src, float *restrict y, int64_t n) {
     const uint8_t *b = src;
     for (int64_t i = 0; i < n / QK4; i++, b += 22, y += QK4) {
         const float d = rdh(b);
@@ -76,7 +76,7 @@ static void q5_0_to_float(const void *src, float *y, int64_t n) {
 }
 
 /* q5_1: {f16 d; f16 m; u8 qh[4]; u8 qs[16]} */
-static void q5_1_to_float(const void *src, float *y, int64_t n) {
+static void q5_1_to_float(const void *restrict src, float *restrict y, int64_t n) {
     const uint8_t *b = src;
     for (int64_t i = 0; i < n / QK4; i++, b += 24, y += QK4) {
         const float d = rdh(b), m = rdh(b + 2);
@@ -95,7 +95,7 @@ static void q5_1_to_float(const void *src, float *y, int64_t n) {
 }
 
 /* q8_0: {f16 d; i8 qs[32]} */
-static void q8_0_to_float(const void *src, float *y, int64_t n) {
+static void q8_0_to_float(const void *restrict src, float *restrict y, int64_t n) {
     const uint8_t *b = src;
     for (int64_t i = 0; i < n / QK4; i++, b += 34, y += QK4) {
         const float d = rdh(b);
@@ -106,7 +106,7 @@ static void q8_0_to_float(const void *src, float *y, int64_t n) {
 
 /* q2_k: {u8 scales[16]; u8 qs[64]; f16 d; f16 dmin}; 16 sub-blocks of 16, 4-bit scale and
  * 4-bit min per sub-block */
-static void q2_k_to_float(const void *src, float *y, int64_t n) {
+static void q2_k_to_float(const void *restrict src, float *restrict y, int64_t n) {
     const uint8_t *b = src;
     for (int64_t i = 0; i < n / QKK; i++, b += 84) {
         const uint8_t *scales = b, *q = b + 16;
@@ -131,7 +131,7 @@ static void q2_k_to_float(const void *src, float *y, int64_t n) {
 
 /* q3_k: {u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d}; 16 six-bit signed scales packed in 12
  * bytes; the high bit of each 3-bit value lives in hmask (set = no -4 offset) */
-static void q3_k_to_float(const void *src, float *y, int64_t n) {
+static void q3_k_to_float(const void *restrict src, float *restrict y, int64_t n) {
     const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
     const uint8_t *b = src;
     for (int64_t i = 0; i < n / QKK; i++, b += 110) {
@@ -176,7 +176,7 @@ static void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
 }
 
 /* q4_k: {f16 d; f16 dmin; u8 scales[12]; u8 qs[128]}; 8 sub-blocks of 32 */
-static void q4_k_to_float(const void *src, float *y, int64_t n) {
+static void q4_k_to_float(const void *restrict src, float *restrict y, int64_t n) {
     const uint8_t *b = src;
     for (int64_t i = 0; i < n / QKK; i++, b += 144) {
         const float d = rdh(b), min = rdh(b + 2);
@@ -197,7 +197,7 @@ static void q4_k_to_float(const void *src, float *y, int64_t n) {
 }
 
 /* q5_k: {f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]} */
-static void q5_k_to_float(const void *src, float *y, int64_t n) {
+static void q5_k_to_float(const void *restrict src, float *restrict y, int64_t n) {
     const uint8_t *b = src;
     for (int64_t i = 0; i < n / QKK; i++, b += 176) {
         const float d = rdh(b), min = rdh(b + 2);
@@ -220,7 +220,7 @@ static void q5_k_to_float(const void *src, float *y, int64_t n) {
 }
 
 /* q6_k: {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d} */
-static void q6_k_to_float(const void *src, float *y, int64_t n) {
+static void q6_k_to_float(const void *restrict src, float *restrict y, int64_t n) {
     const uint8_t *b = src;
     for (int64_t i = 0; i < n / QKK; i++, b += 210) {
         const float d = rdh(b + 208);

@@ -1,0 +1,67 @@
+/* Memory estimate of a profile run (see profile_memory.h). */
+#include "profile_memory.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+#include "io/gguf.h"
+
+/* "36.8 GiB", "412 MiB" */
+static const char *human(char *buf, double b) {
+    if (b >= 1024.0 * 1024 * 1024) snprintf(buf, 32, "%.1f GiB", b / (1024.0 * 1024 * 1024));
+    else snprintf(buf, 32, "%.0f MiB", b / (1024.0 * 1024));
+    return buf;
+}
+
+void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt, const qs_evalset *set,
+                                qs_profile_memory *out) {
+    const qs_arch *a = &m->arch;
+    const double dim = a->dim, hid = a->hidden_dim, qd = (double)a->n_heads * a->head_dim, V = a->n_vocab;
+    const double ctx = opt->ctx > 0 ? opt->ctx : 512;
+    *out = (qs_profile_memory){0};
+    if (m->gguf) out->file += (double)m->gguf->map.size;
+    for (int i = 0; i < m->n_maps; i++) out->file += (double)m->maps[i]->size;
+    /* distinct inputs per layer: the attention norm's (q, k, v), attn_output's, the FFN norm's
+     * (gate, up), ffn_down's; and the output head's; each an f32 Gram matrix and channel stats */
+    const double ins[4] = {dim, qd, dim, hid};
+    for (int k = 0; k < 4; k++) {
+        out->stats += a->n_layers * (4 * ins[k] * ins[k] + 12 * ins[k]);
+        if (4 * ins[k] * ins[k] > out->widest) out->widest = 4 * ins[k] * ins[k];
+    }
+    out->stats += 4 * dim * dim + 12 * dim;
+    double largest = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if ((double)qs_tensor_numel(&m->tensors[i]) > largest) largest = (double)qs_tensor_numel(&m->tensors[i]);
+    out->tensors = 3 * 4 * largest;
+    out->engine = 32.0 * 1024 * 1024 + 4 * ctx * (6 * dim + 2 * hid + V) + 4 * 2 * ctx * ctx;
+    if (opt->sensitivity && set) {
+        const double ectx = opt->eval_ctx > 0 ? opt->eval_ctx : ctx, topk = opt->topk > 0 ? opt->topk : 64;
+        for (int d = 0; d < set->n_domains; d++) {
+            double tokens = (double)(int64_t)(set->domains[d].tokens / (int64_t)ectx) * ectx;
+            out->sens += tokens * (4 * dim * (a->n_layers + 1) + 8 * topk + 8);
+        }
+    }
+    out->own = out->stats + out->tensors + out->engine + out->sens;
+}
+
+double qs_profile_memory_budget(const qs_profile_options *opt) {
+    if (opt->mem_budget > 0) return (double)opt->mem_budget;
+    return 0.8 * (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+}
+
+int qs_profile_check_memory(const qs_model *m, const qs_profile_options *opt, const qs_evalset *set, qs_error *err) {
+    qs_profile_memory est;
+    qs_profile_estimate_memory(m, opt, set, &est);
+    const double budget = qs_profile_memory_budget(opt);
+    if (est.own <= budget) return 0;
+    char own[32], file[32], stats[32], widest[32], tensors[32], sens[32], bud[32];
+    return qs_errorf(err, QS_ERR_INPUT,
+                     "%s: this profile would hold about %s besides the %s model file (calibration statistics %s: an "
+                     "X^T X matrix per linear input, all %d layers at once, the widest %s; tensor copies %s; sensitivity "
+                     "caches %s), over the %s%s budget; it would be killed, not finish. Give --mem-budget SIZE if the "
+                     "machine has the memory (or swap); profiling a layer at a time, which needs one layer's "
+                     "statistics, is not implemented yet",
+                     m->path, human(own, est.own), human(file, est.file), human(stats, est.stats), m->arch.n_layers,
+                     human(widest, est.widest), human(tensors, est.tensors), human(sens, est.sens),
+                     opt->mem_budget > 0 ? "--mem-budget " : "default (80 % of memory) ", human(bud, budget));
+}

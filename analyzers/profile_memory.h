@@ -1,0 +1,34 @@
+/* What a `qsense profile` run will hold in memory, estimated before it starts, so that a run
+ * that cannot fit says so with the figures instead of being killed hours later. The model file
+ * is mapped (its pages are the OS's to drop); the rest is the process's own. */
+#ifndef QS_PROFILE_MEMORY_H
+#define QS_PROFILE_MEMORY_H
+
+#include <stdint.h>
+
+#include "core/qs_error.h"
+#include "io/evalset.h"
+#include "io/model.h"
+#include "profile.h"
+
+typedef struct {
+    double file;      /* the mapped model file(s) */
+    double stats;     /* calibration statistics: an X^T X per distinct linear input, every layer at once */
+    double widest;    /* the widest input's X^T X (the FFN down projection's, usually) */
+    double tensors;   /* working copies of the largest tensor (f32, quantized, error) */
+    double engine;    /* weight scratch and one chunk's activations and logits */
+    double sens;      /* the sweep's base-run caches (residual stream per layer, top-k), 0 without */
+    double own;       /* everything but the file */
+} qs_profile_memory;
+
+void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt, const qs_evalset *set,
+                                qs_profile_memory *out);
+
+/* The budget for `own`: opt->mem_budget if set, else 80 % of physical memory. */
+double qs_profile_memory_budget(const qs_profile_options *opt);
+
+/* QS_ERR_INPUT with the figures (and what would make it fit) when the estimate exceeds the
+ * budget. */
+int qs_profile_check_memory(const qs_model *m, const qs_profile_options *opt, const qs_evalset *set, qs_error *err);
+
+#endif
