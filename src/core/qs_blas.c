@@ -62,6 +62,9 @@ const char *qs_blas_how(void) {
 void qs_blas_pick_kernels(char **argv) {
     const char *user = getenv("OPENBLAS_CORETYPE");
     if ((user && *user) || getenv("QSENSE_BLAS_PICKED")) return; /* the user's choice, or done already */
+    /* under valgrind /proc/self/exe is valgrind itself, and its CPU is an emulated one */
+    const char *pre = getenv("LD_PRELOAD");
+    if (pre && strstr(pre, "vgpreload")) return;
     const char *better = qs_blas_choose(qs_blas_core(), cpu_level());
     if (!better) return;
     setenv("OPENBLAS_CORETYPE", better, 1);
