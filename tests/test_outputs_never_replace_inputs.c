@@ -126,6 +126,16 @@ int main(void) {
     free(out);
     snprintf(p, sizeof p, "%s/big.gguf", dir);
     CHECK(!qs_path_exists(p), "quantize past a size limit left a file");
+    /* a profile past a size limit: its database or its HDF5 file fails, never the process */
+    for (int kb = 64; kb <= 1024; kb *= 4) {
+        char cmdl[512];
+        snprintf(cmdl, sizeof cmdl, "rm -f lim.db* && (ulimit -f %d && $Q profile M.gguf --db lim.db --formats q8_0,q4_0 "
+                 "--calib-tokens 256 --quiet)", kb);
+        rc = run_in(dir, &out, "%s", cmdl);
+        CHECK(rc == 0 || (rc == 3 && strstr(out, "lim.db")), "profile under a %d KB file size limit: exit %d: %.400s", kb, rc,
+              out);
+        free(out);
+    }
     rc = run_in(dir, &out, "($Q ppl M.gguf --text /usr/share/common-licenses/GPL-3 --ctx 128 --chunks 2 --json --quiet > /dev/full)");
     CHECK(rc != 0 && strstr(out, "standard output"), "ppl --json to a full disk: exit %d: %.400s", rc, out);
     free(out);
