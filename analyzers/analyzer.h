@@ -50,6 +50,7 @@ typedef struct qs_profile {
     int64_t *format_ids_sens;
     int threads;
     int store_gram;       /* a GPTQ format is swept: keep each input's Gram matrix in the database */
+    unsigned char *want_gram; /* [n_layers + 1]: accumulate X^T X for this layer's inputs */
 } qs_profile;
 
 typedef struct {

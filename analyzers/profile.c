@@ -80,12 +80,13 @@ static void observe(void *user, int layer, int kind, const float *x, int n, int 
         s->max = -INFINITY;
         s->ch_absmax = calloc((size_t)n_in, sizeof(float));
         s->ch_sum_sq = calloc((size_t)n_in, sizeof(double));
-        s->gram = calloc((size_t)n_in * (size_t)n_in, sizeof(float));
+        /* X^T X (n_in^2 floats: an 8B model's FFN input, 784 MiB) only where a pending job uses it */
+        s->gram = p->want_gram[layer] ? calloc((size_t)n_in * (size_t)n_in, sizeof(float)) : NULL;
         float amax = 0;
         for (int64_t k = 0; k < (int64_t)n * n_in; k++) amax = fmaxf(amax, fabsf(x[k]));
         s->hist_range = amax > 0 ? 2 * amax : 1; /* fixed from the first batch; beyond it: end bins */
     }
-    if (!s->ch_absmax || !s->ch_sum_sq || !s->gram) return;
+    if (!s->ch_absmax || !s->ch_sum_sq || (p->want_gram[layer] && !s->gram)) return;
     for (int t = 0; t < n; t++) {
         const float *r = x + (size_t)t * n_in;
         for (int c = 0; c < n_in; c++) {
@@ -101,42 +102,81 @@ static void observe(void *user, int layer, int kind, const float *x, int n, int 
         }
     }
     /* G += X^T X: (n_in, n) x (n, n_in) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_in, n_in, n, 1, x, n_in, x, n_in, 1, s->gram, n_in);
+    if (s->gram) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_in, n_in, n, 1, x, n_in, x, n_in, 1, s->gram, n_in);
     s->n_tokens += n;
 }
 
-static int calibrate(qs_profile *p, const qs_profile_options *opt, const int *ids, size_t n_ids, int bos,
-                     qs_profile_progress_fn progress, void *user, int64_t *used, qs_error *err) {
+/* The calibration pass, layer-major: every chunk's residual stream is kept (chunks x ctx x dim
+ * floats), and advancing to layer l pushes all of them through the layers before it, so the
+ * statistics of layer l's inputs are complete while later layers' are not yet allocated. The
+ * arithmetic and its order per statistic are the chunk-major forward pass's: same numbers. */
+typedef struct {
     qs_engine *e;
-    int rc = qs_engine_new(&e, p->m, opt->threads, err);
+    float *x;        /* (n_chunks * ctx, dim) */
+    int n_chunks, ctx;
+    int next;        /* the layer whose inputs are observed next; n_layers: the output head's */
+} calib_cursor;
+
+static void calib_close(calib_cursor *c) {
+    qs_engine_free(c->e);
+    free(c->x);
+    memset(c, 0, sizeof *c);
+}
+
+static int calib_open(calib_cursor *c, qs_profile *p, const qs_profile_options *opt, const int *ids, size_t n_ids, int bos,
+                      int64_t *used, qs_error *err) {
+    memset(c, 0, sizeof *c);
+    int rc = qs_engine_new(&c->e, p->m, opt->threads, err);
     if (rc) return rc;
-    qs_engine_set_observer(e, observe, p);
+    qs_engine_set_observer(c->e, observe, p);
     int ctx = opt->ctx;
-    int64_t budget = opt->calib_tokens;
     int n_chunks = (int)(n_ids / (size_t)ctx);
     if (n_chunks == 0) n_chunks = 1, ctx = (int)n_ids;
-    if ((int64_t)n_chunks * ctx > budget) n_chunks = (int)((budget + ctx - 1) / ctx);
+    if ((int64_t)n_chunks * ctx > opt->calib_tokens) n_chunks = (int)((opt->calib_tokens + ctx - 1) / ctx);
+    const size_t dim = (size_t)p->m->arch.dim;
     int *chunk = malloc(sizeof(int) * (size_t)ctx);
-    /* logits for every position, so the output head's input statistics cover every token */
-    float *logits = malloc(sizeof(float) * (size_t)p->m->arch.n_vocab * (size_t)ctx);
-    if (!chunk || !logits) {
+    c->x = malloc(sizeof(float) * (size_t)n_chunks * (size_t)ctx * dim);
+    c->n_chunks = n_chunks;
+    c->ctx = ctx;
+    if (!chunk || !c->x) {
         free(chunk);
-        free(logits);
-        qs_engine_free(e);
-        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token calibration chunk", ctx);
+        calib_close(c);
+        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %d calibration chunks of %d tokens", n_chunks, ctx);
     }
-    *used = 0;
-    for (int c = 0; c < n_chunks && !rc; c++) {
-        memcpy(chunk, ids + (size_t)c * ctx, sizeof(int) * (size_t)ctx);
+    for (int k = 0; k < n_chunks && !rc; k++) {
+        memcpy(chunk, ids + (size_t)k * ctx, sizeof(int) * (size_t)ctx);
         if (bos >= 0) chunk[0] = bos;
-        rc = qs_engine_forward(e, chunk, ctx, 0, logits, err);
-        *used += ctx;
-        if (progress) progress(user, "calibration", c + 1, n_chunks, 0, 0);
+        rc = qs_engine_embed(c->e, chunk, ctx, c->x + (size_t)k * ctx * dim, err);
     }
     free(chunk);
-    free(logits);
-    qs_engine_free(e);
+    *used = (int64_t)n_chunks * ctx;
+    if (rc) calib_close(c);
     return rc;
+}
+
+/* observes the inputs of layers [c->next, layer] (layer n_layers: the output head's) */
+static int calib_advance(calib_cursor *c, int layer, qs_error *err) {
+    const size_t chunk_floats = (size_t)c->ctx * (size_t)qs_engine_n_dim(c->e);
+    for (; c->next <= layer; c->next++)
+        for (int k = 0; k < c->n_chunks; k++) {
+            int rc = qs_engine_run_layer(c->e, c->next, c->x + (size_t)k * chunk_floats, c->ctx, err);
+            if (rc) return rc;
+        }
+    return 0;
+}
+
+/* the layer whose inputs a job needs observed first (-1: none) */
+static int job_layer(const qs_profile *p, const qs_analyzer *a, int i) {
+    const qs_prof_tensor *pt = &p->tensors[i];
+    if (!a->needs_activations || pt->linear < 0) return -1;
+    return pt->linear == QS_LIN_OUTPUT ? p->m->arch.n_layers : pt->layer;
+}
+
+static void free_grams(qs_profile *p, int layer) {
+    for (int k = 0; k < QS_LIN_COUNT; k++) {
+        free(p->acts[layer * QS_LIN_COUNT + k].gram);
+        p->acts[layer * QS_LIN_COUNT + k].gram = NULL;
+    }
 }
 
 /* ---- set-up ---- */
@@ -330,7 +370,10 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
     }
     if ((rc = qs_format_parse_list(opt->formats, &p.formats, &p.n_formats, err))) goto out;
     /* a run that cannot fit is refused now, with the figures, not killed hours later */
-    if ((rc = qs_profile_check_memory(m, opt, evalset, err))) goto out;
+    int all_grams = 0;
+    for (int k2 = 0; k2 < p.n_formats; k2++) all_grams |= p.formats[k2]->gptq;
+    for (int k2 = 0; opt->sensitivity && k2 < p.n_formats_sens; k2++) all_grams |= p.formats_sens[k2]->gptq;
+    if ((rc = qs_profile_check_memory(m, opt, evalset, all_grams, err))) goto out;
     if ((rc = calibration_text(opt->data_path, &text, &n_text, err))) goto out;
     if (n_text == 0) {
         rc = qs_errorf(err, QS_ERR_INPUT, "%s: the calibration text is empty", opt->data_path);
@@ -409,6 +452,7 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
 
     /* pending jobs */
     int n_jobs = 0, need_acts = 0;
+    const int L = m->arch.n_layers;
     char (*jobs)[160] = malloc(sizeof(*jobs) * (size_t)(p.n_tensors * N_ANALYZERS));
     int *job_a = malloc(sizeof(int) * (size_t)(p.n_tensors * N_ANALYZERS)), *job_t = malloc(sizeof(int) * (size_t)(p.n_tensors * N_ANALYZERS));
     for (int a = 0; a < N_ANALYZERS; a++)
@@ -425,9 +469,24 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
             job_t[n_jobs++] = i;
             need_acts |= ANALYZERS[a]->needs_activations;
         }
+    /* jobs in the order of the layer whose inputs they need (none first), so the calibration
+     * advances a layer at a time and a layer's X^T X is freed after its jobs; GPTQ formats keep
+     * every layer's (the sweep and the stored arrays need them) */
+    int *order = malloc(sizeof(int) * (size_t)(n_jobs + 1)), *jl = malloc(sizeof(int) * (size_t)(n_jobs + 1)), n_ord = 0;
+    p.want_gram = calloc((size_t)L + 1, 1);
+    if (!order || !jl || !p.want_gram) { rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory"); goto jobs_out; }
+    for (int l = -1; l <= L; l++)
+        for (int j = 0; j < n_jobs; j++)
+            if (job_layer(&p, ANALYZERS[job_a[j]], job_t[j]) == l) jl[n_ord] = l, order[n_ord++] = j;
+    for (int k = 0; k < n_jobs; k++)
+        if (jl[k] >= 0) p.want_gram[jl[k]] = 1;
+    if (p.store_gram) memset(p.want_gram, 1, (size_t)L + 1);
     /* weighted-rounding and GPTQ formats in the sweep need the inputs' statistics even when every
      * analyzer job is done (a resumed run): the calibration is deterministic, so recompute it */
-    for (int f = 0; opt->sensitivity && f < p.n_formats_sens; f++) need_acts |= qs_format_needs_calib(p.formats_sens[f]);
+    int sweep_needs_acts = 0;
+    for (int f = 0; opt->sensitivity && f < p.n_formats_sens; f++) sweep_needs_acts |= qs_format_needs_calib(p.formats_sens[f]);
+    need_acts |= sweep_needs_acts;
+    calib_cursor cur = {0};
     if (!rc && need_acts) {
         if ((rc = qs_vocab_for_model(&v, m, err)) || (rc = qs_tokenize(v, text, n_text, 1, &ids, &n_ids, err))) goto jobs_out;
         if (n_ids < QS_PROFILE_MIN_CALIB_TOKENS) {
@@ -436,12 +495,13 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
                            "longer --data text)", opt->data_path, n_ids, QS_PROFILE_MIN_CALIB_TOKENS);
             goto jobs_out;
         }
-        p.acts = calloc((size_t)(m->arch.n_layers + 1) * QS_LIN_COUNT, sizeof(qs_act_stats));
+        p.acts = calloc((size_t)(L + 1) * QS_LIN_COUNT, sizeof(qs_act_stats));
         if (!p.acts) { rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory"); goto jobs_out; }
-        if ((rc = calibrate(&p, opt, ids, n_ids, v->add_bos ? v->bos : -1, progress, user, &sum->calib_tokens, err))) goto jobs_out;
+        if ((rc = calib_open(&cur, &p, opt, ids, n_ids, v->add_bos ? v->bos : -1, &sum->calib_tokens, err))) goto jobs_out;
     }
-    /* work estimate per job, for an honest ETA: values touched, times the formats for qerror */
-    long *cost = malloc(sizeof(long) * (size_t)(n_jobs + 1)), total_cost = 0, done_cost = 0;
+    /* work estimate per job, for an honest ETA: values touched, times the formats for qerror;
+     * advancing the calibration one layer: its tokens times the layer's weights */
+    long *cost = malloc(sizeof(long) * (size_t)(n_jobs + 1)), total_cost = 0, done_cost = 0, layer_cost = 0;
     for (int j = 0; j < n_jobs; j++) {
         const qs_prof_tensor *pt = &p.tensors[job_t[j]];
         long c = ANALYZERS[job_a[j]] == &qs_analyzer_qerror ? (long)(pt->rows * pt->cols) * (p.n_formats + 1) * 4
@@ -449,8 +509,20 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
         cost[j] = c > 0 ? c : 1;
         total_cost += cost[j];
     }
-    for (int j = 0; j < n_jobs && !rc; j++) {
-        if (progress) progress(user, "jobs", done_cost, total_cost, j, n_jobs);
+    if (cur.e) {
+        const qs_arch *ar = &m->arch;
+        double per_layer = (double)ar->dim * ((double)ar->n_heads * ar->head_dim * 2 + (double)ar->n_kv_heads * ar->head_dim * 2 +
+                                              3.0 * ar->hidden_dim);
+        layer_cost = (long)(per_layer * (double)sum->calib_tokens / 64);
+        total_cost += layer_cost * (L + 1);
+    }
+    for (int k = 0; k < n_ord && !rc; k++) {
+        const int j = order[k];
+        if (progress) progress(user, "jobs", done_cost, total_cost, k, n_jobs);
+        if (cur.e && jl[k] >= cur.next) {
+            done_cost += layer_cost * (jl[k] + 1 - cur.next);
+            if ((rc = calib_advance(&cur, jl[k], err))) break;
+        }
         done_cost += cost[j];
         if ((rc = qs_db_begin(db, err))) break;
         rc = ANALYZERS[job_a[j]]->run(&p, job_t[j], err);
@@ -462,7 +534,11 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
         }
         if ((rc = qs_db_commit(db, err))) break;
         sum->jobs_run++;
+        if (jl[k] >= 0 && !p.store_gram && (k + 1 == n_ord || jl[k + 1] != jl[k])) free_grams(&p, jl[k]);
     }
+    /* the sweep rounds with every layer's statistics */
+    if (!rc && cur.e && sweep_needs_acts) rc = calib_advance(&cur, L, err);
+    calib_close(&cur);
     if (!rc && progress) progress(user, "jobs", total_cost > 0 ? total_cost : 1, total_cost > 0 ? total_cost : 1, n_jobs, n_jobs);
     free(cost);
     if (!rc && opt->sensitivity) rc = sensitivity_sweep(&p, opt, evalset, progress, user, sum, err);
@@ -475,6 +551,8 @@ jobs_out:
     free(jobs);
     free(job_a);
     free(job_t);
+    free(order);
+    free(jl);
     goto out;
 rollback:
     qs_db_rollback(db);
@@ -487,6 +565,7 @@ out:
         }
         free(p.acts);
     }
+    free(p.want_gram);
     free(p.tensors);
     free(p.formats);
     free(p.format_ids);

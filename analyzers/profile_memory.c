@@ -13,7 +13,7 @@ static const char *human(char *buf, double b) {
     return buf;
 }
 
-void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt, const qs_evalset *set,
+void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt, const qs_evalset *set, int all_grams,
                                 qs_profile_memory *out) {
     const qs_arch *a = &m->arch;
     const double dim = a->dim, hid = a->hidden_dim, qd = (double)a->n_heads * a->head_dim, V = a->n_vocab;
@@ -24,11 +24,15 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
     /* distinct inputs per layer: the attention norm's (q, k, v), attn_output's, the FFN norm's
      * (gate, up), ffn_down's; and the output head's; each an f32 Gram matrix and channel stats */
     const double ins[4] = {dim, qd, dim, hid};
+    double one_layer = 0;
     for (int k = 0; k < 4; k++) {
-        out->stats += a->n_layers * (4 * ins[k] * ins[k] + 12 * ins[k]);
+        out->stats += a->n_layers * 12 * ins[k];
+        one_layer += 4 * ins[k] * ins[k];
         if (4 * ins[k] * ins[k] > out->widest) out->widest = 4 * ins[k] * ins[k];
     }
-    out->stats += 4 * dim * dim + 12 * dim;
+    out->stats += 12 * dim + (all_grams ? a->n_layers * one_layer + 4 * dim * dim : one_layer);
+    const double calib = opt->calib_tokens > 0 ? opt->calib_tokens : 8192;
+    out->stats += 4 * calib * dim; /* the residual stream of every calibration chunk */
     double largest = 0;
     for (int i = 0; i < m->n_tensors; i++)
         if ((double)qs_tensor_numel(&m->tensors[i]) > largest) largest = (double)qs_tensor_numel(&m->tensors[i]);
@@ -49,19 +53,20 @@ double qs_profile_memory_budget(const qs_profile_options *opt) {
     return 0.8 * (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
 }
 
-int qs_profile_check_memory(const qs_model *m, const qs_profile_options *opt, const qs_evalset *set, qs_error *err) {
+int qs_profile_check_memory(const qs_model *m, const qs_profile_options *opt, const qs_evalset *set, int all_grams,
+                            qs_error *err) {
     qs_profile_memory est;
-    qs_profile_estimate_memory(m, opt, set, &est);
+    qs_profile_estimate_memory(m, opt, set, all_grams, &est);
     const double budget = qs_profile_memory_budget(opt);
     if (est.own <= budget) return 0;
     char own[32], file[32], stats[32], widest[32], tensors[32], sens[32], bud[32];
     return qs_errorf(err, QS_ERR_INPUT,
-                     "%s: this profile would hold about %s besides the %s model file (calibration statistics %s: an "
-                     "X^T X matrix per linear input, all %d layers at once, the widest %s; tensor copies %s; sensitivity "
-                     "caches %s), over the %s%s budget; it would be killed, not finish. Give --mem-budget SIZE if the "
-                     "machine has the memory (or swap); profiling a layer at a time, which needs one layer's "
-                     "statistics, is not implemented yet",
-                     m->path, human(own, est.own), human(file, est.file), human(stats, est.stats), m->arch.n_layers,
+                     "%s: this profile would hold about %s besides the %s model file (calibration statistics %s: X^T X of "
+                     "%s, the widest %s; tensor copies %s; sensitivity caches %s), over the %s%s budget; it would be "
+                     "killed, not finish. Give --mem-budget SIZE if the machine has the memory (or swap)%s",
+                     m->path, human(own, est.own), human(file, est.file), human(stats, est.stats),
+                     all_grams ? "every linear input of every layer (a GPTQ format keeps them all)" : "one layer's inputs at a time",
                      human(widest, est.widest), human(tensors, est.tensors), human(sens, est.sens),
-                     opt->mem_budget > 0 ? "--mem-budget " : "default (80 % of memory) ", human(bud, budget));
+                     opt->mem_budget > 0 ? "--mem-budget " : "default (80 % of memory) ", human(bud, budget),
+                     all_grams ? ", or leave the -gptq formats out" : "");
 }

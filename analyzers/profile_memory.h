@@ -13,7 +13,9 @@
 
 typedef struct {
     double file;      /* the mapped model file(s) */
-    double stats;     /* calibration statistics: an X^T X per distinct linear input, every layer at once */
+    double stats;     /* calibration statistics: channel statistics of every linear input, and an X^T X
+                       * per input of one layer at a time (of every layer with a GPTQ format), and
+                       * the calibration chunks' residual stream */
     double widest;    /* the widest input's X^T X (the FFN down projection's, usually) */
     double tensors;   /* working copies of the largest tensor (f32, quantized, error) */
     double engine;    /* weight scratch and one chunk's activations and logits */
@@ -21,7 +23,8 @@ typedef struct {
     double own;       /* everything but the file */
 } qs_profile_memory;
 
-void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt, const qs_evalset *set,
+/* all_grams: a GPTQ format is measured, so every layer's X^T X is kept to the end. */
+void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt, const qs_evalset *set, int all_grams,
                                 qs_profile_memory *out);
 
 /* The budget for `own`: opt->mem_budget if set, else 80 % of physical memory. */
@@ -29,6 +32,7 @@ double qs_profile_memory_budget(const qs_profile_options *opt);
 
 /* QS_ERR_INPUT with the figures (and what would make it fit) when the estimate exceeds the
  * budget. */
-int qs_profile_check_memory(const qs_model *m, const qs_profile_options *opt, const qs_evalset *set, qs_error *err);
+int qs_profile_check_memory(const qs_model *m, const qs_profile_options *opt, const qs_evalset *set, int all_grams,
+                            qs_error *err);
 
 #endif

@@ -1,6 +1,10 @@
 /* The engine's two seams for the analyzers: the observer sees the input of every linear layer
  * with the right shape; overriding a layer's weights with identical values changes nothing (bit
- * for bit), with zeros changes the logits, and restoring brings back the original logits. */
+ * for bit), with zeros changes the logits, and restoring brings back the original logits.
+ * Layer-major execution (embed, then run_layer for each layer, as the profile's calibration
+ * does) shows the observer the same inputs and leaves the same residual stream as a forward
+ * pass, bit for bit, on an f32 model and on a quantized one (weights expanded block by block). */
+#include <stdint.h>
 #include <string.h>
 
 #include "core/qs_file.h"
@@ -22,6 +26,53 @@ static void observe(void *user, int layer, int kind, const float *x, int n_token
     int want = kind == QS_LIN_O ? s->qd : kind == QS_LIN_DOWN ? s->hid : s->dim;
     int want_n = kind == QS_LIN_OUTPUT ? s->n / 2 : s->n;
     if (n_in != want || n_tokens != want_n) s->bad_shape++;
+}
+
+/* an FNV-1a hash of every observed input's bytes, per (layer, kind) */
+typedef struct {
+    uint64_t h[16][QS_LIN_COUNT];
+} hashes;
+
+static void observe_hash(void *user, int layer, int kind, const float *x, int n_tokens, int n_in) {
+    hashes *hs = user;
+    uint64_t h = hs->h[layer][kind] ? hs->h[layer][kind] : 1469598103934665603ull;
+    const unsigned char *b = (const unsigned char *)x;
+    for (size_t i = 0; i < sizeof(float) * (size_t)n_tokens * (size_t)n_in; i++) h = (h ^ b[i]) * 1099511628211ull;
+    hs->h[layer][kind] = h;
+}
+
+/* forward (with capture) vs embed + run_layer, on the model at path */
+static void layer_major_equals_forward(const char *path, const int *ids, int T) {
+    qs_model *m = NULL;
+    qs_engine *e = NULL;
+    qs_error err = {0};
+    if (qs_model_open(&m, path, NULL, &err) || qs_engine_new(&e, m, 2, &err)) {
+        CHECK(0, "%s", err.msg);
+        qs_model_close(m);
+        return;
+    }
+    const int L = m->arch.n_layers, dim = m->arch.dim;
+    float **cap = malloc(sizeof(float *) * (size_t)(L + 1)), *x = malloc(sizeof(float) * (size_t)T * dim);
+    float *logits = malloc(sizeof(float) * (size_t)T * m->arch.n_vocab);
+    for (int l = 0; l <= L; l++) cap[l] = malloc(sizeof(float) * (size_t)T * dim);
+    hashes a = {0}, b = {0};
+    qs_engine_set_observer(e, observe_hash, &a);
+    qs_engine_set_capture(e, cap);
+    CHECK(qs_engine_forward(e, ids, T, 0, logits, &err) == 0, "%s", err.msg);
+    qs_engine_set_capture(e, NULL);
+    qs_engine_set_observer(e, observe_hash, &b);
+    CHECK(qs_engine_embed(e, ids, T, x, &err) == 0, "%s", err.msg);
+    CHECK(!memcmp(x, cap[0], sizeof(float) * (size_t)T * dim), "%s: the embedding differs", path);
+    for (int l = 0; l <= L; l++) {
+        CHECK(qs_engine_run_layer(e, l, x, T, &err) == 0, "%s", err.msg);
+        if (l < L) CHECK(!memcmp(x, cap[l + 1], sizeof(float) * (size_t)T * dim), "%s: residual after layer %d differs", path, l);
+    }
+    CHECK(!memcmp(&a, &b, sizeof a), "%s: the observer saw different inputs layer-major", path);
+    CHECK(qs_engine_run_layer(e, L + 1, x, T, &err) == QS_ERR_USAGE, "run_layer past the head");
+    for (int l = 0; l <= L; l++) free(cap[l]);
+    free(cap), free(x), free(logits);
+    qs_engine_free(e);
+    qs_model_close(m);
 }
 
 int main(void) {
@@ -65,6 +116,11 @@ int main(void) {
     qs_engine_forward(e, ids, T, T / 2, got, &err);
     CHECK(!memcmp(base, got, sizeof(float) * (T / 2) * V), "restoring the weights did not restore the logits");
     CHECK(qs_engine_override(e, 99, QS_LIN_Q, same, &err) == QS_ERR_USAGE, "override of a layer that does not exist");
+
+    char *q4 = model_path("stories260K-llamacpp-Q4_K_M.gguf");
+    layer_major_equals_forward(p, ids, T);
+    layer_major_equals_forward(q4, ids, T);
+    free(q4);
 
     free(same); free(zero); free(base); free(got); free(ids); free(text); free(p);
     qs_engine_free(e);

@@ -178,6 +178,7 @@ int qs_engine_override(qs_engine *e, int layer_i, int kind, const float *w, qs_e
 int qs_engine_threads(const qs_engine *e) { return e->threads; }
 void qs_engine_set_llamacpp_numerics(qs_engine *e, int on) { e->llamacpp_numerics = on; }
 int qs_engine_n_vocab(const qs_engine *e) { return e->a.n_vocab; }
+int qs_engine_n_dim(const qs_engine *e) { return e->a.dim; }
 double qs_engine_matmul_seconds(const qs_engine *e) { return e->matmul_s; }
 double qs_engine_expand_seconds(const qs_engine *e) { return e->expand_s; }
 
@@ -410,23 +411,14 @@ void qs_engine_set_capture(qs_engine *e, float **capture) { e->capture = capture
 void qs_engine_override_embedding(qs_engine *e, const float *emb) { e->emb_over = emb; }
 
 static int run_layers(qs_engine *e, int first, int n, int logits_from, float *logits);
+int qs_engine_embed(qs_engine *e, const int *tokens, int n, float *x, qs_error *err);
 
 int qs_engine_forward(qs_engine *e, const int *tokens, int n, int logits_from, float *logits, qs_error *err) {
-    const qs_arch *a = &e->a;
     if (n <= 0 || logits_from < 0 || logits_from > n)
         return qs_errorf(err, QS_ERR_USAGE, "forward: bad token range (n %d, logits from %d)", n, logits_from);
-    for (int t = 0; t < n; t++)
-        if (tokens[t] < 0 || tokens[t] >= a->n_vocab)
-            return qs_errorf(err, QS_ERR_INPUT, "token id %d at position %d is outside the vocabulary (%d)", tokens[t], t,
-                             a->n_vocab);
     if (grow(e, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
-    const int dim = a->dim;
-    const qs_tensor *emb = qs_model_find(e->m, "token_embd.weight");
-    for (int t = 0; t < n; t++) {
-        if (e->emb_over) memcpy(e->x + (size_t)t * dim, e->emb_over + (size_t)tokens[t] * dim, sizeof(float) * (size_t)dim);
-        else qs_tensor_dequantize_rows(emb, tokens[t], 1, e->x + (size_t)t * dim);
-    }
-    return run_layers(e, 0, n, logits_from, logits);
+    int rc = qs_engine_embed(e, tokens, n, e->x, err);
+    return rc ? rc : run_layers(e, 0, n, logits_from, logits);
 }
 
 int qs_engine_forward_from(qs_engine *e, int layer, const float *x, int n, int logits_from, float *logits, qs_error *err) {
@@ -437,43 +429,50 @@ int qs_engine_forward_from(qs_engine *e, int layer, const float *x, int n, int l
     return run_layers(e, layer, n, logits_from, logits);
 }
 
+/* layer l on the residual stream in e->x (n, dim), in place */
+static void layer_forward(qs_engine *e, int l, int n) {
+    const qs_arch *a = &e->a;
+    const int dim = a->dim, hid = a->hidden_dim, qd = a->n_heads * a->head_dim, kvd = a->n_kv_heads * a->head_dim;
+    const layer *L = &e->layers[l];
+    rmsnorm(e, e->xb, e->x, L->attn_norm, n, dim, a->norm_eps);
+    observe(e, l, QS_LIN_Q, e->xb, n, dim);
+    observe(e, l, QS_LIN_K, e->xb, n, dim);
+    observe(e, l, QS_LIN_V, e->xb, n, dim);
+    matmul(e, e->q, e->xb, L->w[QS_LIN_Q], L->over[QS_LIN_Q], n, dim, qd);  /* (n, dim) x (qd, dim)^T */
+    matmul(e, e->k, e->xb, L->w[QS_LIN_K], L->over[QS_LIN_K], n, dim, kvd); /* (n, dim) x (kvd, dim)^T */
+    matmul(e, e->v, e->xb, L->w[QS_LIN_V], L->over[QS_LIN_V], n, dim, kvd);
+    rope(e, e->q, n, a->n_heads);
+    rope(e, e->k, n, a->n_kv_heads);
+    if (e->llamacpp_numerics) { /* llama.cpp's f16 KV cache; Q meets K as f16 */
+        qs_round_f16(e->q, (int64_t)n * qd);
+        qs_round_f16(e->k, (int64_t)n * kvd);
+        qs_round_f16(e->v, (int64_t)n * kvd);
+    }
+    attention(e, n);
+    observe(e, l, QS_LIN_O, e->att, n, qd);
+    matmul(e, e->xb, e->att, L->w[QS_LIN_O], L->over[QS_LIN_O], n, qd, dim); /* (n, qd) x (dim, qd)^T */
+    for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
+    rmsnorm(e, e->xb, e->x, L->ffn_norm, n, dim, a->norm_eps);
+    observe(e, l, QS_LIN_GATE, e->xb, n, dim);
+    observe(e, l, QS_LIN_UP, e->xb, n, dim);
+    matmul(e, e->h1, e->xb, L->w[QS_LIN_GATE], L->over[QS_LIN_GATE], n, dim, hid); /* (n, dim) x (hid, dim)^T */
+    matmul(e, e->h3, e->xb, L->w[QS_LIN_UP], L->over[QS_LIN_UP], n, dim, hid);
+    swiglu_job sj = {e->h1, e->h3};
+    qs_parallel_for((long)n * hid, par_threads(e, (long)n * hid * 8), swiglu_range, &sj);
+    observe(e, l, QS_LIN_DOWN, e->h1, n, hid);
+    matmul(e, e->xb, e->h1, L->w[QS_LIN_DOWN], L->over[QS_LIN_DOWN], n, hid, dim); /* (n, hid) x (dim, hid)^T */
+    for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
+}
+
 /* layers [first, n_layers) and the head, on the residual stream in e->x */
 static int run_layers(qs_engine *e, int first, int n, int logits_from, float *logits) {
     const qs_arch *a = &e->a;
     openblas_set_num_threads(e->threads);
     e->matmul_s = e->expand_s = 0;
-    const int dim = a->dim, hid = a->hidden_dim, qd = a->n_heads * a->head_dim, kvd = a->n_kv_heads * a->head_dim;
+    const int dim = a->dim;
     for (int l = first; l < a->n_layers; l++) {
-        const layer *L = &e->layers[l];
         if (e->capture) memcpy(e->capture[l], e->x, sizeof(float) * (size_t)n * (size_t)dim);
-        rmsnorm(e, e->xb, e->x, L->attn_norm, n, dim, a->norm_eps);
-        observe(e, l, QS_LIN_Q, e->xb, n, dim);
-        observe(e, l, QS_LIN_K, e->xb, n, dim);
-        observe(e, l, QS_LIN_V, e->xb, n, dim);
-        matmul(e, e->q, e->xb, L->w[QS_LIN_Q], L->over[QS_LIN_Q], n, dim, qd);  /* (n, dim) x (qd, dim)^T */
-        matmul(e, e->k, e->xb, L->w[QS_LIN_K], L->over[QS_LIN_K], n, dim, kvd); /* (n, dim) x (kvd, dim)^T */
-        matmul(e, e->v, e->xb, L->w[QS_LIN_V], L->over[QS_LIN_V], n, dim, kvd);
-        rope(e, e->q, n, a->n_heads);
-        rope(e, e->k, n, a->n_kv_heads);
-        if (e->llamacpp_numerics) { /* llama.cpp's f16 KV cache; Q meets K as f16 */
-            qs_round_f16(e->q, (int64_t)n * qd);
-            qs_round_f16(e->k, (int64_t)n * kvd);
-            qs_round_f16(e->v, (int64_t)n * kvd);
-        }
-        attention(e, n);
-        observe(e, l, QS_LIN_O, e->att, n, qd);
-        matmul(e, e->xb, e->att, L->w[QS_LIN_O], L->over[QS_LIN_O], n, qd, dim); /* (n, qd) x (dim, qd)^T */
-        for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
-        rmsnorm(e, e->xb, e->x, L->ffn_norm, n, dim, a->norm_eps);
-        observe(e, l, QS_LIN_GATE, e->xb, n, dim);
-        observe(e, l, QS_LIN_UP, e->xb, n, dim);
-        matmul(e, e->h1, e->xb, L->w[QS_LIN_GATE], L->over[QS_LIN_GATE], n, dim, hid); /* (n, dim) x (hid, dim)^T */
-        matmul(e, e->h3, e->xb, L->w[QS_LIN_UP], L->over[QS_LIN_UP], n, dim, hid);
-        swiglu_job sj = {e->h1, e->h3};
-        qs_parallel_for((long)n * hid, par_threads(e, (long)n * hid * 8), swiglu_range, &sj);
-        observe(e, l, QS_LIN_DOWN, e->h1, n, hid);
-        matmul(e, e->xb, e->h1, L->w[QS_LIN_DOWN], L->over[QS_LIN_DOWN], n, hid, dim); /* (n, hid) x (dim, hid)^T */
-        for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
+        layer_forward(e, l, n);
     }
     if (e->capture) memcpy(e->capture[a->n_layers], e->x, sizeof(float) * (size_t)n * (size_t)dim);
     int rows = n - logits_from;
@@ -482,6 +481,37 @@ static int run_layers(qs_engine *e, int first, int n, int logits_from, float *lo
         rmsnorm(e, e->xb, xf, e->output_norm, rows, dim, a->norm_eps);
         observe(e, a->n_layers, QS_LIN_OUTPUT, e->xb, rows, dim);
         matmul(e, logits, e->xb, e->output, e->output_over, rows, dim, a->n_vocab); /* (rows, dim) x (n_vocab, dim)^T */
+    }
+    return 0;
+}
+
+int qs_engine_embed(qs_engine *e, const int *tokens, int n, float *x, qs_error *err) {
+    const qs_arch *a = &e->a;
+    for (int t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= a->n_vocab)
+            return qs_errorf(err, QS_ERR_INPUT, "token id %d at position %d is outside the vocabulary (%d)", tokens[t], t,
+                             a->n_vocab);
+    const qs_tensor *emb = qs_model_find(e->m, "token_embd.weight");
+    for (int t = 0; t < n; t++) {
+        if (e->emb_over) memcpy(x + (size_t)t * a->dim, e->emb_over + (size_t)tokens[t] * a->dim, sizeof(float) * (size_t)a->dim);
+        else qs_tensor_dequantize_rows(emb, tokens[t], 1, x + (size_t)t * a->dim);
+    }
+    return 0;
+}
+
+int qs_engine_run_layer(qs_engine *e, int layer, float *x, int n, qs_error *err) {
+    if (n <= 0 || layer < 0 || layer > e->a.n_layers)
+        return qs_errorf(err, QS_ERR_USAGE, "run_layer: bad range (layer %d, n %d)", layer, n);
+    if (grow(e, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
+    openblas_set_num_threads(e->threads);
+    const size_t bytes = sizeof(float) * (size_t)n * (size_t)e->a.dim;
+    memcpy(e->x, x, bytes);
+    if (layer < e->a.n_layers) {
+        layer_forward(e, layer, n);
+        memcpy(x, e->x, bytes);
+    } else { /* the head's input only: the output norm, shown to the observer */
+        rmsnorm(e, e->xb, e->x, e->output_norm, n, e->a.dim, e->a.norm_eps);
+        observe(e, e->a.n_layers, QS_LIN_OUTPUT, e->xb, n, e->a.dim);
     }
     return 0;
 }

@@ -55,6 +55,15 @@ void qs_engine_set_capture(qs_engine *e, float **capture);
  * qs_engine_forward. x is not modified. */
 int qs_engine_forward_from(qs_engine *e, int layer, const float *x, int n, int logits_from, float *logits, qs_error *err);
 
+/* Layer-major execution (the profile's calibration pushes every chunk through layer l before
+ * layer l + 1, so one layer's statistics are alive at a time):
+ * embed writes the embedding rows of tokens into x (n, dim); run_layer applies layer `layer` to
+ * x in place, showing its linears' inputs to the observer, or for layer == n_layers only shows
+ * the output head its input (the output norm of x; x unchanged, no logits). The same
+ * arithmetic as qs_engine_forward, so the numbers are identical. */
+int qs_engine_embed(qs_engine *e, const int *tokens, int n, float *x, qs_error *err);
+int qs_engine_run_layer(qs_engine *e, int layer, float *x, int n, qs_error *err);
+
 /* Substitutes the token embedding table ((n_vocab, dim) f32, borrowed); NULL restores. */
 void qs_engine_override_embedding(qs_engine *e, const float *emb);
 
@@ -71,5 +80,6 @@ int qs_engine_threads(const qs_engine *e);
  * reproduce llama-perplexity's figures; off (default): exact f32 evaluation. */
 void qs_engine_set_llamacpp_numerics(qs_engine *e, int on);
 int qs_engine_n_vocab(const qs_engine *e);
+int qs_engine_n_dim(const qs_engine *e);
 
 #endif
