@@ -374,6 +374,12 @@ int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progres
     for (int k2 = 0; k2 < p.n_formats; k2++) all_grams |= p.formats[k2]->gptq;
     for (int k2 = 0; opt->sensitivity && k2 < p.n_formats_sens; k2++) all_grams |= p.formats_sens[k2]->gptq;
     if ((rc = qs_profile_check_memory(m, opt, evalset, all_grams, err))) goto out;
+    if (progress) {
+        qs_profile_memory est;
+        qs_profile_estimate_memory(m, opt, evalset, all_grams, &est);
+        const double mib = 1024.0 * 1024.0;
+        progress(user, "memory", (long)(est.own / mib), (long)(qs_profile_memory_budget(opt) / mib), (int)(est.file / mib), 0);
+    }
     if ((rc = calibration_text(opt->data_path, &text, &n_text, err))) goto out;
     if (n_text == 0) {
         rc = qs_errorf(err, QS_ERR_INPUT, "%s: the calibration text is empty", opt->data_path);

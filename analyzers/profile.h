@@ -40,9 +40,10 @@ typedef struct {
     char hdf5_path[4096];
 } qs_profile_summary;
 
-/* what: "fingerprint", "calibration" (done/total in chunks), "jobs" (done/total in work units:
- * jobs differ in cost, so the ETA follows the work, not the job count; jobs_done/jobs_total
- * count jobs) */
+/* what: "memory" (once, before any work: done = the MiB the run is estimated to hold besides
+ * the model file, total = the budget in MiB, jobs_done = the file's MiB), "fingerprint", "jobs"
+ * (done/total in work units: jobs and calibration layers differ in cost, so the ETA follows the
+ * work, not the job count; jobs_done/jobs_total count jobs), "sensitivity" */
 typedef void (*qs_profile_progress_fn)(void *user, const char *what, long done, long total, int jobs_done,
                                        int jobs_total);
 

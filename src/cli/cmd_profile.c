@@ -78,6 +78,11 @@ typedef struct {
 static void on_progress(void *user, const char *what, long done, long total, int jobs_done, int jobs_total) {
     progress_state *s = user;
     if (s->quiet) return;
+    if (!strcmp(what, "memory")) { /* the estimate, before any work */
+        fprintf(stderr, "profile: memory: about %ld MiB besides the %d MiB model file (budget %ld MiB, --mem-budget)\n", done,
+                jobs_done, total);
+        return;
+    }
     int jobs = !strcmp(what, "jobs") || !strcmp(what, "sensitivity");
     if (!s->phase || strcmp(s->phase, what)) {
         if (s->phase) qs_progress_end(&s->pr);
