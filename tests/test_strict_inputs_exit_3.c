@@ -42,6 +42,15 @@ static void safetensors(const char *name, const char *header, size_t data_bytes)
     fclose(f);
 }
 
+/* a valid llama config.json in hf/, with `extra` ("" or ", \"key\": value") before its closing brace */
+static void hf_config(const char *extra) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "printf '%%s' '{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 172, "
+             "\"num_hidden_layers\": 1, \"num_attention_heads\": 8, \"vocab_size\": 512%s}' > hf/config.json", extra);
+    sh(cmd);
+}
+
 int main(void) {
     char *d = temp_dir(), *model = model_path("stories260K.gguf");
     snprintf(dir, sizeof dir, "%s", d);
@@ -62,18 +71,16 @@ int main(void) {
     refused("directory as text", 3, "adir", "is a directory", "$Q ppl M.gguf --text adir");
     refused("symbolic link loop as model", 3, "loop1", "loop of symbolic links", "$Q inspect loop1");
     refused("symbolic link loop as text", 3, "loop1", "loop of symbolic links", "$Q ppl M.gguf --text loop1");
-    sh("mkdir hf && printf '{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 172, \"num_hidden_layers\": 1, "
-       "\"num_attention_heads\": 8, \"vocab_size\": 512}' > hf/config.json && mkfifo hf/model.safetensors");
+    sh("mkdir hf && mkfifo hf/model.safetensors");
+    hf_config("");
     refused("FIFO as model.safetensors", 3, "model.safetensors", "not a regular file", "$Q inspect hf");
 
     /* JSON: a key twice, text after the end, wrong types */
     sh("rm hf/model.safetensors && printf '{\"model_type\": \"llama\", \"hidden_size\": 64, \"hidden_size\": 128}' > hf/config.json");
     refused("config.json with a key twice", 3, "config.json", "'hidden_size' appears twice", "$Q inspect hf");
-    sh("printf '{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 172, \"num_hidden_layers\": 1, "
-       "\"num_attention_heads\": 8, \"vocab_size\": 512, \"rms_norm_eps\": \"1e-5\"}' > hf/config.json");
+    hf_config(", \"rms_norm_eps\": \"1e-5\"");
     refused("config.json with a string for a number", 3, "config.json", "'rms_norm_eps' has the wrong type", "$Q inspect hf");
-    sh("printf '{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 172, \"num_hidden_layers\": 1, "
-       "\"num_attention_heads\": 8, \"vocab_size\": 512}' > hf/config.json");
+    hf_config("");
     safetensors("hf/model.safetensors",
                 "{\"a\": {\"dtype\": \"F32\", \"shape\": [8], \"data_offsets\": [0, 32]}, \"a\": {}}", 256);
     refused("safetensors header with a key twice", 3, "model.safetensors", "'a' appears twice", "$Q inspect hf");
