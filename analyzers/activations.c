@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "analyzer.h"
+#include "analyzers/analyzer.h"
 #include "engine/engine.h"
 
 static int cmp_float(const void *a, const void *b) {

@@ -1,5 +1,5 @@
 /* Memory estimate of a profile run (see profile_memory.h). */
-#include "profile_memory.h"
+#include "analyzers/profile_memory.h"
 
 #include <stdio.h>
 #include <unistd.h>

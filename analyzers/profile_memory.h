@@ -6,10 +6,10 @@
 
 #include <stdint.h>
 
+#include "analyzers/profile.h"
 #include "core/qs_error.h"
 #include "io/evalset.h"
 #include "io/model.h"
-#include "profile.h"
 
 typedef struct {
     double file;      /* the mapped model file(s) */

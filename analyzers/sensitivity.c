@@ -1,5 +1,5 @@
 /* Per-tensor sensitivity sweep (see sensitivity.h). */
-#include "sensitivity.h"
+#include "analyzers/sensitivity.h"
 
 #include <math.h>
 #include <stdio.h>

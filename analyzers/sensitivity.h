@@ -12,7 +12,7 @@
 #ifndef QS_SENSITIVITY_H
 #define QS_SENSITIVITY_H
 
-#include "analyzer.h"
+#include "analyzers/analyzer.h"
 #include "io/evalset.h"
 
 typedef struct qs_sens qs_sens;

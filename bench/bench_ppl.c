@@ -20,6 +20,7 @@
 #include "core/qs_blas.h"
 #include "core/qs_dtype.h"
 #include "core/qs_file.h"
+#include "core/qs_path.h"
 #include "core/qs_progress.h"
 #include "engine/engine.h"
 #include "engine/ppl.h"

@@ -6,9 +6,10 @@
 #include <string.h>
 
 #include "core/qs_file.h"
+#include "core/qs_path.h"
 #include "io/gguf.h"
 
-#include "test_util.h"
+#include "tests/test_util.h"
 
 static char tmp[512];
 static const char *GPL = "/usr/share/common-licenses/GPL-3";

@@ -7,7 +7,7 @@
 #include <strings.h>
 
 #include "core/qs_blas.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 
 static double ppl_with(const char *env, char *core, size_t cap) {
     char *out, *model = model_path("stories260K.gguf");

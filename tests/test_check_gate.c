@@ -5,7 +5,7 @@
  * applied in memory equals the same plan written by qsense quantize; malformed thresholds exit 3. */
 #include <string.h>
 
-#include "test_util.h"
+#include "tests/test_util.h"
 
 static char dir[512];
 

@@ -3,7 +3,7 @@
  * (every documented field); --help on every command. */
 #include <string.h>
 
-#include "test_util.h"
+#include "tests/test_util.h"
 
 static cJSON *run_json(const char *args) {
     char cmd[4096], *out;

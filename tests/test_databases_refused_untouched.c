@@ -9,7 +9,8 @@
 #include <unistd.h>
 
 #include "core/qs_file.h"
-#include "test_util.h"
+#include "core/qs_path.h"
+#include "tests/test_util.h"
 
 static char dir[512];
 

@@ -7,9 +7,10 @@
 
 #include "core/qs_dtype.h"
 #include "core/qs_file.h"
+#include "core/qs_path.h"
 #include "core/qs_sha256.h"
 #include "io/gguf.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 
 static char py[1024], src[1024];
 

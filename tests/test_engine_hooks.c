@@ -10,7 +10,7 @@
 #include "core/qs_file.h"
 #include "engine/engine.h"
 #include "io/model.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 #include "tok/vocab.h"
 
 typedef struct {

@@ -12,7 +12,7 @@
 #include "io/model.h"
 #include "quant/format.h"
 #include "quant/qerror.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 
 static double mse_of(const char *name, const float *w, int64_t rows, int64_t cols) {
     qs_error err = {0};

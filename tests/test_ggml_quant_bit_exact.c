@@ -13,7 +13,7 @@
 #include "io/gguf.h"
 #include "quant/format.h"
 #include "quant/ggml_quant.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 
 typedef size_t (*quantize_chunk_fn)(int, const float *, void *, int64_t, int64_t, int64_t, const float *);
 static const int TYPES[] = {QS_DT_Q4_0, QS_DT_Q4_1, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q8_0,

@@ -9,7 +9,7 @@
 #include "io/gguf.h"
 #include "io/gguf_write.h"
 #include "io/model.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 
 static long max_rss_kb(void) {
     struct rusage ru;

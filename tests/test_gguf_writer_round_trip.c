@@ -10,9 +10,10 @@
 #include "core/qs_dtype.h"
 #include "core/qs_file.h"
 #include "core/qs_half.h"
+#include "core/qs_path.h"
 #include "io/gguf.h"
 #include "io/gguf_write.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 
 /* copies src into a writer with every f32 matrix converted to `type` (f32, f16 or bf16) */
 static qs_gguf_writer *copy_as(const qs_gguf *g, int type, void **bufs) {

@@ -17,7 +17,7 @@
 #include "io/model.h"
 #include "quant/format.h"
 #include "quant/ggml_quant.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 #include "tok/vocab.h"
 
 typedef struct {

@@ -7,7 +7,8 @@
 #include <string.h>
 
 #include "core/qs_file.h"
-#include "test_util.h"
+#include "core/qs_path.h"
+#include "tests/test_util.h"
 
 static char py[1024], src[1024], tmp[512];
 

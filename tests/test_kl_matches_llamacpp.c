@@ -4,7 +4,7 @@
  * with llama.cpp's activation rounding emulated; close in exact f32 too. */
 #include <string.h>
 
-#include "test_util.h"
+#include "tests/test_util.h"
 
 static cJSON *compare(const char *file, int llamacpp) {
     char *m = model_path(file), *b = model_path("stories260K.gguf"), cmd[2048], *out;

@@ -7,7 +7,7 @@
 #include "core/qs_file.h"
 #include "engine/ppl.h"
 #include "io/model.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 #include "tok/vocab.h"
 
 static double ppl(const char *path, const char *tok) {

@@ -9,7 +9,7 @@
 
 #include "core/qs_file.h"
 
-#include "test_util.h"
+#include "tests/test_util.h"
 
 static int count(const char *hay, const char *needle) {
     int n = 0;

@@ -5,7 +5,7 @@
  * expressed and is refused with exit 2, naming a tensor. */
 #include <string.h>
 
-#include "test_util.h"
+#include "tests/test_util.h"
 
 /* Python check: recipe vs plan.json; prints "ok N" with the number of Linear modules named */
 static const char *CHECKER =

@@ -16,7 +16,7 @@
 #include "core/qs_file.h"
 #include "engine/engine.h"
 #include "io/model.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 #include "tok/vocab.h"
 
 static char dir[512], model[1024], cmd_buf[4096];

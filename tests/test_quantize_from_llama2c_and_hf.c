@@ -15,7 +15,7 @@
 
 #include "core/qs_dtype.h"
 #include "io/model.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 #include "tok/vocab.h"
 
 static char dir[512];

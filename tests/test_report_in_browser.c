@@ -11,7 +11,7 @@
 
 #include "core/qs_file.h"
 
-#include "test_util.h"
+#include "tests/test_util.h"
 
 static char dir[512];
 

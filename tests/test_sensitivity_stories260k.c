@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "test_util.h"
+#include "tests/test_util.h"
 
 static char dir[512], model[1024], manifest[600];
 static const char *FORMATS = "q8_0,q4_0,int4-g128-asym,int2-g64-asym";

@@ -5,7 +5,7 @@
 
 #include "core/qs_file.h"
 #include "io/gguf.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 #include "tok/vocab.h"
 
 static void check_gpl3(const qs_vocab *v, const char *label) {

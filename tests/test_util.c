@@ -1,5 +1,5 @@
 /* Test harness helpers (see test_util.h). */
-#include "test_util.h"
+#include "tests/test_util.h"
 
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include "core/qs_file.h"
+#include "core/qs_path.h"
 #include "core/qs_sha256.h"
 
 int qs_test_failures = 0, qs_test_checks = 0;

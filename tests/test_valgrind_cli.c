@@ -5,7 +5,7 @@
  * everything after it runs under valgrind. */
 #include <string.h>
 
-#include "test_util.h"
+#include "tests/test_util.h"
 
 static char dir[512];
 

@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "../core/qs_error.h"
+#include "core/qs_error.h"
 
 int cmd_ppl(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

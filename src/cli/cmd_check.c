@@ -2,8 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../reports/check.h"
-#include "cli.h"
+#include "cli/cli.h"
+#include "gate/check.h"
 
 static void help(void) {
     printf("usage: qsense check (--model CANDIDATE | --plan plan.json) --base REFERENCE --data SET\n"
@@ -50,5 +50,16 @@ int cmd_check(int argc, char **argv) {
     qs_error err = {0};
     qs_check_summary s;
     if (qs_check_run(&o, &s, &err)) return cli_fail(&err);
-    return s.n_failed ? 1 : 0;
+    printf("%-16s %10s %10s %10s %8s  %s\n", "domain", "KL", "KL p99", "PPL ratio", "top-1", "verdict");
+    for (int d = 0; d < s.n_domains; d++) {
+        const qs_check_domain *x = &s.d[d];
+        int bad = 0;
+        for (int k = 0; k < QS_CHECK_N_METRICS; k++) bad |= x->failed[k];
+        printf("%-16s %10.5f %10.4f %10.4f %7.2f%%  %s\n", x->domain, x->value[QS_CHECK_KL], x->value[QS_CHECK_KL_P99],
+               x->value[QS_CHECK_PPL_RATIO], 100 * x->value[QS_CHECK_TOP1], bad ? "FAIL" : "pass");
+    }
+    printf("%d checks, %d failed\n", s.n_checks, s.n_failed);
+    int failed = s.n_failed;
+    qs_check_summary_free(&s);
+    return failed ? 1 : 0;
 }

@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/qs_dtype.h"
-#include "../io/model.h"
-#include "cli.h"
+#include "cli/cli.h"
+#include "core/qs_dtype.h"
+#include "io/model.h"
 
 static void help(void) {
     printf("usage: qsense inspect MODEL [--json] [--tokenizer FILE]\n"

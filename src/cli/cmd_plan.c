@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../reports/plan.h"
-#include "../io/gguf.h"
-#include "cli.h"
+#include "cli/cli.h"
+#include "io/gguf.h"
+#include "reports/planner/plan.h"
 
 static void help(void) {
     printf("usage: qsense plan --db PATH (--budget-bytes N | --budget-bpw X) [--target llama.cpp|llm-compressor|any]\n"

@@ -3,14 +3,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/qs_blas.h"
-#include "../core/qs_file.h"
-#include "../core/qs_progress.h"
-#include "../engine/compare.h"
-#include "../engine/ppl.h"
-#include "../io/model.h"
-#include "../tok/vocab.h"
-#include "cli.h"
+#include "cli/cli.h"
+#include "core/qs_blas.h"
+#include "core/qs_file.h"
+#include "core/qs_progress.h"
+#include "engine/compare.h"
+#include "engine/ppl.h"
+#include "io/model.h"
+#include "tok/vocab.h"
 
 static void help(void) {
     printf("usage: qsense ppl MODEL --text FILE [--ctx N] [--chunks N] [--threads T] [--tokenizer FILE]\n"

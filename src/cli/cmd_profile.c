@@ -1,15 +1,15 @@
 /* qsense profile: run the analyzers on a model and store everything in the database. */
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../analyzers/profile.h"
-#include "../core/qs_file.h"
-#include "../core/qs_progress.h"
-#include "../quant/format.h"
-#include "../store/db.h"
-#include "cli.h"
+#include "analyzers/profile.h"
+#include "cli/cli.h"
+#include "core/qs_file.h"
+#include "core/qs_progress.h"
+#include "quant/format.h"
+#include "store/db.h"
+#include "store/measures.h"
 
 static const char *DEFAULT_TEXT = "/usr/share/common-licenses/GPL-3";
 
@@ -105,26 +105,14 @@ static void print_most_sensitive(const char *db_path, long long run_id) {
     qs_db *db;
     qs_error err = {0};
     if (qs_db_open(&db, db_path, QS_DB_READ, &err)) return;
-    const char *sql =
-        "WITH ref AS (SELECT f.id, f.name FROM formats f JOIN qerror q ON q.format_id = f.id WHERE q.run_id = ?1 "
-        "  AND q.applicable = 1 ORDER BY (f.name = 'int4-g128-asym') DESC, f.bits, f.name LIMIT 1) "
-        "SELECT t.name, ref.name, q.output_error, q.sqnr_db, q.bpw FROM qerror q JOIN tensors t ON t.id = q.tensor_id "
-        "JOIN ref ON ref.id = q.format_id WHERE q.run_id = ?1 AND q.applicable = 1 "
-        "ORDER BY COALESCE(q.output_error, -1) DESC, q.sqnr_db ASC LIMIT 5";
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(qs_db_handle(db), sql, -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, run_id);
-        int first = 1;
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            if (first) {
-                printf("\nmost sensitive tensors at %s (activation-weighted output error):\n", sqlite3_column_text(st, 1));
-                printf("  %-28s %14s %10s\n", "tensor", "output error", "SQNR dB");
-                first = 0;
-            }
-            printf("  %-28s %14.6f %10.2f\n", sqlite3_column_text(st, 0), sqlite3_column_double(st, 2),
-                   sqlite3_column_double(st, 3));
+    qs_db_top_error top[5];
+    int n = qs_db_top_output_errors(db, run_id, top, 5);
+    for (int i = 0; i < n; i++) {
+        if (!i) {
+            printf("\nmost sensitive tensors at %s (activation-weighted output error):\n", top[i].format);
+            printf("  %-28s %14s %10s\n", "tensor", "output error", "SQNR dB");
         }
-        sqlite3_finalize(st);
+        printf("  %-28s %14.6f %10.2f\n", top[i].tensor, top[i].out_err, top[i].sqnr);
     }
     qs_db_close(db);
 }
@@ -134,20 +122,15 @@ static void print_kl_table(const char *db_path, long long run_id) {
     qs_db *db;
     qs_error err = {0};
     if (qs_db_open(&db, db_path, QS_DB_READ, &err)) return;
-    const char *sql = "SELECT f.name, s.domain, avg(s.kl_mean), max(s.kl_mean), w.kl_mean, w.kl_se FROM sensitivity s "
-                      "JOIN formats f ON f.id = s.format_id LEFT JOIN whole_model w ON w.run_id = s.run_id "
-                      "AND w.format_id = s.format_id AND w.domain = s.domain WHERE s.run_id = ? AND s.applicable "
-                      "GROUP BY f.name, s.domain ORDER BY avg(s.kl_mean), s.domain";
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(qs_db_handle(db), sql, -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, run_id);
+    qs_db_sweep_summary *s;
+    int n;
+    if (!qs_db_sweep_summary_of(db, run_id, &s, &n, &err)) {
         printf("\nKL divergence per format and domain (one tensor at a time: mean, worst; whole model):\n");
         printf("  %-18s %-14s %12s %12s %18s\n", "format", "domain", "mean KL", "worst KL", "whole model KL");
-        while (sqlite3_step(st) == SQLITE_ROW)
-            printf("  %-18s %-14s %12.6f %12.6f %10.5f +/- %.5f\n", sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
-                   sqlite3_column_double(st, 2), sqlite3_column_double(st, 3), sqlite3_column_double(st, 4),
-                   sqlite3_column_double(st, 5));
-        sqlite3_finalize(st);
+        for (int i = 0; i < n; i++)
+            printf("  %-18s %-14s %12.6f %12.6f %10.5f +/- %.5f\n", s[i].format, s[i].domain, s[i].mean_kl, s[i].worst_kl,
+                   s[i].whole_kl, s[i].whole_kl_se);
+        free(s);
     }
     qs_db_close(db);
 }

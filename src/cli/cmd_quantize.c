@@ -2,8 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../reports/quantize.h"
-#include "cli.h"
+#include "cli/cli.h"
+#include "quantize/quantize.h"
 
 static void help(void) {
     printf("usage: qsense quantize MODEL --plan plan.json -o OUT.gguf [--db DB] [--tokenizer FILE]\n"

@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../reports/gnuplot.h"
-#include "../../reports/report.h"
-#include "cli.h"
+#include "cli/cli.h"
+#include "reports/report/gnuplot.h"
+#include "reports/report/report.h"
 
 static void help(void) {
     printf("usage: qsense report --db PATH (--out DIR | --text) [--run N] [--format F]\n"

@@ -3,10 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/qs_file.h"
-#include "../io/model.h"
-#include "../tok/vocab.h"
-#include "cli.h"
+#include "cli/cli.h"
+#include "core/qs_file.h"
+#include "io/model.h"
+#include "tok/vocab.h"
 
 static void help(void) {
     printf("usage: qsense tokenize MODEL (--text FILE | --string TEXT) [--no-special] [--tokenizer FILE]\n"

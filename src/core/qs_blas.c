@@ -1,5 +1,5 @@
 /* OpenBLAS kernel choice (see qs_blas.h). */
-#include "qs_blas.h"
+#include "core/qs_blas.h"
 
 #include <cblas.h>
 #include <stdlib.h>

@@ -1,12 +1,12 @@
 /* qs_dtype: type traits and ggml-exact scalar dequantizers (see qs_dtype.h).
  * Block layouts follow ggml-common.h; every dequantizer reproduces the arithmetic of ggml's
  * reference dequantize_row_* (same operations, same order), so results match bit for bit. */
-#include "qs_dtype.h"
+#include "core/qs_dtype.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "qs_half.h"
+#include "core/qs_half.h"
 
 #define QK4 32
 #define QKK 256

@@ -1,5 +1,5 @@
 /* qs_error: formatting and classifying errors (see qs_error.h). */
-#include "qs_error.h"
+#include "core/qs_error.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* qs_error: the one error model of qsense.
  * Functions that can fail return int (0 = ok, negative = a qs_status) and fill a qs_error with
  * one human sentence naming the file, the offset or key, and what was expected.
- * The CLI maps the status to an exit code (DESIGN.md: 2 usage, 3 bad input, 4 internal). */
+ * The CLI maps the status to an exit code (docs/design.md: 2 usage, 3 bad input, 4 internal). */
 #ifndef QS_ERROR_H
 #define QS_ERROR_H
 

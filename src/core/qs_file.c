@@ -1,5 +1,5 @@
 /* Memory maps and whole-file reads (see qs_file.h). */
-#include "qs_file.h"
+#include "core/qs_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "qs_output.h"
+#include "core/qs_output.h"
 
 /* Opens path for reading without blocking (a FIFO would wait for a writer forever) and checks
  * that it is a regular file; notes it as an input (qs_output.h). Returns the fd or a negative
@@ -112,47 +112,4 @@ int qs_read_file(const char *path, char **out, size_t *size, qs_error *err) {
     *out = buf;
     if (size) *size = n;
     return QS_OK;
-}
-
-int qs_path_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-int qs_path_is_dir(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-char *qs_path_join(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
-    if (!p) return NULL;
-    memcpy(p, dir, a);
-    size_t k = a;
-    if (a > 0 && dir[a - 1] != '/') p[k++] = '/';
-    memcpy(p + k, name, b + 1);
-    return p;
-}
-
-char *qs_path_dirname(const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) return strdup(".");
-    if (slash == path) return strdup("/");
-    return strndup(path, (size_t)(slash - path));
-}
-
-int qs_same_file(const char *a, const char *b) {
-    struct stat sa, sb;
-    if (stat(a, &sa) == 0 && stat(b, &sb) == 0) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-    /* not both there yet: compare the resolved directories and the names */
-    char *da = qs_path_dirname(a), *db = qs_path_dirname(b);
-    char *ra = da ? realpath(da, NULL) : NULL, *rb = db ? realpath(db, NULL) : NULL;
-    const char *na = strrchr(a, '/'), *nb = strrchr(b, '/');
-    int same = ra && rb && !strcmp(ra, rb) && !strcmp(na ? na + 1 : a, nb ? nb + 1 : b);
-    free(da);
-    free(db);
-    free(ra);
-    free(rb);
-    return same;
 }

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "qs_error.h"
+#include "core/qs_error.h"
 
 typedef struct {
     const uint8_t *data; /* NULL for an empty file */
@@ -25,19 +25,5 @@ void qs_map_close(qs_map *m);
  * buffer; caller frees. Devices, FIFOs and directories are refused, never waited on. Both
  * readers note the file as an input of the process (qs_output.h). */
 int qs_read_file(const char *path, char **out, size_t *size, qs_error *err);
-
-/* 1 if path exists and is a regular file or directory we can stat. */
-int qs_path_exists(const char *path);
-int qs_path_is_dir(const char *path);
-
-/* Joins dir and name into a malloc'd path; caller frees. */
-char *qs_path_join(const char *dir, const char *name);
-
-/* malloc'd copy of the directory part of path ("." if none); caller frees. */
-char *qs_path_dirname(const char *path);
-
-/* 1 if a and b name the same file (same device and inode, or for files not yet there the same
- * resolved directory and name). */
-int qs_same_file(const char *a, const char *b);
 
 #endif

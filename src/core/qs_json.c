@@ -1,9 +1,9 @@
 /* Strict JSON parsing on top of cJSON (see qs_json.h). */
-#include "qs_json.h"
+#include "core/qs_json.h"
 
 #include <string.h>
 
-#include "qs_strmap.h"
+#include "core/qs_strmap.h"
 
 /* the first key that an object of the tree repeats, or NULL; *dup_in names the object */
 static const cJSON *repeated_key(const cJSON *node, const cJSON **dup_in) {

@@ -8,7 +8,7 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
-#include "qs_error.h"
+#include "core/qs_error.h"
 
 /* Parses len bytes of text. Returns the tree (caller frees with cJSON_Delete) or NULL with
  * QS_ERR_INPUT in err naming path, the byte offset (plus base, for JSON inside a larger file)

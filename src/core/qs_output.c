@@ -1,5 +1,5 @@
 /* Outputs that never destroy inputs, and never appear half-written (see qs_output.h). */
-#include "qs_output.h"
+#include "core/qs_output.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "qs_file.h"
+#include "core/qs_file.h"
+#include "core/qs_path.h"
 
 typedef struct {
     dev_t dev;

@@ -10,7 +10,7 @@
 
 #include <stdio.h>
 
-#include "qs_error.h"
+#include "core/qs_error.h"
 
 typedef struct qs_output qs_output;
 

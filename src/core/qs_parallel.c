@@ -1,7 +1,7 @@
 /* qs_parallel_for (see qs_parallel.h): workers are created on first use, up to 63, and live for
  * the process. One job at a time: a generation counter wakes the workers, a countdown tells the
  * caller they are done. */
-#include "qs_parallel.h"
+#include "core/qs_parallel.h"
 
 #include <pthread.h>
 #include <unistd.h>

@@ -1,5 +1,5 @@
 /* Progress reporting (see qs_progress.h). */
-#include "qs_progress.h"
+#include "core/qs_progress.h"
 
 #include <stdio.h>
 #include <time.h>

@@ -1,5 +1,5 @@
 /* SHA-256 (see qs_sha256.h), a straightforward FIPS 180-4 implementation. */
-#include "qs_sha256.h"
+#include "core/qs_sha256.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* qs_strmap: linear-probing hash table (see qs_strmap.h). */
-#include "qs_strmap.h"
+#include "core/qs_strmap.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,11 +1,11 @@
 /* llama.cpp activation rounding (see act_round.h). Mirrors ggml-cpu's x86 quantize_row_q8_0 /
  * q8_1 (scale 127/amax, round to nearest even, fp16 block scale) and quantize_row_q8_K_ref. */
-#include "act_round.h"
+#include "engine/act_round.h"
 
 #include <math.h>
 
-#include "../core/qs_dtype.h"
-#include "../core/qs_half.h"
+#include "core/qs_dtype.h"
+#include "core/qs_half.h"
 
 static void q8_32(const float *x, float *y, int64_t n) {
     for (int64_t b = 0; b < n; b += 32) {

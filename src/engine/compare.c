@@ -1,5 +1,5 @@
 /* Base vs candidate comparison (see compare.h). */
-#include "compare.h"
+#include "engine/compare.h"
 
 #include <math.h>
 #include <stdlib.h>

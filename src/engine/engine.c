@@ -1,7 +1,7 @@
 /* qs_engine: the llama forward pass (see engine.h). Shapes are written next to each matmul;
  * x is the residual stream, (n, dim). Numerics follow llama.cpp: RMSNorm sums squares in
  * double, softmax sums in double, RoPE angles in double. */
-#include "engine.h"
+#include "engine/engine.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -9,10 +9,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "../core/qs_dtype.h"
-#include "../core/qs_parallel.h"
+#include "core/qs_dtype.h"
+#include "core/qs_parallel.h"
 #include <unistd.h>
-#include "act_round.h"
+#include "engine/act_round.h"
 
 typedef struct {
     const float *attn_norm, *ffn_norm;

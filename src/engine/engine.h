@@ -7,8 +7,8 @@
 #ifndef QS_ENGINE_H
 #define QS_ENGINE_H
 
-#include "../core/qs_error.h"
-#include "../io/model.h"
+#include "core/qs_error.h"
+#include "io/model.h"
 
 typedef enum {
     QS_LIN_Q, QS_LIN_K, QS_LIN_V, QS_LIN_O, QS_LIN_GATE, QS_LIN_UP, QS_LIN_DOWN,

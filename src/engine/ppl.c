@@ -1,5 +1,5 @@
 /* Perplexity over chunks (see ppl.h). */
-#include "ppl.h"
+#include "engine/ppl.h"
 
 #include <math.h>
 #include <stdlib.h>

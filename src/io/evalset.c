@@ -1,5 +1,5 @@
 /* Evaluation set manifests (see evalset.h). */
-#include "evalset.h"
+#include "io/evalset.h"
 
 #include <cjson/cJSON.h>
 #include <glob.h>
@@ -7,9 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/qs_file.h"
-#include "../core/qs_json.h"
-#include "../core/qs_sha256.h"
+#include "core/qs_file.h"
+#include "core/qs_json.h"
+#include "core/qs_path.h"
+#include "core/qs_sha256.h"
 
 void qs_evalset_free(qs_evalset *s) {
     if (!s) return;

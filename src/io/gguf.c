@@ -1,13 +1,13 @@
 /* qs_gguf: GGUF v2/v3 reader (see gguf.h). The file layout is: magic "GGUF", u32 version,
  * u64 n_tensors, u64 n_kv, the key/value pairs, the tensor infos, padding to the alignment,
  * then the tensor data. Every read goes through a bounds-checked cursor. */
-#include "gguf.h"
+#include "io/gguf.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/qs_dtype.h"
-#include "../core/qs_strmap.h"
+#include "core/qs_dtype.h"
+#include "core/qs_strmap.h"
 
 #define MAX_DIMS 4
 #define MAX_NESTING 8

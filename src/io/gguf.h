@@ -7,8 +7,8 @@
 
 #include <stdint.h>
 
-#include "../core/qs_error.h"
-#include "../core/qs_file.h"
+#include "core/qs_error.h"
+#include "core/qs_file.h"
 
 typedef enum {
     QS_GGUF_UINT8 = 0, QS_GGUF_INT8 = 1, QS_GGUF_UINT16 = 2, QS_GGUF_INT16 = 3,

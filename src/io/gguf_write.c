@@ -1,8 +1,8 @@
 /* qs_gguf_writer (see gguf_write.h). Metadata values are kept encoded exactly as they will be
  * written; tensors are laid out in order, each at an offset aligned to 32 bytes. */
-#include "gguf_write.h"
+#include "io/gguf_write.h"
 
-#include "../core/qs_output.h"
+#include "core/qs_output.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,9 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../core/qs_dtype.h"
-#include "../core/qs_output.h"
-#include "gguf.h"
+#include "core/qs_dtype.h"
+#include "core/qs_output.h"
+#include "io/gguf.h"
 
 #define ALIGN 32
 

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/qs_error.h"
+#include "core/qs_error.h"
 
 typedef struct qs_gguf_writer qs_gguf_writer;
 

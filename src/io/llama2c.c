@@ -10,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/qs_dtype.h"
-#include "model.h"
+#include "core/qs_dtype.h"
+#include "core/qs_path.h"
+#include "io/model.h"
 
 #define AK42 0x616b3432u
 

@@ -7,8 +7,8 @@
 
 #include <stdint.h>
 
-#include "../core/qs_error.h"
-#include "../core/qs_file.h"
+#include "core/qs_error.h"
+#include "core/qs_file.h"
 
 struct qs_gguf;
 struct qs_vocab;

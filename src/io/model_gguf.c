@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/qs_dtype.h"
-#include "gguf.h"
-#include "model.h"
+#include "core/qs_dtype.h"
+#include "io/gguf.h"
+#include "io/model.h"
 
 static void summarize(const qs_gguf_kv *kv, char *buf, size_t cap) {
     switch (kv->type) {

@@ -9,9 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/qs_dtype.h"
-#include "../core/qs_json.h"
-#include "model.h"
+#include "core/qs_dtype.h"
+#include "core/qs_json.h"
+#include "core/qs_path.h"
+#include "io/model.h"
 
 #define MAX_HEADER (256u << 20)
 

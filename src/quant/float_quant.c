@@ -4,9 +4,9 @@
  * (QLoRA's NormalFloat 4-bit codebook) with an fp32 absmax per group. */
 #include <math.h>
 
-#include "../core/qs_dtype.h"
-#include "../core/qs_half.h"
-#include "format.h"
+#include "core/qs_dtype.h"
+#include "core/qs_half.h"
+#include "quant/format.h"
 
 static int any_shape(const qs_format *f, int64_t rows, int64_t cols, char *why, size_t cap) {
     (void)f; (void)why; (void)cap;

@@ -1,15 +1,15 @@
 /* The format registry (see format.h): built once from the families' parameters; lookups by
  * name; list parsing. The families' arithmetic lives in int_quant.c, float_quant.c and
  * ggml_format.c. */
-#include "format.h"
+#include "quant/format.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/qs_dtype.h"
-#include "ggml_quant.h"
+#include "core/qs_dtype.h"
+#include "quant/ggml_quant.h"
 
 extern const qs_format_ops qs_int_ops, qs_ggml_ops, qs_float16_ops, qs_fp8_ops, qs_nf4_ops, qs_nonuniform_ops,
     qs_sparse_ops;
@@ -206,4 +206,14 @@ int qs_format_fake_quantize_calib(const qs_format *f, const float *w, float *out
                                             "definite; the calibration statistics are corrupt", f->name);
     if (rc) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing to %s", f->name);
     return 0;
+}
+
+int qs_format_is_float(const char *name) {
+    const qs_format *f = qs_format_find(name, NULL);
+    return !strcmp(name, "f32") || (f && f->family == QS_FAM_FLOAT16);
+}
+
+const char *qs_format_stored_type(const char *name) {
+    const qs_format *f = qs_format_find(name, NULL);
+    return f && (f->family == QS_FAM_GGML || f->family == QS_FAM_FLOAT16) ? qs_dtype_name(f->ggml_type) : name;
 }

@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/qs_error.h"
+#include "core/qs_error.h"
 
 typedef enum { QS_FAM_INT, QS_FAM_GGML, QS_FAM_FLOAT16, QS_FAM_FP8, QS_FAM_NF4, QS_FAM_NONUNIFORM, QS_FAM_SPARSE } qs_family;
 typedef enum { QS_GRAN_TENSOR, QS_GRAN_CHANNEL, QS_GRAN_GROUP } qs_granularity;
@@ -103,6 +103,13 @@ int qs_format_fake_quantize_calib(const qs_format *f, const float *w, float *out
                                   const qs_calib *cal, qs_error *err);
 /* 1 when the format's result depends on the inputs' statistics (weighted or GPTQ rounding) */
 static inline int qs_format_needs_calib(const qs_format *f) { return f->weighted || f->gptq; }
+
+/* 1 if a plan may keep a tensor in this plain float type: "f32" (not a registered format: the
+ * identity) or a registered 16-bit float ("f16", "bf16"). */
+int qs_format_is_float(const char *name);
+/* The ggml type name a format is stored as in a GGUF ("q4_0" for q4_0, q4_0-w and q4_0-gptq;
+ * "f16", "bf16", "f32" for themselves), or the name itself for formats no GGUF type holds. */
+const char *qs_format_stored_type(const char *name);
 
 /* "int", "ggml", "float16", "fp8", "nf4", "nonuniform", "sparse" */
 const char *qs_family_name(int family);

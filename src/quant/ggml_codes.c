@@ -5,8 +5,8 @@
  * in its code. Layouts follow qs_dtype.c's dequantizers, which are bit-exact with ggml's. */
 #include <string.h>
 
-#include "../core/qs_dtype.h"
-#include "ggml_quant.h"
+#include "core/qs_dtype.h"
+#include "quant/ggml_quant.h"
 
 int qs_ggml_code_max(int type) {
     switch (type) {

@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../core/qs_dtype.h"
-#include "format.h"
-#include "ggml_quant.h"
+#include "core/qs_dtype.h"
+#include "quant/format.h"
+#include "quant/ggml_quant.h"
 
 static int ggml_applies(const qs_format *f, int64_t rows, int64_t cols, char *why, size_t cap) {
     const qs_dtype_traits *tr = qs_dtype_get(f->ggml_type);

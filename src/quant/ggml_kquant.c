@@ -5,8 +5,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "../core/qs_dtype.h"
-#include "../core/qs_half.h"
+#include "core/qs_dtype.h"
+#include "core/qs_half.h"
 
 #define QK_K 256
 #define GROUP_MAX_EPS 1e-15f

@@ -2,14 +2,14 @@
  * quantize_row_*_ref step for step (same float operations in the same order, the same casts),
  * because byte-exact output is the contract: tests compare against blocks llama-quantize wrote.
  * The 32-element types are here; the K-quants are in ggml_kquant.c. */
-#include "ggml_quant.h"
+#include "quant/ggml_quant.h"
 
 #include <float.h>
 #include <math.h>
 #include <string.h>
 
-#include "../core/qs_dtype.h"
-#include "../core/qs_half.h"
+#include "core/qs_dtype.h"
+#include "core/qs_half.h"
 
 #define QK 32
 

@@ -9,9 +9,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "../core/qs_dtype.h"
-#include "../core/qs_half.h"
-#include "ggml_quant.h"
+#include "core/qs_dtype.h"
+#include "core/qs_half.h"
+#include "quant/ggml_quant.h"
 
 #define QK 32
 #define MAX(a, b) ((a) > (b) ? (a) : (b))

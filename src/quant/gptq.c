@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/qs_dtype.h"
-#include "ggml_quant.h"
+#include "core/qs_dtype.h"
+#include "quant/ggml_quant.h"
 
 /* LAPACK, from OpenBLAS (column-major; a symmetric matrix is its own transpose) */
 void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);

@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/qs_half.h"
-#include "../core/qs_parallel.h"
-#include "format.h"
+#include "core/qs_half.h"
+#include "core/qs_parallel.h"
+#include "quant/format.h"
 
 /* round to nearest, ties to even, for |x| < 2^22 (always true here: |x| <= 2^8 + 1): adding
  * 1.5 x 2^23 leaves no fraction bits. Much faster than nearbyintf, which is a libm call. */

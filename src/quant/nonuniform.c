@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/qs_half.h"
-#include "../core/qs_parallel.h"
-#include "format.h"
+#include "core/qs_half.h"
+#include "core/qs_parallel.h"
+#include "quant/format.h"
 
 typedef struct {
     float v, w;

@@ -1,5 +1,5 @@
 /* Quantization error metrics (see qerror.h), accumulated in double. */
-#include "qerror.h"
+#include "quant/qerror.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -1,14 +1,14 @@
 /* HDF5 export of staged arrays (see h5export.h). Dataset paths like
  * "/weights/blk.0.attn_q.weight/hist" become groups and a 1-D dataset. */
-#include "h5export.h"
-
-#include "../core/qs_output.h"
+#include "store/h5export.h"
 
 #include <hdf5.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "core/qs_output.h"
+#include "store/sql.h"
 
 int qs_h5_export_run(qs_db *db, int64_t run_id, const char *path, int64_t *n_datasets, qs_error *err) {
     qs_output *out;
@@ -25,9 +25,9 @@ int qs_h5_export_run(qs_db *db, int64_t run_id, const char *path, int64_t *n_dat
     H5Pset_create_intermediate_group(lcpl, 1);
     sqlite3_stmt *st;
     *n_datasets = 0;
-    if (sqlite3_prepare_v2(qs_db_handle(db), "SELECT dataset, dtype, n, data FROM arrays WHERE run_id = ? ORDER BY dataset",
+    if (sqlite3_prepare_v2(db->h, "SELECT dataset, dtype, n, data FROM arrays WHERE run_id = ? ORDER BY dataset",
                            -1, &st, NULL) != SQLITE_OK) {
-        rc = qs_errorf(err, QS_ERR_INPUT, "%s: %s", qs_db_path(db), sqlite3_errmsg(qs_db_handle(db)));
+        rc = qs_errorf(err, QS_ERR_INPUT, "%s: %s", qs_db_path(db), sqlite3_errmsg(db->h));
     } else {
         sqlite3_bind_int64(st, 1, run_id);
         while (!rc && sqlite3_step(st) == SQLITE_ROW) {

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "db.h"
+#include "store/db.h"
 
 int qs_h5_export_run(qs_db *db, int64_t run_id, const char *path, int64_t *n_datasets, qs_error *err);
 

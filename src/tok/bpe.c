@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "merge_queue.h"
-#include "unicode.h"
-#include "vocab.h"
+#include "tok/merge_queue.h"
+#include "tok/unicode.h"
+#include "tok/vocab.h"
 
 /* ---- pre-tokenizer: word boundaries over code points ---- */
 

@@ -9,9 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/qs_file.h"
-#include "../core/qs_json.h"
-#include "vocab.h"
+#include "core/qs_file.h"
+#include "core/qs_json.h"
+#include "core/qs_path.h"
+#include "tok/vocab.h"
 
 /* 1 if node, or a member of its "pretokenizers" / "normalizers" sequence, has this type */
 static int has_type(cJSON *node, const char *type) {

@@ -1,9 +1,9 @@
 /* Symbol splitting and the bigram work queue shared by spm.c and bpe.c (see merge_queue.h). */
-#include "merge_queue.h"
+#include "tok/merge_queue.h"
 
 #include <stdlib.h>
 
-#include "unicode.h"
+#include "tok/unicode.h"
 
 qs_symbol *qs_symbols_split(const char *text, size_t n, int *count) {
     qs_symbol *sy = malloc(sizeof(qs_symbol) * (n + 1));

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "merge_queue.h"
-#include "vocab.h"
+#include "tok/merge_queue.h"
+#include "tok/vocab.h"
 
 typedef struct {
     const qs_vocab *v;

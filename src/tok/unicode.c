@@ -1,5 +1,5 @@
 /* UTF-8 and character classes for the tokenizers (see unicode.h). */
-#include "unicode.h"
+#include "tok/unicode.h"
 
 #include <stdlib.h>
 

@@ -11,8 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/qs_error.h"
-#include "../core/qs_strmap.h"
+#include "core/qs_error.h"
+#include "core/qs_strmap.h"
 
 struct qs_gguf;
 struct qs_model;

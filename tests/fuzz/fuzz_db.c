@@ -2,9 +2,9 @@
  * text summary and the planner. A damaged or foreign file must give an error, never a crash, a
  * hang, or a write (the file is opened read-only). Seeds: a real profile database (scripts/fuzz.sh
  * makes one with the freshly built qsense). */
-#include "fuzz_util.h"
-#include "../../reports/plan.h"
-#include "../../reports/report.h"
+#include "reports/planner/plan.h"
+#include "reports/report/report.h"
+#include "tests/fuzz/fuzz_util.h"
 
 #include <stdlib.h>
 #include <sys/stat.h>

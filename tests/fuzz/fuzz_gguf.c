@@ -1,8 +1,8 @@
 /* libFuzzer target: any bytes as a GGUF file: the reader, the model description, the embedded
  * tokenizer loader, and a short tokenization with whatever vocabulary comes out. */
-#include "fuzz_util.h"
 #include "io/gguf.h"
 #include "io/model.h"
+#include "tests/fuzz/fuzz_util.h"
 #include "tok/vocab.h"
 
 #include <stdlib.h>

@@ -1,9 +1,9 @@
 /* libFuzzer target: any bytes as each JSON input qsense reads: plan.json, an evaluation-set
  * manifest, a Hugging Face tokenizer.json, a safetensors header (with a fixed config.json). */
-#include "fuzz_util.h"
-#include "../../reports/plan.h"
 #include "io/evalset.h"
 #include "io/model.h"
+#include "reports/planner/plan.h"
+#include "tests/fuzz/fuzz_util.h"
 #include "tok/vocab.h"
 
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* libFuzzer target: any bytes as a llama2.c checkpoint (legacy, v1, v2) and as a tokenizer.bin. */
-#include "fuzz_util.h"
 #include "io/model.h"
+#include "tests/fuzz/fuzz_util.h"
 #include "tok/vocab.h"
 
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* libFuzzer target: any bytes as text for both tokenizer algorithms (stories260K's SPM
  * vocabulary and GPT-2's byte-level BPE), which must never crash and must cover the text. */
-#include "fuzz_util.h"
+#include "tests/fuzz/fuzz_util.h"
 #include "tok/vocab.h"
 
 #include <stdlib.h>

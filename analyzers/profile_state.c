@@ -1,0 +1,50 @@
+/* What the analyzers and the sweep ask of the profile they work on (see analyzer.h): a tensor's
+ * calibrated inputs, its importance vector, whether a format applies, its weights as floats. Kept
+ * apart from the driver (profile.c), which calls the analyzers: they call only this. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "analyzers/analyzer.h"
+#include "engine/engine.h"
+
+const qs_act_stats *qs_profile_input_stats(const qs_profile *p, int i) {
+    const qs_prof_tensor *pt = &p->tensors[i];
+    if (!p->acts || pt->linear < 0) return NULL;
+    int layer = pt->linear == QS_LIN_OUTPUT ? p->m->arch.n_layers : pt->layer;
+    return &p->acts[layer * QS_LIN_COUNT + qs_linear_input_of(pt->linear)];
+}
+
+float *qs_profile_importance(const qs_profile *p, int i) {
+    const qs_act_stats *s = qs_profile_input_stats(p, i);
+    const int64_t cols = p->tensors[i].cols;
+    float *imp = s && s->ch_sum_sq && s->n_tokens > 0 ? malloc(sizeof(float) * (size_t)cols) : NULL;
+    if (imp)
+        for (int64_t c = 0; c < cols; c++) imp[c] = (float)(s->ch_sum_sq[c] / (double)s->n_tokens);
+    return imp;
+}
+
+float *qs_profile_calib(const qs_profile *p, int i, qs_calib *cal) {
+    const qs_act_stats *s = qs_profile_input_stats(p, i);
+    cal->importance = qs_profile_importance(p, i);
+    cal->gram = s && s->n_tokens > 0 ? s->gram : NULL;
+    cal->lookup = p->tensors[i].linear < 0;
+    return (float *)cal->importance;
+}
+
+int qs_profile_format_applies(const qs_profile *p, int i, const qs_format *f, char *why, size_t cap) {
+    const qs_prof_tensor *pt = &p->tensors[i];
+    if (!qs_format_applies(f, pt->rows, pt->cols, why, cap)) return 0;
+    const qs_act_stats *s = qs_profile_input_stats(p, i);
+    if (f->gptq && pt->linear >= 0 && !(s && s->n_tokens > 0 && s->gram)) {
+        if (why) snprintf(why, cap, "GPTQ needs the Gram matrix of the inputs, and %s has no calibrated inputs", pt->t->name);
+        return 0;
+    }
+    return 1;
+}
+
+float *qs_profile_weights(const qs_profile *p, int i) {
+    const qs_prof_tensor *pt = &p->tensors[i];
+    float *w = malloc(sizeof(float) * (size_t)(pt->rows * pt->cols));
+    if (w) qs_tensor_dequantize_rows(pt->t, 0, pt->rows, w);
+    return w;
+}

@@ -1,0 +1,144 @@
+/* Plans in other tools' terms, so users can apply a qsense plan with the quantizer they already
+ * use: llama-quantize's --tensor-type-file (anchored, escaped regexes) and an llm-compressor
+ * recipe (config groups by target regex, one per distinct integer/fp8 scheme; Hugging Face
+ * module names). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/qs_dtype.h"
+#include "core/qs_output.h"
+#include "quant/format.h"
+#include "reports/planner/plan.h"
+
+static int llama_cpp_type(const char *fmt) {
+    for (int t = 0; t < QS_DT_GGML_COUNT; t++) {
+        const qs_dtype_traits *tr = qs_dtype_get(t);
+        if (tr && !strcmp(tr->name, fmt)) return t;
+    }
+    return -1;
+}
+
+static void put_escaped(FILE *f, const char *s) {
+    for (; *s; s++) {
+        if (*s == '.') fputc('\\', f);
+        fputc(*s, f);
+    }
+}
+
+/* llama-quantize matches patterns with a regex search on the tensor name: anchor and escape */
+int qs_plan_write_tensor_type_file(const qs_plan *p, const char *path, qs_error *err) {
+    qs_output *o;
+    int rc = qs_output_open(&o, path, "--emit", 0, err);
+    if (rc) return rc;
+    FILE *f = qs_output_stream(o);
+    for (int i = 0; i < p->n_tensors; i++) {
+        const char *type = qs_format_stored_type(p->tensors[i].format);
+        if (llama_cpp_type(type) < 0) continue;
+        fputc('^', f);
+        put_escaped(f, p->tensors[i].name);
+        fprintf(f, "$=%s\n", type);
+    }
+    return qs_output_commit(o, err);
+}
+
+/* GGUF name -> the Hugging Face llama module that holds it ("" when it is not a Linear) */
+static int hf_module(const char *gguf, char *out, size_t cap) {
+    static const char *const map[][2] = {
+        {"attn_q", "self_attn.q_proj"}, {"attn_k", "self_attn.k_proj"},     {"attn_v", "self_attn.v_proj"},
+        {"attn_output", "self_attn.o_proj"}, {"ffn_gate", "mlp.gate_proj"}, {"ffn_up", "mlp.up_proj"},
+        {"ffn_down", "mlp.down_proj"},
+    };
+    int layer;
+    char kind[64];
+    if (!strcmp(gguf, "output.weight")) return snprintf(out, cap, "lm_head"), 1;
+    if (sscanf(gguf, "blk.%d.%63[^.].weight", &layer, kind) == 2)
+        for (size_t k = 0; k < sizeof map / sizeof *map; k++)
+            if (!strcmp(kind, map[k][0])) return snprintf(out, cap, "model.layers.%d.%s", layer, map[k][1]), 1;
+    return 0;
+}
+
+/* the llm-compressor weights scheme of a qsense format; 0 if it has none */
+static int scheme(const char *fmt, char *out, size_t cap) {
+    const qs_format *f = qs_format_find(fmt, NULL);
+    if (!f) return 0;
+    if (f->family == QS_FAM_INT) {
+        const char *strategy = f->granularity == QS_GRAN_TENSOR ? "tensor" : f->granularity == QS_GRAN_CHANNEL ? "channel" : "group";
+        int n = snprintf(out, cap, "{num_bits: %d, type: int, symmetric: %s, strategy: %s", f->bits, f->symmetric ? "true" : "false",
+                         strategy);
+        if (f->granularity == QS_GRAN_GROUP) n += snprintf(out + n, cap - (size_t)n, ", group_size: %d", f->group);
+        snprintf(out + n, cap - (size_t)n, "%s}", f->clip_search ? ", observer: mse" : "");
+        return 1;
+    }
+    if (f->family == QS_FAM_FP8 && f->fp8_exp == 4) {
+        snprintf(out, cap, "{num_bits: 8, type: float, symmetric: true, strategy: %s}",
+                 f->granularity == QS_GRAN_CHANNEL ? "channel" : "tensor");
+        return 1;
+    }
+    return 0;
+}
+
+int qs_plan_llmc_expressible(const char *name, const char *fmt) {
+    char mod[128], sc[160];
+    return qs_format_is_float(fmt) || (hf_module(name, mod, sizeof mod) && scheme(fmt, sc, sizeof sc));
+}
+
+int qs_plan_write_llm_compressor(const qs_plan *p, const char *path, qs_error *err) {
+    char bad[600] = "";
+    int n_bad = 0;
+    for (int i = 0; i < p->n_tensors; i++) {
+        char mod[128], sc[160];
+        const qs_plan_tensor *t = &p->tensors[i];
+        if (qs_format_is_float(t->format)) continue;
+        if (!hf_module(t->name, mod, sizeof mod) || !scheme(t->format, sc, sizeof sc)) {
+            if (n_bad++ < 4) {
+                size_t k = strlen(bad);
+                snprintf(bad + k, sizeof bad - k, "%s%s (%s)", k ? ", " : "", t->name, t->format);
+            }
+        }
+    }
+    if (n_bad)
+        return qs_errorf(err, QS_ERR_USAGE,
+                         "--emit llm-compressor: %d tensors have formats llm-compressor cannot express: %s%s; plan with "
+                         "--target llm-compressor (integer formats, fp8-e4m3, f16) to get such a plan",
+                         n_bad, bad, n_bad > 4 ? ", ..." : "");
+    qs_output *o;
+    int rc = qs_output_open(&o, path, "--emit", 0, err);
+    if (rc) return rc;
+    FILE *f = qs_output_stream(o);
+    fprintf(f, "# llm-compressor recipe for the qsense plan of %s (model sha256 %s)\n"
+               "# predicted KL %.6f, %.0f bytes of tensor data; tensors kept in floating point are ignored\n"
+               "quant_stage:\n  quant_modifiers:\n    QuantizationModifier:\n",
+            p->model_path, p->model_fingerprint, p->predicted_kl, p->total_bytes);
+    /* the Linear modules left unquantized */
+    int n_ignored = 0;
+    for (int i = 0; i < p->n_tensors; i++) {
+        char mod[128];
+        if (!qs_format_is_float(p->tensors[i].format) || !hf_module(p->tensors[i].name, mod, sizeof mod)) continue;
+        fprintf(f, "%s        - 're:^", n_ignored++ ? "" : "      ignore:\n");
+        put_escaped(f, mod);
+        fprintf(f, "$'\n");
+    }
+    if (!n_ignored) fprintf(f, "      ignore: []\n");
+    fprintf(f, "      config_groups:\n");
+    /* one group per distinct scheme, its targets every module with that scheme */
+    int *done = calloc((size_t)p->n_tensors, sizeof(int)), group = 0;
+    for (int i = 0; i < p->n_tensors; i++) {
+        char sc[160], mod[128];
+        if (done[i] || qs_format_is_float(p->tensors[i].format) || !hf_module(p->tensors[i].name, mod, sizeof mod)) continue;
+        scheme(p->tensors[i].format, sc, sizeof sc);
+        fprintf(f, "        group_%d:\n          weights: %s\n          targets:\n", group++, sc);
+        for (int j = i; j < p->n_tensors; j++) {
+            char sc2[160];
+            if (done[j] || qs_format_is_float(p->tensors[j].format) || !hf_module(p->tensors[j].name, mod, sizeof mod)) continue;
+            scheme(p->tensors[j].format, sc2, sizeof sc2);
+            if (strcmp(sc, sc2)) continue;
+            fprintf(f, "            - 're:^");
+            put_escaped(f, mod);
+            fprintf(f, "$'\n");
+            done[j] = 1;
+        }
+    }
+    free(done);
+    return qs_output_commit(o, err);
+}

@@ -1,0 +1,154 @@
+/* The quantizer driver (see quantize.h). */
+#include "quantize/quantize.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/qs_dtype.h"
+#include "core/qs_output.h"
+#include "io/gguf.h"
+#include "io/gguf_write.h"
+#include "io/model.h"
+#include "quant/format.h"
+#include "quant/ggml_quant.h"
+#include "quantize/gguf_model_meta.h"
+#include "tok/vocab.h"
+
+#define LLAMA_FTYPE_GUESSED 1024
+
+static int dtype_of(const char *fmt) {
+    for (int t = 0; t < QS_DT_GGML_COUNT; t++) {
+        const qs_dtype_traits *tr = qs_dtype_get(t);
+        if (tr && !strcmp(tr->name, fmt)) return t;
+    }
+    return -1;
+}
+
+int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const qs_plan *plan, const char *db_path,
+                     const char *out_path, qs_quantize_result *res, qs_error *err) {
+    memset(res, 0, sizeof *res);
+    qs_model *m;
+    const qs_model_options mo = {tokenizer_path};
+    int rc = qs_model_open(&m, model_path, &mo, err);
+    if (rc) return rc;
+    qs_vocab *v = NULL;
+    qs_gguf_writer *w = NULL;
+    void **bufs = NULL;
+    char fp[65];
+    if ((rc = qs_model_fingerprint(m, fp, err))) goto done;
+    if (strcmp(fp, plan->model_fingerprint)) {
+        rc = qs_errorf(err, QS_ERR_INPUT, "the plan was made for the model with sha256 %.16s..., but %s has sha256 %.16s...",
+                       plan->model_fingerprint, model_path, fp);
+        goto done;
+    }
+    const char *pp = plan->source_path[0] ? plan->source_path : "the plan";
+    if ((rc = qs_plan_check_model(plan, m, err))) goto done;
+    /* refuse an output over any input now, before the work rather than after it */
+    qs_input_note(db_path);
+    qs_input_note(tokenizer_path);
+    if ((rc = qs_output_check(out_path, "-o", err))) goto done;
+    if (qs_plan_needs_importance(plan) && !db_path) {
+        rc = qs_errorf(err, QS_ERR_USAGE, "the plan rounds with activation statistics (a '-w' or '-gptq' format): give --db, the "
+                                          "profile database it was made from");
+        goto done;
+    }
+    const qs_gguf *g = m->gguf;
+    w = qs_gguf_writer_new();
+    if (!w) {
+        rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+        goto done;
+    }
+    if (g) {
+        for (uint64_t i = 0; i < g->n_kv; i++) {
+            char key[256];
+            snprintf(key, sizeof key, "%.*s", (int)g->kv[i].key.len, g->kv[i].key.ptr);
+            if (!strcmp(key, "general.file_type") || !strcmp(key, "general.alignment") || !strncmp(key, "qsense.", 7)) continue;
+            qs_gguf_add_raw(w, key, (uint32_t)g->kv[i].type, g->map.data + g->kv[i].offset, g->kv[i].nbytes);
+        }
+    } else if ((rc = qs_vocab_for_model(&v, m, err)) || (rc = qs_gguf_put_model_meta(w, m, v, err))) {
+        goto done;
+    }
+    qs_gguf_add_u32(w, "general.file_type", LLAMA_FTYPE_GUESSED);
+    qs_gguf_add_u32(w, "general.quantization_version", 2);
+    qs_gguf_add_str(w, "qsense.plan.model_sha256", plan->model_fingerprint);
+    if (plan->plan_sha256[0]) qs_gguf_add_str(w, "qsense.plan.sha256", plan->plan_sha256);
+    qs_gguf_add_f32(w, "qsense.plan.predicted_kl", (float)plan->predicted_kl);
+    qs_gguf_add_str(w, "qsense.version", QS_VERSION);
+    bufs = calloc((size_t)m->n_tensors, sizeof(void *));
+    for (int i = 0; bufs && i < m->n_tensors && !rc; i++) {
+        const qs_tensor *t = &m->tensors[i];
+        const qs_plan_tensor *pt = qs_plan_find(plan, t->name);
+        if (!pt) {
+            rc = qs_errorf(err, QS_ERR_INPUT, "%s: no entry for tensor '%s' of %s", pp, t->name, model_path);
+            break;
+        }
+        int type = dtype_of(qs_format_stored_type(pt->format));
+        const qs_format *fmt = qs_format_find(pt->format, NULL);
+        if (type < 0 || !qs_ggml_can_quantize(type)) {
+            rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensor '%s': format '%s' is not a ggml type llama.cpp can load (plan with "
+                           "--target llama.cpp)", pp, t->name, pt->format);
+            break;
+        }
+        const int64_t n = qs_tensor_numel(t), rows = n / t->ne[0];
+        uint64_t rb = qs_dtype_row_bytes(type, t->ne[0]);
+        if (!rb) {
+            rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensor '%s': rows of %lld do not fit %s blocks", pp, t->name, (long long)t->ne[0],
+                           pt->format);
+            break;
+        }
+        float *f = malloc(sizeof(float) * (size_t)n);
+        bufs[i] = malloc(rb * (size_t)rows);
+        if (!f || !bufs[i]) {
+            free(f);
+            rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %s", t->name);
+            break;
+        }
+        qs_tensor_dequantize_rows(t, 0, rows, f);
+        /* statistics (importance, Gram) are per input column: reordering rows leaves them valid */
+        if (qs_llama_needs_row_order(m, t->name) && qs_llama_rows_for_gguf(f, rows, t->ne[0], m->arch.head_dim)) {
+            free(f);
+            rc = qs_errorf(err, QS_ERR_INPUT, "tensor '%s': %lld rows are not whole heads of %d", t->name, (long long)rows,
+                           m->arch.head_dim);
+            break;
+        }
+        if (fmt && qs_format_needs_calib(fmt)) {
+            float *imp, *gram = NULL;
+            rc = qs_plan_load_calib(db_path, plan->model_fingerprint, t->name, t->ne[0], fmt->gptq, &imp, &gram, err);
+            const int lookup = !rc && !imp; /* an untied embedding: no inputs, GPTQ rounds it to nearest */
+            if (!rc && !imp && (imp = malloc(sizeof(float) * (size_t)t->ne[0])))
+                for (int64_t c = 0; c < t->ne[0]; c++) imp[c] = 1.0f; /* uniform, as the profile measured it */
+            if (!rc && !imp) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+            if (!rc && fmt->gptq && lookup) qs_ggml_quantize(type, f, bufs[i], n);
+            else if (!rc && fmt->gptq) {
+                const int g = qs_gptq_quantize(type, f, rows, t->ne[0], gram, bufs[i]);
+                if (g == -3)
+                    rc = qs_errorf(err, QS_ERR_INPUT, "tensor '%s': the Gram matrix of its inputs in %s has a non-finite value or "
+                                                      "is not positive definite; re-run the profile", t->name, db_path);
+                else if (g) rc = qs_errorf(err, QS_ERR_INTERNAL, "tensor '%s': out of memory for GPTQ", t->name);
+            } else if (!rc && !fmt->gptq) qs_ggml_quantize_weighted(type, f, bufs[i], rows, t->ne[0], imp);
+            free(imp);
+            free(gram);
+        } else {
+            qs_ggml_quantize(type, f, bufs[i], n);
+        }
+        free(f);
+        if (rc) break;
+        qs_gguf_add_tensor(w, t->name, type, t->n_dims, t->ne, bufs[i]);
+        res->tensor_bytes += (int64_t)(rb * (size_t)rows);
+        res->n_quantized += qs_dtype_get(type)->block_size > 1;
+    }
+    if (!rc) rc = qs_gguf_write(w, out_path, err);
+    if (!rc) {
+        struct stat st;
+        if (stat(out_path, &st) == 0) res->file_bytes = st.st_size;
+    }
+done:
+    for (int i = 0; bufs && i < m->n_tensors; i++) free(bufs[i]);
+    free(bufs);
+    qs_gguf_writer_free(w);
+    qs_vocab_free(v);
+    qs_model_close(m);
+    return rc;
+}

@@ -1,0 +1,95 @@
+/* Reading what a run measured: per-tensor costs in a format (output error, SQNR, KL), weight and
+ * activation statistics, the sweep's rows per tensor, and the aggregates the report draws and
+ * `qsense profile` summarises. Every function reads; none decides. */
+#ifndef QS_STORE_MEASURES_H
+#define QS_STORE_MEASURES_H
+
+#include <stdint.h>
+
+#include "store/db.h"
+
+typedef enum { QS_DB_QERROR, QS_DB_SENSITIVITY } qs_db_measure;
+
+/* The distinct formats with rows of that measure in the run (only applicable rows when
+ * applicable_only), in SQLite's order; at most cap names; returns the count. */
+int qs_db_formats_measured(qs_db *db, int64_t run_id, qs_db_measure m, int applicable_only, char (*names)[32], int cap);
+
+typedef struct {
+    double kl, kl_se;         /* mean over domains of the sweep's KL, and its standard error (NAN: none) */
+    double out_err, sqnr, bpw; /* qerror: output error (NAN: none), SQNR (INFINITY when NULL: exact), bits per weight */
+    int has_qerror;
+} qs_db_cost;
+
+/* Tensor `tensor_id`'s cost in `format` (applicable rows only). */
+void qs_db_cost_of(qs_db *db, int64_t run_id, int64_t tensor_id, const char *format, qs_db_cost *out);
+
+/* The sweep's applicable rows of one tensor, ordered by format name: (format, domain, KL). */
+typedef struct {
+    char format[32], domain[64];
+    double kl;
+} qs_db_kl_row;
+int qs_db_tensor_kls(qs_db *db, int64_t run_id, int64_t tensor_id, qs_db_kl_row **out, int *n, qs_error *err);
+
+/* Whole-model KL over the sum of the per-tensor KLs, per format, on one domain (formats whose
+ * whole-model KL lies in (0, 1)); at most cap values; returns the count. */
+int qs_db_whole_over_sum(qs_db *db, int64_t run_id, const char *domain, double *out, int cap);
+
+typedef struct {
+    int found;
+    double hist_min, hist_max, absmax, kurtosis, std; /* NAN for NULL */
+} qs_db_weight_stats;
+typedef struct {
+    int found;
+    double hist_min, hist_max, absmax, dynamic_range_db, n_tokens, n_outlier_channels; /* NAN for NULL */
+} qs_db_act_stats;
+
+void qs_db_weight_stats_of(qs_db *db, int64_t run_id, int64_t tensor_id, qs_db_weight_stats *out);
+void qs_db_act_stats_of(qs_db *db, int64_t run_id, int64_t tensor_id, qs_db_act_stats *out);
+/* the activation statistics of the tensor of this kind in this layer */
+void qs_db_act_stats_at(qs_db *db, int64_t run_id, int layer, const char *kind, qs_db_act_stats *out);
+
+/* Per format, over the tensors of one kind: the mean cost (KL for the sweep, output error for
+ * qerror) and, for the sweep, the smallest shape (for the format's true bits per weight), for
+ * qerror the mean bits per weight. */
+typedef struct {
+    char format[32];
+    double cost, bpw;
+    int64_t rows, cols;
+} qs_db_kind_cost;
+int qs_db_kind_costs(qs_db *db, int64_t run_id, qs_db_measure m, const char *kind, qs_db_kind_cost *out, int cap);
+
+/* The 4-bit integer formats without clip search, by mean bits per weight (symmetric first);
+ * returns the count. The mean output error of one format over the tensors of a kind (NAN: none). */
+int qs_db_int4_granularities(qs_db *db, int64_t run_id, char (*names)[32], int cap);
+double qs_db_mean_output_error(qs_db *db, int64_t run_id, const char *format, const char *kind);
+
+/* Whole-model rows with at least one tensor quantized, most bits first, then format, domain. */
+typedef struct {
+    char format[32], domain[64];
+    double bpw, n_quantized, kl_mean, kl_se, ppl_delta, ppl_delta_se, top1_agree;
+} qs_db_whole_row;
+int qs_db_whole_model(qs_db *db, int64_t run_id, qs_db_whole_row **out, int *n, qs_error *err);
+
+/* Per format, the whole-model mean over domains of bits per weight and KL. */
+typedef struct {
+    char format[32];
+    double bpw, kl;
+} qs_db_format_point;
+int qs_db_whole_by_format(qs_db *db, int64_t run_id, qs_db_format_point *out, int cap);
+
+/* `qsense profile`'s summary: the tensors with the largest output error at the run's reference
+ * format (int4-g128-asym when measured, else the fewest bits), most costly first. */
+typedef struct {
+    char tensor[128], format[32];
+    double out_err, sqnr;
+} qs_db_top_error;
+int qs_db_top_output_errors(qs_db *db, int64_t run_id, qs_db_top_error *out, int cap);
+
+/* ... and the sweep per format and domain: mean and worst per-tensor KL, whole-model KL. */
+typedef struct {
+    char format[32], domain[64];
+    double mean_kl, worst_kl, whole_kl, whole_kl_se;
+} qs_db_sweep_summary;
+int qs_db_sweep_summary_of(qs_db *db, int64_t run_id, qs_db_sweep_summary **out, int *n, qs_error *err);
+
+#endif

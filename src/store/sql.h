@@ -1,0 +1,33 @@
+/* Inside the store only: the SQLite handle behind a qs_db and the helpers every store file
+ * uses. No file outside src/store includes this header or sqlite3.h (tests/check_layers.py). */
+#ifndef QS_STORE_SQL_H
+#define QS_STORE_SQL_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+
+#include "store/db.h"
+
+struct qs_db {
+    sqlite3 *h;
+    char *path;
+};
+
+/* Fails with "DB: what: SQLite's message" and a hint of what it means for the user. */
+int qs_store_fail(qs_db *db, qs_error *err, const char *what);
+
+/* Executes SQL with no result rows. */
+int qs_db_exec(qs_db *db, const char *sql, qs_error *err);
+
+/* A prepared statement, NULL (with SQLite's message kept in db->h) if the SQL does not compile. */
+sqlite3_stmt *qs_store_prepare(qs_db *db, const char *sql);
+
+/* Column col as text into dst ("" for NULL); as a double, NAN for NULL. */
+void qs_store_text(sqlite3_stmt *st, int col, char *dst, size_t cap);
+double qs_store_real(sqlite3_stmt *st, int col);
+
+/* Makes room for element n of a growing array (*p with *cap elements of size elem): 0 when out of
+ * memory (the array is left as it was). */
+int qs_store_room(void **p, int *cap, int n, size_t elem);
+
+#endif
