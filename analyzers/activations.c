@@ -46,17 +46,13 @@ static int run(qs_profile *p, int i, qs_error *err) {
     snprintf(hist_ds, sizeof hist_ds, "/activations/%s/hist", pt->t->name);
     snprintf(absmax_ds, sizeof absmax_ds, "/activations/%s/channel_absmax", pt->t->name);
     snprintf(msq_ds, sizeof msq_ds, "/activations/%s/channel_mean_sq", pt->t->name);
-    qs_db_value v[] = {
-        {"run_id", 2, (double)p->run_id, NULL}, {"tensor_id", 2, (double)pt->db_id, NULL},
-        {"n_tokens", 2, (double)s->n_tokens, NULL}, {"min", 0, s->min, NULL}, {"max", 0, s->max, NULL},
-        {"absmax", 0, absmax, NULL}, {"mean", 0, mean, NULL}, {"std", 0, sd, NULL},
-        {"dynamic_range_db", 0, sd > 0 ? 20 * log10(absmax / sd) : NAN, NULL},
-        {"channel_absmax_median", 0, median, NULL}, {"channel_absmax_max", 0, sorted[n - 1], NULL},
-        {"n_outlier_channels", 2, n_out, NULL}, {"outlier_channels", 1, 0, outliers},
-        {"hist_min", 0, -s->hist_range, NULL}, {"hist_max", 0, s->hist_range, NULL}, {"hist_dataset", 1, 0, hist_ds},
-        {"channel_absmax_dataset", 1, 0, absmax_ds}, {"channel_mean_sq_dataset", 1, 0, msq_ds},
-    };
-    int rc = qs_db_put_row(p->db, "activation_stats", v, (int)(sizeof v / sizeof v[0]), err);
+    qs_db_activation_stats_row row = {
+        .run_id = p->run_id, .tensor_id = pt->db_id, .n_tokens = s->n_tokens, .min = s->min, .max = s->max, .absmax = absmax,
+        .mean = mean, .std = sd, .dynamic_range_db = sd > 0 ? 20 * log10(absmax / sd) : NAN, .channel_absmax_median = median,
+        .channel_absmax_max = sorted[n - 1], .n_outlier_channels = n_out, .outlier_channels = outliers,
+        .hist_min = -s->hist_range, .hist_max = s->hist_range, .hist_dataset = hist_ds, .channel_absmax_dataset = absmax_ds,
+        .channel_mean_sq_dataset = msq_ds};
+    int rc = qs_db_put_activation_stats(p->db, &row, err);
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, hist_ds, "u64", s->hist, 256, err);
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, absmax_ds, "f32", s->ch_absmax, n, err);
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, msq_ds, "f32", mean_sq, n, err);

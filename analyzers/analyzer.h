@@ -12,6 +12,7 @@
 #include "io/model.h"
 #include "quant/format.h"
 #include "store/db.h"
+#include "store/measure_rows.h"
 #include "store/profile_rows.h"
 
 /* Statistics of the inputs of one linear layer over the calibration tokens. */

@@ -41,10 +41,9 @@ static int run(qs_profile *p, int i, qs_error *err) {
         const qs_format *f = p->formats[k];
         char why[200] = "";
         if (!qs_profile_format_applies(p, i, f, why, sizeof why)) {
-            qs_db_value v[] = {{"run_id", 2, (double)p->run_id, NULL}, {"tensor_id", 2, (double)pt->db_id, NULL},
-                               {"format_id", 2, (double)p->format_ids[k], NULL}, {"applicable", 2, 0, NULL},
-                               {"reason", 1, 0, why}};
-            rc = qs_db_put_row(p->db, "qerror", v, 5, err);
+            qs_db_qerror_row row = {.run_id = p->run_id, .tensor_id = pt->db_id, .format_id = p->format_ids[k], .applicable = 0,
+                                    .reason = why};
+            rc = qs_db_put_qerror(p->db, &row, err);
             continue;
         }
         if ((rc = qs_format_fake_quantize_calib(f, w, wq, pt->rows, pt->cols, &cal, err))) break;
@@ -55,13 +54,10 @@ static int run(qs_profile *p, int i, qs_error *err) {
             for (int64_t e = 0; e < n; e++) dw[e] = w[e] - wq[e];
             out_err = quad_form(dw, s->gram, pt->rows, (int)pt->cols, scratch) / denom;
         }
-        qs_db_value v[] = {
-            {"run_id", 2, (double)p->run_id, NULL}, {"tensor_id", 2, (double)pt->db_id, NULL},
-            {"format_id", 2, (double)p->format_ids[k], NULL}, {"applicable", 2, 1, NULL}, {"reason", 1, 0, NULL},
-            {"bpw", 0, qs_format_bpw(f, pt->rows, pt->cols), NULL}, {"mse", 0, q.mse, NULL},
-            {"sqnr_db", 0, q.sqnr_db, NULL}, {"max_abs_error", 0, q.max_abs, NULL}, {"cosine", 0, q.cosine, NULL},
-            {"output_error", 0, out_err, NULL}};
-        rc = qs_db_put_row(p->db, "qerror", v, (int)(sizeof v / sizeof v[0]), err);
+        qs_db_qerror_row row = {.run_id = p->run_id, .tensor_id = pt->db_id, .format_id = p->format_ids[k], .applicable = 1,
+                                .bpw = qs_format_bpw(f, pt->rows, pt->cols), .mse = q.mse, .sqnr_db = q.sqnr_db,
+                                .max_abs_error = q.max_abs, .cosine = q.cosine, .output_error = out_err};
+        rc = qs_db_put_qerror(p->db, &row, err);
     }
     free(w); free(wq); free(dw); free(scratch); free(importance);
     return rc;

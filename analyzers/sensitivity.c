@@ -197,12 +197,10 @@ int qs_sens_put_domains(qs_sens *s, qs_error *err) {
     int rc = 0;
     for (int i = 0; i < s->n_domains && !rc; i++) {
         const domain *d = &s->d[i];
-        qs_db_value v[] = {
-            {"run_id", 2, (double)s->p->run_id, NULL}, {"name", 1, 0, d->src->name}, {"sha256", 1, 0, d->src->sha256},
-            {"files", 1, 0, d->src->files}, {"n_chunks", 2, d->n_chunks, NULL}, {"ctx", 2, s->ctx, NULL},
-            {"n_scored", 2, d->n_scored, NULL}, {"base_ppl", 0, d->base_ppl, NULL}, {"base_ppl_se", 0, d->base_ppl_se, NULL},
-            {"topk", 2, s->k, NULL}, {"mean_tail_mass", 0, d->mean_tail, NULL}};
-        rc = qs_db_put_row(s->p->db, "eval_domains", v, (int)(sizeof v / sizeof v[0]), err);
+        qs_db_eval_domain_row row = {.run_id = s->p->run_id, .name = d->src->name, .sha256 = d->src->sha256, .files = d->src->files,
+                                     .n_chunks = d->n_chunks, .ctx = s->ctx, .n_scored = d->n_scored, .topk = s->k,
+                                     .base_ppl = d->base_ppl, .base_ppl_se = d->base_ppl_se, .mean_tail_mass = d->mean_tail};
+        rc = qs_db_put_eval_domain(s->p->db, &row, err);
     }
     return rc;
 }
@@ -244,7 +242,7 @@ static void score_chunk(const qs_sens *s, const domain *d, int c, tally *t) {
     }
 }
 
-static void tally_values(const qs_sens *s, const domain *d, tally *t, qs_db_value *v) {
+static qs_db_eval_figures tally_figures(const domain *d, tally *t) {
     const double n = t->n, mean_d = t->dnll / n, var_d = fmax(0, t->dnll2 / n - mean_d * mean_d);
     const double ppl = exp(t->nll / n);
     double kl_mean = t->kl / n, kl_var = 0;
@@ -253,17 +251,12 @@ static void tally_values(const qs_sens *s, const domain *d, tally *t, qs_db_valu
     qsort(t->kls, (size_t)t->n, sizeof(float), cmp_float);
     int64_t p99 = (int64_t)ceil(0.99 * n) - 1;
     const double top1 = t->top1 / n;
-    (void)s;
-    v[0] = (qs_db_value){"n_scored", 2, n, NULL};
-    v[1] = (qs_db_value){"ppl", 0, ppl, NULL};
-    v[2] = (qs_db_value){"ppl_delta", 0, ppl - d->base_ppl, NULL};
-    /* paired: the standard error of the mean NLL difference, through d ppl = ppl d nll */
-    v[3] = (qs_db_value){"ppl_delta_se", 0, n > 1 ? ppl * sqrt(var_d / (n - 1)) : NAN, NULL};
-    v[4] = (qs_db_value){"kl_mean", 0, kl_mean, NULL};
-    v[5] = (qs_db_value){"kl_se", 0, sqrt(kl_var / n), NULL};
-    v[6] = (qs_db_value){"kl_p99", 0, t->kls[p99 < 0 ? 0 : p99], NULL};
-    v[7] = (qs_db_value){"top1_agree", 0, top1, NULL};
-    v[8] = (qs_db_value){"top1_se", 0, sqrt(top1 * (1 - top1) / n), NULL};
+    qs_db_eval_figures f = {
+        .n_scored = t->n, .ppl = ppl, .ppl_delta = ppl - d->base_ppl,
+        /* paired: the standard error of the mean NLL difference, through d ppl = ppl d nll */
+        .ppl_delta_se = n > 1 ? ppl * sqrt(var_d / (n - 1)) : NAN, .kl_mean = kl_mean, .kl_se = sqrt(kl_var / n),
+        .kl_p99 = t->kls[p99 < 0 ? 0 : p99], .top1_agree = top1, .top1_se = sqrt(top1 * (1 - top1) / n)};
+    return f;
 }
 
 /* where the perturbation of tensor i enters: its layer, 0 for the embedding, n_layers for the head */
@@ -308,18 +301,16 @@ static int run_domain(qs_sens *s, const domain *d, int start, tally *t, qs_error
 int qs_sens_run_tensor(qs_sens *s, int i, int f, int di, const float *wq, qs_error *err) {
     qs_profile *p = s->p;
     const domain *d = &s->d[di];
-    qs_db_value v[14] = {{"run_id", 2, (double)p->run_id, NULL}, {"tensor_id", 2, (double)p->tensors[i].db_id, NULL},
-                         {"format_id", 2, (double)p->format_ids_sens[f], NULL}, {"domain", 1, 0, d->src->name},
-                         {"applicable", 2, wq != NULL, NULL}};
-    if (!wq) return qs_db_put_row(p->db, "sensitivity", v, 5, err);
+    const int64_t tensor_id = p->tensors[i].db_id, format_id = p->format_ids_sens[f];
+    if (!wq) return qs_db_put_sensitivity(p->db, p->run_id, tensor_id, format_id, d->src->name, NULL, err);
     tally t = {0};
     int rc = apply(s, i, wq, err);
     if (!rc) rc = run_domain(s, d, start_layer(s, i), &t, err);
     qs_error ignore;
     apply(s, i, NULL, &ignore);
     if (!rc) {
-        tally_values(s, d, &t, v + 5);
-        rc = qs_db_put_row(p->db, "sensitivity", v, 14, err);
+        qs_db_eval_figures fig = tally_figures(d, &t);
+        rc = qs_db_put_sensitivity(p->db, p->run_id, tensor_id, format_id, d->src->name, &fig, err);
     }
     free(t.kls);
     return rc;
@@ -359,10 +350,8 @@ int qs_sens_run_whole(qs_sens *s, int f, int di, qs_error *err) {
     for (int i = 0; i < p->n_tensors; i++)
         if (wq[i]) apply(s, i, NULL, &ignore);
     if (!rc) {
-        qs_db_value v[14] = {{"run_id", 2, (double)p->run_id, NULL}, {"format_id", 2, (double)p->format_ids_sens[f], NULL},
-                             {"domain", 1, 0, d->src->name}, {"n_quantized", 2, nq, NULL}, {"bpw", 0, bits / params, NULL}};
-        tally_values(s, d, &t, v + 5);
-        rc = qs_db_put_row(p->db, "whole_model", v, 14, err);
+        qs_db_eval_figures fig = tally_figures(d, &t);
+        rc = qs_db_put_whole_model(p->db, p->run_id, p->format_ids_sens[f], d->src->name, nq, bits / params, &fig, err);
     }
     for (int i = 0; i < p->n_tensors; i++) free(wq[i]);
     free(wq);

@@ -69,19 +69,15 @@ static int run(qs_profile *p, int i, qs_error *err) {
     char hist_ds[160], row_ds[160];
     snprintf(hist_ds, sizeof hist_ds, "/weights/%s/hist", pt->t->name);
     snprintf(row_ds, sizeof row_ds, "/weights/%s/row_absmax", pt->t->name);
-    qs_db_value v[] = {
-        {"run_id", 2, (double)p->run_id, NULL}, {"tensor_id", 2, (double)pt->db_id, NULL}, {"n", 2, (double)n, NULL},
-        {"min", 0, mn, NULL}, {"max", 0, mx, NULL}, {"absmax", 0, fmax(fabs(mn), fabs(mx)), NULL},
-        {"mean", 0, mean, NULL}, {"std", 0, sd, NULL}, {"kurtosis", 0, m2 > 0 ? m4 / (m2 * m2) : NAN, NULL},
-        {"p0_1", 0, pct(w, n, 0.1), NULL}, {"p1", 0, pct(w, n, 1), NULL}, {"p50", 0, pct(w, n, 50), NULL},
-        {"p99", 0, pct(w, n, 99), NULL}, {"p99_9", 0, pct(w, n, 99.9), NULL},
-        {"frac_beyond_3sigma", 0, (double)beyond3 / (double)n, NULL},
-        {"frac_beyond_6sigma", 0, (double)beyond6 / (double)n, NULL},
-        {"row_absmax_min", 0, sorted_rows[0], NULL}, {"row_absmax_median", 0, pct(sorted_rows, pt->rows, 50), NULL},
-        {"row_absmax_max", 0, sorted_rows[pt->rows - 1], NULL}, {"hist_min", 0, mn, NULL}, {"hist_max", 0, mx, NULL},
-        {"hist_dataset", 1, 0, hist_ds}, {"row_absmax_dataset", 1, 0, row_ds},
-    };
-    int rc = qs_db_put_row(p->db, "weight_stats", v, (int)(sizeof v / sizeof v[0]), err);
+    qs_db_weight_stats_row row = {
+        .run_id = p->run_id, .tensor_id = pt->db_id, .n = n, .min = mn, .max = mx, .absmax = fmax(fabs(mn), fabs(mx)),
+        .mean = mean, .std = sd, .kurtosis = m2 > 0 ? m4 / (m2 * m2) : NAN, .p0_1 = pct(w, n, 0.1), .p1 = pct(w, n, 1),
+        .p50 = pct(w, n, 50), .p99 = pct(w, n, 99), .p99_9 = pct(w, n, 99.9),
+        .frac_beyond_3sigma = (double)beyond3 / (double)n, .frac_beyond_6sigma = (double)beyond6 / (double)n,
+        .row_absmax_min = sorted_rows[0], .row_absmax_median = pct(sorted_rows, pt->rows, 50),
+        .row_absmax_max = sorted_rows[pt->rows - 1], .hist_min = mn, .hist_max = mx, .hist_dataset = hist_ds,
+        .row_absmax_dataset = row_ds};
+    int rc = qs_db_put_weight_stats(p->db, &row, err);
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, hist_ds, "u64", hist, 256, err);
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, row_ds, "f32", rowmax, pt->rows, err);
     free(rowmax);

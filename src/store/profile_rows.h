@@ -1,6 +1,6 @@
-/* The profile's writes: the model, the run, its tensors and formats, the jobs done, each
- * analyzer's rows and the arrays staged for the run's HDF5 file, all inside the caller's
- * transaction (see db.h). */
+/* The profile's writes: the model, the run, its tensors and formats, the jobs done and the
+ * arrays staged for the run's HDF5 file, all inside the caller's transaction (see db.h); the
+ * analyzers' rows are measure_rows.h. */
 #ifndef QS_STORE_PROFILE_ROWS_H
 #define QS_STORE_PROFILE_ROWS_H
 
@@ -30,16 +30,6 @@ int qs_db_put_format(qs_db *db, const char *name, const char *family, int bits, 
 /* Jobs: 1 if done, 0 if not (negative on error). */
 int qs_db_job_done(qs_db *db, int64_t run_id, const char *job, qs_error *err);
 int qs_db_mark_job(qs_db *db, int64_t run_id, const char *job, qs_error *err);
-
-/* Generic row writer: INSERT OR REPLACE INTO table (cols...) VALUES (...). values are given as
- * doubles except those listed as text (NULL for SQL NULL via isnan). */
-typedef struct {
-    const char *col;
-    int is_text;  /* 1: text, 2: integer, 0: real */
-    double num;   /* NAN -> NULL */
-    const char *text;
-} qs_db_value;
-int qs_db_put_row(qs_db *db, const char *table, const qs_db_value *vals, int n, qs_error *err);
 
 /* Stages an array for the run's HDF5 file: dtype "f32", "f64" or "u64"; n elements. */
 int qs_db_put_array(qs_db *db, int64_t run_id, const char *dataset, const char *dtype, const void *data, int64_t n,

@@ -30,4 +30,15 @@ double qs_store_real(sqlite3_stmt *st, int col);
  * memory (the array is left as it was). */
 int qs_store_room(void **p, int *cap, int n, size_t elem);
 
+/* The one row writer under the typed ones: INSERT OR REPLACE INTO table (cols...) VALUES (...).
+ * Values are doubles, bound as integers (is_text 2) or reals (0), or text (1); NAN or an
+ * infinity, and a NULL text, become SQL NULL. */
+typedef struct {
+    const char *col;
+    int is_text;
+    double num;
+    const char *text;
+} qs_db_value;
+int qs_db_put_row(qs_db *db, const char *table, const qs_db_value *vals, int n, qs_error *err);
+
 #endif
