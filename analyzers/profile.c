@@ -102,6 +102,7 @@ static qs_profile_options with_defaults(const qs_profile_options *opt, const qs_
     if (!o.sens_formats) o.sens_formats = QS_SENS_DEFAULT_FORMATS;
     if (o.eval_ctx <= 0) o.eval_ctx = o.ctx;
     if (o.topk <= 0) o.topk = 64;
+    if (!o.sens_mode) o.sens_mode = "exact";
     return o;
 }
 
@@ -119,6 +120,27 @@ typedef struct {
     int64_t model_id;
 } run_state;
 
+static int check_sweep_mode(const qs_profile_options *opt, qs_error *err) {
+    if (strcmp(opt->sens_mode, "exact") && strcmp(opt->sens_mode, "calibrated"))
+        return qs_errorf(err, QS_ERR_USAGE, "--sens-mode must be exact or calibrated, not '%s'", opt->sens_mode);
+    if (opt->validate > 0 && strcmp(opt->sens_mode, "calibrated"))
+        return qs_errorf(err, QS_ERR_USAGE, "--validate checks estimates: it needs --sens-mode calibrated");
+    return 0;
+}
+
+/* the calibrated sweep estimates from output errors: the analyzers measure every sweep format */
+static int add_sweep_formats(qs_profile *p, qs_error *err) {
+    const qs_format **all = realloc(p->formats, sizeof *all * (size_t)(p->n_formats + p->n_formats_sens + 1));
+    if (!all) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    p->formats = all;
+    for (int k = 0; k < p->n_formats_sens; k++) {
+        int have = 0;
+        for (int m = 0; m < p->n_formats; m++) have |= p->formats[m] == p->formats_sens[k];
+        if (!have) p->formats[p->n_formats++] = p->formats_sens[k];
+    }
+    return 0;
+}
+
 /* The formats, the evaluation set, and the refusal of a run that cannot fit (now, with the
  * figures, not killed hours later); then the calibration text and the fingerprints. */
 static int prepare(run_state *r, const qs_profile_options *opt, qs_profile_progress_fn progress, void *user, qs_error *err) {
@@ -129,6 +151,8 @@ static int prepare(run_state *r, const qs_profile_options *opt, qs_profile_progr
         if ((rc = qs_evalset_load(&r->evalset, opt->eval, QS_DATASETS_DIR, 4096, err))) return rc;
     }
     if ((rc = qs_format_parse_list(opt->formats, &p->formats, &p->n_formats, err))) return rc;
+    if (opt->sensitivity && (rc = check_sweep_mode(opt, err))) return rc;
+    if (opt->sensitivity && !strcmp(opt->sens_mode, "calibrated") && (rc = add_sweep_formats(p, err))) return rc;
     for (int k = 0; k < p->n_formats; k++) p->store_gram |= p->formats[k]->gptq;
     for (int k = 0; opt->sensitivity && k < p->n_formats_sens; k++) p->store_gram |= p->formats_sens[k]->gptq;
     if ((rc = qs_profile_check_memory(r->m, opt, r->evalset, p->store_gram, err))) return rc;
@@ -165,7 +189,10 @@ static void settings_json(const run_state *r, const qs_profile_options *opt, cha
                    (long long)set->domains[d].tokens, set->domains[d].sha256);
         APPEND("], \"formats\": \"");
         for (int f = 0; f < p->n_formats_sens; f++) APPEND(f ? ",%s" : "%s", p->formats_sens[f]->name);
-        APPEND("\"}");
+        APPEND("\"");
+        /* the exact mode's settings are as they were before there were modes: its runs resume */
+        if (strcmp(opt->sens_mode, "exact")) APPEND(", \"mode\": \"%s\", \"validate\": %d", opt->sens_mode, opt->validate);
+        APPEND("}");
     }
     APPEND("}");
 #undef APPEND

@@ -27,6 +27,8 @@ typedef struct {
     const char *sens_formats;
     int eval_ctx;            /* chunk length of the evaluation (default: ctx) */
     int topk;                /* base top-k kept per position for KL (default 64) */
+    const char *sens_mode;   /* "exact" (default: every job measured) or "calibrated" (profile_sweep.h) */
+    int validate;            /* exact jobs drawn at random to check the estimates (calibrated) */
     int64_t mem_budget;      /* bytes the run may hold besides the mapped model; 0: 80 % of memory */
 } qs_profile_options;
 
@@ -36,6 +38,9 @@ typedef struct {
     int jobs_total, jobs_done_before, jobs_run;
     int64_t calib_tokens;    /* tokens actually run through the model (0 if no pass was needed) */
     int sens_jobs_total, sens_jobs_run;
+    int64_t sens_estimated;  /* (tensor, format, domain) costs estimated rather than measured */
+    int n_validated;         /* exact jobs that checked the estimates */
+    double spearman, median_rel_error; /* of the estimates on those jobs (NAN: none) */
     int n_tensors, n_formats;
     char hdf5_path[4096];
 } qs_profile_summary;

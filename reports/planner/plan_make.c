@@ -140,7 +140,7 @@ static int measured_roundings(qs_db *db, const qs_plan_options *opt, int64_t run
 
 /* One tensor's options: every format the sweep measured on it that the target and rounding
  * allow, at its domain-weighted KL; then the floats, lossless when unmeasured. */
-static int tensor_choices(qs_db *db, const qs_plan_options *opt, const qs_plan *p, int64_t tensor_id, const char *measured,
+static int tensor_choices(qs_db *db, const qs_plan_options *opt, qs_plan *p, int64_t tensor_id, const char *measured,
                           const qs_plan_tensor *t, qs_plan_choices *c, qs_error *err) {
     const double n = (double)(t->rows * t->cols);
     if (t->rows <= 1) { /* vectors (norms) stay f32, as llama.cpp keeps them */
@@ -157,7 +157,11 @@ static int tensor_choices(qs_db *db, const qs_plan_options *opt, const qs_plan *
         double dcost[QS_PLAN_MAX_DOMAINS] = {0};
         for (; j < nr && !strcmp(rows[j].format, rows[i].format); j++)
             for (int d = 0; d < p->n_domains; d++)
-                if (!strcmp(p->domains[d], rows[j].domain)) dcost[d] = rows[j].kl, seen = 1;
+                if (!strcmp(p->domains[d], rows[j].domain)) {
+                    dcost[d] = rows[j].kl, seen = 1;
+                    if (rows[j].estimated) p->n_costs_estimated++;
+                    else p->n_costs_measured++;
+                }
         const qs_format *f = qs_format_find(rows[i].format, NULL);
         if (f && seen && target_allows(p->target, t->name, f) && rounding_allows(opt->rounding, f, measured)) {
             double cost = 0;

@@ -175,6 +175,7 @@ int rp_ctx_open(rp_ctx *c, const qs_report_options *o, qs_error *err) {
     c->n_qformats = k.n_qerror_formats;
     c->n_sformats = k.n_sensitivity_formats;
     c->plan_id = k.newest_plan;
+    qs_db_estimates_of(c->db, c->run_id, &c->est);
     if (!c->n_qformats && !c->n_sformats) {
         snprintf(c->format, sizeof c->format, "%s", o->format ? o->format : "");
     } else if ((rc = choose_format(c, o->format, err))) {
@@ -278,4 +279,16 @@ int rp_checked_files(const rp_ctx *c, rp_checked *out, int cap) {
         }
     }
     return n;
+}
+
+void rp_estimates_sentence(const rp_ctx *c, char *out, size_t cap) {
+    const qs_db_estimates *e = &c->est;
+    int k = snprintf(out, cap, "%lld of the per-tensor costs measured, %lld estimated (%s: one probe format per tensor measured,"
+                     " the others scaled by their output error)", (long long)e->n_measured, (long long)e->n_estimated, e->method);
+    if (k < 0 || (size_t)k >= cap) return;
+    if (e->n_validated)
+        snprintf(out + k, cap - (size_t)k, "; validated on %d exact jobs drawn at random: Spearman %.3f, relative error median "
+                 "%.1f %%, 90th percentile %.1f %%", e->n_validated, e->spearman, 100 * e->median_rel_error, 100 * e->p90_rel_error);
+    else
+        snprintf(out + k, cap - (size_t)k, "; not validated (qsense profile ... --validate N measures N of them exactly)");
 }

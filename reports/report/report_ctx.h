@@ -9,6 +9,7 @@
 
 #include "reports/report/report.h"
 #include "store/db.h"
+#include "store/measures.h"
 
 #define RP_MAX_DOMAINS 16
 
@@ -41,10 +42,15 @@ typedef struct {
     double format_bpw;
     int has_sensitivity, has_whole, has_activations;
     int64_t plan_id;            /* the newest plan made from this run, 0 if none */
+    qs_db_estimates est;        /* costs estimated rather than measured (est.n_estimated 0: none) */
 } rp_ctx;
 
 int rp_ctx_open(rp_ctx *c, const qs_report_options *o, qs_error *err);
 void rp_ctx_close(rp_ctx *c);
+
+/* One sentence on how many costs were measured and estimated, by which method, and how the
+ * estimates fared against exact jobs (for a run with estimates). */
+void rp_estimates_sentence(const rp_ctx *c, char *out, size_t cap);
 
 /* Matrices (rows > 1) sorted by the chosen format's cost (KL if measured, else output error),
  * most costly first; returns the count. idx must hold n_tensors entries. */

@@ -141,6 +141,12 @@ static void summary(FILE *f, const rp_ctx *c) {
     } else {
         fprintf(f, "none (this run did not measure end-to-end sensitivity)");
     }
+    if (c->est.n_estimated) {
+        char sentence[600];
+        rp_estimates_sentence(c, sentence, sizeof sentence);
+        fprintf(f, "</td></tr>\n<tr><th>sensitivity</th><td>");
+        esc(f, sentence);
+    }
     fprintf(f, "</td></tr>\n<tr><th>formats</th><td>%d measured for weight error", c->n_qformats);
     if (c->n_sformats) fprintf(f, "; %d in the sensitivity sweep", c->n_sformats);
     fprintf(f, "; figures focus on <b>");

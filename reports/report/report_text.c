@@ -41,6 +41,11 @@ int qs_report_write_text(const qs_report_options *o, FILE *out, qs_error *err) {
             c.calib_data, c.calib_tokens);
     fprintf(out, "formats %d measured for weight error, %d in the sensitivity sweep; focus: %s (%.2f bpw)\n", c.n_qformats, c.n_sformats,
             c.format, c.format_bpw);
+    if (c.est.n_estimated) {
+        char sentence[600];
+        rp_estimates_sentence(&c, sentence, sizeof sentence);
+        fprintf(out, "costs   %s\n", sentence);
+    }
     if (c.n_domains) {
         fprintf(out, "domains (%s, ctx %d):", c.eval_set, c.eval_ctx);
         for (int d = 0; d < c.n_domains; d++) fprintf(out, "%s %s (ppl %.2f)", d ? "," : "", c.domains[d], c.base_ppl[d]);

@@ -51,6 +51,13 @@ static void help(void) {
            "  --sens-formats L   formats for the sweep (default: q8_0 .. int2, 11 formats); a -gptq\n"
            "                     format also stores each input's Gram matrix (inputs^2 floats per\n"
            "                     matrix) so qsense quantize can apply GPTQ plans\n"
+           "  --sens-mode M      exact (default): measure every job; calibrated: measure one probe\n"
+           "                     format per tensor (the one nearest 4.5 bits) on every domain and\n"
+           "                     estimate the other formats from the tensor's KL per unit of output\n"
+           "                     error (the analyzers measure every sweep format's output error):\n"
+           "                     tensors x domains jobs instead of tensors x formats x domains\n"
+           "  --validate N       calibrated: also measure N estimated jobs drawn at random and record\n"
+           "                     the estimates' rank correlation and relative error against them\n"
            "  --eval-ctx N       evaluation chunk length (default: --ctx)\n"
            "  --topk K           base log-probabilities kept per position for KL (default 64)\n"
            "  --list-formats     print the format vocabulary with bits per weight and exit\n"
@@ -149,6 +156,8 @@ int cmd_profile(int argc, char **argv) {
         else if (!strcmp(a, "--sensitivity")) o.sensitivity = 1;
         else if (!strcmp(a, "--eval")) { if (!val) return cli_usage("profile", "--eval needs a set or file"); o.eval = val; i++; }
         else if (!strcmp(a, "--sens-formats")) { if (!val) return cli_usage("profile", "--sens-formats needs a list"); o.sens_formats = val; i++; }
+        else if (!strcmp(a, "--sens-mode")) { if (!val) return cli_usage("profile", "--sens-mode needs exact or calibrated"); o.sens_mode = val; i++; }
+        else if (!strcmp(a, "--validate")) { if ((o.validate = cli_int("profile", a, val, 0, 1 << 24)) < 0) return 2; i++; }
         else if (!strcmp(a, "--eval-ctx")) { if ((o.eval_ctx = cli_int("profile", a, val, 4, 1 << 20)) < 0) return 2; i++; }
         else if (!strcmp(a, "--topk")) { if ((o.topk = cli_int("profile", a, val, 1, 1 << 20)) < 0) return 2; i++; }
         else if (!strcmp(a, "--data")) { if (!val) return cli_usage("profile", "--data needs a file"); o.data_path = val; i++; }
@@ -194,6 +203,11 @@ int cmd_profile(int argc, char **argv) {
            s.n_formats, (long long)s.calib_tokens);
     if (o.sensitivity)
         printf("  sensitivity: %d jobs (%d run now) on evaluation set '%s'\n", s.sens_jobs_total, s.sens_jobs_run, o.eval ? o.eval : "debian");
+    if (o.sensitivity && s.sens_estimated)
+        printf("  estimated (%s): %lld costs from one probe per tensor\n", o.sens_mode, (long long)s.sens_estimated);
+    if (o.sensitivity && s.n_validated)
+        printf("  validated on %d exact jobs drawn at random: Spearman %.3f, median relative error %.1f %%\n", s.n_validated,
+               s.spearman, 100 * s.median_rel_error);
     printf("  database: %s\n  arrays:   %s\n", o.db_path, s.hdf5_path);
     print_most_sensitive(o.db_path, s.run_id);
     if (o.sensitivity) print_kl_table(o.db_path, s.run_id);

@@ -94,6 +94,16 @@ static const char *const MIGRATIONS[] = {
     "  PRIMARY KEY (run_id, target, domain_weights, point));",
     /* 4 -> 5: the marker that tells a qsense database from another program's SQLite file */
     "PRAGMA application_id = 1364414035;",
+    /* 5 -> 6: estimated sensitivity beside (never over) the measured rows, and how well each
+     * method's estimates agreed with exact jobs drawn to validate them */
+    "CREATE TABLE sensitivity_estimates ("
+    "  run_id INTEGER NOT NULL REFERENCES runs(id), tensor_id INTEGER NOT NULL REFERENCES tensors(id),"
+    "  format_id INTEGER NOT NULL REFERENCES formats(id), domain TEXT NOT NULL, method TEXT NOT NULL,"
+    "  kl_mean REAL, kl_se REAL, probe_format_id INTEGER REFERENCES formats(id),"
+    "  PRIMARY KEY (run_id, tensor_id, format_id, domain, method));"
+    "CREATE TABLE estimate_validation ("
+    "  run_id INTEGER NOT NULL REFERENCES runs(id), method TEXT NOT NULL, n_jobs INTEGER NOT NULL, spearman REAL,"
+    "  median_rel_error REAL, p90_rel_error REAL, PRIMARY KEY (run_id, method));",
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 

@@ -15,7 +15,7 @@
 
 typedef struct qs_db qs_db;
 
-#define QS_DB_SCHEMA_VERSION 5
+#define QS_DB_SCHEMA_VERSION 6
 /* PRAGMA application_id of a qsense database ("QSNS"): the marker that tells ours from another
  * program's SQLite file (databases from before version 5 are recognised by their tables) */
 #define QS_DB_APPLICATION_ID 0x51534E53

@@ -71,3 +71,18 @@ int qs_db_put_eval_domain(qs_db *db, const qs_db_eval_domain_row *r, qs_error *e
                        REAL("mean_tail_mass", r->mean_tail_mass)};
     return qs_db_put_row(db, "eval_domains", v, N(v), err);
 }
+
+int qs_db_put_estimate(qs_db *db, int64_t run_id, int64_t tensor_id, int64_t format_id, const char *domain, const char *method,
+                       double kl, double kl_se, int64_t probe_format_id, qs_error *err) {
+    qs_db_value v[] = {INT("run_id", run_id), INT("tensor_id", tensor_id), INT("format_id", format_id), TEXT("domain", domain),
+                       TEXT("method", method), REAL("kl_mean", kl), REAL("kl_se", kl_se),
+                       INT("probe_format_id", probe_format_id)};
+    return qs_db_put_row(db, "sensitivity_estimates", v, N(v), err);
+}
+
+int qs_db_put_validation(qs_db *db, int64_t run_id, const char *method, int n_jobs, double spearman, double median_rel_error,
+                         double p90_rel_error, qs_error *err) {
+    qs_db_value v[] = {INT("run_id", run_id), TEXT("method", method), INT("n_jobs", n_jobs), REAL("spearman", spearman),
+                       REAL("median_rel_error", median_rel_error), REAL("p90_rel_error", p90_rel_error)};
+    return qs_db_put_row(db, "estimate_validation", v, N(v), err);
+}

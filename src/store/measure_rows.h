@@ -49,6 +49,15 @@ int qs_db_put_sensitivity(qs_db *db, int64_t run_id, int64_t tensor_id, int64_t 
 int qs_db_put_whole_model(qs_db *db, int64_t run_id, int64_t format_id, const char *domain, int n_quantized, double bpw,
                           const qs_db_eval_figures *fig, qs_error *err);
 
+/* An estimate of one job's KL by a method ("calibrated": the probe format's measured KL scaled by
+ * the output errors), with its standard error, beside the measured rows, never over them. */
+int qs_db_put_estimate(qs_db *db, int64_t run_id, int64_t tensor_id, int64_t format_id, const char *domain, const char *method,
+                       double kl, double kl_se, int64_t probe_format_id, qs_error *err);
+/* How a method's estimates agreed with n exact jobs drawn at random: Spearman's rank correlation
+ * and the median and 90th percentile of |estimate - exact| / exact. */
+int qs_db_put_validation(qs_db *db, int64_t run_id, const char *method, int n_jobs, double spearman, double median_rel_error,
+                         double p90_rel_error, qs_error *err);
+
 /* An evaluation domain of the sweep and its base model's perplexity. */
 typedef struct {
     int64_t run_id;

@@ -7,16 +7,24 @@
 
 #include "store/sql.h"
 
+/* Every tensor's KL per format and domain in run ?1: the measured rows, and an estimate where
+ * nothing was measured (sensitivity_estimates): what the report and the planner rank by. */
+#define KL_ROWS                                                                                                              \
+    "(SELECT s.tensor_id, s.format_id, s.domain, s.kl_mean, s.kl_se, 0 AS estimated FROM sensitivity s WHERE s.run_id = ?1" \
+    " AND s.applicable UNION ALL SELECT e.tensor_id, e.format_id, e.domain, e.kl_mean, e.kl_se, 1 FROM"                   \
+    " sensitivity_estimates e WHERE e.run_id = ?1 AND NOT EXISTS (SELECT 1 FROM sensitivity s2 WHERE s2.run_id = e.run_id" \
+    " AND s2.tensor_id = e.tensor_id AND s2.format_id = e.format_id AND s2.domain = e.domain AND s2.applicable))"
+
 int qs_db_formats_measured(qs_db *db, int64_t run, qs_db_measure m, int applicable_only, char (*names)[32], int cap) {
     const char *sql = m == QS_DB_SENSITIVITY
-                          ? (applicable_only ? "SELECT DISTINCT f.name FROM sensitivity x JOIN formats f ON f.id = x.format_id"
-                                               " WHERE x.run_id = ? AND x.applicable"
-                                             : "SELECT DISTINCT f.name FROM sensitivity x JOIN formats f ON f.id = x.format_id"
-                                               " WHERE x.run_id = ?")
+                          ? (applicable_only ? "SELECT DISTINCT f.name FROM " KL_ROWS " x JOIN formats f ON f.id = x.format_id"
+                                             : "SELECT DISTINCT f.name FROM (SELECT format_id FROM sensitivity WHERE run_id = ?1"
+                                               " UNION ALL SELECT format_id FROM sensitivity_estimates WHERE run_id = ?1) x"
+                                               " JOIN formats f ON f.id = x.format_id")
                           : (applicable_only ? "SELECT DISTINCT f.name FROM qerror x JOIN formats f ON f.id = x.format_id"
-                                               " WHERE x.run_id = ? AND x.applicable"
+                                               " WHERE x.run_id = ?1 AND x.applicable"
                                              : "SELECT DISTINCT f.name FROM qerror x JOIN formats f ON f.id = x.format_id"
-                                               " WHERE x.run_id = ?");
+                                               " WHERE x.run_id = ?1");
     sqlite3_stmt *st = qs_store_prepare(db, sql);
     if (!st) return 0;
     sqlite3_bind_int64(st, 1, run);
@@ -29,9 +37,8 @@ int qs_db_formats_measured(qs_db *db, int64_t run, qs_db_measure m, int applicab
 void qs_db_cost_of(qs_db *db, int64_t run, int64_t tensor, const char *format, qs_db_cost *c) {
     c->kl = c->kl_se = c->out_err = c->sqnr = c->bpw = NAN;
     c->has_qerror = 0;
-    sqlite3_stmt *st = qs_store_prepare(db, "SELECT avg(s.kl_mean), sqrt(sum(s.kl_se * s.kl_se)) / count(*) FROM sensitivity s"
-                                            " JOIN formats f ON f.id = s.format_id WHERE s.run_id = ? AND s.tensor_id = ? AND"
-                                            " f.name = ? AND s.applicable");
+    sqlite3_stmt *st = qs_store_prepare(db, "SELECT avg(s.kl_mean), sqrt(sum(s.kl_se * s.kl_se)) / count(*) FROM " KL_ROWS
+                                            " s JOIN formats f ON f.id = s.format_id WHERE s.tensor_id = ?2 AND f.name = ?3");
     if (st) {
         sqlite3_bind_int64(st, 1, run);
         sqlite3_bind_int64(st, 2, tensor);
@@ -61,9 +68,8 @@ void qs_db_cost_of(qs_db *db, int64_t run, int64_t tensor, const char *format, q
 int qs_db_tensor_kls(qs_db *db, int64_t run, int64_t tensor, qs_db_kl_row **out, int *n, qs_error *err) {
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *st = qs_store_prepare(db, "SELECT f.name, s.domain, s.kl_mean FROM sensitivity s JOIN formats f ON"
-                                            " f.id = s.format_id WHERE s.run_id = ? AND s.tensor_id = ? AND s.applicable"
-                                            " ORDER BY f.name");
+    sqlite3_stmt *st = qs_store_prepare(db, "SELECT f.name, s.domain, s.kl_mean, s.estimated FROM " KL_ROWS " s JOIN formats f"
+                                            " ON f.id = s.format_id WHERE s.tensor_id = ?2 ORDER BY f.name");
     if (!st) return qs_store_fail(db, err, "reading sensitivity");
     sqlite3_bind_int64(st, 1, run);
     sqlite3_bind_int64(st, 2, tensor);
@@ -77,6 +83,7 @@ int qs_db_tensor_kls(qs_db *db, int64_t run, int64_t tensor, qs_db_kl_row **out,
         qs_store_text(st, 0, r->format, sizeof r->format);
         qs_store_text(st, 1, r->domain, sizeof r->domain);
         r->kl = sqlite3_column_double(st, 2);
+        r->estimated = sqlite3_column_int(st, 3);
     }
     sqlite3_finalize(st);
     if (rc) {
@@ -88,10 +95,12 @@ int qs_db_tensor_kls(qs_db *db, int64_t run, int64_t tensor, qs_db_kl_row **out,
 }
 
 int qs_db_whole_over_sum(qs_db *db, int64_t run, const char *domain, double *out, int cap) {
-    sqlite3_stmt *st = qs_store_prepare(db, "SELECT w.kl_mean / (SELECT sum(s.kl_mean) FROM sensitivity s WHERE s.run_id ="
-                                            " w.run_id AND s.format_id = w.format_id AND s.domain = w.domain AND s.applicable)"
-                                            " FROM whole_model w WHERE w.run_id = ? AND w.domain = ? AND w.n_quantized > 0 AND"
-                                            " w.kl_mean > 0 AND w.kl_mean < 1");
+    /* the measured rows summed first (in the order they always were), then the estimates */
+    sqlite3_stmt *st = qs_store_prepare(db, "SELECT w.kl_mean / (COALESCE((SELECT sum(s.kl_mean) FROM sensitivity s WHERE s.run_id ="
+                                            " ?1 AND s.format_id = w.format_id AND s.domain = w.domain AND s.applicable), 0) +"
+                                            " COALESCE((SELECT sum(e.kl_mean) FROM " KL_ROWS " e WHERE e.estimated AND e.format_id ="
+                                            " w.format_id AND e.domain = w.domain), 0)) FROM whole_model w WHERE w.run_id = ?1 AND"
+                                            " w.domain = ?2 AND w.n_quantized > 0 AND w.kl_mean > 0 AND w.kl_mean < 1");
     if (!st) return 0;
     sqlite3_bind_int64(st, 1, run);
     sqlite3_bind_text(st, 2, domain, -1, SQLITE_STATIC);
@@ -144,8 +153,8 @@ void qs_db_act_stats_at(qs_db *db, int64_t run, int layer, const char *kind, qs_
 int qs_db_kind_costs(qs_db *db, int64_t run, qs_db_measure m, const char *kind, qs_db_kind_cost *out, int cap) {
     sqlite3_stmt *st = qs_store_prepare(
         db, m == QS_DB_SENSITIVITY
-                ? "SELECT f.name, avg(s.kl_mean), min(t.rows), min(t.cols) FROM sensitivity s JOIN tensors t ON t.id = s.tensor_id"
-                  " JOIN formats f ON f.id = s.format_id WHERE s.run_id = ? AND t.kind = ? AND s.applicable GROUP BY f.name"
+                ? "SELECT f.name, avg(s.kl_mean), min(t.rows), min(t.cols) FROM " KL_ROWS " s JOIN tensors t ON"
+                  " t.id = s.tensor_id JOIN formats f ON f.id = s.format_id WHERE t.kind = ?2 GROUP BY f.name"
                 : "SELECT f.name, avg(q.output_error), avg(q.bpw), 0 FROM qerror q JOIN tensors t ON t.id = q.tensor_id"
                   " JOIN formats f ON f.id = q.format_id WHERE q.run_id = ? AND t.kind = ? AND q.applicable AND"
                   " q.output_error IS NOT NULL GROUP BY f.name");
@@ -258,11 +267,10 @@ int qs_db_top_output_errors(qs_db *db, int64_t run, qs_db_top_error *out, int ca
 int qs_db_sweep_summary_of(qs_db *db, int64_t run, qs_db_sweep_summary **out, int *n, qs_error *err) {
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *st = qs_store_prepare(db, "SELECT f.name, s.domain, avg(s.kl_mean), max(s.kl_mean), w.kl_mean, w.kl_se FROM"
-                                            " sensitivity s JOIN formats f ON f.id = s.format_id LEFT JOIN whole_model w ON"
-                                            " w.run_id = s.run_id AND w.format_id = s.format_id AND w.domain = s.domain WHERE"
-                                            " s.run_id = ? AND s.applicable GROUP BY f.name, s.domain ORDER BY avg(s.kl_mean),"
-                                            " s.domain");
+    sqlite3_stmt *st = qs_store_prepare(db, "SELECT f.name, s.domain, avg(s.kl_mean), max(s.kl_mean), w.kl_mean, w.kl_se FROM "
+                                            KL_ROWS " s JOIN formats f ON f.id = s.format_id LEFT JOIN whole_model w ON"
+                                            " w.run_id = ?1 AND w.format_id = s.format_id AND w.domain = s.domain"
+                                            " GROUP BY f.name, s.domain ORDER BY avg(s.kl_mean), s.domain");
     if (!st) return qs_store_fail(db, err, "reading sensitivity");
     sqlite3_bind_int64(st, 1, run);
     int cap = 0, rc = 0;
@@ -286,4 +294,84 @@ int qs_db_sweep_summary_of(qs_db *db, int64_t run, qs_db_sweep_summary **out, in
         *n = 0;
     }
     return rc;
+}
+
+double qs_db_output_error(qs_db *db, int64_t run, int64_t tensor, int64_t format_id) {
+    sqlite3_stmt *st = qs_store_prepare(db, "SELECT output_error FROM qerror WHERE run_id = ? AND tensor_id = ? AND format_id = ?"
+                                            " AND applicable");
+    if (!st) return NAN;
+    sqlite3_bind_int64(st, 1, run);
+    sqlite3_bind_int64(st, 2, tensor);
+    sqlite3_bind_int64(st, 3, format_id);
+    double v = sqlite3_step(st) == SQLITE_ROW ? qs_store_real(st, 0) : NAN;
+    sqlite3_finalize(st);
+    return v;
+}
+
+int qs_db_measured_kl(qs_db *db, int64_t run, int64_t tensor, int64_t format_id, const char *domain, double *kl, double *kl_se) {
+    sqlite3_stmt *st = qs_store_prepare(db, "SELECT kl_mean, kl_se FROM sensitivity WHERE run_id = ? AND tensor_id = ? AND"
+                                            " format_id = ? AND domain = ? AND applicable");
+    if (!st) return 0;
+    sqlite3_bind_int64(st, 1, run);
+    sqlite3_bind_int64(st, 2, tensor);
+    sqlite3_bind_int64(st, 3, format_id);
+    sqlite3_bind_text(st, 4, domain, -1, SQLITE_STATIC);
+    int found = sqlite3_step(st) == SQLITE_ROW;
+    if (found) {
+        *kl = qs_store_real(st, 0);
+        *kl_se = qs_store_real(st, 1);
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+int qs_db_estimated_kl(qs_db *db, int64_t run, int64_t tensor, int64_t format_id, const char *domain, const char *method,
+                       double *kl) {
+    sqlite3_stmt *st = qs_store_prepare(db, "SELECT kl_mean FROM sensitivity_estimates WHERE run_id = ? AND tensor_id = ? AND"
+                                            " format_id = ? AND domain = ? AND method = ?");
+    if (!st) return 0;
+    sqlite3_bind_int64(st, 1, run);
+    sqlite3_bind_int64(st, 2, tensor);
+    sqlite3_bind_int64(st, 3, format_id);
+    sqlite3_bind_text(st, 4, domain, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, method, -1, SQLITE_STATIC);
+    int found = sqlite3_step(st) == SQLITE_ROW;
+    if (found) *kl = qs_store_real(st, 0);
+    sqlite3_finalize(st);
+    return found;
+}
+
+int qs_db_estimates_of(qs_db *db, int64_t run, qs_db_estimates *out) {
+    memset(out, 0, sizeof *out);
+    out->spearman = out->median_rel_error = out->p90_rel_error = NAN;
+    sqlite3_stmt *st = qs_store_prepare(db, "SELECT method, count(*) FROM sensitivity_estimates WHERE run_id = ? GROUP BY method"
+                                            " ORDER BY count(*) DESC LIMIT 1");
+    if (!st) return 0;
+    sqlite3_bind_int64(st, 1, run);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        qs_store_text(st, 0, out->method, sizeof out->method);
+        out->n_estimated = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    if (!out->n_estimated) return 0;
+    st = qs_store_prepare(db, "SELECT n_jobs, spearman, median_rel_error, p90_rel_error FROM estimate_validation WHERE run_id = ?"
+                              " AND method = ?");
+    if (st) {
+        sqlite3_bind_int64(st, 1, run);
+        sqlite3_bind_text(st, 2, out->method, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            out->n_validated = sqlite3_column_int(st, 0);
+            out->spearman = qs_store_real(st, 1);
+            out->median_rel_error = qs_store_real(st, 2);
+            out->p90_rel_error = qs_store_real(st, 3);
+        }
+        sqlite3_finalize(st);
+    }
+    st = qs_store_prepare(db, "SELECT count(*) FROM sensitivity WHERE run_id = ? AND applicable");
+    if (st) {
+        sqlite3_bind_int64(st, 1, run);
+        if (sqlite3_step(st) == SQLITE_ROW) out->n_measured = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    return 1;
 }

@@ -1,6 +1,10 @@
 /* Reading what a run measured: per-tensor costs in a format (output error, SQNR, KL), weight and
  * activation statistics, the sweep's rows per tensor, and the aggregates the report draws and
- * `qsense profile` summarises. Every function reads; none decides. */
+ * `qsense profile` summarises. Every function reads; none decides.
+ *
+ * KL per tensor, format and domain is the measured row where the sweep ran that job, and an
+ * estimate (sensitivity_estimates) where it did not: the costs, rankings and aggregates below
+ * use both, and say which where a caller needs to know. */
 #ifndef QS_STORE_MEASURES_H
 #define QS_STORE_MEASURES_H
 
@@ -27,6 +31,7 @@ void qs_db_cost_of(qs_db *db, int64_t run_id, int64_t tensor_id, const char *for
 typedef struct {
     char format[32], domain[64];
     double kl;
+    int estimated; /* 0: measured by an exact job; 1: an estimate */
 } qs_db_kl_row;
 int qs_db_tensor_kls(qs_db *db, int64_t run_id, int64_t tensor_id, qs_db_kl_row **out, int *n, qs_error *err);
 
@@ -91,5 +96,24 @@ typedef struct {
     double mean_kl, worst_kl, whole_kl, whole_kl_se;
 } qs_db_sweep_summary;
 int qs_db_sweep_summary_of(qs_db *db, int64_t run_id, qs_db_sweep_summary **out, int *n, qs_error *err);
+
+/* The output error of a tensor in a format (NAN: not applicable or not measured). */
+double qs_db_output_error(qs_db *db, int64_t run_id, int64_t tensor_id, int64_t format_id);
+/* The measured KL (and its standard error) of one job: 1 if the run has an applicable row. */
+int qs_db_measured_kl(qs_db *db, int64_t run_id, int64_t tensor_id, int64_t format_id, const char *domain, double *kl,
+                      double *kl_se);
+/* The estimate of one job by a method: 1 if there is one. */
+int qs_db_estimated_kl(qs_db *db, int64_t run_id, int64_t tensor_id, int64_t format_id, const char *domain, const char *method,
+                       double *kl);
+
+/* What a run estimated rather than measured, and how the estimates fared against exact jobs. */
+typedef struct {
+    char method[32];            /* the method with most estimates ("" if none) */
+    int64_t n_estimated, n_measured;
+    int n_validated;            /* exact jobs drawn to check the estimates (0: not validated) */
+    double spearman, median_rel_error, p90_rel_error; /* NAN when not validated */
+} qs_db_estimates;
+/* 1 and *out filled when the run holds estimates, else 0. */
+int qs_db_estimates_of(qs_db *db, int64_t run_id, qs_db_estimates *out);
 
 #endif

@@ -110,10 +110,12 @@ int qs_db_domains(qs_db *db, int64_t run_id, qs_db_domain *out, int cap) {
 }
 
 void qs_db_run_contents_of(qs_db *db, int64_t run, qs_db_run_contents *c) {
-    c->has_sensitivity = scalar(db, "SELECT count(*) FROM sensitivity WHERE run_id = ? AND applicable", run) > 0;
+    c->has_sensitivity = scalar(db, "SELECT count(*) FROM sensitivity WHERE run_id = ? AND applicable", run) > 0 ||
+                         scalar(db, "SELECT count(*) FROM sensitivity_estimates WHERE run_id = ?", run) > 0;
     c->has_whole_model = scalar(db, "SELECT count(*) FROM whole_model WHERE run_id = ?", run) > 0;
     c->has_activations = scalar(db, "SELECT count(*) FROM activation_stats WHERE run_id = ?", run) > 0;
     c->n_qerror_formats = (int)scalar(db, "SELECT count(DISTINCT format_id) FROM qerror WHERE run_id = ?", run);
-    c->n_sensitivity_formats = (int)scalar(db, "SELECT count(DISTINCT format_id) FROM sensitivity WHERE run_id = ?", run);
+    c->n_sensitivity_formats = (int)scalar(db, "SELECT count(DISTINCT format_id) FROM (SELECT format_id FROM sensitivity WHERE"
+                                               " run_id = ?1 UNION ALL SELECT format_id FROM sensitivity_estimates WHERE run_id = ?1)", run);
     c->newest_plan = scalar(db, "SELECT id FROM plans WHERE run_id = ? ORDER BY id DESC LIMIT 1", run);
 }

@@ -50,7 +50,7 @@ typedef struct {
 int qs_db_domains(qs_db *db, int64_t run_id, qs_db_domain *out, int cap);
 
 typedef struct {
-    int has_sensitivity; /* applicable sensitivity rows */
+    int has_sensitivity; /* applicable sensitivity rows, or estimates */
     int has_whole_model, has_activations;
     int n_qerror_formats, n_sensitivity_formats;
     int64_t newest_plan; /* the newest plan made from the run, 0 if none */
