@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "analyzers/sensitivity.h"
 #include "store/measures.h"
@@ -224,6 +225,32 @@ static int write_validation(qs_profile *p, const qs_evalset *set, const sweep_jo
     return rc;
 }
 
+/* What a full sweep costs in each mode, from the base run's speed (it evaluated every domain
+ * once: nd full evaluations), so a user can choose: progress "sweep modes" with done = the
+ * exact mode's seconds, total = the calibrated mode's, and their job counts. */
+static void report_modes(const qs_profile *p, const qs_profile_options *opt, const qs_sens *s, int nd, double base_seconds,
+                         qs_profile_progress_fn progress, void *user) {
+    const double per_unit = base_seconds / ((double)nd * (double)qs_sens_cost_full(s));
+    double exact = 0, calibrated = 0, full = (double)qs_sens_cost_full(s);
+    int n_exact = 0, n_cal = 0;
+    for (int i = 0; i < p->n_tensors; i++) {
+        if (!is_sweep_matrix(&p->tensors[i])) continue;
+        int applicable = 0;
+        for (int f = 0; f < p->n_formats_sens; f++)
+            if (qs_profile_format_applies(p, i, p->formats_sens[f], NULL, 0)) applicable++;
+        exact += (double)applicable * nd * (double)qs_sens_cost(s, i);
+        n_exact += applicable * nd;
+        if (applicable) calibrated += (double)nd * (double)qs_sens_cost(s, i), n_cal += nd;
+    }
+    /* the whole-model jobs, in both */
+    exact += (double)p->n_formats_sens * nd * 2 * full;
+    calibrated += (double)p->n_formats_sens * nd * 2 * full;
+    n_exact += p->n_formats_sens * nd;
+    n_cal += p->n_formats_sens * nd + opt->validate;
+    calibrated += (double)opt->validate * (n_exact ? exact / n_exact : 0);
+    progress(user, "sweep modes", (long)(exact * per_unit), (long)(calibrated * per_unit), n_exact, n_cal);
+}
+
 /* Measures the pending jobs: each candidate quantized once, then run on its domains. */
 static int measure(qs_profile *p, const qs_profile_options *opt, const qs_evalset *set, const unsigned char *pending,
                    int n_pending, qs_profile_progress_fn progress, void *user, qs_profile_summary *sum, qs_error *err) {
@@ -231,8 +258,12 @@ static int measure(qs_profile *p, const qs_profile_options *opt, const qs_evalse
     char name[512];
     qs_sens *s;
     if (progress) progress(user, "sensitivity base", 0, 1, 0, 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = qs_sens_new(&s, p, set, opt->eval_ctx, opt->topk, err);
     if (rc) return rc;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (progress) report_modes(p, opt, s, nd, (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), progress, user);
     if (!(rc = qs_db_begin(p->db, err))) {
         if (!(rc = qs_sens_put_domains(s, err))) rc = qs_db_commit(p->db, err);
         else qs_db_rollback(p->db);

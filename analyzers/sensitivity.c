@@ -273,6 +273,12 @@ long qs_sens_cost(const qs_sens *s, int i) {
     return (long)(s->p->m->arch.n_layers + 1 - start_layer(s, i) + 1) * (tokens / (s->n_domains ? s->n_domains : 1));
 }
 
+long qs_sens_cost_full(const qs_sens *s) {
+    long tokens = 0;
+    for (int d = 0; d < s->n_domains; d++) tokens += (long)s->d[d].n_chunks * s->ctx;
+    return (long)(s->p->m->arch.n_layers + 2) * (tokens / (s->n_domains ? s->n_domains : 1));
+}
+
 static int apply(qs_sens *s, int i, const float *wq, qs_error *err) {
     const qs_prof_tensor *pt = &s->p->tensors[i];
     if (!strcmp(pt->kind, "token_embd")) {

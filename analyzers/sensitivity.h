@@ -34,7 +34,9 @@ int qs_sens_run_tensor(qs_sens *s, int i, int f, int d, const float *wq, qs_erro
 /* Whole model at format f on domain d: every tensor f applies to is quantized at once. */
 int qs_sens_run_whole(qs_sens *s, int f, int d, qs_error *err);
 
-/* Relative cost of a job on tensor i (layers rerun x tokens), for progress. */
+/* Relative cost of a job on tensor i (layers rerun x tokens), for progress; of a full evaluation
+ * of one domain (every layer and the head), in the same units. */
 long qs_sens_cost(const qs_sens *s, int i);
+long qs_sens_cost_full(const qs_sens *s);
 
 #endif

@@ -90,6 +90,16 @@ static void on_progress(void *user, const char *what, long done, long total, int
                 jobs_done, total);
         return;
     }
+    if (!strcmp(what, "sweep modes")) { /* a full sweep's cost in each mode, from the base run's speed */
+        if (s->phase) qs_progress_end(&s->pr);
+        s->phase = NULL;
+        char a[32], b[32];
+        qs_progress_format_duration(done, a, sizeof a);
+        qs_progress_format_duration(total, b, sizeof b);
+        fprintf(stderr, "profile: a full sweep takes about %s in --sens-mode exact (%d jobs), %s in --sens-mode calibrated (%d jobs)\n",
+                a, jobs_done, b, jobs_total);
+        return;
+    }
     int jobs = !strcmp(what, "jobs") || !strcmp(what, "sensitivity");
     if (!s->phase || strcmp(s->phase, what)) {
         if (s->phase) qs_progress_end(&s->pr);

@@ -21,7 +21,7 @@ void qs_progress_start(qs_progress *p, const char *what, long total, int quiet) 
     p->percent_only = 0;
 }
 
-static void fmt_dur(double s, char *buf, size_t cap) {
+void qs_progress_format_duration(double s, char *buf, size_t cap) {
     if (s < 60) snprintf(buf, cap, "%.0fs", s);
     else if (s < 3600) snprintf(buf, cap, "%dm%02ds", (int)s / 60, (int)s % 60);
     else snprintf(buf, cap, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
@@ -37,8 +37,8 @@ void qs_progress_update(qs_progress *p, long done, const char *extra) {
     p->last_print = now;
     p->last_decile = decile;
     char eta[32], ela[32];
-    fmt_dur(done > 0 ? el / (double)done * (double)(p->total - done) : 0, eta, sizeof eta);
-    fmt_dur(el, ela, sizeof ela);
+    qs_progress_format_duration(done > 0 ? el / (double)done * (double)(p->total - done) : 0, eta, sizeof eta);
+    qs_progress_format_duration(el, ela, sizeof ela);
     char count[64] = "";
     if (!p->percent_only) snprintf(count, sizeof count, " %ld/%ld", done, p->total);
     fprintf(stderr, "%s%s%s (%.0f%%) elapsed %s, ETA %s%s%s%s", p->tty ? "\r" : "", p->what, count,

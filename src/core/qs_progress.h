@@ -3,6 +3,8 @@
 #ifndef QS_PROGRESS_H
 #define QS_PROGRESS_H
 
+#include <stddef.h>
+
 typedef struct {
     const char *what;
     long total;
@@ -18,5 +20,7 @@ void qs_progress_update(qs_progress *p, long done, const char *extra);
 void qs_progress_end(qs_progress *p);
 
 double qs_now_seconds(void);
+/* "42s", "7m05s", "12h05m": how the progress lines write durations */
+void qs_progress_format_duration(double seconds, char *buf, size_t cap);
 
 #endif
