@@ -225,6 +225,12 @@ static int write_validation(qs_profile *p, const qs_evalset *set, const sweep_jo
     return rc;
 }
 
+/* a job's share of the work, for the ETA: a format that does not apply only writes its row */
+static long job_cost(const qs_profile *p, const qs_sens *s, int i, int f) {
+    if (i == p->n_tensors) return qs_sens_cost_full(s) * 2;
+    return qs_profile_format_applies(p, i, p->formats_sens[f], NULL, 0) ? qs_sens_cost(s, i) : 0;
+}
+
 /* What a full sweep costs in each mode, from the base run's speed (it evaluated every domain
  * once: nd full evaluations), so a user can choose: progress "sweep modes" with done = the
  * exact mode's seconds, total = the calibrated mode's, and their job counts. */
@@ -243,7 +249,7 @@ static void report_modes(const qs_profile *p, const qs_profile_options *opt, con
         if (applicable) calibrated += (double)nd * (double)qs_sens_cost(s, i), n_cal += nd;
     }
     /* the whole-model jobs, in both */
-    exact += (double)p->n_formats_sens * nd * 2 * full;
+    exact += (double)p->n_formats_sens * nd * 2 * full; /* as job_cost counts them */
     calibrated += (double)p->n_formats_sens * nd * 2 * full;
     n_exact += p->n_formats_sens * nd;
     n_cal += p->n_formats_sens * nd + opt->validate;
@@ -272,7 +278,7 @@ static int measure(qs_profile *p, const qs_profile_options *opt, const qs_evalse
     for (int i = 0; i <= p->n_tensors; i++)
         for (int f = 0; f < nf; f++)
             for (int d = 0; d < nd; d++)
-                if (pending[((size_t)i * nf + f) * nd + d]) total += i < p->n_tensors ? qs_sens_cost(s, i) : qs_sens_cost(s, 0) * 2;
+                if (pending[((size_t)i * nf + f) * nd + d]) total += job_cost(p, s, i, f);
     int job = 0;
     for (int i = 0; i <= p->n_tensors && !rc; i++)
         for (int f = 0; f < nf && !rc; f++) {
@@ -306,7 +312,7 @@ static int measure(qs_profile *p, const qs_profile_options *opt, const qs_evalse
                     break;
                 }
                 if ((rc = qs_db_commit(p->db, err))) break;
-                done_cost += i < p->n_tensors ? qs_sens_cost(s, i) : qs_sens_cost(s, 0) * 2;
+                done_cost += job_cost(p, s, i, f);
                 job++;
                 sum->sens_jobs_run++;
             }
