@@ -230,5 +230,6 @@ int main(void) {
     free(tiny);
     free(wiki);
     free(model);
+    free(dir);
     return test_done("test_sensitivity_calibrated");
 }
