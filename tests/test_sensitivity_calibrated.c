@@ -227,6 +227,20 @@ int main(void) {
     rc = run_cmd(cmd, &out);
     CHECK(rc == 0 && strstr(out, "estimated (calibrated") && strstr(out, "validated on 40 exact jobs"), "report: %s", out);
     free(out);
+    snprintf(cmd, sizeof cmd, "'%s' report --db '%s' --out '%s/report'", qsense_bin(), cal, dir);
+    rc = run_cmd(cmd, &out);
+    free(out);
+    char vdat[800], vpng[800];
+    snprintf(vdat, sizeof vdat, "%s/report/plot-data/validation.dat", dir);
+    snprintf(vpng, sizeof vpng, "%s/report/validation.png", dir);
+    f = fopen(vdat, "r");
+    int lines = 0;
+    for (char line[256]; f && fgets(line, sizeof line, f);) lines += line[0] != '#';
+    if (f) fclose(f);
+    FILE *png = fopen(vpng, "rb");
+    CHECK(rc == 0 && lines == 40 && png, "the report draws the 40 validation jobs (exit %d, %d points, png %s)", rc, lines,
+          png ? "written" : "missing");
+    if (png) fclose(png);
     free(tiny);
     free(wiki);
     free(model);

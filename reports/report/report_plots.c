@@ -542,6 +542,38 @@ static void fig_domains(plotter *p) {
     fprintf(p->gp, " using k:xtic(1) title columnheader(k)\n");
 }
 
+/* ---- estimated sensitivity against the jobs that checked it ------------------------------ */
+static void fig_validation(plotter *p) {
+    const rp_ctx *c = p->c;
+    if (!c->est.n_estimated) return; /* every cost was measured: nothing to check */
+    const char *title = "Estimated vs measured KL on the validation jobs";
+    double est[4096], meas[4096];
+    int n = qs_db_estimate_pairs(c->db, c->run_id, c->est.method, est, meas, 4096), n_pos = 0;
+    char path[1300];
+    FILE *d = data_file(p, "validation.dat", path, sizeof path);
+    fprintf(d, "# estimated measured (KL, nats/token)\n");
+    for (int i = 0; i < n; i++)
+        if (est[i] > 0 && meas[i] > 0) fprintf(d, "%.6g %.6g\n", est[i], meas[i]), n_pos++;
+    data_close(p, d);
+    if (n_pos < 2) {
+        missing(p, "overview", title,
+                "the estimates were not validated: qsense profile ... --sens-mode calibrated --validate N measures N of them");
+        return;
+    }
+    char caption[600];
+    snprintf(caption, sizeof caption,
+             "Each point: a (tensor, format, domain) whose KL the %s method estimated and --validate also measured, drawn at "
+             "random. On the diagonal the estimate is exact; the dotted lines are a factor of 2 either way. Spearman %.3f, "
+             "relative error median %.1f %%, 90th percentile %.1f %% (%d jobs). Both axes are logarithmic.",
+             c->est.method, c->est.spearman, 100 * c->est.median_rel_error, 100 * c->est.p90_rel_error, c->est.n_validated);
+    new_figure(p, "overview", "validation.png", title, caption);
+    gp_begin(p, "validation.png", title, "estimated KL (nats/token)", "measured KL (nats/token)", 640, 560);
+    fprintf(p->gp, "set logscale xy\nset format x '%%.0e'\nset format y '%%.0e'\nset key top left\nplot ");
+    gp_str(p->gp, path);
+    fprintf(p->gp, " using 1:2 with points pt 7 ps 0.8 lc rgb '#3b6ea5' title 'job', x with lines lc rgb '#888888' title 'exact',"
+                   " 2*x with lines dt 3 lc rgb '#aaaaaa' notitle, 0.5*x with lines dt 3 lc rgb '#aaaaaa' notitle\n");
+}
+
 /* ---- the Pareto front with the plan and the uniform formats ---------------------------- */
 static void fig_pareto(plotter *p) {
     const rp_ctx *c = p->c;
@@ -652,6 +684,7 @@ int rp_plots_write(const rp_ctx *c, const char *dir, rp_figures *figs, qs_error 
     fig_dynamic_range(&p);
     fig_outlier_channels(&p);
     fig_domains(&p);
+    fig_validation(&p);
     fig_pareto(&p);
     fig_histograms(&p);
     fprintf(p.gp, "unset output\n");

@@ -375,3 +375,20 @@ int qs_db_estimates_of(qs_db *db, int64_t run, qs_db_estimates *out) {
     }
     return 1;
 }
+
+int qs_db_estimate_pairs(qs_db *db, int64_t run, const char *method, double *estimate, double *measured, int cap) {
+    sqlite3_stmt *st = qs_store_prepare(db, "SELECT e.kl_mean, s.kl_mean FROM sensitivity_estimates e JOIN sensitivity s ON"
+                                            " s.run_id = e.run_id AND s.tensor_id = e.tensor_id AND s.format_id = e.format_id AND"
+                                            " s.domain = e.domain AND s.applicable WHERE e.run_id = ? AND e.method = ?"
+                                            " ORDER BY s.kl_mean");
+    if (!st) return 0;
+    sqlite3_bind_int64(st, 1, run);
+    sqlite3_bind_text(st, 2, method, -1, SQLITE_STATIC);
+    int n = 0;
+    while (n < cap && sqlite3_step(st) == SQLITE_ROW) {
+        estimate[n] = qs_store_real(st, 0);
+        measured[n++] = qs_store_real(st, 1);
+    }
+    sqlite3_finalize(st);
+    return n;
+}

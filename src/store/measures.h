@@ -115,5 +115,8 @@ typedef struct {
 } qs_db_estimates;
 /* 1 and *out filled when the run holds estimates, else 0. */
 int qs_db_estimates_of(qs_db *db, int64_t run_id, qs_db_estimates *out);
+/* The jobs a method estimated that were also measured (the validation draw): each one's estimate
+ * and measured KL, at most cap; returns the count. */
+int qs_db_estimate_pairs(qs_db *db, int64_t run_id, const char *method, double *estimate, double *measured, int cap);
 
 #endif
