@@ -163,14 +163,33 @@ double qs_store_real(sqlite3_stmt *st, int col) {
     return sqlite3_column_type(st, col) == SQLITE_NULL ? NAN : sqlite3_column_double(st, col);
 }
 
-int qs_store_room(void **p, int *cap, int n, size_t elem) {
-    if (n < *cap) return 1;
-    int want = *cap ? 2 * *cap : 64;
-    void *more = realloc(*p, elem * (size_t)want);
-    if (!more) return 0;
-    *p = more;
-    *cap = want;
-    return 1;
+int qs_store_collect(sqlite3_stmt *st, void **out, int *n, size_t elem, void (*fill)(sqlite3_stmt *st, void *row),
+                     qs_error *err) {
+    *out = NULL;
+    *n = 0;
+    int cap = 0, rc = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (*n == cap) {
+            int want = cap ? 2 * cap : 64;
+            void *more = realloc(*out, elem * (size_t)want);
+            if (!more) {
+                rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+                break;
+            }
+            *out = more;
+            cap = want;
+        }
+        void *row = (char *)*out + elem * (size_t)(*n)++;
+        memset(row, 0, elem);
+        fill(st, row);
+    }
+    sqlite3_finalize(st);
+    if (rc) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
 }
 
 /* one integer from a query; -1 on error (SQLite's message stays in db->h) */

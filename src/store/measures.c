@@ -65,6 +65,14 @@ void qs_db_cost_of(qs_db *db, int64_t run, int64_t tensor, const char *format, q
     }
 }
 
+static void fill_kl_row(sqlite3_stmt *st, void *row) {
+    qs_db_kl_row *r = row;
+    qs_store_text(st, 0, r->format, sizeof r->format);
+    qs_store_text(st, 1, r->domain, sizeof r->domain);
+    r->kl = sqlite3_column_double(st, 2);
+    r->estimated = sqlite3_column_int(st, 3);
+}
+
 int qs_db_tensor_kls(qs_db *db, int64_t run, int64_t tensor, qs_db_kl_row **out, int *n, qs_error *err) {
     *out = NULL;
     *n = 0;
@@ -73,25 +81,7 @@ int qs_db_tensor_kls(qs_db *db, int64_t run, int64_t tensor, qs_db_kl_row **out,
     if (!st) return qs_store_fail(db, err, "reading sensitivity");
     sqlite3_bind_int64(st, 1, run);
     sqlite3_bind_int64(st, 2, tensor);
-    int cap = 0, rc = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        if (!qs_store_room((void **)out, &cap, *n, sizeof **out)) {
-            rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-            break;
-        }
-        qs_db_kl_row *r = &(*out)[(*n)++];
-        qs_store_text(st, 0, r->format, sizeof r->format);
-        qs_store_text(st, 1, r->domain, sizeof r->domain);
-        r->kl = sqlite3_column_double(st, 2);
-        r->estimated = sqlite3_column_int(st, 3);
-    }
-    sqlite3_finalize(st);
-    if (rc) {
-        free(*out);
-        *out = NULL;
-        *n = 0;
-    }
-    return rc;
+    return qs_store_collect(st, (void **)out, n, sizeof **out, fill_kl_row, err);
 }
 
 int qs_db_whole_over_sum(qs_db *db, int64_t run, const char *domain, double *out, int cap) {
@@ -199,6 +189,14 @@ double qs_db_mean_output_error(qs_db *db, int64_t run, const char *format, const
     return v;
 }
 
+static void fill_whole_row(sqlite3_stmt *st, void *row) {
+    qs_db_whole_row *r = row;
+    qs_store_text(st, 0, r->format, sizeof r->format);
+    qs_store_text(st, 1, r->domain, sizeof r->domain);
+    double *v[7] = {&r->bpw, &r->n_quantized, &r->kl_mean, &r->kl_se, &r->ppl_delta, &r->ppl_delta_se, &r->top1_agree};
+    for (int k = 0; k < 7; k++) *v[k] = sqlite3_column_double(st, 2 + k);
+}
+
 int qs_db_whole_model(qs_db *db, int64_t run, qs_db_whole_row **out, int *n, qs_error *err) {
     *out = NULL;
     *n = 0;
@@ -207,25 +205,7 @@ int qs_db_whole_model(qs_db *db, int64_t run, qs_db_whole_row **out, int *n, qs_
                                             " WHERE w.run_id = ? AND w.n_quantized > 0 ORDER BY w.bpw DESC, f.name, w.domain");
     if (!st) return qs_store_fail(db, err, "reading whole_model");
     sqlite3_bind_int64(st, 1, run);
-    int cap = 0, rc = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        if (!qs_store_room((void **)out, &cap, *n, sizeof **out)) {
-            rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-            break;
-        }
-        qs_db_whole_row *r = &(*out)[(*n)++];
-        qs_store_text(st, 0, r->format, sizeof r->format);
-        qs_store_text(st, 1, r->domain, sizeof r->domain);
-        double *v[7] = {&r->bpw, &r->n_quantized, &r->kl_mean, &r->kl_se, &r->ppl_delta, &r->ppl_delta_se, &r->top1_agree};
-        for (int k = 0; k < 7; k++) *v[k] = sqlite3_column_double(st, 2 + k);
-    }
-    sqlite3_finalize(st);
-    if (rc) {
-        free(*out);
-        *out = NULL;
-        *n = 0;
-    }
-    return rc;
+    return qs_store_collect(st, (void **)out, n, sizeof **out, fill_whole_row, err);
 }
 
 int qs_db_whole_by_format(qs_db *db, int64_t run, qs_db_format_point *out, int cap) {
@@ -264,6 +244,16 @@ int qs_db_top_output_errors(qs_db *db, int64_t run, qs_db_top_error *out, int ca
     return n;
 }
 
+static void fill_sweep_summary(sqlite3_stmt *st, void *row) {
+    qs_db_sweep_summary *r = row;
+    qs_store_text(st, 0, r->format, sizeof r->format);
+    qs_store_text(st, 1, r->domain, sizeof r->domain);
+    r->mean_kl = sqlite3_column_double(st, 2);
+    r->worst_kl = sqlite3_column_double(st, 3);
+    r->whole_kl = sqlite3_column_double(st, 4);
+    r->whole_kl_se = sqlite3_column_double(st, 5);
+}
+
 int qs_db_sweep_summary_of(qs_db *db, int64_t run, qs_db_sweep_summary **out, int *n, qs_error *err) {
     *out = NULL;
     *n = 0;
@@ -273,27 +263,7 @@ int qs_db_sweep_summary_of(qs_db *db, int64_t run, qs_db_sweep_summary **out, in
                                             " GROUP BY f.name, s.domain ORDER BY avg(s.kl_mean), s.domain");
     if (!st) return qs_store_fail(db, err, "reading sensitivity");
     sqlite3_bind_int64(st, 1, run);
-    int cap = 0, rc = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        if (!qs_store_room((void **)out, &cap, *n, sizeof **out)) {
-            rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-            break;
-        }
-        qs_db_sweep_summary *r = &(*out)[(*n)++];
-        qs_store_text(st, 0, r->format, sizeof r->format);
-        qs_store_text(st, 1, r->domain, sizeof r->domain);
-        r->mean_kl = sqlite3_column_double(st, 2);
-        r->worst_kl = sqlite3_column_double(st, 3);
-        r->whole_kl = sqlite3_column_double(st, 4);
-        r->whole_kl_se = sqlite3_column_double(st, 5);
-    }
-    sqlite3_finalize(st);
-    if (rc) {
-        free(*out);
-        *out = NULL;
-        *n = 0;
-    }
-    return rc;
+    return qs_store_collect(st, (void **)out, n, sizeof **out, fill_sweep_summary, err);
 }
 
 double qs_db_output_error(qs_db *db, int64_t run, int64_t tensor, int64_t format_id) {

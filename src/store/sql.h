@@ -26,9 +26,10 @@ sqlite3_stmt *qs_store_prepare(qs_db *db, const char *sql);
 void qs_store_text(sqlite3_stmt *st, int col, char *dst, size_t cap);
 double qs_store_real(sqlite3_stmt *st, int col);
 
-/* Makes room for element n of a growing array (*p with *cap elements of size elem): 0 when out of
- * memory (the array is left as it was). */
-int qs_store_room(void **p, int *cap, int n, size_t elem);
+/* Steps st to the end (and finalizes it), one row of elem bytes per result row, zeroed and then
+ * filled by fill: a malloc'd array in *out, its length in *n; on running out of memory, none. */
+int qs_store_collect(sqlite3_stmt *st, void **out, int *n, size_t elem, void (*fill)(sqlite3_stmt *st, void *row),
+                     qs_error *err);
 
 /* The one row writer under the typed ones: INSERT OR REPLACE INTO table (cols...) VALUES (...).
  * Values are doubles, bound as integers (is_text 2) or reals (0), or text (1); NAN or an
