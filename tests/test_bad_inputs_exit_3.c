@@ -210,10 +210,16 @@ int main(void) {
     snprintf(args, sizeof args, "inspect '%s'", p);
     expect_fail("unsupported tensor type in a real file", 3, args, p, "output_norm.weight' has type iq4_xs");
     free(p);
-    char *gemma = qs_path_join(getenv("QSENSE_CACHE") ? getenv("QSENSE_CACHE") : "/nonexistent", "gemma-3-270m-q4_k_m.gguf");
-    snprintf(args, sizeof args, "ppl '%s' --text %s", gemma, GPL);
-    expect_fail("unsupported architecture", 3, args, gemma, "architecture 'gemma3' is not supported");
-    free(gemma);
+    /* an architecture qsense has no description of: the real file with "llama" patched to "mamba" */
+    qs_read_file(stories, &data, &n, NULL);
+    hit = memmem(data, n, "general.architecture", 20);
+    long arch_at = hit ? (long)(hit - data) + 20 + 4 + 8 : 0; /* key, value type, string length */
+    CHECK(hit && !memcmp(data + arch_at, "llama", 5), "found the architecture value in %s", stories);
+    free(data);
+    p = variant(stories, "mamba.gguf", -1, arch_at, "mamba", 5);
+    snprintf(args, sizeof args, "ppl '%s' --text %s", p, GPL);
+    expect_fail("unsupported architecture", 3, args, p, "architecture 'mamba' is not supported (qsense reads: llama, gemma3");
+    free(p);
 
     /* NaN / Inf weights: reported with the tensor, row and column; nothing measured, no database */
     qs_gguf *g;

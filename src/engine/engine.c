@@ -13,9 +13,14 @@
 #include "core/qs_parallel.h"
 #include <unistd.h>
 #include "engine/act_round.h"
+#include "io/arch.h"
 
 typedef struct {
     const float *attn_norm, *ffn_norm;
+    const float *q_norm, *k_norm;            /* per-head norms of q and k (qk_norm families), else NULL */
+    const float *attn_post_norm, *ffn_post_norm; /* post_norms families, else NULL */
+    const float *bq, *bk, *bv;               /* qkv_bias families, else NULL */
+    int sliding;                             /* 1: sliding-window attention with the sliding RoPE */
     const qs_tensor *w[QS_LIN_COUNT]; /* the model's weights, as stored in the file */
     const float *over[QS_LIN_COUNT];  /* overrides (f32), or NULL */
 } layer;
@@ -44,7 +49,8 @@ struct qs_engine {
     /* scratch, grown on demand */
     int cap;
     float *x, *xb, *q, *k, *v, *att, *h1, *h3, *scores;
-    double *rope_cos, *rope_sin; /* (cap, head_dim/2) */
+    double *rope_cos, *rope_sin;         /* (cap, head_dim/2), the global layers' RoPE */
+    double *rope_cos_swa, *rope_sin_swa; /* the sliding layers' (their own base), or NULL */
     double matmul_s, expand_s;
 };
 
@@ -114,6 +120,21 @@ int qs_engine_new(qs_engine **out, const qs_model *m, int n_threads, qs_error *e
         if (!(L->attn_norm = as_f32(e, qs_model_find(m, name), err))) goto fail;
         snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
         if (!(L->ffn_norm = as_f32(e, qs_model_find(m, name), err))) goto fail;
+        /* what the family adds around the linears (qs_model_validate checked they exist) */
+        struct { const float **dst; const char *suffix; int wanted; } extra[] = {
+            {&L->q_norm, "attn_q_norm.weight", e->a.qk_norm},      {&L->k_norm, "attn_k_norm.weight", e->a.qk_norm},
+            {&L->attn_post_norm, "post_attention_norm.weight", e->a.post_norms},
+            {&L->ffn_post_norm, "post_ffw_norm.weight", e->a.post_norms},
+            {&L->bq, "attn_q.bias", e->a.qkv_bias}, {&L->bk, "attn_k.bias", e->a.qkv_bias}, {&L->bv, "attn_v.bias", e->a.qkv_bias},
+        };
+        for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) {
+            if (!extra[i].wanted) continue;
+            snprintf(name, sizeof name, "blk.%d.%s", l, extra[i].suffix);
+            const qs_tensor *t = qs_model_find(m, name);
+            if (!t) goto missing;
+            if (!(*extra[i].dst = as_f32(e, t, err))) goto fail;
+        }
+        L->sliding = e->a.n_swa > 0 && e->a.swa_layers && e->a.swa_layers[l];
         for (int k = 0; k < QS_LIN_OUTPUT; k++) {
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, LIN_NAMES[k]);
             if (!(L->w[k] = qs_model_find(m, name))) goto missing;
@@ -147,6 +168,7 @@ fail:
 static void free_scratch(qs_engine *e) {
     free(e->x); free(e->xb); free(e->q); free(e->k); free(e->v); free(e->att);
     free(e->h1); free(e->h3); free(e->scores); free(e->rope_cos); free(e->rope_sin); free(e->xr);
+    free(e->rope_cos_swa); free(e->rope_sin_swa);
 }
 
 void qs_engine_free(qs_engine *e) {
@@ -191,6 +213,17 @@ double qs_engine_flops(const qs_engine *e, int n, int logits_rows) {
     return a->n_layers * (per_tok * n + attn) + 2.0 * a->dim * (double)a->n_vocab * logits_rows;
 }
 
+/* RoPE angles p * scale * base^(-2i/d) for positions [0, n), in double like llama.cpp */
+static void rope_table(double *c, double *s, size_t n, int head_dim, float base, float scale) {
+    const size_t half = (size_t)head_dim / 2;
+    for (size_t p = 0; p < n; p++)
+        for (size_t i = 0; i < half; i++) {
+            double theta = (double)p * (double)scale * pow((double)base, -2.0 * (double)i / (double)head_dim);
+            c[p * half + i] = cos(theta);
+            s[p * half + i] = sin(theta);
+        }
+}
+
 static int grow(qs_engine *e, int n) {
     if (n <= e->cap) return 0;
     free_scratch(e);
@@ -211,21 +244,22 @@ static int grow(qs_engine *e, int n) {
     e->rope_sin = malloc(N * half * sizeof(double));
     size_t widest = wide > (size_t)a->hidden_dim ? wide : (size_t)a->hidden_dim;
     e->xr = malloc(N * widest * 4);
+    const int any_sliding = a->n_swa > 0 && a->swa_layers;
+    if (any_sliding) {
+        e->rope_cos_swa = malloc(N * half * sizeof(double));
+        e->rope_sin_swa = malloc(N * half * sizeof(double));
+    }
     if (!e->xr || !e->x || !e->xb || !e->q || !e->k || !e->v || !e->att || !e->h1 || !e->h3 || !e->scores || !e->rope_cos ||
-        !e->rope_sin) {
+        !e->rope_sin || (any_sliding && (!e->rope_cos_swa || !e->rope_sin_swa))) {
         free_scratch(e);
         e->x = e->xb = e->q = e->k = e->v = e->att = e->h1 = e->h3 = e->scores = NULL;
-        e->rope_cos = e->rope_sin = NULL;
+        e->rope_cos = e->rope_sin = e->rope_cos_swa = e->rope_sin_swa = NULL;
         e->xr = NULL;
         e->cap = 0;
         return -1;
     }
-    for (size_t p = 0; p < N; p++)
-        for (size_t i = 0; i < half; i++) {
-            double theta = (double)p * pow((double)a->rope_base, -2.0 * (double)i / (double)a->head_dim);
-            e->rope_cos[p * half + i] = cos(theta);
-            e->rope_sin[p * half + i] = sin(theta);
-        }
+    rope_table(e->rope_cos, e->rope_sin, N, a->head_dim, a->rope_base, a->rope_scale);
+    if (any_sliding) rope_table(e->rope_cos_swa, e->rope_sin_swa, N, a->head_dim, a->rope_base_swa, 1.0f);
     e->cap = n;
     return 0;
 }
@@ -315,6 +349,7 @@ typedef struct {
     const qs_engine *e;
     float *x;
     int n_heads;
+    const double *cos, *sin; /* the layer's table */
 } rope_job;
 
 static void rope_rows(void *ctx, long t0, long t1) {
@@ -322,7 +357,7 @@ static void rope_rows(void *ctx, long t0, long t1) {
     const qs_engine *e = j->e;
     const int hd = e->a.head_dim, half = hd / 2, neox = e->a.rope_type == QS_ROPE_NEOX;
     for (long t = t0; t < t1; t++) {
-        const double *c = e->rope_cos + (size_t)t * half, *s = e->rope_sin + (size_t)t * half;
+        const double *c = j->cos + (size_t)t * half, *s = j->sin + (size_t)t * half;
         for (int h = 0; h < j->n_heads; h++) {
             float *v = j->x + (size_t)t * j->n_heads * hd + (size_t)h * hd;
             for (int i = 0; i < half; i++) {
@@ -337,8 +372,8 @@ static void rope_rows(void *ctx, long t0, long t1) {
     }
 }
 
-static void rope(const qs_engine *e, float *x, int n, int n_heads) {
-    rope_job j = {e, x, n_heads};
+static void rope(const qs_engine *e, float *x, int n, int n_heads, int sliding) {
+    rope_job j = {e, x, n_heads, sliding ? e->rope_cos_swa : e->rope_cos, sliding ? e->rope_sin_swa : e->rope_sin};
     qs_parallel_for(n, par_threads(e, (long)n * n_heads * e->a.head_dim), rope_rows, &j);
 }
 
@@ -347,6 +382,7 @@ static void rope(const qs_engine *e, float *x, int n, int n_heads) {
 typedef struct {
     qs_engine *e;
     int n;
+    int window; /* a position sees the last `window` positions, itself included (n: all) */
 } attn_job;
 
 static void attention_heads(void *ctx, long h0, long h1) {
@@ -356,7 +392,8 @@ static void attention_heads(void *ctx, long h0, long h1) {
     const qs_arch *a = &e->a;
     const int hd = a->head_dim, qd = a->n_heads * hd, kvd = a->n_kv_heads * hd;
     const int group = a->n_heads / a->n_kv_heads;
-    const float scale = 1.0f / sqrtf((float)hd);
+    const float scale = a->attn_scale;
+    const int window = j->window;
     float *S = e->scores + (size_t)qs_parallel_thread_index() * n * n;
     for (long h = h0; h < h1; h++) {
         const float *qh = e->q + (size_t)h * hd, *kh = e->k + (size_t)(h / group) * hd, *vh = e->v + (size_t)(h / group) * hd;
@@ -364,16 +401,18 @@ static void attention_heads(void *ctx, long h0, long h1) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, scale, qh, qd, kh, kvd, 0.0f, S, n);
         for (int t = 0; t < n; t++) {
             float *row = S + (size_t)t * n;
-            float mx = row[0];
-            for (int i = 1; i <= t; i++) mx = row[i] > mx ? row[i] : mx;
+            const int first = t - window + 1 > 0 ? t - window + 1 : 0; /* the sliding window's start */
+            for (int i = 0; i < first; i++) row[i] = 0.0f;
+            float mx = row[first];
+            for (int i = first + 1; i <= t; i++) mx = row[i] > mx ? row[i] : mx;
             double sum = 0.0;
-            for (int i = 0; i <= t; i++) {
+            for (int i = first; i <= t; i++) {
                 row[i] = expf(row[i] - mx);
                 sum += row[i];
             }
             const float inv = (float)(1.0 / sum);
-            for (int i = 0; i <= t; i++) row[i] *= inv;
-            if (e->llamacpp_numerics) qs_round_f16(row, t + 1); /* meets the f16 V cache */
+            for (int i = first; i <= t; i++) row[i] *= inv;
+            if (e->llamacpp_numerics) qs_round_f16(row + first, t + 1 - first); /* meets the f16 V cache */
             for (int i = t + 1; i < n; i++) row[i] = 0.0f;
         }
         /* att_h = S V_h: (n, hd) */
@@ -382,8 +421,8 @@ static void attention_heads(void *ctx, long h0, long h1) {
     }
 }
 
-static void attention(qs_engine *e, int n) {
-    attn_job j = {e, n};
+static void attention(qs_engine *e, int n, int sliding) {
+    attn_job j = {e, n, sliding && e->a.n_swa < n ? e->a.n_swa : n};
     openblas_set_num_threads(1);
     qs_parallel_for(e->a.n_heads, par_threads(e, (long)n * n * e->a.n_heads * e->a.head_dim), attention_heads, &j);
     openblas_set_num_threads(e->threads);
@@ -392,14 +431,41 @@ static void attention(qs_engine *e, int n) {
 typedef struct {
     float *g;
     const float *u;
-} swiglu_job;
+    int act;        /* qs_ffn_act */
+    int f16_table;  /* GELU as llama.cpp's CPU backend computes it (llamacpp_numerics) */
+} glu_job;
 
-static void swiglu_range(void *ctx, long i0, long i1) {
-    const swiglu_job *j = ctx;
+/* GELU, tanh approximation (Gemma's gelu_pytorch_tanh) */
+static float gelu_tanh(float x) {
+    const float c = 0.79788456080286535588f; /* sqrt(2 / pi) */
+    return 0.5f * x * (1.0f + tanhf(c * x * (1.0f + 0.044715f * x * x)));
+}
+
+/* llama.cpp's CPU GELU on f32: the input rounded to f16 looks up a table of f16 results, with
+ * x <= -10 -> 0 and x >= 10 -> x */
+static float gelu_f16_table(float x) {
+    if (x <= -10.0f) return 0.0f;
+    if (x >= 10.0f) return x;
+    float h = x, y;
+    qs_round_f16(&h, 1);
+    y = gelu_tanh(h);
+    qs_round_f16(&y, 1);
+    return y;
+}
+
+static void glu_range(void *ctx, long i0, long i1) {
+    const glu_job *j = ctx;
     for (long i = i0; i < i1; i++) {
         float g = j->g[i];
-        j->g[i] = g / (1.0f + expf(-g)) * j->u[i]; /* SwiGLU: silu(gate) * up */
+        if (j->act == QS_ACT_GELU_TANH) j->g[i] = (j->f16_table ? gelu_f16_table(g) : gelu_tanh(g)) * j->u[i];
+        else j->g[i] = g / (1.0f + expf(-g)) * j->u[i]; /* SwiGLU: silu(gate) * up */
     }
+}
+
+static void add_bias(float *y, const float *b, int n, int d) {
+    if (!b) return;
+    for (size_t t = 0; t < (size_t)n; t++)
+        for (int i = 0; i < d; i++) y[t * (size_t)d + i] += b[i];
 }
 
 
@@ -441,26 +507,35 @@ static void layer_forward(qs_engine *e, int l, int n) {
     matmul(e, e->q, e->xb, L->w[QS_LIN_Q], L->over[QS_LIN_Q], n, dim, qd);  /* (n, dim) x (qd, dim)^T */
     matmul(e, e->k, e->xb, L->w[QS_LIN_K], L->over[QS_LIN_K], n, dim, kvd); /* (n, dim) x (kvd, dim)^T */
     matmul(e, e->v, e->xb, L->w[QS_LIN_V], L->over[QS_LIN_V], n, dim, kvd);
-    rope(e, e->q, n, a->n_heads);
-    rope(e, e->k, n, a->n_kv_heads);
+    add_bias(e->q, L->bq, n, qd);
+    add_bias(e->k, L->bk, n, kvd);
+    add_bias(e->v, L->bv, n, kvd);
+    if (L->q_norm) { /* each head of q and k normalized on its own: rows of head_dim */
+        rmsnorm(e, e->q, e->q, L->q_norm, n * a->n_heads, a->head_dim, a->norm_eps);
+        rmsnorm(e, e->k, e->k, L->k_norm, n * a->n_kv_heads, a->head_dim, a->norm_eps);
+    }
+    rope(e, e->q, n, a->n_heads, L->sliding);
+    rope(e, e->k, n, a->n_kv_heads, L->sliding);
     if (e->llamacpp_numerics) { /* llama.cpp's f16 KV cache; Q meets K as f16 */
         qs_round_f16(e->q, (int64_t)n * qd);
         qs_round_f16(e->k, (int64_t)n * kvd);
         qs_round_f16(e->v, (int64_t)n * kvd);
     }
-    attention(e, n);
+    attention(e, n, L->sliding);
     observe(e, l, QS_LIN_O, e->att, n, qd);
     matmul(e, e->xb, e->att, L->w[QS_LIN_O], L->over[QS_LIN_O], n, qd, dim); /* (n, qd) x (dim, qd)^T */
+    if (L->attn_post_norm) rmsnorm(e, e->xb, e->xb, L->attn_post_norm, n, dim, a->norm_eps);
     for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
     rmsnorm(e, e->xb, e->x, L->ffn_norm, n, dim, a->norm_eps);
     observe(e, l, QS_LIN_GATE, e->xb, n, dim);
     observe(e, l, QS_LIN_UP, e->xb, n, dim);
     matmul(e, e->h1, e->xb, L->w[QS_LIN_GATE], L->over[QS_LIN_GATE], n, dim, hid); /* (n, dim) x (hid, dim)^T */
     matmul(e, e->h3, e->xb, L->w[QS_LIN_UP], L->over[QS_LIN_UP], n, dim, hid);
-    swiglu_job sj = {e->h1, e->h3};
-    qs_parallel_for((long)n * hid, par_threads(e, (long)n * hid * 8), swiglu_range, &sj);
+    glu_job gj = {e->h1, e->h3, a->ffn_act, e->llamacpp_numerics};
+    qs_parallel_for((long)n * hid, par_threads(e, (long)n * hid * 8), glu_range, &gj);
     observe(e, l, QS_LIN_DOWN, e->h1, n, hid);
     matmul(e, e->xb, e->h1, L->w[QS_LIN_DOWN], L->over[QS_LIN_DOWN], n, hid, dim); /* (n, hid) x (dim, hid)^T */
+    if (L->ffn_post_norm) rmsnorm(e, e->xb, e->xb, L->ffn_post_norm, n, dim, a->norm_eps);
     for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
 }
 
@@ -481,6 +556,10 @@ static int run_layers(qs_engine *e, int first, int n, int logits_from, float *lo
         rmsnorm(e, e->xb, xf, e->output_norm, rows, dim, a->norm_eps);
         observe(e, a->n_layers, QS_LIN_OUTPUT, e->xb, rows, dim);
         matmul(e, logits, e->xb, e->output, e->output_over, rows, dim, a->n_vocab); /* (rows, dim) x (n_vocab, dim)^T */
+        if (a->logit_softcap > 0) {
+            const float c = a->logit_softcap;
+            for (size_t i = 0; i < (size_t)rows * a->n_vocab; i++) logits[i] = c * tanhf(logits[i] / c);
+        }
     }
     return 0;
 }
@@ -495,6 +574,8 @@ int qs_engine_embed(qs_engine *e, const int *tokens, int n, float *x, qs_error *
     for (int t = 0; t < n; t++) {
         if (e->emb_over) memcpy(x + (size_t)t * a->dim, e->emb_over + (size_t)tokens[t] * a->dim, sizeof(float) * (size_t)a->dim);
         else qs_tensor_dequantize_rows(emb, tokens[t], 1, x + (size_t)t * a->dim);
+        if (a->embed_scale != 1.0f)
+            for (int i = 0; i < a->dim; i++) x[(size_t)t * a->dim + i] *= a->embed_scale;
     }
     return 0;
 }

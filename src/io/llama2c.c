@@ -111,7 +111,8 @@ int qs_model_load_llama2c(qs_model *m, const char *path, qs_error *err) {
         snprintf(m->format, sizeof m->format, "llama2c");
     }
     qs_arch *a = &m->arch;
-    snprintf(a->arch, sizeof a->arch, "llama");
+    int frc = qs_model_set_family(m, "llama", err);
+    if (frc) return frc;
     a->dim = p[0];
     a->hidden_dim = p[1];
     a->n_layers = p[2];

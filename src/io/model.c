@@ -1,5 +1,5 @@
-/* qs_model: opening a model file (format detection, then the loader for it), the llama shape
- * check and the fingerprint (see model.h). The loaders live in model_gguf.c, llama2c.c and
+/* qs_model: opening a model file (format detection, then the loader for it), the shape
+ * check against the family (io/arch.h) and the fingerprint (see model.h). The loaders live in model_gguf.c, llama2c.c and
  * safetensors.c; the tensor table they fill, in model_table.c. */
 #include "io/model.h"
 
@@ -16,6 +16,7 @@
 #include "core/qs_dtype.h"
 #include "core/qs_path.h"
 #include "core/qs_sha256.h"
+#include "io/arch.h"
 #include "io/gguf.h"
 
 /* 1 if path is a regular file starting with GGUF's magic; never blocks (a FIFO is not one) */
@@ -53,7 +54,8 @@ int qs_model_open(qs_model **out, const char *path, const qs_model_options *opt,
         free(m->tokenizer_path);
         m->tokenizer_path = strdup(opt->tokenizer_path);
     }
-    if (rc == 0) rc = qs_model_validate_llama(m, err);
+    if (rc == 0) rc = qs_model_finish_family(m, -1, err);
+    if (rc == 0) rc = qs_model_validate(m, err);
     if (rc) {
         qs_model_close(m);
         return rc;
@@ -93,36 +95,46 @@ static int check_tensor(const qs_model *m, const char *name, int64_t ne0, int64_
     return 0;
 }
 
-int qs_model_validate_llama(const qs_model *m, qs_error *err) {
+int qs_model_validate(const qs_model *m, qs_error *err) {
     const qs_arch *a = &m->arch;
-    if (strcmp(a->arch, "llama") != 0)
-        return qs_errorf(err, QS_ERR_INPUT, "%s: architecture '%s' is not supported (only 'llama' for now)", m->path,
-                         a->arch);
+    if (!qs_arch_desc_find(a->arch))
+        return qs_errorf(err, QS_ERR_INPUT, "%s: architecture '%s' is not supported (qsense reads: %s)", m->path, a->arch,
+                         qs_arch_supported_list());
     if (a->dim <= 0 || a->n_layers <= 0 || a->n_heads <= 0 || a->n_kv_heads <= 0 || a->hidden_dim <= 0 ||
         a->n_vocab <= 0 || a->dim > (1 << 20) || a->hidden_dim > (1 << 22) || a->n_layers > 4096 ||
-        a->n_vocab > (1 << 24) || a->n_heads > a->dim)
+        a->n_vocab > (1 << 24) || a->n_heads > a->dim || a->head_dim <= 0 || a->head_dim > 4096)
         return qs_errorf(err, QS_ERR_INPUT,
-                         "%s: implausible hyper-parameters (dim %d, hidden %d, layers %d, heads %d, kv heads %d, vocab %d)",
-                         m->path, a->dim, a->hidden_dim, a->n_layers, a->n_heads, a->n_kv_heads, a->n_vocab);
-    if (a->dim % a->n_heads || a->n_heads % a->n_kv_heads || (a->head_dim % 2))
-        return qs_errorf(err, QS_ERR_INPUT, "%s: dim %d, %d heads and %d kv heads do not divide evenly", m->path, a->dim,
-                         a->n_heads, a->n_kv_heads);
-    if (!(a->norm_eps > 0 && a->norm_eps < 1) || !(a->rope_base > 1))
-        return qs_errorf(err, QS_ERR_INPUT, "%s: implausible norm epsilon %g or rope base %g", m->path, a->norm_eps,
-                         a->rope_base);
+                         "%s: implausible hyper-parameters (dim %d, hidden %d, layers %d, heads %d, kv heads %d, head dim %d, "
+                         "vocab %d)",
+                         m->path, a->dim, a->hidden_dim, a->n_layers, a->n_heads, a->n_kv_heads, a->head_dim, a->n_vocab);
+    if (a->n_heads % a->n_kv_heads || (a->head_dim % 2))
+        return qs_errorf(err, QS_ERR_INPUT, "%s: %d heads, %d kv heads and head dim %d do not divide evenly", m->path,
+                         a->n_heads, a->n_kv_heads, a->head_dim);
+    if (!(a->norm_eps > 0 && a->norm_eps < 1) || !(a->rope_base > 1) || (a->n_swa && !(a->rope_base_swa > 1)))
+        return qs_errorf(err, QS_ERR_INPUT, "%s: implausible norm epsilon %g or rope base %g / %g", m->path, a->norm_eps,
+                         a->rope_base, a->rope_base_swa);
+    if (a->n_swa < 0 || !(a->logit_softcap >= 0 && a->logit_softcap < 1e6f))
+        return qs_errorf(err, QS_ERR_INPUT, "%s: implausible sliding window %d or logit soft-cap %g", m->path, a->n_swa,
+                         a->logit_softcap);
     int kv = a->n_kv_heads * a->head_dim, qd = a->n_heads * a->head_dim;
     char name[96];
     if (check_tensor(m, "token_embd.weight", a->dim, a->n_vocab, err)) return QS_ERR_INPUT;
     if (check_tensor(m, "output_norm.weight", a->dim, 0, err)) return QS_ERR_INPUT;
     if (!a->tied_output && check_tensor(m, "output.weight", a->dim, a->n_vocab, err)) return QS_ERR_INPUT;
     for (int l = 0; l < a->n_layers; l++) {
-        struct { const char *n; int64_t ne0, ne1; } want[] = {
-            {"attn_norm", a->dim, 0}, {"attn_q", a->dim, qd},     {"attn_k", a->dim, kv},
-            {"attn_v", a->dim, kv},   {"attn_output", qd, a->dim}, {"ffn_norm", a->dim, 0},
-            {"ffn_gate", a->dim, a->hidden_dim}, {"ffn_up", a->dim, a->hidden_dim}, {"ffn_down", a->hidden_dim, a->dim},
+        struct { const char *n; int64_t ne0, ne1; int needed; } want[] = {
+            {"attn_norm.weight", a->dim, 0, 1},   {"attn_q.weight", a->dim, qd, 1},
+            {"attn_k.weight", a->dim, kv, 1},     {"attn_v.weight", a->dim, kv, 1},
+            {"attn_output.weight", qd, a->dim, 1}, {"ffn_norm.weight", a->dim, 0, 1},
+            {"ffn_gate.weight", a->dim, a->hidden_dim, 1}, {"ffn_up.weight", a->dim, a->hidden_dim, 1},
+            {"ffn_down.weight", a->hidden_dim, a->dim, 1},
+            {"attn_q_norm.weight", a->head_dim, 0, a->qk_norm}, {"attn_k_norm.weight", a->head_dim, 0, a->qk_norm},
+            {"post_attention_norm.weight", a->dim, 0, a->post_norms}, {"post_ffw_norm.weight", a->dim, 0, a->post_norms},
+            {"attn_q.bias", qd, 0, a->qkv_bias}, {"attn_k.bias", kv, 0, a->qkv_bias}, {"attn_v.bias", kv, 0, a->qkv_bias},
         };
         for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, want[i].n);
+            if (!want[i].needed) continue;
+            snprintf(name, sizeof name, "blk.%d.%s", l, want[i].n);
             if (check_tensor(m, name, want[i].ne0, want[i].ne1, err)) return QS_ERR_INPUT;
         }
     }

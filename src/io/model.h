@@ -29,6 +29,18 @@ typedef struct {
     float rope_base;
     int rope_type;     /* qs_rope_type: NORM rotates adjacent pairs, NEOX rotates halves */
     int tied_output;   /* 1 when the output head reuses token_embd */
+    /* what the family puts around the seven linears (io/arch.h; llama: all off) */
+    int ffn_act;       /* qs_ffn_act */
+    int qk_norm;       /* per-head RMSNorm of q and k before RoPE */
+    int post_norms;    /* RMSNorm of the attention and FFN outputs before the residual adds */
+    int qkv_bias;      /* biases on q, k, v */
+    float embed_scale; /* token embeddings are multiplied by this (1: none) */
+    float attn_scale;  /* scale of q k^T (default 1/sqrt(head_dim)) */
+    float logit_softcap; /* logits -> c * tanh(logits / c) when > 0 */
+    float rope_scale;  /* positions multiplied by this in the global layers' RoPE (linear scaling) */
+    int n_swa;         /* sliding-window width of the sliding layers (0: none) */
+    float rope_base_swa; /* RoPE base of the sliding layers */
+    const unsigned char *swa_layers; /* n_layers flags (1: sliding), owned by the model; NULL: none */
 } qs_arch;
 
 typedef struct {
@@ -88,9 +100,16 @@ int64_t qs_tensor_numel(const qs_tensor *t);
  * else 0. Reads every weight: the engine and profile call it before measuring anything. */
 int qs_model_check_finite(const qs_model *m, qs_error *err);
 
-/* Checks the tensor table against arch: every tensor the llama forward pass needs is present
- * with the right shape. Names the first missing or mis-shaped tensor. */
-int qs_model_validate_llama(const qs_model *m, qs_error *err);
+/* Checks the tensor table against arch: every tensor its family's forward pass needs is
+ * present with the right shape. Names the first missing or mis-shaped tensor. */
+int qs_model_validate(const qs_model *m, qs_error *err);
+/* Sets the family's fields of m->arch (io/arch.h) from its name, with the defaults a file may
+ * override afterwards; QS_ERR_INPUT naming the supported families when the name is unknown. */
+int qs_model_set_family(qs_model *m, const char *arch_name, qs_error *err);
+/* Resolves what depends on the hyper-parameters once the loader has read them: the embedding
+ * scale, the default attention scale, and which layers slide (swa_period < 0: the family's
+ * default; the loader passes the file's pattern when it has one). */
+int qs_model_finish_family(qs_model *m, int swa_period, qs_error *err);
 
 /* Internal helpers for the loaders */
 int qs_model_add_meta(qs_model *m, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -1,5 +1,6 @@
 /* GGUF -> qs_model: hyper-parameters from "{arch}.*" keys, tensors borrowed from the map,
  * metadata summarized for inspect. The vocabulary stays in the GGUF for src/tok to read. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,31 @@ static int get_int(const qs_gguf *g, const char *arch, const char *suffix, int *
     return 0;
 }
 
+static int get_f32(const qs_gguf *g, const char *arch, const char *suffix, float *out, qs_error *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    int rc = qs_gguf_get_f32(g, key, out, err);
+    return rc < 0 ? rc : 0;
+}
+
+/* linear RoPE scaling of the global layers (rope.scaling.factor, or the older scale_linear);
+ * the other scalings (YaRN, LongRoPE) change the frequencies per dimension: refused */
+static int read_rope_scaling(const qs_gguf *g, qs_arch *a, qs_error *err) {
+    char key[128], type[32] = "linear";
+    snprintf(key, sizeof key, "%s.rope.scaling.type", a->arch);
+    int rc = qs_gguf_get_str(g, key, type, sizeof type, err);
+    if (rc < 0) return rc;
+    float factor = 0.0f;
+    if ((rc = get_f32(g, a->arch, "rope.scaling.factor", &factor, err))) return rc;
+    if (factor == 0.0f && (rc = get_f32(g, a->arch, "rope.scale_linear", &factor, err))) return rc;
+    if (strcmp(type, "linear") && strcmp(type, "none") && factor != 0.0f && factor != 1.0f)
+        return qs_errorf(err, QS_ERR_INPUT, "%s: %s = '%s': only linear RoPE scaling is supported", g->map.path, key, type);
+    if (!(factor >= 0.0f && factor < 1e6f))
+        return qs_errorf(err, QS_ERR_INPUT, "%s: RoPE scaling factor %g is not plausible", g->map.path, factor);
+    a->rope_scale = factor == 0.0f ? 1.0f : 1.0f / factor;
+    return 0;
+}
+
 int qs_model_load_gguf(qs_model *m, const char *path, qs_error *err) {
     qs_gguf *g;
     int rc = qs_gguf_open(&g, path, err);
@@ -69,11 +95,11 @@ int qs_model_load_gguf(qs_model *m, const char *path, qs_error *err) {
         qs_model_add_meta(m, key, "%s", val);
     }
     qs_arch *a = &m->arch;
-    rc = qs_gguf_get_str(g, "general.architecture", a->arch, sizeof a->arch, err);
+    char arch_name[32];
+    rc = qs_gguf_get_str(g, "general.architecture", arch_name, sizeof arch_name, err);
     if (rc < 0) return rc;
     if (rc == 1) return qs_errorf(err, QS_ERR_INPUT, "%s: metadata key 'general.architecture' is missing", path);
-    if (strcmp(a->arch, "llama") != 0)
-        return qs_errorf(err, QS_ERR_INPUT, "%s: architecture '%s' is not supported (only 'llama' for now)", path, a->arch);
+    if ((rc = qs_model_set_family(m, arch_name, err))) return rc;
     if ((rc = get_int(g, a->arch, "embedding_length", &a->dim, 1, err)) ||
         (rc = get_int(g, a->arch, "feed_forward_length", &a->hidden_dim, 1, err)) ||
         (rc = get_int(g, a->arch, "block_count", &a->n_layers, 1, err)) ||
@@ -84,13 +110,27 @@ int qs_model_load_gguf(qs_model *m, const char *path, qs_error *err) {
     if ((rc = get_int(g, a->arch, "attention.head_count_kv", &a->n_kv_heads, 0, err))) return rc;
     a->norm_eps = 1e-5f;
     a->rope_base = 10000.0f;
-    char key[128];
-    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", a->arch);
-    if ((rc = qs_gguf_get_f32(g, key, &a->norm_eps, err)) < 0) return rc;
-    snprintf(key, sizeof key, "%s.rope.freq_base", a->arch);
-    if ((rc = qs_gguf_get_f32(g, key, &a->rope_base, err)) < 0) return rc;
-    a->rope_type = QS_ROPE_NORM; /* llama.cpp's llama arch: adjacent pairs (converter permutes q/k) */
+    if ((rc = get_f32(g, a->arch, "attention.layer_norm_rms_epsilon", &a->norm_eps, err)) ||
+        (rc = get_f32(g, a->arch, "rope.freq_base", &a->rope_base, err)) ||
+        (rc = get_f32(g, a->arch, "rope.freq_base_swa", &a->rope_base_swa, err)) ||
+        (rc = get_f32(g, a->arch, "final_logit_softcapping", &a->logit_softcap, err)))
+        return rc;
     a->head_dim = a->n_heads > 0 ? a->dim / a->n_heads : 0;
+    int v_head_dim = 0;
+    if ((rc = get_int(g, a->arch, "attention.key_length", &a->head_dim, 0, err)) ||
+        (rc = get_int(g, a->arch, "attention.value_length", &v_head_dim, 0, err)) ||
+        (rc = get_int(g, a->arch, "attention.sliding_window", &a->n_swa, 0, err)))
+        return rc;
+    if (v_head_dim && v_head_dim != a->head_dim)
+        return qs_errorf(err, QS_ERR_INPUT, "%s: attention.key_length %d differs from value_length %d; not supported", path,
+                         a->head_dim, v_head_dim);
+    if ((rc = read_rope_scaling(g, a, err))) return rc;
+    int swa_period = -1;
+    if ((rc = get_int(g, a->arch, "attention.sliding_window_pattern", &swa_period, 0, err))) return rc;
+    /* Gemma 3 27B scales q by 1/sqrt(dim / heads), not 1/sqrt(head_dim) (Google's gemma_pytorch
+     * config, query_pre_attn_scalar; llama.cpp keys it on the 62-layer size as GGUF has no key) */
+    if (!strcmp(a->arch, "gemma3") && a->n_layers == 62 && a->n_heads > 0)
+        a->attn_scale = 1.0f / sqrtf((float)(a->dim / a->n_heads));
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const qs_gguf_tensor *gt = &g->tensors[i];
         char name[96];
@@ -111,5 +151,5 @@ int qs_model_load_gguf(qs_model *m, const char *path, qs_error *err) {
     const qs_tensor *emb = qs_model_find(m, "token_embd.weight");
     a->n_vocab = emb ? (int)emb->ne[1] : 0;
     a->tied_output = qs_model_find(m, "output.weight") == NULL;
-    return 0;
+    return qs_model_finish_family(m, swa_period, err);
 }

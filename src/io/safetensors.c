@@ -184,7 +184,7 @@ static int load_config(qs_model *m, const char *path, qs_error *err) {
                        cJSON_IsString(mt) ? mt->valuestring : "?");
         goto done;
     }
-    snprintf(a->arch, sizeof a->arch, "llama");
+    if ((rc = qs_model_set_family(m, "llama", err))) goto done;
     if ((rc = cfg_int(cfg, "hidden_size", &a->dim, 1, path, err)) ||
         (rc = cfg_int(cfg, "intermediate_size", &a->hidden_dim, 1, path, err)) ||
         (rc = cfg_int(cfg, "num_hidden_layers", &a->n_layers, 1, path, err)) ||
