@@ -1,6 +1,7 @@
 /* qsense's GGUF writer: stories260K.gguf copied through it (metadata verbatim, tensors as f32,
  * f16 and bf16) reads back identical and gives the same perplexity (f32) or nearly (f16, bf16);
- * a write that hits the file size limit (a full disk) fails cleanly and leaves no file. */
+ * a write that hits the file size limit (a full disk) fails cleanly and leaves no file; a key
+ * added twice is written once. */
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -114,6 +115,22 @@ int main(void) {
         free(bufs);
     }
     qs_gguf_close(g);
+
+    /* a key added twice (quantize copies a source's keys, then writes some afresh) is written
+     * once, with the last value: a GGUF holding a key twice is refused by every reader */
+    qs_gguf_writer *w = qs_gguf_writer_new();
+    CHECK(qs_gguf_add_u32(w, "general.quantization_version", 1) == 0 && qs_gguf_add_str(w, "general.name", "x") == 0 &&
+              qs_gguf_add_u32(w, "general.quantization_version", 2) == 0,
+          "add keys");
+    snprintf(out, sizeof out, "%s/twice.gguf", dir);
+    CHECK(qs_gguf_write(w, out, &err) == 0, "%s", err.msg);
+    qs_gguf_writer_free(w);
+    qs_gguf *t = NULL;
+    uint32_t qv = 0;
+    CHECK(qs_gguf_open(&t, out, &err) == 0, "a key added twice gives a readable file: %s", err.msg);
+    CHECK(t && t->n_kv == 2 && qs_gguf_get_u32(t, "general.quantization_version", &qv, &err) == 0 && qv == 2,
+          "one key, the last value (%u)", qv);
+    qs_gguf_close(t);
     char cmd[700], *o;
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     run_cmd(cmd, &o);

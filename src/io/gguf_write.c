@@ -50,6 +50,19 @@ void qs_gguf_writer_free(qs_gguf_writer *w) {
 }
 
 int qs_gguf_add_raw(qs_gguf_writer *w, const char *key, uint32_t type, const void *value, size_t nbytes) {
+    /* a key given again replaces its value in place: a GGUF with a key twice is invalid (llama.cpp
+     * and qsense refuse it), so the writer never produces one */
+    for (size_t i = 0; i < w->n_kv; i++)
+        if (!strcmp(w->kvs[i].key, key)) {
+            uint8_t *val = malloc(nbytes ? nbytes : 1);
+            if (!val) return -1;
+            memcpy(val, value, nbytes);
+            free(w->kvs[i].val);
+            w->kvs[i].val = val;
+            w->kvs[i].len = nbytes;
+            w->kvs[i].type = type;
+            return 0;
+        }
     kv *nk = realloc(w->kvs, sizeof(kv) * (w->n_kv + 1));
     if (!nk) return -1;
     w->kvs = nk;

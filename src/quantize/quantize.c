@@ -64,7 +64,10 @@ int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const q
         for (uint64_t i = 0; i < g->n_kv; i++) {
             char key[256];
             snprintf(key, sizeof key, "%.*s", (int)g->kv[i].key.len, g->kv[i].key.ptr);
-            if (!strcmp(key, "general.file_type") || !strcmp(key, "general.alignment") || !strncmp(key, "qsense.", 7)) continue;
+            /* keys written below, fresh */
+            if (!strcmp(key, "general.file_type") || !strcmp(key, "general.quantization_version") ||
+                !strcmp(key, "general.alignment") || !strncmp(key, "qsense.", 7))
+                continue;
             qs_gguf_add_raw(w, key, (uint32_t)g->kv[i].type, g->map.data + g->kv[i].offset, g->kv[i].nbytes);
         }
     } else if ((rc = qs_vocab_for_model(&v, m, err)) || (rc = qs_gguf_put_model_meta(w, m, v, err))) {
