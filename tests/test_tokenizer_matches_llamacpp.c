@@ -1,6 +1,7 @@
 /* The tokenizers produce llama.cpp's ids: GPL-3 with stories260K's vocabulary (from the GGUF
  * and from llama2.c's tok512.bin) against llama-tokenize's output in the reference file, and
- * every case of llama.cpp's own tokenizer test vectors (llama SPM 32k, GPT-2 BPE). */
+ * every case of llama.cpp's own tokenizer test vectors (llama SPM 32k, GPT-2 BPE, Llama 3 and
+ * Qwen2 BPE). */
 #include <string.h>
 
 #include "core/qs_file.h"
@@ -39,8 +40,8 @@ static void check_gpl3(const qs_vocab *v, const char *label) {
 
 /* llama.cpp's test-tokenizer-0 vectors: cases in .inp separated by "\n__ggml_vocab_test__\n",
  * expected ids in .out (one line per case), tokenized without special tokens */
-static void check_vectors(const char *vocab_file) {
-    char *gguf_path = model_path(vocab_file), inp[512], outp[512];
+static void check_vectors_at(const char *gguf_path, const char *vocab_file) {
+    char inp[1100], outp[1100];
     snprintf(inp, sizeof inp, "%s.inp", gguf_path);
     snprintf(outp, sizeof outp, "%s.out", gguf_path);
     qs_vocab *v = NULL;
@@ -79,6 +80,11 @@ static void check_vectors(const char *vocab_file) {
     free(in_text);
     free(out_text);
     qs_vocab_free(v);
+}
+
+static void check_vectors(const char *vocab_file) {
+    char *gguf_path = model_path(vocab_file);
+    check_vectors_at(gguf_path, vocab_file);
     free(gguf_path);
 }
 
@@ -104,6 +110,15 @@ int main(void) {
     }
     check_vectors("llamacpp-vocab/ggml-vocab-llama-spm.gguf");
     check_vectors("llamacpp-vocab/ggml-vocab-gpt-2.gguf");
+    /* Llama 3's and Qwen2's byte-level BPE (pre-tokenizers "llama-bpe" and "qwen2"), from the same
+     * llama.cpp source; scripts/fetch_models.sh puts them in $QSENSE_CACHE/llamacpp-vocab */
+    const char *cache = getenv("QSENSE_CACHE");
+    const char *more[] = {"ggml-vocab-llama-bpe.gguf", "ggml-vocab-qwen2.gguf"};
+    for (int i = 0; i < 2; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/llamacpp-vocab/%s", cache ? cache : ".", more[i]);
+        check_vectors_at(path, more[i]);
+    }
     qs_vocab_free(v);
     qs_vocab_free(v2);
     free(p);

@@ -19,7 +19,7 @@ typedef struct {
     const float *attn_norm, *ffn_norm;
     const float *q_norm, *k_norm;            /* per-head norms of q and k (qk_norm families), else NULL */
     const float *attn_post_norm, *ffn_post_norm; /* post_norms families, else NULL */
-    const float *bq, *bk, *bv;               /* qkv_bias families, else NULL */
+    const float *bq, *bk, *bv;               /* biases on q, k, v where the file has them, else NULL */
     int sliding;                             /* 1: sliding-window attention with the sliding RoPE */
     const qs_tensor *w[QS_LIN_COUNT]; /* the model's weights, as stored in the file */
     const float *over[QS_LIN_COUNT];  /* overrides (f32), or NULL */
@@ -125,12 +125,13 @@ int qs_engine_new(qs_engine **out, const qs_model *m, int n_threads, qs_error *e
             {&L->q_norm, "attn_q_norm.weight", e->a.qk_norm},      {&L->k_norm, "attn_k_norm.weight", e->a.qk_norm},
             {&L->attn_post_norm, "post_attention_norm.weight", e->a.post_norms},
             {&L->ffn_post_norm, "post_ffw_norm.weight", e->a.post_norms},
-            {&L->bq, "attn_q.bias", e->a.qkv_bias}, {&L->bk, "attn_k.bias", e->a.qkv_bias}, {&L->bv, "attn_v.bias", e->a.qkv_bias},
+            {&L->bq, "attn_q.bias", -1}, {&L->bk, "attn_k.bias", -1}, {&L->bv, "attn_v.bias", -1}, /* where present */
         };
         for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) {
             if (!extra[i].wanted) continue;
             snprintf(name, sizeof name, "blk.%d.%s", l, extra[i].suffix);
             const qs_tensor *t = qs_model_find(m, name);
+            if (!t && extra[i].wanted < 0) continue;
             if (!t) goto missing;
             if (!(*extra[i].dst = as_f32(e, t, err))) goto fail;
         }

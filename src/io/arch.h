@@ -18,7 +18,6 @@ typedef struct {
     int ffn_act;             /* qs_ffn_act */
     int qk_norm;             /* RMSNorm over each head of q and k before RoPE (attn_q_norm, attn_k_norm) */
     int post_norms;          /* RMSNorm of the attention and FFN outputs before each residual add */
-    int qkv_bias;            /* biases on q, k and v (attn_q.bias, ...) */
     int embed_scale;         /* token embeddings multiplied by sqrt(dim) */
     int swa_period;          /* with a sliding window: every swa_period-th layer is global (0: all sliding) */
     float rope_base_swa;     /* RoPE base of the sliding-window layers unless the file says */

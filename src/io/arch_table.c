@@ -10,11 +10,16 @@
 #include "io/model.h"
 
 static const qs_arch_desc TABLE[] = {
-    /* name, hf model_type, rope, act, qk_norm, post_norms, qkv_bias, embed_scale, swa_period, rope_base_swa */
-    {"llama", "llama", QS_ROPE_NORM, QS_ACT_SILU, 0, 0, 0, 0, 0, 0.0f},
+    /* name, hf model_type, rope, act, qk_norm, post_norms, embed_scale, swa_period, rope_base_swa
+     * (biases on q, k, v are read wherever a file has them, as llama.cpp does) */
+    {"llama", "llama", QS_ROPE_NORM, QS_ACT_SILU, 0, 0, 0, 0, 0.0f},
+    /* Qwen2 / Qwen2.5: llama with biases on q, k, v and RoPE on halves */
+    {"qwen2", "qwen2", QS_ROPE_NEOX, QS_ACT_SILU, 0, 0, 0, 0, 0.0f},
+    /* Qwen3: RMSNorm over each head of q and k before RoPE, no biases */
+    {"qwen3", "qwen3", QS_ROPE_NEOX, QS_ACT_SILU, 1, 0, 0, 0, 0.0f},
     /* Gemma 3: (1 + w) RMSNorms, stored in GGUF with the 1 already added; 5 sliding-window layers
      * (RoPE base 10,000) for every global one (the file's rope.freq_base) */
-    {"gemma3", "gemma3_text", QS_ROPE_NEOX, QS_ACT_GELU_TANH, 1, 1, 0, 1, 6, 10000.0f},
+    {"gemma3", "gemma3_text", QS_ROPE_NEOX, QS_ACT_GELU_TANH, 1, 1, 1, 6, 10000.0f},
 };
 
 const qs_arch_desc *qs_arch_desc_find(const char *name) {
@@ -29,7 +34,7 @@ const qs_arch_desc *qs_arch_desc_find_hf(const char *model_type) {
     return NULL;
 }
 
-const char *qs_arch_supported_list(void) { return "llama, gemma3"; }
+const char *qs_arch_supported_list(void) { return "llama, qwen2, qwen3, gemma3"; }
 
 int qs_model_set_family(qs_model *m, const char *arch_name, qs_error *err) {
     const qs_arch_desc *d = qs_arch_desc_find(arch_name);
@@ -42,7 +47,6 @@ int qs_model_set_family(qs_model *m, const char *arch_name, qs_error *err) {
     a->ffn_act = d->ffn_act;
     a->qk_norm = d->qk_norm;
     a->post_norms = d->post_norms;
-    a->qkv_bias = d->qkv_bias;
     a->embed_scale = 1.0f; /* sqrt(dim) is set once dim is known: qs_model_finish_family */
     a->attn_scale = 0.0f;  /* 0: 1/sqrt(head_dim), resolved once head_dim is known */
     a->logit_softcap = 0.0f;

@@ -130,13 +130,23 @@ int qs_model_validate(const qs_model *m, qs_error *err) {
             {"ffn_down.weight", a->hidden_dim, a->dim, 1},
             {"attn_q_norm.weight", a->head_dim, 0, a->qk_norm}, {"attn_k_norm.weight", a->head_dim, 0, a->qk_norm},
             {"post_attention_norm.weight", a->dim, 0, a->post_norms}, {"post_ffw_norm.weight", a->dim, 0, a->post_norms},
-            {"attn_q.bias", qd, 0, a->qkv_bias}, {"attn_k.bias", kv, 0, a->qkv_bias}, {"attn_v.bias", kv, 0, a->qkv_bias},
+            /* optional in every family, as in llama.cpp: checked when present */
+            {"attn_q.bias", qd, 0, -1}, {"attn_k.bias", kv, 0, -1}, {"attn_v.bias", kv, 0, -1},
         };
         for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-            if (!want[i].needed) continue;
             snprintf(name, sizeof name, "blk.%d.%s", l, want[i].n);
+            if (!want[i].needed || (want[i].needed < 0 && !qs_model_find(m, name))) continue;
             if (check_tensor(m, name, want[i].ne0, want[i].ne1, err)) return QS_ERR_INPUT;
         }
+    }
+    /* a bias the forward pass would not add is refused rather than silently left out */
+    for (int i = 0; i < m->n_tensors; i++) {
+        const char *nm = m->tensors[i].name, *dot = strrchr(nm, '.');
+        if (!dot || strcmp(dot, ".bias")) continue;
+        const char *kind = strchr(nm, '.') ? strchr(strchr(nm, '.') + 1, '.') : NULL;
+        if (strncmp(nm, "blk.", 4) || !kind ||
+            (strcmp(kind, ".attn_q.bias") && strcmp(kind, ".attn_k.bias") && strcmp(kind, ".attn_v.bias")))
+            return qs_errorf(err, QS_ERR_INPUT, "%s: tensor '%s': qsense adds biases on q, k and v only", m->path, nm);
     }
     return 0;
 }

@@ -33,7 +33,6 @@ typedef struct {
     int ffn_act;       /* qs_ffn_act */
     int qk_norm;       /* per-head RMSNorm of q and k before RoPE */
     int post_norms;    /* RMSNorm of the attention and FFN outputs before the residual adds */
-    int qkv_bias;      /* biases on q, k, v */
     float embed_scale; /* token embeddings are multiplied by this (1: none) */
     float attn_scale;  /* scale of q k^T (default 1/sqrt(head_dim)) */
     float logit_softcap; /* logits -> c * tanh(logits / c) when > 0 */

@@ -1,6 +1,7 @@
 /* GPT-2 byte-level BPE as llama.cpp's llm_tokenizer_bpe does it: a pre-tokenizer splits the
  * text into words (the GPT-2 pattern 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+|
- * ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+, optionally after splitting off every digit); each word's
+ * ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+, optionally after splitting off every digit; or Llama 3's
+ * and Qwen2's patterns); each word's
  * bytes are mapped to printable code points; then adjacent pairs are merged by merge rank
  * (lowest first, leftmost on ties). */
 #include <stdlib.h>
@@ -95,6 +96,89 @@ static int split_gpt2(const uint32_t *cps, size_t a, size_t b, cuts *out) {
     }
     return 0;
 #undef ADD
+#undef CPT
+#undef FLAGS
+}
+
+/* The Llama 3 pattern (llama.cpp's pre-tokenizer "llama-bpe"; Qwen2's is the same with digits
+ * one at a time, max_digits 1) on cps[a, b), as llama.cpp's unicode_regex_split_custom_llama3:
+ *   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,max_digits}|
+ *   ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ */
+static int split_llama3(const uint32_t *cps, size_t a, size_t b, int max_digits, cuts *out) {
+#define CPT(p) ((p) < b ? cps[p] : OUT_OF_RANGE)
+#define FLAGS(p) ((p) < b ? flags_of(cps[p]) : 0)
+#define LOWER(c) ((c) >= 'A' && (c) <= 'Z' ? (c) + 32 : (c))
+    size_t prev = a;
+#define ADD(end) do { if ((end) > prev) { if (cut(out, (end))) return -1; } prev = (end); } while (0)
+    for (size_t pos = a; pos < b;) {
+        const uint32_t c = cps[pos];
+        const int f = flags_of(c);
+        if (c == '\'' && pos + 1 < b) { /* contractions, either case */
+            uint32_t c1 = LOWER(cps[pos + 1]);
+            if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd') { ADD(pos + 2); pos += 2; continue; }
+            if (pos + 2 < b) {
+                uint32_t c2 = LOWER(cps[pos + 2]);
+                if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l')) {
+                    ADD(pos + 3);
+                    pos += 3;
+                    continue;
+                }
+            }
+        }
+        /* one optional non-letter, non-digit, non-newline, then letters */
+        if (c != '\r' && c != '\n' && !(f & F_NUMBER) && ((f & F_LETTER) || (FLAGS(pos + 1) & F_LETTER))) {
+            pos++;
+            while (FLAGS(pos) & F_LETTER) pos++;
+            ADD(pos);
+            continue;
+        }
+        if (f & F_NUMBER) { /* digits, at most max_digits to a word */
+            size_t start = pos;
+            while (FLAGS(pos) & F_NUMBER) {
+                if ((int)(++pos - start) >= max_digits) {
+                    ADD(pos);
+                    start = pos;
+                }
+            }
+            ADD(pos);
+            continue;
+        }
+        /* an optional space, punctuation and symbols, then any newlines */
+        int g = c == ' ' ? FLAGS(pos + 1) : f;
+        if (g && !(g & (F_SPACE | F_LETTER | F_NUMBER))) {
+            pos += (c == ' ');
+            while ((g = FLAGS(pos)) && !(g & (F_SPACE | F_LETTER | F_NUMBER))) pos++;
+            while (CPT(pos) == '\r' || CPT(pos) == '\n') pos++;
+            ADD(pos);
+            continue;
+        }
+        size_t ws = 0, after_newline = 0;
+        while (FLAGS(pos + ws) & F_SPACE) {
+            uint32_t w = cps[pos + ws];
+            if (w == '\r' || w == '\n') after_newline = pos + ws + 1;
+            ws++;
+        }
+        if (after_newline) { /* \s*[\r\n]+: up to the last newline of the run */
+            pos = after_newline;
+            ADD(pos);
+            continue;
+        }
+        if (ws > 1 && CPT(pos + ws) != OUT_OF_RANGE) { /* \s+(?!\S): leave the last space */
+            pos += ws - 1;
+            ADD(pos);
+            continue;
+        }
+        if (ws > 0) {
+            pos += ws;
+            ADD(pos);
+            continue;
+        }
+        ADD(pos + 1);
+        pos++;
+    }
+    return 0;
+#undef ADD
+#undef LOWER
 #undef CPT
 #undef FLAGS
 }
@@ -206,8 +290,12 @@ int qs_bpe_tokenize(const qs_vocab *v, const char *text, size_t n, qs_ids *out) 
     } else if (ncp > 0 && cut(&segs, ncp)) {
         goto done;
     }
-    for (size_t i = 0, a = 0; i < segs.n; a = segs.end[i++])
-        if (split_gpt2(cps, a, segs.end[i], &words)) goto done;
+    for (size_t i = 0, a = 0; i < segs.n; a = segs.end[i++]) {
+        int src = v->pre == QS_PRE_LLAMA3   ? split_llama3(cps, a, segs.end[i], 3, &words)
+                  : v->pre == QS_PRE_QWEN2 ? split_llama3(cps, a, segs.end[i], 1, &words)
+                                           : split_gpt2(cps, a, segs.end[i], &words);
+        if (src) goto done;
+    }
     w = malloc(ncp * 8 + 8);
     if (!w) goto done;
     for (size_t i = 0, a = 0; i < words.n; a = words.end[i++]) {
@@ -217,7 +305,13 @@ int qs_bpe_tokenize(const qs_vocab *v, const char *text, size_t n, qs_ids *out) 
             int m = qs_utf8_encode(cps[j], u8);
             for (int t = 0; t < m; t++) k += (size_t)qs_utf8_encode(byte_to_cp((uint8_t)u8[t]), w + k);
         }
-        if (bpe_word(v, w, k, out, &s)) goto done;
+        /* llama.cpp's ignore_merges (Llama 3): a word that is itself a token is that token */
+        int whole = v->pre == QS_PRE_LLAMA3 ? qs_strmap_get(v->to_id, w, k) : -1;
+        if (whole >= 0) {
+            if (qs_ids_push(out, whole)) goto done;
+        } else if (bpe_word(v, w, k, out, &s)) {
+            goto done;
+        }
     }
     rc = 0;
 done:

@@ -73,11 +73,16 @@ int qs_vocab_from_gguf(qs_vocab **out, const qs_gguf *g, qs_error *err) {
         else if (!strcmp(pre, "smollm") || !strcmp(pre, "starcoder") || !strcmp(pre, "refact") ||
                  !strcmp(pre, "command-r") || !strcmp(pre, "codeshell") || !strcmp(pre, "exaone"))
             v->pre = QS_PRE_DIGITS_GPT2;
+        else if (!strcmp(pre, "llama3") || !strcmp(pre, "llama-v3") || !strcmp(pre, "llama-bpe") || !strcmp(pre, "falcon3")) {
+            v->pre = QS_PRE_LLAMA3;
+            v->add_bos = 1; /* llama.cpp's default for these; the file's add_bos_token still decides */
+        } else if (!strcmp(pre, "qwen2") || !strcmp(pre, "deepseek-r1-qwen"))
+            v->pre = QS_PRE_QWEN2;
         else {
             qs_vocab_free(v);
             return qs_errorf(err, QS_ERR_INPUT,
                              "%s: pre-tokenizer 'tokenizer.ggml.pre' = '%s' is not supported yet (supported: gpt2, "
-                             "smollm, starcoder, refact, command-r, codeshell, exaone)",
+                             "smollm, starcoder, refact, command-r, codeshell, exaone, llama-bpe, qwen2)",
                              path, pre);
         }
         const qs_gguf_kv *merges = qs_gguf_find(g, "tokenizer.ggml.merges");

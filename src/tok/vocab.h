@@ -26,7 +26,7 @@ typedef enum {
 } qs_token_type;
 
 /* Pre-tokenizers for BPE vocabularies (llama.cpp's tokenizer.ggml.pre). */
-typedef enum { QS_PRE_GPT2 = 0, QS_PRE_DIGITS_GPT2 = 1 } qs_pre_type;
+typedef enum { QS_PRE_GPT2 = 0, QS_PRE_DIGITS_GPT2 = 1, QS_PRE_LLAMA3 = 2, QS_PRE_QWEN2 = 3 } qs_pre_type;
 
 typedef struct qs_vocab {
     int type;            /* qs_vocab_type */
