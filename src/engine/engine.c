@@ -1,6 +1,8 @@
-/* qs_engine: the llama forward pass (see engine.h). Shapes are written next to each matmul;
- * x is the residual stream, (n, dim). Numerics follow llama.cpp: RMSNorm sums squares in
- * double, softmax sums in double, RoPE angles in double. */
+/* qs_engine: the decoder forward pass (see engine.h); what a family adds around the seven
+ * linears (q/k norms, post-norms, biases, GeGLU, sliding windows) is switched by qs_arch
+ * fields. Shapes are written next to each matmul; x is the residual stream, (n, dim).
+ * Numerics follow llama.cpp: RMSNorm sums squares in double, softmax sums in double, RoPE
+ * angles in double. */
 #include "engine/engine.h"
 
 #include <cblas.h>

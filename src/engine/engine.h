@@ -1,5 +1,6 @@
-/* qs_engine: the llama forward pass over a whole chunk of tokens at once (OpenBLAS sgemm for
- * every matmul), from an empty cache, returning logits for the positions asked for.
+/* qs_engine: the decoder forward pass (llama and the families of io/arch.h) over a whole chunk
+ * of tokens at once (OpenBLAS sgemm for every matmul), from an empty cache, returning logits
+ * for the positions asked for.
  * Two seams for the analyzers:
  *   observe:  a callback that sees the input of every linear layer, (n_tokens, n_in);
  *   override: substitute a linear layer's weights (e.g. fake-quantized) without touching the
