@@ -29,6 +29,30 @@ static int has_type(cJSON *node, const char *type) {
     return 0;
 }
 
+/* the Regex of the first Split in a pre-tokenizer (or Sequence of them), or NULL */
+static const char *split_regex(cJSON *node) {
+    if (!cJSON_IsObject(node)) return NULL;
+    cJSON *t = cJSON_GetObjectItemCaseSensitive(node, "type");
+    if (cJSON_IsString(t) && !strcmp(t->valuestring, "Split")) {
+        cJSON *re = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(node, "pattern"), "Regex");
+        return cJSON_IsString(re) ? re->valuestring : NULL;
+    }
+    cJSON *seq = cJSON_GetObjectItemCaseSensitive(node, "pretokenizers");
+    if (cJSON_IsArray(seq))
+        for (cJSON *c = seq->child; c; c = c->next) {
+            const char *r = split_regex(c);
+            if (r) return r;
+        }
+    return NULL;
+}
+
+/* Llama 3's and Qwen2's Split patterns, as their tokenizer.json files write them; the two
+ * differ only in how many digits make a word */
+static const char LLAMA3_REGEX[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+                                   "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char QWEN2_REGEX[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+                                  "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
 static const char *token_content(cJSON *x) {
     if (cJSON_IsString(x)) return x->valuestring;
     cJSON *c = cJSON_IsObject(x) ? cJSON_GetObjectItemCaseSensitive(x, "content") : NULL;
@@ -152,8 +176,20 @@ int qs_vocab_from_hf_json(qs_vocab **out, const char *path, qs_error *err) {
         v->pre = has_type(pre, "Digits") ? QS_PRE_DIGITS_GPT2 : QS_PRE_GPT2;
         snprintf(v->pre_name, sizeof v->pre_name, "%s", v->pre == QS_PRE_DIGITS_GPT2 ? "digits+gpt2" : "gpt2");
         if (has_type(pre, "Split")) {
-            rc = qs_errorf(err, QS_ERR_INPUT, "%s: pre_tokenizer has a Split with a custom pattern; not supported yet", path);
-            goto fail;
+            const char *re = split_regex(pre);
+            if (re && !strcmp(re, LLAMA3_REGEX) && !has_type(pre, "Digits")) {
+                v->pre = QS_PRE_LLAMA3;
+                snprintf(v->pre_name, sizeof v->pre_name, "llama-bpe");
+            } else if (re && !strcmp(re, QWEN2_REGEX) && !has_type(pre, "Digits")) {
+                v->pre = QS_PRE_QWEN2;
+                snprintf(v->pre_name, sizeof v->pre_name, "qwen2");
+            } else {
+                rc = qs_errorf(err, QS_ERR_INPUT,
+                               "%s: pre_tokenizer has a Split with a pattern qsense does not know (it knows GPT-2's, Llama "
+                               "3's and Qwen2's): %.80s",
+                               path, re ? re : "(not a regex)");
+                goto fail;
+            }
         }
     } else if (byte_fallback) {
         v->type = QS_VOCAB_SPM; /* merges by rank: see spm.c */
