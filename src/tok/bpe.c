@@ -35,6 +35,14 @@ enum { F_LETTER = 1, F_NUMBER = 2, F_SPACE = 4, F_ANY = 8 };
 
 static int flags_of(uint32_t cp);
 
+/* Where the patterns' last alternatives, \s+(?!\S)|\s+ or one code point of anything else, end
+ * for a run of ws spaces at pos: a run followed by more text leaves its last space to the next
+ * word; no space at all takes one code point. */
+static size_t whitespace_end(size_t pos, size_t ws, int followed) {
+    if (ws > 1 && followed) return pos + ws - 1;
+    return ws > 0 ? pos + ws : pos + 1;
+}
+
 /* The GPT-2 pattern on cps[a, b), as llama.cpp's unicode_regex_split_custom_gpt2: positions
  * outside the segment read as "nothing" (so (?!\S) holds at its end). */
 static int split_gpt2(const uint32_t *cps, size_t a, size_t b, cuts *out) {
@@ -81,18 +89,8 @@ static int split_gpt2(const uint32_t *cps, size_t a, size_t b, cuts *out) {
         }
         size_t ws = 0;
         while (FLAGS(pos + ws) & F_SPACE) ws++;
-        if (ws > 1 && CPT(pos + ws) != OUT_OF_RANGE) { /* \s+(?!\S): leave the last space */
-            pos += ws - 1;
-            ADD(pos);
-            continue;
-        }
-        if (ws > 0) {
-            pos += ws;
-            ADD(pos);
-            continue;
-        }
-        ADD(pos + 1);
-        pos++;
+        pos = whitespace_end(pos, ws, CPT(pos + ws) != OUT_OF_RANGE);
+        ADD(pos);
     }
     return 0;
 #undef ADD
@@ -163,18 +161,8 @@ static int split_llama3(const uint32_t *cps, size_t a, size_t b, int max_digits,
             ADD(pos);
             continue;
         }
-        if (ws > 1 && CPT(pos + ws) != OUT_OF_RANGE) { /* \s+(?!\S): leave the last space */
-            pos += ws - 1;
-            ADD(pos);
-            continue;
-        }
-        if (ws > 0) {
-            pos += ws;
-            ADD(pos);
-            continue;
-        }
-        ADD(pos + 1);
-        pos++;
+        pos = whitespace_end(pos, ws, CPT(pos + ws) != OUT_OF_RANGE);
+        ADD(pos);
     }
     return 0;
 #undef ADD
