@@ -7,6 +7,13 @@
 #include "core/qs_dtype.h"
 #include "io/model.h"
 
+/* how many layers attend through the sliding window */
+static int n_sliding(const qs_arch *a) {
+    int n = 0;
+    for (int l = 0; a->n_swa > 0 && a->swa_layers && l < a->n_layers; l++) n += a->swa_layers[l];
+    return n;
+}
+
 static void help(void) {
     printf("usage: qsense inspect MODEL [--json] [--tokenizer FILE]\n"
            "\n"
@@ -58,10 +65,13 @@ int cmd_inspect(int argc, char **argv) {
         cli_json_str(a->arch);
         printf(", \"n_vocab\": %d, \"dim\": %d, \"hidden_dim\": %d, \"n_layers\": %d, \"n_heads\": %d, "
                "\"n_kv_heads\": %d, \"head_dim\": %d, \"ctx_train\": %d, \"norm_eps\": %g, \"rope_base\": %g, "
-               "\"rope_type\": \"%s\", \"tied_output\": %s},\n \"metadata\": {",
+               "\"rope_type\": \"%s\", \"tied_output\": %s, \"sliding_window\": %d, \"sliding_layers\": %d, "
+               "\"rope_base_swa\": %g, \"rope_scale\": %g, \"rope_freq_factors\": %s, \"attn_scale\": %g, "
+               "\"embed_scale\": %g, \"logit_softcap\": %g},\n \"metadata\": {",
                a->n_vocab, a->dim, a->hidden_dim, a->n_layers, a->n_heads, a->n_kv_heads, a->head_dim, a->ctx_train,
                a->norm_eps, a->rope_base, a->rope_type == QS_ROPE_NEOX ? "neox" : "norm",
-               a->tied_output ? "true" : "false");
+               a->tied_output ? "true" : "false", a->n_swa, n_sliding(a), a->rope_base_swa, a->rope_scale,
+               a->rope_freqs ? "true" : "false", a->attn_scale, a->embed_scale, a->logit_softcap);
         for (int i = 0; i < m->n_meta; i++) {
             printf(i ? ", " : "");
             cli_json_str(m->meta[i].key);
@@ -87,6 +97,12 @@ int cmd_inspect(int argc, char **argv) {
                a->arch, a->n_vocab, a->dim, a->hidden_dim, a->n_layers, a->n_heads, a->n_kv_heads, a->head_dim,
                a->ctx_train, a->norm_eps, a->rope_base, a->rope_type == QS_ROPE_NEOX ? "neox" : "norm",
                a->tied_output ? "tied to token_embd" : "separate");
+        if (a->n_swa > 0 && n_sliding(a))
+            printf("          sliding window %d on %d of %d layers (rope base %g there)\n", a->n_swa, n_sliding(a), a->n_layers,
+                   a->rope_base_swa);
+        if (a->rope_scale != 1.0f || a->rope_freqs)
+            printf("          rope scaling: %s\n", a->rope_freqs ? "per-frequency factors (Llama 3)" : "linear");
+        if (a->logit_softcap > 0.0f) printf("          logits soft-capped at %g\n", a->logit_softcap);
         if (m->tokenizer_path) printf("tokenizer: %s\n", m->tokenizer_path);
         printf("\nmetadata (%d):\n", m->n_meta);
         for (int i = 0; i < m->n_meta; i++) printf("  %-44s %s\n", m->meta[i].key, m->meta[i].value);

@@ -216,12 +216,14 @@ double qs_engine_flops(const qs_engine *e, int n, int logits_rows) {
     return a->n_layers * (per_tok * n + attn) + 2.0 * a->dim * (double)a->n_vocab * logits_rows;
 }
 
-/* RoPE angles p * scale * base^(-2i/d) for positions [0, n), in double like llama.cpp */
-static void rope_table(double *c, double *s, size_t n, int head_dim, float base, float scale) {
+/* RoPE angles p * scale * base^(-2i/d) / freqs[i] for positions [0, n), in double like llama.cpp
+ * (freqs: per-frequency divisors, or NULL) */
+static void rope_table(double *c, double *s, size_t n, int head_dim, float base, float scale, const float *freqs) {
     const size_t half = (size_t)head_dim / 2;
     for (size_t p = 0; p < n; p++)
         for (size_t i = 0; i < half; i++) {
             double theta = (double)p * (double)scale * pow((double)base, -2.0 * (double)i / (double)head_dim);
+            if (freqs) theta /= (double)freqs[i];
             c[p * half + i] = cos(theta);
             s[p * half + i] = sin(theta);
         }
@@ -261,8 +263,8 @@ static int grow(qs_engine *e, int n) {
         e->cap = 0;
         return -1;
     }
-    rope_table(e->rope_cos, e->rope_sin, N, a->head_dim, a->rope_base, a->rope_scale);
-    if (any_sliding) rope_table(e->rope_cos_swa, e->rope_sin_swa, N, a->head_dim, a->rope_base_swa, 1.0f);
+    rope_table(e->rope_cos, e->rope_sin, N, a->head_dim, a->rope_base, a->rope_scale, a->rope_freqs);
+    if (any_sliding) rope_table(e->rope_cos_swa, e->rope_sin_swa, N, a->head_dim, a->rope_base_swa, 1.0f, NULL);
     e->cap = n;
     return 0;
 }

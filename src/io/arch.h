@@ -13,7 +13,6 @@ typedef enum {
 
 typedef struct {
     const char *name;        /* general.architecture in GGUF */
-    const char *hf_type;     /* Hugging Face config.json model_type, or NULL */
     int rope_type;           /* qs_rope_type as stored in the file */
     int ffn_act;             /* qs_ffn_act */
     int qk_norm;             /* RMSNorm over each head of q and k before RoPE (attn_q_norm, attn_k_norm) */
@@ -25,8 +24,6 @@ typedef struct {
 
 /* The description of a GGUF architecture name, or NULL when qsense does not know it. */
 const qs_arch_desc *qs_arch_desc_find(const char *name);
-/* The description of a Hugging Face model_type, or NULL. */
-const qs_arch_desc *qs_arch_desc_find_hf(const char *model_type);
 /* "llama, gemma3, ..." for messages */
 const char *qs_arch_supported_list(void);
 

@@ -10,27 +10,22 @@
 #include "io/model.h"
 
 static const qs_arch_desc TABLE[] = {
-    /* name, hf model_type, rope, act, qk_norm, post_norms, embed_scale, swa_period, rope_base_swa
-     * (biases on q, k, v are read wherever a file has them, as llama.cpp does) */
-    {"llama", "llama", QS_ROPE_NORM, QS_ACT_SILU, 0, 0, 0, 0, 0.0f},
+    /* name, rope, act, qk_norm, post_norms, embed_scale, swa_period, rope_base_swa (biases on
+     * q, k, v are read wherever a file has them, as llama.cpp does; Hugging Face's names for the
+     * families are in hf_config.c) */
+    {"llama", QS_ROPE_NORM, QS_ACT_SILU, 0, 0, 0, 0, 0.0f},
     /* Qwen2 / Qwen2.5: llama with biases on q, k, v and RoPE on halves */
-    {"qwen2", "qwen2", QS_ROPE_NEOX, QS_ACT_SILU, 0, 0, 0, 0, 0.0f},
+    {"qwen2", QS_ROPE_NEOX, QS_ACT_SILU, 0, 0, 0, 0, 0.0f},
     /* Qwen3: RMSNorm over each head of q and k before RoPE, no biases */
-    {"qwen3", "qwen3", QS_ROPE_NEOX, QS_ACT_SILU, 1, 0, 0, 0, 0.0f},
+    {"qwen3", QS_ROPE_NEOX, QS_ACT_SILU, 1, 0, 0, 0, 0.0f},
     /* Gemma 3: (1 + w) RMSNorms, stored in GGUF with the 1 already added; 5 sliding-window layers
      * (RoPE base 10,000) for every global one (the file's rope.freq_base) */
-    {"gemma3", "gemma3_text", QS_ROPE_NEOX, QS_ACT_GELU_TANH, 1, 1, 1, 6, 10000.0f},
+    {"gemma3", QS_ROPE_NEOX, QS_ACT_GELU_TANH, 1, 1, 1, 6, 10000.0f},
 };
 
 const qs_arch_desc *qs_arch_desc_find(const char *name) {
     for (size_t i = 0; name && i < sizeof TABLE / sizeof TABLE[0]; i++)
         if (!strcmp(TABLE[i].name, name)) return &TABLE[i];
-    return NULL;
-}
-
-const qs_arch_desc *qs_arch_desc_find_hf(const char *model_type) {
-    for (size_t i = 0; model_type && i < sizeof TABLE / sizeof TABLE[0]; i++)
-        if (TABLE[i].hf_type && !strcmp(TABLE[i].hf_type, model_type)) return &TABLE[i];
     return NULL;
 }
 
@@ -51,6 +46,7 @@ int qs_model_set_family(qs_model *m, const char *arch_name, qs_error *err) {
     a->attn_scale = 0.0f;  /* 0: 1/sqrt(head_dim), resolved once head_dim is known */
     a->logit_softcap = 0.0f;
     a->rope_scale = 1.0f;
+    a->rope_freqs = NULL;
     a->n_swa = 0;
     a->rope_base_swa = d->rope_base_swa;
     a->swa_layers = NULL;

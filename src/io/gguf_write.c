@@ -110,6 +110,7 @@ static int add_arr(qs_gguf_writer *w, const char *key, uint32_t et, const void *
 
 int qs_gguf_add_arr_f32(qs_gguf_writer *w, const char *key, const float *v, size_t n) { return add_arr(w, key, QS_GGUF_FLOAT32, v, n, 4); }
 int qs_gguf_add_arr_i32(qs_gguf_writer *w, const char *key, const int32_t *v, size_t n) { return add_arr(w, key, QS_GGUF_INT32, v, n, 4); }
+int qs_gguf_add_arr_bool(qs_gguf_writer *w, const char *key, const uint8_t *v, size_t n) { return add_arr(w, key, QS_GGUF_BOOL, v, n, 1); }
 
 int qs_gguf_add_arr_str(qs_gguf_writer *w, const char *key, const char *const *v, const size_t *lens, size_t n) {
     size_t total = 12;

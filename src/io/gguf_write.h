@@ -23,6 +23,7 @@ int qs_gguf_add_str(qs_gguf_writer *w, const char *key, const char *v);
 int qs_gguf_add_arr_str(qs_gguf_writer *w, const char *key, const char *const *v, const size_t *lens, size_t n);
 int qs_gguf_add_arr_f32(qs_gguf_writer *w, const char *key, const float *v, size_t n);
 int qs_gguf_add_arr_i32(qs_gguf_writer *w, const char *key, const int32_t *v, size_t n);
+int qs_gguf_add_arr_bool(qs_gguf_writer *w, const char *key, const uint8_t *v, size_t n); /* v[i]: 0 or 1 */
 /* Every add_* of a key already added replaces its value (a file never holds a key twice).
  * Copies a value of any type (nested arrays included) from raw GGUF bytes: type id and the
  * encoded value as it appears in a file. */

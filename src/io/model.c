@@ -95,6 +95,24 @@ static int check_tensor(const qs_model *m, const char *name, int64_t ne0, int64_
     return 0;
 }
 
+/* 1 for the names the engine reads (whether this family has them is checked above) */
+static int known_tensor(const char *name, int n_layers) {
+    static const char *const global[] = {"token_embd.weight", "output_norm.weight", "output.weight", "rope_freqs.weight"};
+    static const char *const per_layer[] = {
+        "attn_norm.weight", "attn_q.weight",   "attn_k.weight",       "attn_v.weight",      "attn_output.weight",
+        "ffn_norm.weight",  "ffn_gate.weight", "ffn_up.weight",       "ffn_down.weight",    "attn_q_norm.weight",
+        "attn_k_norm.weight", "post_attention_norm.weight", "post_ffw_norm.weight", "attn_q.bias", "attn_k.bias",
+        "attn_v.bias",
+    };
+    for (size_t i = 0; i < sizeof global / sizeof global[0]; i++)
+        if (!strcmp(name, global[i])) return 1;
+    int layer, n = 0;
+    if (sscanf(name, "blk.%d.%n", &layer, &n) != 1 || n == 0 || layer < 0 || layer >= n_layers) return 0;
+    for (size_t i = 0; i < sizeof per_layer / sizeof per_layer[0]; i++)
+        if (!strcmp(name + n, per_layer[i])) return 1;
+    return 0;
+}
+
 int qs_model_validate(const qs_model *m, qs_error *err) {
     const qs_arch *a = &m->arch;
     if (!qs_arch_desc_find(a->arch))
@@ -139,15 +157,16 @@ int qs_model_validate(const qs_model *m, qs_error *err) {
             if (check_tensor(m, name, want[i].ne0, want[i].ne1, err)) return QS_ERR_INPUT;
         }
     }
-    /* a bias the forward pass would not add is refused rather than silently left out */
-    for (int i = 0; i < m->n_tensors; i++) {
-        const char *nm = m->tensors[i].name, *dot = strrchr(nm, '.');
-        if (!dot || strcmp(dot, ".bias")) continue;
-        const char *kind = strchr(nm, '.') ? strchr(strchr(nm, '.') + 1, '.') : NULL;
-        if (strncmp(nm, "blk.", 4) || !kind ||
-            (strcmp(kind, ".attn_q.bias") && strcmp(kind, ".attn_k.bias") && strcmp(kind, ".attn_v.bias")))
-            return qs_errorf(err, QS_ERR_INPUT, "%s: tensor '%s': qsense adds biases on q, k and v only", m->path, nm);
-    }
+    /* a tensor the forward pass would not use is refused rather than silently left out: a model
+     * with it (a bias on o, attention sinks, a LoRA) would be measured as another model */
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!known_tensor(m->tensors[i].name, a->n_layers)) {
+            const char *nm = m->tensors[i].name, *dot = strrchr(nm, '.');
+            if (dot && !strcmp(dot, ".bias"))
+                return qs_errorf(err, QS_ERR_INPUT, "%s: tensor '%s': qsense adds biases on q, k and v only", m->path, nm);
+            return qs_errorf(err, QS_ERR_INPUT, "%s: tensor '%s' is not part of a %s model as qsense runs it", m->path, nm,
+                             a->arch);
+        }
     return 0;
 }
 

@@ -37,6 +37,8 @@ typedef struct {
     float attn_scale;  /* scale of q k^T (default 1/sqrt(head_dim)) */
     float logit_softcap; /* logits -> c * tanh(logits / c) when > 0 */
     float rope_scale;  /* positions multiplied by this in the global layers' RoPE (linear scaling) */
+    const float *rope_freqs; /* head_dim/2 divisors of the global layers' RoPE frequencies (Llama 3.1's
+                              * long-context scaling; GGUF's rope_freqs.weight), or NULL */
     int n_swa;         /* sliding-window width of the sliding layers (0: none) */
     float rope_base_swa; /* RoPE base of the sliding layers */
     const unsigned char *swa_layers; /* n_layers flags (1: sliding), owned by the model; NULL: none */

@@ -80,6 +80,24 @@ static int read_rope_scaling(const qs_gguf *g, qs_arch *a, qs_error *err) {
     return 0;
 }
 
+/* attention.sliding_window_pattern: a period (every period-th layer global) or, as llama.cpp also
+ * reads it, one bool per layer (true: sliding) */
+static int read_swa_layers(qs_model *m, const qs_gguf *g, int *period, qs_error *err) {
+    qs_arch *a = &m->arch;
+    char key[128];
+    snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", a->arch);
+    const qs_gguf_kv *kv = qs_gguf_find(g, key);
+    if (!kv || kv->type != QS_GGUF_ARRAY) return get_int(g, a->arch, "attention.sliding_window_pattern", period, 0, err);
+    if (kv->arr_type != QS_GGUF_BOOL || kv->arr_n != (uint64_t)a->n_layers)
+        return qs_errorf(err, QS_ERR_INPUT, "%s: offset %llu: '%s' must be a number or %d bools (one per layer)", g->map.path,
+                         (unsigned long long)kv->offset, key, a->n_layers);
+    unsigned char *f = qs_model_alloc(m, (size_t)a->n_layers);
+    if (!f) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    for (int l = 0; l < a->n_layers; l++) f[l] = kv->arr_data[l] != 0;
+    a->swa_layers = f;
+    return 0;
+}
+
 int qs_model_load_gguf(qs_model *m, const char *path, qs_error *err) {
     qs_gguf *g;
     int rc = qs_gguf_open(&g, path, err);
@@ -125,8 +143,13 @@ int qs_model_load_gguf(qs_model *m, const char *path, qs_error *err) {
         return qs_errorf(err, QS_ERR_INPUT, "%s: attention.key_length %d differs from value_length %d; not supported", path,
                          a->head_dim, v_head_dim);
     if ((rc = read_rope_scaling(g, a, err))) return rc;
+    int n_rot = a->head_dim;
+    if ((rc = get_int(g, a->arch, "rope.dimension_count", &n_rot, 0, err))) return rc;
+    if (n_rot != a->head_dim)
+        return qs_errorf(err, QS_ERR_INPUT, "%s: %s.rope.dimension_count %d: RoPE on part of a %d-wide head is not supported",
+                         path, a->arch, n_rot, a->head_dim);
     int swa_period = -1;
-    if ((rc = get_int(g, a->arch, "attention.sliding_window_pattern", &swa_period, 0, err))) return rc;
+    if ((rc = read_swa_layers(m, g, &swa_period, err))) return rc;
     /* Gemma 3 27B scales q by 1/sqrt(dim / heads), not 1/sqrt(head_dim) (Google's gemma_pytorch
      * config, query_pre_attn_scalar; llama.cpp keys it on the 62-layer size as GGUF has no key) */
     if (!strcmp(a->arch, "gemma3") && a->n_layers == 62 && a->n_heads > 0)
@@ -147,6 +170,14 @@ int qs_model_load_gguf(qs_model *m, const char *path, qs_error *err) {
         t->data = gt->data;
         t->nbytes = gt->nbytes;
         t->file_offset = g->data_offset + gt->offset;
+    }
+    /* Llama 3.1's long-context RoPE: per-frequency divisors, one f32 per rotated pair */
+    const qs_tensor *rf = qs_model_find(m, "rope_freqs.weight");
+    if (rf) {
+        if (rf->type != QS_DT_F32 || rf->n_dims != 1 || rf->ne[0] != a->head_dim / 2)
+            return qs_errorf(err, QS_ERR_INPUT, "%s: tensor 'rope_freqs.weight' must be %d f32 values (one per rotated pair)",
+                             path, a->head_dim / 2);
+        a->rope_freqs = (const float *)rf->data;
     }
     const qs_tensor *emb = qs_model_find(m, "token_embd.weight");
     a->n_vocab = emb ? (int)emb->ne[1] : 0;

@@ -1,4 +1,4 @@
-/* Hugging Face models -> qs_model: config.json for the hyper-parameters (LlamaForCausalLM),
+/* Hugging Face models -> qs_model: config.json for the hyper-parameters (hf_config.c),
  * one model.safetensors or shards listed in model.safetensors.index.json, tokenizer.json
  * beside them. safetensors: u64 header length, a JSON header {name: {dtype, shape,
  * data_offsets: [begin, end]}}, then the raw data. Tensor names are mapped to GGUF's. HF stores
@@ -12,12 +12,15 @@
 #include "core/qs_dtype.h"
 #include "core/qs_json.h"
 #include "core/qs_path.h"
+#include "io/hf_config.h"
 #include "io/model.h"
 
 #define MAX_HEADER (256u << 20)
 
-/* HF tensor name -> GGUF name; unknown names are kept as they are */
-static void map_name(const char *hf, char *out, size_t cap) {
+/* HF tensor name -> GGUF name (returns snprintf's length); unknown names are kept as they are (validation refuses them). A
+ * multimodal checkpoint's language model ("language_model.model.", "model.language_model.") reads
+ * as the text model's. Gemma's four norms per block sit in other places than llama's two. */
+static int map_name(const char *hf, int post_norms, char *out, size_t cap) {
     static const struct { const char *hf, *gguf; } fixed[] = {
         {"model.embed_tokens.weight", "token_embd.weight"},
         {"model.norm.weight", "output_norm.weight"},
@@ -25,23 +28,46 @@ static void map_name(const char *hf, char *out, size_t cap) {
     };
     static const struct { const char *hf, *gguf; } per_layer[] = {
         {"input_layernorm.weight", "attn_norm.weight"},
-        {"post_attention_layernorm.weight", "ffn_norm.weight"},
         {"self_attn.q_proj.weight", "attn_q.weight"},
         {"self_attn.k_proj.weight", "attn_k.weight"},
         {"self_attn.v_proj.weight", "attn_v.weight"},
         {"self_attn.o_proj.weight", "attn_output.weight"},
+        {"self_attn.q_proj.bias", "attn_q.bias"},
+        {"self_attn.k_proj.bias", "attn_k.bias"},
+        {"self_attn.v_proj.bias", "attn_v.bias"},
+        {"self_attn.q_norm.weight", "attn_q_norm.weight"},
+        {"self_attn.k_norm.weight", "attn_k_norm.weight"},
         {"mlp.gate_proj.weight", "ffn_gate.weight"},
         {"mlp.up_proj.weight", "ffn_up.weight"},
         {"mlp.down_proj.weight", "ffn_down.weight"},
+        {"pre_feedforward_layernorm.weight", "ffn_norm.weight"},
+        {"post_feedforward_layernorm.weight", "post_ffw_norm.weight"},
     };
+    char buf[160];
+    if (!strncmp(hf, "language_model.", 15)) hf += 15;
+    if (!strncmp(hf, "model.language_model.", 21)) {
+        snprintf(buf, sizeof buf, "model.%s", hf + 21);
+        hf = buf;
+    }
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-        if (!strcmp(hf, fixed[i].hf)) { snprintf(out, cap, "%s", fixed[i].gguf); return; }
+        if (!strcmp(hf, fixed[i].hf)) return snprintf(out, cap, "%s", fixed[i].gguf);
     int layer, n = 0;
     if (sscanf(hf, "model.layers.%d.%n", &layer, &n) == 1 && n > 0 && layer >= 0) {
+        if (!strcmp(hf + n, "post_attention_layernorm.weight"))
+            return snprintf(out, cap, "blk.%d.%s", layer, post_norms ? "post_attention_norm.weight" : "ffn_norm.weight");
         for (size_t i = 0; i < sizeof per_layer / sizeof per_layer[0]; i++)
-            if (!strcmp(hf + n, per_layer[i].hf)) { snprintf(out, cap, "blk.%d.%s", layer, per_layer[i].gguf); return; }
+            if (!strcmp(hf + n, per_layer[i].hf)) return snprintf(out, cap, "blk.%d.%s", layer, per_layer[i].gguf);
     }
-    snprintf(out, cap, "%s", hf);
+    return snprintf(out, cap, "%s", hf);
+}
+
+/* a multimodal checkpoint's vision encoder and projector: not part of the language model */
+static int is_vision(const char *hf) {
+    static const char *const prefixes[] = {"vision_tower.", "multi_modal_projector.", "model.vision_tower.",
+                                           "model.multi_modal_projector."};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (!strncmp(hf, prefixes[i], strlen(prefixes[i]))) return 1;
+    return 0;
 }
 
 typedef struct {
@@ -111,8 +137,13 @@ static int load_shard(qs_model *m, const char *path, qs_error *err) {
             rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensor '%s' has %d dimensions, expected 1 to 4", path, it->string, nd);
             break;
         }
+        if (is_vision(it->string)) continue;
         char name[96];
-        map_name(it->string, name, sizeof name);
+        if (map_name(it->string, m->arch.post_norms, name, sizeof name) >= (int)sizeof name) {
+            rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensor name '%.120s' is longer than qsense's %zu bytes", path, it->string,
+                           sizeof name - 1);
+            break;
+        }
         qs_tensor *t = qs_model_add_tensor(m, name);
         if (!t) { rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory"); break; }
         t->type = type;
@@ -149,103 +180,13 @@ static int load_shard(qs_model *m, const char *path, qs_error *err) {
     return rc;
 }
 
-static int cfg_int(cJSON *cfg, const char *key, int *out, int required, const char *path, qs_error *err) {
-    cJSON *x = cJSON_GetObjectItemCaseSensitive(cfg, key);
-    if (!x || cJSON_IsNull(x)) {
-        if (required) return qs_errorf(err, QS_ERR_INPUT, "%s: key '%s' is missing", path, key);
-        return 0;
-    }
-    if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 1e9 || x->valuedouble != (double)(int)x->valuedouble)
-        return qs_errorf(err, QS_ERR_INPUT, "%s: key '%s' must be a non-negative integer", path, key);
-    *out = x->valueint;
-    return 0;
-}
-
-static int load_config(qs_model *m, const char *path, qs_error *err) {
-    char *text;
-    size_t n_text;
-    int rc = qs_read_file(path, &text, &n_text, err);
-    if (rc) return qs_error_prefix(err, "Hugging Face model needs config.json");
-    cJSON *cfg = qs_json_parse(text, n_text, path, 0, err);
-    free(text);
-    if (!cfg) return QS_ERR_INPUT;
-    if (!cJSON_IsObject(cfg)) {
-        cJSON_Delete(cfg);
-        return qs_errorf(err, QS_ERR_INPUT, "%s: not a valid JSON object", path);
-    }
-    qs_arch *a = &m->arch;
-    cJSON *mt = cJSON_GetObjectItemCaseSensitive(cfg, "model_type");
-    cJSON *archs = cJSON_GetObjectItemCaseSensitive(cfg, "architectures");
-    cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
-    int llama = (cJSON_IsString(mt) && !strcmp(mt->valuestring, "llama")) ||
-                (cJSON_IsString(a0) && !strcmp(a0->valuestring, "LlamaForCausalLM"));
-    if (!llama) {
-        rc = qs_errorf(err, QS_ERR_INPUT, "%s: model_type '%s' is not supported (only llama / LlamaForCausalLM)", path,
-                       cJSON_IsString(mt) ? mt->valuestring : "?");
-        goto done;
-    }
-    if ((rc = qs_model_set_family(m, "llama", err))) goto done;
-    if ((rc = cfg_int(cfg, "hidden_size", &a->dim, 1, path, err)) ||
-        (rc = cfg_int(cfg, "intermediate_size", &a->hidden_dim, 1, path, err)) ||
-        (rc = cfg_int(cfg, "num_hidden_layers", &a->n_layers, 1, path, err)) ||
-        (rc = cfg_int(cfg, "num_attention_heads", &a->n_heads, 1, path, err)) ||
-        (rc = cfg_int(cfg, "vocab_size", &a->n_vocab, 1, path, err)) ||
-        (rc = cfg_int(cfg, "max_position_embeddings", &a->ctx_train, 0, path, err)))
-        goto done;
-    a->n_kv_heads = a->n_heads;
-    if ((rc = cfg_int(cfg, "num_key_value_heads", &a->n_kv_heads, 0, path, err))) goto done;
-    a->head_dim = a->n_heads ? a->dim / a->n_heads : 0;
-    int head_dim = a->head_dim;
-    if ((rc = cfg_int(cfg, "head_dim", &head_dim, 0, path, err))) goto done;
-    if (head_dim != a->head_dim) {
-        rc = qs_errorf(err, QS_ERR_INPUT, "%s: head_dim %d differs from hidden_size / num_attention_heads = %d; not supported",
-                       path, head_dim, a->head_dim);
-        goto done;
-    }
-    cJSON *eps = cJSON_GetObjectItemCaseSensitive(cfg, "rms_norm_eps");
-    cJSON *theta = cJSON_GetObjectItemCaseSensitive(cfg, "rope_theta");
-    cJSON *scaling = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
-    cJSON *tie = cJSON_GetObjectItemCaseSensitive(cfg, "tie_word_embeddings");
-    const char *wrong = eps && !cJSON_IsNull(eps) && !cJSON_IsNumber(eps)             ? "rms_norm_eps"
-                        : theta && !cJSON_IsNull(theta) && !cJSON_IsNumber(theta)     ? "rope_theta"
-                        : tie && !cJSON_IsBool(tie)                                   ? "tie_word_embeddings"
-                                                                                      : NULL;
-    if (wrong) {
-        rc = qs_errorf(err, QS_ERR_INPUT, "%s: key '%s' has the wrong type (expected a %s)", path, wrong,
-                       strcmp(wrong, "tie_word_embeddings") ? "number" : "boolean");
-        goto done;
-    }
-    if ((cJSON_IsNumber(eps) && !(eps->valuedouble > 0 && eps->valuedouble < 1)) ||
-        (cJSON_IsNumber(theta) && !(theta->valuedouble > 0 && theta->valuedouble < 1e12))) {
-        rc = qs_errorf(err, QS_ERR_INPUT, "%s: key '%s' is out of range", path,
-                       cJSON_IsNumber(eps) && !(eps->valuedouble > 0 && eps->valuedouble < 1) ? "rms_norm_eps" : "rope_theta");
-        goto done;
-    }
-    a->norm_eps = cJSON_IsNumber(eps) ? (float)eps->valuedouble : 1e-6f;
-    a->rope_base = cJSON_IsNumber(theta) ? (float)theta->valuedouble : 10000.0f;
-    a->rope_type = QS_ROPE_NEOX;
-    a->tied_output = cJSON_IsTrue(tie);
-    if (scaling && !cJSON_IsNull(scaling)) {
-        rc = qs_errorf(err, QS_ERR_INPUT, "%s: rope_scaling is set; scaled RoPE is not supported yet", path);
-        goto done;
-    }
-    for (cJSON *it = cfg->child; it; it = it->next) {
-        if (cJSON_IsString(it)) qs_model_add_meta(m, it->string, "%s", it->valuestring);
-        else if (cJSON_IsNumber(it)) qs_model_add_meta(m, it->string, "%g", it->valuedouble);
-        else if (cJSON_IsBool(it)) qs_model_add_meta(m, it->string, "%s", cJSON_IsTrue(it) ? "true" : "false");
-    }
-done:
-    cJSON_Delete(cfg);
-    return rc;
-}
-
 int qs_model_load_safetensors(qs_model *m, const char *path, qs_error *err) {
     char *dir = qs_path_is_dir(path) ? strdup(path) : qs_path_dirname(path);
     char *cfg = qs_path_join(dir, "config.json");
     char *index = qs_path_join(dir, "model.safetensors.index.json");
     char *single = qs_path_join(dir, "model.safetensors");
     char *tok = qs_path_join(dir, "tokenizer.json");
-    int rc = load_config(m, cfg, err);
+    int rc = qs_hf_config_read(m, cfg, err);
     snprintf(m->format, sizeof m->format, "safetensors");
     if (rc) goto done;
     const char *idx_path = NULL;
@@ -296,6 +237,7 @@ int qs_model_load_safetensors(qs_model *m, const char *path, qs_error *err) {
         if ((rc = load_shard(m, file, err))) goto done;
     }
     if (!m->arch.tied_output && !qs_model_find(m, "output.weight")) m->arch.tied_output = 1;
+    if ((rc = qs_hf_shift_norms(m, err))) goto done;
     if (qs_path_exists(tok)) m->tokenizer_path = strdup(tok);
 done:
     free(dir); free(cfg); free(index); free(single); free(tok);

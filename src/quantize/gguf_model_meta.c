@@ -4,12 +4,14 @@
 #include "quantize/gguf_model_meta.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/qs_json.h"
 #include "core/qs_path.h"
+#include "io/arch.h"
 
 /* the model's name for general.name: its file or directory name without the extension */
 static void model_name(const qs_model *m, char *out, size_t cap) {
@@ -45,6 +47,16 @@ static int put_chat_template(qs_gguf_writer *w, const qs_model *m) {
     return rc;
 }
 
+/* llama.cpp's name for a byte-level pre-tokenizer (tokenizer.ggml.pre) */
+static const char *pre_name(int pre) {
+    switch (pre) {
+    case QS_PRE_DIGITS_GPT2: return "smollm";
+    case QS_PRE_LLAMA3: return "llama-bpe";
+    case QS_PRE_QWEN2: return "qwen2";
+    default: return "gpt-2";
+    }
+}
+
 static int put_tokenizer(qs_gguf_writer *w, const qs_vocab *v, const qs_model *m, qs_error *err) {
     const int n = v->n_tokens;
     const char **text = malloc(sizeof(char *) * (size_t)n);
@@ -67,13 +79,13 @@ static int put_tokenizer(qs_gguf_writer *w, const qs_vocab *v, const qs_model *m
              qs_gguf_add_arr_f32(w, "tokenizer.ggml.scores", v->scores, (size_t)n) ||
              qs_gguf_add_arr_i32(w, "tokenizer.ggml.token_type", types, (size_t)n);
     } else if (!rc) {
-        /* qsense knows two byte-level pre-tokenizers: GPT-2's regex, and the same with every
-         * digit split apart first, which llama.cpp calls "smollm" (also starcoder, refact ...) */
+        /* byte-level BPE: GPT-2's pre-tokenizer, GPT-2's with every digit split apart first
+         * ("smollm" to llama.cpp), Llama 3's and Qwen2's */
         const char **merges = (const char **)v->merge_list;
         size_t *mlen = malloc(sizeof(size_t) * (size_t)(v->n_merges + 1));
         for (int i = 0; mlen && i < v->n_merges; i++) mlen[i] = strlen(merges[i]);
         rc = !mlen || qs_gguf_add_str(w, "tokenizer.ggml.model", "gpt2") ||
-             qs_gguf_add_str(w, "tokenizer.ggml.pre", v->pre == QS_PRE_DIGITS_GPT2 ? "smollm" : "gpt2") ||
+             qs_gguf_add_str(w, "tokenizer.ggml.pre", pre_name(v->pre)) ||
              qs_gguf_add_arr_str(w, "tokenizer.ggml.tokens", text, lens, (size_t)n) ||
              qs_gguf_add_arr_i32(w, "tokenizer.ggml.token_type", types, (size_t)n) ||
              qs_gguf_add_arr_str(w, "tokenizer.ggml.merges", merges, mlen, (size_t)v->n_merges);
@@ -93,35 +105,64 @@ static int put_tokenizer(qs_gguf_writer *w, const qs_vocab *v, const qs_model *m
     return rc ? qs_errorf(err, QS_ERR_INTERNAL, "out of memory writing the tokenizer") : 0;
 }
 
-int qs_gguf_put_model_meta(qs_gguf_writer *w, const qs_model *m, const qs_vocab *v, qs_error *err) {
+/* The family's hyper-parameters under "{arch}.", as llama.cpp's loader reads them. What a GGUF of
+ * that family cannot say is refused rather than written wrong: an attention scale other than
+ * llama.cpp's rule for the family. A llama-family model with a sliding window (Mistral) is written
+ * without it, as llama.cpp's converter does (its llama graph has none; Mistral's window, 4096,
+ * lies beyond the contexts qsense evaluates). */
+static int put_hparams(qs_gguf_writer *w, const qs_model *m, qs_error *err) {
     const qs_arch *a = &m->arch;
-    if (strcmp(a->arch, "llama"))
-        return qs_errorf(err, QS_ERR_INPUT, "%s: architecture '%s': qsense writes GGUF only for llama models", m->path, a->arch);
-    if (v->n_tokens != a->n_vocab)
-        return qs_errorf(err, QS_ERR_INPUT, "%s: the tokenizer has %d tokens but the model's vocabulary is %d", m->path,
-                         v->n_tokens, a->n_vocab);
+    const qs_arch_desc *d = qs_arch_desc_find(a->arch);
+    char k[128];
+#define KEY(suffix) (snprintf(k, sizeof k, "%s.%s", a->arch, suffix), k)
+    if (!d) return qs_errorf(err, QS_ERR_INPUT, "%s: architecture '%s': qsense cannot write it as GGUF", m->path, a->arch);
+    double want_scale = 1.0 / sqrt((double)a->head_dim);
+    if (!strcmp(a->arch, "gemma3") && a->n_layers == 62) want_scale = 1.0 / sqrt((double)(a->dim / a->n_heads));
+    if (fabs(a->attn_scale - want_scale) > 1e-6 * want_scale)
+        return qs_errorf(err, QS_ERR_INPUT, "%s: attention scale %g: a %s GGUF implies %g (llama.cpp has no key for it)", m->path,
+                         a->attn_scale, a->arch, want_scale);
     char name[256];
     model_name(m, name, sizeof name);
-    int rc = qs_gguf_add_str(w, "general.architecture", "llama") || qs_gguf_add_str(w, "general.name", name) ||
-             qs_gguf_add_u32(w, "llama.vocab_size", (uint32_t)a->n_vocab) ||
-             qs_gguf_add_u32(w, "llama.embedding_length", (uint32_t)a->dim) ||
-             qs_gguf_add_u32(w, "llama.feed_forward_length", (uint32_t)a->hidden_dim) ||
-             qs_gguf_add_u32(w, "llama.block_count", (uint32_t)a->n_layers) ||
-             qs_gguf_add_u32(w, "llama.attention.head_count", (uint32_t)a->n_heads) ||
-             qs_gguf_add_u32(w, "llama.attention.head_count_kv", (uint32_t)a->n_kv_heads) ||
-             qs_gguf_add_u32(w, "llama.rope.dimension_count", (uint32_t)a->head_dim) ||
-             qs_gguf_add_f32(w, "llama.rope.freq_base", a->rope_base) ||
-             qs_gguf_add_f32(w, "llama.attention.layer_norm_rms_epsilon", a->norm_eps);
-    if (!rc && a->ctx_train > 0) rc = qs_gguf_add_u32(w, "llama.context_length", (uint32_t)a->ctx_train);
-    if (rc) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory writing metadata");
-    return put_tokenizer(w, v, m, err);
+    int rc = qs_gguf_add_str(w, "general.architecture", a->arch) || qs_gguf_add_str(w, "general.name", name) ||
+             qs_gguf_add_u32(w, KEY("vocab_size"), (uint32_t)a->n_vocab) ||
+             qs_gguf_add_u32(w, KEY("embedding_length"), (uint32_t)a->dim) ||
+             qs_gguf_add_u32(w, KEY("feed_forward_length"), (uint32_t)a->hidden_dim) ||
+             qs_gguf_add_u32(w, KEY("block_count"), (uint32_t)a->n_layers) ||
+             qs_gguf_add_u32(w, KEY("attention.head_count"), (uint32_t)a->n_heads) ||
+             qs_gguf_add_u32(w, KEY("attention.head_count_kv"), (uint32_t)a->n_kv_heads) ||
+             qs_gguf_add_u32(w, KEY("rope.dimension_count"), (uint32_t)a->head_dim) ||
+             qs_gguf_add_f32(w, KEY("rope.freq_base"), a->rope_base) ||
+             qs_gguf_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), a->norm_eps);
+    if (!rc && a->ctx_train > 0) rc = qs_gguf_add_u32(w, KEY("context_length"), (uint32_t)a->ctx_train);
+    if (!rc)
+        rc = qs_gguf_add_u32(w, KEY("attention.key_length"), (uint32_t)a->head_dim) ||
+             qs_gguf_add_u32(w, KEY("attention.value_length"), (uint32_t)a->head_dim);
+    if (!rc && a->rope_scale != 1.0f)
+        rc = qs_gguf_add_str(w, KEY("rope.scaling.type"), "linear") || qs_gguf_add_f32(w, KEY("rope.scaling.factor"), 1.0f / a->rope_scale);
+    if (!rc && a->logit_softcap > 0.0f) rc = qs_gguf_add_f32(w, KEY("final_logit_softcapping"), a->logit_softcap);
+    if (!rc && a->n_swa > 0 && a->swa_layers && d->swa_period > 0)
+        rc = qs_gguf_add_u32(w, KEY("attention.sliding_window"), (uint32_t)a->n_swa) ||
+             qs_gguf_add_arr_bool(w, KEY("attention.sliding_window_pattern"), a->swa_layers, (size_t)a->n_layers) ||
+             qs_gguf_add_f32(w, KEY("rope.freq_base_swa"), a->rope_base_swa);
+#undef KEY
+    return rc ? qs_errorf(err, QS_ERR_INTERNAL, "out of memory writing metadata") : 0;
+}
+
+int qs_gguf_put_model_meta(qs_gguf_writer *w, const qs_model *m, const qs_vocab *v, qs_error *err) {
+    if (v->n_tokens != m->arch.n_vocab)
+        return qs_errorf(err, QS_ERR_INPUT, "%s: the tokenizer has %d tokens but the model's vocabulary is %d", m->path,
+                         v->n_tokens, m->arch.n_vocab);
+    int rc = put_hparams(w, m, err);
+    return rc ? rc : put_tokenizer(w, v, m, err);
 }
 
 int qs_llama_needs_row_order(const qs_model *m, const char *name) {
-    if (m->gguf || m->arch.rope_type != QS_ROPE_NEOX) return 0;
+    const qs_arch_desc *d = qs_arch_desc_find(m->arch.arch);
+    if (m->gguf || m->arch.rope_type != QS_ROPE_NEOX || !d || d->rope_type == QS_ROPE_NEOX) return 0;
     const char *dot = strchr(name, '.');
     const char *kind = dot ? strchr(dot + 1, '.') : NULL;
-    return kind && (!strcmp(kind, ".attn_q.weight") || !strcmp(kind, ".attn_k.weight"));
+    return kind && (!strcmp(kind, ".attn_q.weight") || !strcmp(kind, ".attn_k.weight") || !strcmp(kind, ".attn_q.bias") ||
+                    !strcmp(kind, ".attn_k.bias"));
 }
 
 int qs_llama_rows_for_gguf(float *w, int64_t rows, int64_t cols, int head_dim) {

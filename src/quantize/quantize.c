@@ -110,7 +110,8 @@ int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const q
         }
         qs_tensor_dequantize_rows(t, 0, rows, f);
         /* statistics (importance, Gram) are per input column: reordering rows leaves them valid */
-        if (qs_llama_needs_row_order(m, t->name) && qs_llama_rows_for_gguf(f, rows, t->ne[0], m->arch.head_dim)) {
+        const int64_t perm_rows = t->n_dims == 1 ? t->ne[0] : rows, perm_cols = t->n_dims == 1 ? 1 : t->ne[0]; /* a bias */
+        if (qs_llama_needs_row_order(m, t->name) && qs_llama_rows_for_gguf(f, perm_rows, perm_cols, m->arch.head_dim)) {
             free(f);
             rc = qs_errorf(err, QS_ERR_INPUT, "tensor '%s': %lld rows are not whole heads of %d", t->name, (long long)rows,
                            m->arch.head_dim);
@@ -142,6 +143,10 @@ int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const q
         res->tensor_bytes += (int64_t)(rb * (size_t)rows);
         res->n_quantized += qs_dtype_get(type)->block_size > 1;
     }
+    /* Llama 3 RoPE scaling read from a config.json: llama.cpp takes it as this tensor */
+    const int64_t n_freqs[1] = {m->arch.head_dim / 2};
+    if (!rc && !g && m->arch.rope_freqs && qs_gguf_add_tensor(w, "rope_freqs.weight", QS_DT_F32, 1, n_freqs, m->arch.rope_freqs))
+        rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
     if (!rc) rc = qs_gguf_write(w, out_path, err);
     if (!rc) {
         struct stat st;
