@@ -56,8 +56,23 @@ static int run(qs_profile *p, int i, qs_error *err) {
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, hist_ds, "u64", s->hist, 256, err);
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, absmax_ds, "f32", s->ch_absmax, n, err);
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, msq_ds, "f32", mean_sq, n, err);
-    /* matrices that read another's inputs (K, V: Q's; UP: GATE's) use its Gram matrix */
-    if (!rc && p->store_gram && qs_linear_input_of(pt->linear) == pt->linear) {
+    /* a mixture of experts: how many calibration tokens the router sent to each expert of this
+     * layer (an expert with none has no statistics of its own: the report names it) */
+    if (!rc && pt->linear == QS_LIN_GATE_EXPS && p->calib_engine) {
+        const int n_exp = p->m->arch.n_expert;
+        uint64_t *counts = malloc(sizeof(uint64_t) * (size_t)n_exp);
+        char ds[160];
+        snprintf(ds, sizeof ds, "/routing/blk.%d/tokens_per_expert", pt->layer);
+        for (int x = 0; counts && x < n_exp; x++) counts[x] = (uint64_t)qs_engine_expert_tokens(p->calib_engine, pt->layer, x);
+        rc = counts ? qs_db_put_array(p->db, p->run_id, ds, "u64", counts, n_exp, err) : qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+        free(counts);
+    }
+    /* matrices that read another's inputs (K, V: Q's; UP: GATE's) use its Gram matrix; where
+     * that one is not in the model (a fused layout's stacked UP) the matrix keeps its own */
+    char owner[96];
+    snprintf(owner, sizeof owner, "blk.%d.%s.weight", pt->layer, qs_linear_name(qs_linear_input_of(pt->linear)));
+    const int keeps_gram = qs_linear_input_of(pt->linear) == pt->linear || !qs_model_find(p->m, owner);
+    if (!rc && p->store_gram && keeps_gram) {
         /* for `qsense quantize` of a GPTQ plan: the inputs' mean outer product X^T X / n_tokens */
         char gram_ds[160];
         snprintf(gram_ds, sizeof gram_ds, "/activations/%s/gram", pt->t->name);

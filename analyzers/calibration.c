@@ -47,6 +47,7 @@ static void observe(void *user, int layer, int kind, const float *x, int n, int 
 
 
 void qs_calib_close(qs_calib_cursor *c) {
+    if (c->p) c->p->calib_engine = NULL;
     qs_engine_free(c->e);
     free(c->x);
     memset(c, 0, sizeof *c);
@@ -58,6 +59,8 @@ int qs_calib_open(qs_calib_cursor *c, qs_profile *p, const qs_profile_options *o
     int rc = qs_engine_new(&c->e, p->m, opt->threads, err);
     if (rc) return rc;
     qs_engine_set_observer(c->e, observe, p);
+    c->p = p;
+    p->calib_engine = c->e;
     int ctx = opt->ctx;
     int n_chunks = (int)(n_ids / (size_t)ctx);
     if (n_chunks == 0) n_chunks = 1, ctx = (int)n_ids;

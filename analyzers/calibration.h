@@ -17,6 +17,7 @@ typedef struct {
     float *x;        /* (n_chunks * ctx, dim) */
     int n_chunks, ctx;
     int next;        /* the layer whose inputs are observed next; n_layers: the output head's */
+    qs_profile *p;   /* whose calib_engine this engine is while open */
 } qs_calib_cursor;
 
 /* Embeds up to opt->calib_tokens of ids in chunks of opt->ctx (bos >= 0 replaces each chunk's

@@ -63,7 +63,6 @@ static int calibration_text(const char *spec, char **text, size_t *n, qs_error *
 }
 
 static void classify(const qs_model *m, const qs_tensor *t, qs_prof_tensor *pt) {
-    static const char *lin[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
     pt->t = t;
     pt->layer = -1;
     pt->linear = -1;
@@ -76,8 +75,8 @@ static void classify(const qs_model *m, const qs_tensor *t, qs_prof_tensor *pt) 
     if (sscanf(t->name, "blk.%d.%n", &layer, &off) == 1 && off > 0) {
         pt->layer = layer;
         snprintf(kind, sizeof kind, "%.*s", (int)(strcspn(t->name + off, ".")), t->name + off);
-        for (int k = 0; k < 7; k++)
-            if (!strcmp(kind, lin[k])) pt->linear = k;
+        for (int k = 0; k < QS_LIN_OUTPUT; k++)
+            if (!strcmp(kind, qs_linear_name(k))) pt->linear = k;
     } else {
         snprintf(kind, sizeof kind, "%.*s", (int)strcspn(t->name, "."), t->name);
         if (!strcmp(kind, "output") || (!strcmp(kind, "token_embd") && m->arch.tied_output)) pt->linear = QS_LIN_OUTPUT;

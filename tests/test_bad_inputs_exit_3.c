@@ -218,7 +218,7 @@ int main(void) {
     free(data);
     p = variant(stories, "mamba.gguf", -1, arch_at, "mamba", 5);
     snprintf(args, sizeof args, "ppl '%s' --text %s", p, GPL);
-    expect_fail("unsupported architecture", 3, args, p, "architecture 'mamba' is not supported (qsense reads: llama, qwen2, qwen3, gemma3)");
+    expect_fail("unsupported architecture", 3, args, p, "architecture 'mamba' is not supported (qsense reads: llama, qwen2, qwen3, gemma3");
     free(p);
 
     /* NaN / Inf weights: reported with the tensor, row and column; nothing measured, no database */

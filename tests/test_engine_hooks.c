@@ -95,7 +95,7 @@ int main(void) {
     CHECK(qs_engine_forward(e, ids, T, T / 2, base, &err) == 0, "%s", err.msg);
     int missing = 0;
     for (int l = 0; l < m->arch.n_layers; l++)
-        for (int k = 0; k < QS_LIN_OUTPUT; k++) missing += s.calls[l][k] != 1;
+        for (int k = 0; k < QS_LIN_OUTPUT; k++) missing += s.calls[l][k] != (k <= QS_LIN_DOWN ? 1 : 0); /* llama: the seven */
     CHECK(missing == 0 && s.calls[m->arch.n_layers][QS_LIN_OUTPUT] == 1, "every linear observed once (%d missing)", missing);
     CHECK(s.bad_shape == 0, "%d observations with the wrong shape", s.bad_shape);
     qs_engine_set_observer(e, NULL, NULL);

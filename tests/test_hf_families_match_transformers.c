@@ -9,11 +9,12 @@
  *  - `qsense quantize` with an all-f32 plan writes every tensor byte for byte as the converter
  *    does (sha256 of each), the converter's {arch}.* keys with its values, and qsense reads that
  *    GGUF back to transformers' logits: so the converter's own file gives them too. (Mistral's
- *    sliding window is not in a llama GGUF, the converter's or qsense's: there the logits agree
- *    over the window's first positions.)
- *  - The multimodal Gemma 3 layout reads to the same logits as the text-only one, and two
- *    ablations show the comparison has teeth: without Mistral's sliding window or Llama 3's RoPE
- *    scaling the logits move far outside the tolerance. */
+ *    sliding window is not in a llama GGUF, and llama.cpp does not apply Phi-3's: there the
+ *    logits agree over the window's first positions.)
+ *  - The multimodal Gemma 3 layout reads to the same logits as the text-only one, and ablations
+ *    show the comparison has teeth: without Mistral's or Phi-3's sliding window, Llama 3's RoPE
+ *    scaling or Qwen3 MoE's renormalized routing weights the logits move far outside the
+ *    tolerance. */
 #include <string.h>
 
 #include "core/qs_path.h"
@@ -25,7 +26,7 @@
 
 #define TOL 1e-4
 
-typedef enum { AS_STORED, NO_WINDOW, NO_ROPE_FREQS } variant;
+typedef enum { AS_STORED, NO_WINDOW, NO_ROPE_FREQS, NO_EXPERT_NORM } variant;
 
 /* qsense's logits for ids (n rows of n_vocab), or NULL with a failed check */
 static float *logits_of(const char *dir, const int *ids, int n, variant v, int *n_vocab) {
@@ -36,6 +37,7 @@ static float *logits_of(const char *dir, const int *ids, int n, variant v, int *
     if (qs_model_open(&m, dir, NULL, &err) == 0) {
         if (v == NO_WINDOW) m->arch.n_swa = 0;
         if (v == NO_ROPE_FREQS) m->arch.rope_freqs = NULL;
+        if (v == NO_EXPERT_NORM) m->arch.expert_norm = 0;
         *n_vocab = m->arch.n_vocab;
         out = malloc(sizeof(float) * (size_t)n * (size_t)m->arch.n_vocab);
         if (!out || qs_engine_new(&e, m, 0, &err) || qs_engine_forward(e, ids, n, 0, out, &err)) {
@@ -150,8 +152,8 @@ int main(void) {
     CHECK(rc == 0, "make_hf_family_models.py: %s", out);
     free(out);
     cJSON *models = cJSON_GetObjectItemCaseSensitive(ref, "models"), *rows = cJSON_GetObjectItemCaseSensitive(ref, "rows");
-    CHECK(cJSON_GetArraySize(models) == 5, "the reference has %d models, expected llama, mistral, qwen2, qwen3, gemma3",
-          cJSON_GetArraySize(models));
+    CHECK(cJSON_GetArraySize(models) == 7,
+          "the reference has %d models, expected llama, mistral, qwen2, qwen3, gemma3, phi3, qwen3moe", cJSON_GetArraySize(models));
     for (cJSON *it = models ? models->child : NULL; it && rc == 0; it = it->next) {
         cJSON *ids_j = cJSON_GetObjectItemCaseSensitive(it, "tokens");
         const int n = cJSON_GetArraySize(ids_j);
@@ -175,8 +177,9 @@ int main(void) {
         float *lq = logits_of(gguf, ids, n, AS_STORED, &nv);
         if (lq) {
             /* llama.cpp runs Mistral as llama, without the window (its converter drops it, and so
-             * does qsense): the logits agree while the window does not bite */
-            const int upto = !strcmp(it->string, "mistral") ? (int)json_num(it, "sliding_window") : n;
+             * does qsense), and disables Phi-3's: the logits agree while the window does not bite */
+            const int drops_window = !strcmp(it->string, "mistral") || !strcmp(it->string, "phi3");
+            const int upto = drops_window ? (int)json_num(it, "sliding_window") : n;
             double w = worst_error(lq, upto > 0 && upto < n ? upto : n, nv, it, rows);
             printf("%-8s from that GGUF: worst error %.2e over %d positions\n", it->string, w, upto);
             CHECK(w <= TOL, "%s: the written GGUF's logits differ from transformers' by %.3g", it->string, w);
@@ -190,11 +193,15 @@ int main(void) {
             free(lm);
             free(mm);
         }
-        const variant ablate = !strcmp(it->string, "mistral") ? NO_WINDOW : !strcmp(it->string, "llama") ? NO_ROPE_FREQS : AS_STORED;
+        const variant ablate = !strcmp(it->string, "mistral") || !strcmp(it->string, "phi3") ? NO_WINDOW
+                               : !strcmp(it->string, "llama")                                 ? NO_ROPE_FREQS
+                               : !strcmp(it->string, "qwen3moe")                              ? NO_EXPERT_NORM
+                                                                                              : AS_STORED;
         if (ablate != AS_STORED) {
             float *la = logits_of(path, ids, n, ablate, &nv);
             double w = la ? worst_error(la, n, nv, it, rows) : 0.0;
-            printf("%-8s without its %s: worst error %.2e\n", it->string, ablate == NO_WINDOW ? "sliding window" : "RoPE scaling", w);
+            printf("%-8s without its %s: worst error %.2e\n", it->string,
+                   ablate == NO_WINDOW ? "sliding window" : ablate == NO_ROPE_FREQS ? "RoPE scaling" : "top-k renormalization", w);
             CHECK(w > 100 * TOL, "%s: the ablation changes the logits by only %.3g: the test would not see that feature", it->string, w);
             free(la);
         }

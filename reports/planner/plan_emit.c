@@ -47,7 +47,7 @@ static int hf_module(const char *gguf, char *out, size_t cap) {
     static const char *const map[][2] = {
         {"attn_q", "self_attn.q_proj"}, {"attn_k", "self_attn.k_proj"},     {"attn_v", "self_attn.v_proj"},
         {"attn_output", "self_attn.o_proj"}, {"ffn_gate", "mlp.gate_proj"}, {"ffn_up", "mlp.up_proj"},
-        {"ffn_down", "mlp.down_proj"},
+        {"ffn_down", "mlp.down_proj"}, {"attn_qkv", "self_attn.qkv_proj"},
     };
     int layer;
     char kind[64];

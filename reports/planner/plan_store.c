@@ -88,6 +88,10 @@ int qs_plan_load_calib(const char *db_path, const char *model_fingerprint, const
             snprintf(dataset, sizeof dataset, "/activations/blk.%d.%s.weight/gram", layer, qs_linear_name(qs_linear_input_of(kind)));
         else snprintf(dataset, sizeof dataset, "/activations/%s/gram", tensor);
         found = qs_db_model_f32_array(db, model_fingerprint, dataset, cols * cols, gram, err);
+        if (found == 0 && kind >= 0 && qs_linear_input_of(kind) != kind) { /* a fused layout keeps its own */
+            snprintf(dataset, sizeof dataset, "/activations/%s/gram", tensor);
+            found = qs_db_model_f32_array(db, model_fingerprint, dataset, cols * cols, gram, err);
+        }
         if (found < 0) rc = found;
         else if (!found)
             rc = qs_errorf(err, QS_ERR_INPUT,

@@ -17,8 +17,9 @@
 #include "store/measures.h"
 #include "store/plans.h"
 
-static const char *const KINDS[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
-#define N_KINDS 7
+/* the linear kinds, in the order of a block (attn_qkv: Phi-3's fused q, k, v) */
+static const char *const KINDS[] = {"attn_q", "attn_k", "attn_v", "attn_qkv", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+#define N_KINDS 8
 
 typedef struct {
     const rp_ctx *c;
@@ -107,7 +108,7 @@ static void gp_begin(plotter *p, const char *png, const char *title, const char 
     fprintf(p->gp, "\nset ylabel ");
     gp_str(p->gp, ylabel);
     fprintf(p->gp, "\nset grid lc rgb '#dddddd'\nset key outside right top\n");
-    /* seven kinds, seven colours that stay apart (the default cycle has a pale yellow) */
+    /* eight kinds, eight colours that stay apart (the default cycle has a pale yellow) */
     static const char *const colours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"};
     for (int k = 0; k < 8; k++) fprintf(p->gp, "set linetype %d lc rgb '%s'\n", k + 1, colours[k]);
 }
@@ -125,6 +126,18 @@ static int kind_index(const char *kind) {
     return -1;
 }
 
+/* column[k]: the heatmap column of KINDS[k] among the kinds this model has (-1: absent); returns
+ * how many it has (a fused model has attn_qkv and no attn_q, k, v or ffn_gate) */
+static int kind_columns(const rp_ctx *c, int column[N_KINDS]) {
+    int present[N_KINDS] = {0}, n = 0;
+    for (int i = 0; i < c->n_tensors; i++) {
+        const int k = kind_index(c->t[i].kind);
+        if (k >= 0 && c->t[i].layer >= 0) present[k] = 1;
+    }
+    for (int k = 0; k < N_KINDS; k++) column[k] = present[k] ? n++ : -1;
+    return n;
+}
+
 /* ---- heatmap: layer x tensor kind, the chosen format's cost ---------------------------- */
 static void fig_heatmap(plotter *p) {
     const rp_ctx *c = p->c;
@@ -134,11 +147,14 @@ static void fig_heatmap(plotter *p) {
         missing(p, "overview", title, "the run measured no formats");
         return;
     }
+    int column[N_KINDS];
+    const int n_columns = kind_columns(c, column);
     FILE *d = data_file(p, "heatmap.dat", path, sizeof path), *na = data_file(p, "heatmap_na.dat", napath, sizeof napath);
     int n = 0;
     for (int i = 0; i < c->n_tensors; i++) {
         const rp_tensor *t = &c->t[i];
         int k = kind_index(t->kind);
+        if (k >= 0) k = column[k];
         if (k < 0 || t->layer < 0) continue;
         double v = rp_cost(c, t);
         if (isnan(v)) fprintf(na, "%d %d\n", k, t->layer);
@@ -151,19 +167,24 @@ static void fig_heatmap(plotter *p) {
         missing(p, "overview", title, "no tensor has a measurement in this format");
         return;
     }
-    char caption[600];
+    char caption[900];
     snprintf(caption, sizeof caption,
              "Each cell: %s when only that tensor is quantized to %s%s. Darker costs more; grey cells cannot be "
              "stored in %s (shape). Read across a row for the layer's weak spot, down a column for a kind that is "
-             "sensitive everywhere.",
+             "sensitive everywhere.%s",
              c->has_sensitivity ? "the mean KL divergence per token" : "the activation-weighted output error",
              c->format, c->has_sensitivity ? ", everything else exact, averaged over the evaluation domains" : "",
-             c->format);
+             c->format,
+             column[kind_index("attn_qkv")] >= 0
+                 ? " This model's layout is fused: attn_qkv holds q, k and v in one matrix and ffn_up holds gate and up "
+                   "stacked, as its GGUF stores them, so each is measured, planned and quantized as one tensor."
+                 : "");
     new_figure(p, "overview", "heatmap.png", title, caption);
     gp_begin(p, "heatmap.png", title, "tensor kind", "layer", 860, 120 + 34 * (c->n_layers < 8 ? 8 : c->n_layers > 40 ? 40 : c->n_layers));
     fprintf(p->gp, "set xtics (");
-    for (int k = 0; k < N_KINDS; k++) fprintf(p->gp, "%s'%s' %d", k ? ", " : "", KINDS[k], k);
-    fprintf(p->gp, ")\nset xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\nset ytics %d\nset grid noxtics noytics\n", N_KINDS - 1,
+    for (int k = 0; k < N_KINDS; k++)
+        if (column[k] >= 0) fprintf(p->gp, "%s'%s' %d", column[k] ? ", " : "", KINDS[k], column[k]);
+    fprintf(p->gp, ")\nset xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\nset ytics %d\nset grid noxtics noytics\n", n_columns - 1,
             c->n_layers - 1, c->n_layers > 24 ? 4 : 1);
     fprintf(p->gp, "set logscale cb\nset cblabel ");
     gp_str(p->gp, cost_label(c));
@@ -274,12 +295,16 @@ static void fig_granularity(plotter *p) {
     }
     char path[1300];
     FILE *d = data_file(p, "granularity.dat", path, sizeof path);
+    int column[N_KINDS];
+    const int n_columns = kind_columns(c, column);
     fprintf(d, "format");
-    for (int k = 0; k < N_KINDS; k++) fprintf(d, " %s", KINDS[k]);
+    for (int k = 0; k < N_KINDS; k++)
+        if (column[k] >= 0) fprintf(d, " %s", KINDS[k]);
     fprintf(d, "\n");
     for (int i = 0; i < nf; i++) {
         fprintf(d, "%s", fmts[i]);
         for (int k = 0; k < N_KINDS; k++) {
+            if (column[k] < 0) continue;
             double v = qs_db_mean_output_error(c->db, c->run_id, fmts[i], KINDS[k]);
             if (v > 0) fprintf(d, " %.6g", v);
             else fprintf(d, " NaN");
@@ -293,7 +318,7 @@ static void fig_granularity(plotter *p) {
                "usually buy a lot of accuracy; the y axis is logarithmic.");
     gp_begin(p, "granularity.png", title, "format (finer scales to the right)", "output error ||(W-Wq)X||^2 / ||WX||^2", 900, 520);
     fprintf(p->gp, "set logscale y\nset format y '%%.0e'\nset xtics rotate by 25 right\nset datafile missing 'NaN'\nplot for [k=2:%d] ",
-            N_KINDS + 1);
+            n_columns + 1);
     gp_str(p->gp, path);
     fprintf(p->gp, " using 0:k:xtic(1) with linespoints lw 2 pt 7 title columnheader(k)\n");
 }
@@ -381,7 +406,7 @@ static void fig_histograms(plotter *p) {
 }
 
 /* ---- dynamic range and outlier channels per layer ------------------------------------ */
-static const char *const INPUT_KINDS[] = {"attn_q", "attn_output", "ffn_up", "ffn_down"};
+static const char *const INPUT_KINDS[] = {"attn_q", "attn_output", "ffn_up", "ffn_down"}; /* attn_qkv where fused */
 static const char *const INPUT_NAMES[] = {"attention input (q, k, v)", "attn_output input", "FFN input (gate, up)",
                                           "ffn_down input"};
 
@@ -402,6 +427,7 @@ static void fig_dynamic_range(plotter *p) {
         for (int k = 0; k < 4; k++) {
             qs_db_act_stats a;
             qs_db_act_stats_at(c->db, c->run_id, l, INPUT_KINDS[k], &a);
+            if (!a.found && k == 0) qs_db_act_stats_at(c->db, c->run_id, l, "attn_qkv", &a);
             if (a.found) fprintf(d, " %.4g %d", or0(a.dynamic_range_db), (int)or0(a.n_outlier_channels));
             else fprintf(d, " NaN NaN");
         }
@@ -448,6 +474,10 @@ static void fig_outlier_channels(plotter *p) {
             snprintf(ds, sizeof ds, "/activations/blk.%d.%s.weight/channel_absmax", l, kinds[k]);
             int64_t n;
             float *v = qs_db_run_array(c->db, c->run_id, ds, "f32", 4, &n);
+            if (!v && k == 0) { /* a fused layout's attention input */
+                snprintf(ds, sizeof ds, "/activations/blk.%d.attn_qkv.weight/channel_absmax", l);
+                v = qs_db_run_array(c->db, c->run_id, ds, "f32", 4, &n);
+            }
             if (!v) continue;
             snprintf(name, sizeof name, "channels_%s_%d.dat", kinds[k], l);
             FILE *d = data_file(p, name, files[k][nl[k]], sizeof files[k][0]);
@@ -471,8 +501,9 @@ static void fig_outlier_channels(plotter *p) {
     fprintf(p->gp, "\nset logscale y\nset key inside top right opaque font ',8'\n");
     for (int k = 0; k < 2; k++) {
         fprintf(p->gp, "set title '%s'\nset xlabel 'input channel'\nset ylabel 'absmax'\n", k ? "ffn_down input" : "attention input");
-        if (!nl[k]) {
-            fprintf(p->gp, "plot NaN notitle\n");
+        if (!nl[k]) { /* an empty panel: gnuplot refuses to autoscale a log axis over no points */
+            fprintf(p->gp, "unset logscale y\nset xrange [0:1]\nset yrange [0:1]\nset label 1 'not measured' at 0.5,0.5 center\n"
+                           "plot NaN notitle\nunset label 1\nset autoscale xy\nset logscale y\n");
             continue;
         }
         fprintf(p->gp, "plot ");
@@ -663,6 +694,60 @@ static void fig_pareto(plotter *p) {
     fprintf(p->gp, "\n");
 }
 
+/* ---- mixture of experts: calibration tokens routed to each expert, layer x expert -------- */
+static void fig_routing(plotter *p) {
+    const rp_ctx *c = p->c;
+    const char *title = "Calibration tokens routed to each expert";
+    char path[1300], zpath[1300], ds[160], idle[400] = "";
+    FILE *d = NULL, *z = NULL;
+    int n_exp = 0, n_idle = 0, layers = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        snprintf(ds, sizeof ds, "/routing/blk.%d/tokens_per_expert", l);
+        int64_t n;
+        uint64_t *v = qs_db_run_array(c->db, c->run_id, ds, "u64", 8, &n);
+        if (!v) continue;
+        if (!d) {
+            d = data_file(p, "routing.dat", path, sizeof path);
+            z = data_file(p, "routing_idle.dat", zpath, sizeof zpath);
+        }
+        for (int64_t x = 0; x < n; x++) {
+            if (v[x]) fprintf(d, "%lld %d %llu\n", (long long)x, l, (unsigned long long)v[x]);
+            else {
+                fprintf(z, "%lld %d\n", (long long)x, l);
+                if (n_idle++ < 12) {
+                    size_t k = strlen(idle);
+                    snprintf(idle + k, sizeof idle - k, "%sblk.%d expert %lld", k ? ", " : "", l, (long long)x);
+                }
+            }
+        }
+        n_exp = (int)n;
+        layers++;
+        free(v);
+    }
+    if (!d) return; /* a dense model: no figure */
+    fprintf(z, "-10 -10\n"); /* never empty */
+    data_close(p, d);
+    data_close(p, z);
+    char caption[900];
+    snprintf(caption, sizeof caption,
+             "Each cell: how many calibration tokens the router sent to that expert (each token goes to several). "
+             "Sensitivity and plans treat each layer's stacked experts as one tensor; an expert that receives few tokens "
+             "is measured on little data. %s%s%s",
+             n_idle ? "Grey cells: experts no calibration token reached, so their weights have no activation statistics "
+                      "and their quantization error is not seen by the KL measured here: "
+                    : "Every expert received calibration tokens.",
+             idle, n_idle > 12 ? ", ..." : "");
+    new_figure(p, "overview", "routing.png", title, caption);
+    gp_begin(p, "routing.png", title, "expert", "layer", 900, 120 + 34 * (layers < 8 ? 8 : layers > 40 ? 40 : layers));
+    fprintf(p->gp, "set xtics 1\nset ytics 1\nset xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\nset palette defined (0 '#f7fbff', 1 '#6baed6', 2 '#08306b')\n"
+                   "set style fill solid 1.0 noborder\nunset key\nset cblabel 'tokens'\nplot ",
+            n_exp - 1, c->n_layers - 1);
+    gp_str(p->gp, zpath);
+    fprintf(p->gp, " using 1:2:(0.5):(0.5) with boxxy fc rgb '#bdbdbd', ");
+    gp_str(p->gp, path);
+    fprintf(p->gp, " using 1:2:(0.5):(0.5):3 with boxxy fc palette\n");
+}
+
 int rp_plots_write(const rp_ctx *c, const char *dir, rp_figures *figs, qs_error *err) {
     memset(figs, 0, sizeof *figs);
     plotter p = {.c = c, .dir = dir, .figs = figs};
@@ -683,6 +768,7 @@ int rp_plots_write(const rp_ctx *c, const char *dir, rp_figures *figs, qs_error 
     fig_granularity(&p);
     fig_dynamic_range(&p);
     fig_outlier_channels(&p);
+    fig_routing(&p);
     fig_domains(&p);
     fig_validation(&p);
     fig_pareto(&p);

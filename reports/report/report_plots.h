@@ -11,7 +11,7 @@ typedef struct {
     char file[96];     /* PNG name inside the report directory; "" when not drawn */
     char section[24];  /* overview, tensors, histograms, domains, plan */
     char title[200];
-    char caption[600];
+    char caption[900];
     char missing[300]; /* why it is not drawn (file is "" then) */
     int tensor;        /* histograms: index into ctx->t; else -1 */
 } rp_figure;

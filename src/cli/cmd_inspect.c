@@ -67,11 +67,13 @@ int cmd_inspect(int argc, char **argv) {
                "\"n_kv_heads\": %d, \"head_dim\": %d, \"ctx_train\": %d, \"norm_eps\": %g, \"rope_base\": %g, "
                "\"rope_type\": \"%s\", \"tied_output\": %s, \"sliding_window\": %d, \"sliding_layers\": %d, "
                "\"rope_base_swa\": %g, \"rope_scale\": %g, \"rope_freq_factors\": %s, \"attn_scale\": %g, "
-               "\"embed_scale\": %g, \"logit_softcap\": %g},\n \"metadata\": {",
+               "\"embed_scale\": %g, \"logit_softcap\": %g, \"n_expert\": %d, \"n_expert_used\": %d, \"expert_ff\": %d},\n"
+               " \"metadata\": {",
                a->n_vocab, a->dim, a->hidden_dim, a->n_layers, a->n_heads, a->n_kv_heads, a->head_dim, a->ctx_train,
                a->norm_eps, a->rope_base, a->rope_type == QS_ROPE_NEOX ? "neox" : "norm",
                a->tied_output ? "true" : "false", a->n_swa, n_sliding(a), a->rope_base_swa, a->rope_scale,
-               a->rope_freqs ? "true" : "false", a->attn_scale, a->embed_scale, a->logit_softcap);
+               a->rope_freqs ? "true" : "false", a->attn_scale, a->embed_scale, a->logit_softcap, a->n_expert, a->n_expert_used,
+               a->expert_ff);
         for (int i = 0; i < m->n_meta; i++) {
             printf(i ? ", " : "");
             cli_json_str(m->meta[i].key);
@@ -103,6 +105,9 @@ int cmd_inspect(int argc, char **argv) {
         if (a->rope_scale != 1.0f || a->rope_freqs)
             printf("          rope scaling: %s\n", a->rope_freqs ? "per-frequency factors (Llama 3)" : "linear");
         if (a->logit_softcap > 0.0f) printf("          logits soft-capped at %g\n", a->logit_softcap);
+        if (a->n_expert > 0)
+            printf("          mixture of experts: %d experts of ffn %d, %d per token%s\n", a->n_expert, a->expert_ff,
+                   a->n_expert_used, a->expert_norm ? " (weights renormalized)" : "");
         if (m->tokenizer_path) printf("tokenizer: %s\n", m->tokenizer_path);
         printf("\nmetadata (%d):\n", m->n_meta);
         for (int i = 0; i < m->n_meta; i++) printf("  %-44s %s\n", m->meta[i].key, m->meta[i].value);

@@ -137,6 +137,13 @@ int cmd_plan(int argc, char **argv) {
     }
     printf("formats:");
     for (int k = 0; k < nn; k++) printf(" %s x%d", names[k], counts[k]);
+    /* a mixture of experts: what the experts take of the plan (they decide a MoE file's size) */
+    double expert_bytes = 0, expert_cost = 0;
+    for (int i = 0; i < p->n_tensors; i++)
+        if (strstr(p->tensors[i].name, "_exps.")) expert_bytes += p->tensors[i].bytes, expert_cost += p->tensors[i].cost;
+    if (expert_bytes > 0)
+        printf("\nexperts: %.1f %% of the tensor bytes, %.1f %% of the predicted KL", 100.0 * expert_bytes / p->total_bytes,
+               p->predicted_kl > 0 ? 100.0 * expert_cost / p->predicted_kl : 0.0);
     printf("\nwritten: %s\n", out);
     int64_t plan_id;
     if (qs_plan_record(p, o.db_path, out, &plan_id, &err))

@@ -23,7 +23,9 @@ typedef struct {
     const float *attn_post_norm, *ffn_post_norm; /* post_norms families, else NULL */
     const float *bq, *bk, *bv;               /* biases on q, k, v where the file has them, else NULL */
     int sliding;                             /* 1: sliding-window attention with the sliding RoPE */
-    const qs_tensor *w[QS_LIN_COUNT]; /* the model's weights, as stored in the file */
+    int fused;                               /* 1: QKV and a stacked gate|up in UP (Phi-3) */
+    int moe;                                 /* 1: ROUTER and the stacked experts instead of GATE, UP, DOWN */
+    const qs_tensor *w[QS_LIN_COUNT]; /* the model's weights, as stored in the file (NULL: not in this layout) */
     const float *over[QS_LIN_COUNT];  /* overrides (f32), or NULL */
 } layer;
 
@@ -51,18 +53,29 @@ struct qs_engine {
     /* scratch, grown on demand */
     int cap;
     float *x, *xb, *q, *k, *v, *att, *h1, *h3, *scores;
+    float *fz; /* a fused matrix's output, (cap, max(q + 2 kv, 2 hidden)); only with fused layers */
+    int any_fused, any_moe;
+    /* mixture of experts: router logits (cap, n_expert), the routed tokens' inputs and outputs
+     * (cap, dim), their expert hidden states (cap, expert_ff), the routing (cap, n_expert_used) */
+    float *router, *xe, *ye, *he1, *he3, *route_w;
+    int *route_e, *picked;
+    int64_t *expert_tokens; /* (n_layers, n_expert) */
     double *rope_cos, *rope_sin;         /* (cap, head_dim/2), the global layers' RoPE */
     double *rope_cos_swa, *rope_sin_swa; /* the sliding layers' (their own base), or NULL */
     double matmul_s, expand_s;
 };
 
-static const char *const LIN_NAMES[QS_LIN_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output",
-                                                   "ffn_gate", "ffn_up", "ffn_down", "output"};
+static const char *const LIN_NAMES[QS_LIN_COUNT] = {
+    "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down", "attn_qkv",
+    "ffn_gate_inp", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps", "output"};
 
 const char *qs_linear_name(int kind) { return kind >= 0 && kind < QS_LIN_COUNT ? LIN_NAMES[kind] : "?"; }
 
 int qs_linear_input_of(int kind) {
-    return kind == QS_LIN_K || kind == QS_LIN_V ? QS_LIN_Q : kind == QS_LIN_UP ? QS_LIN_GATE : kind;
+    return kind == QS_LIN_K || kind == QS_LIN_V ? QS_LIN_Q
+           : kind == QS_LIN_UP                  ? QS_LIN_GATE
+           : kind == QS_LIN_UP_EXPS             ? QS_LIN_GATE_EXPS
+                                                : kind;
 }
 
 static double now_s(void) {
@@ -138,7 +151,18 @@ int qs_engine_new(qs_engine **out, const qs_model *m, int n_threads, qs_error *e
             if (!(*extra[i].dst = as_f32(e, t, err))) goto fail;
         }
         L->sliding = e->a.n_swa > 0 && e->a.swa_layers && e->a.swa_layers[l];
+        snprintf(name, sizeof name, "blk.%d.attn_qkv.weight", l);
+        L->fused = qs_model_find(m, name) != NULL;
+        snprintf(name, sizeof name, "blk.%d.ffn_gate_inp.weight", l);
+        L->moe = qs_model_find(m, name) != NULL && e->a.n_expert > 0;
+        e->any_fused |= L->fused;
+        e->any_moe |= L->moe;
         for (int k = 0; k < QS_LIN_OUTPUT; k++) {
+            const int attn_absent = L->fused ? (k == QS_LIN_Q || k == QS_LIN_K || k == QS_LIN_V) : k == QS_LIN_QKV;
+            const int expert_kind = k >= QS_LIN_ROUTER && k <= QS_LIN_DOWN_EXPS;
+            const int ffn_absent = L->moe ? (k == QS_LIN_GATE || k == QS_LIN_UP || k == QS_LIN_DOWN)
+                                          : expert_kind || (L->fused && k == QS_LIN_GATE);
+            if (attn_absent || ffn_absent) continue;
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, LIN_NAMES[k]);
             if (!(L->w[k] = qs_model_find(m, name))) goto missing;
             if (!f32_in_place(L->w[k]) && L->w[k]->type != QS_DT_I8_GROUPED && !qs_dtype_get(L->w[k]->type)) goto missing;
@@ -146,11 +170,16 @@ int qs_engine_new(qs_engine **out, const qs_model *m, int n_threads, qs_error *e
     }
     if (!(e->output_norm = as_f32(e, qs_model_find(m, "output_norm.weight"), err))) goto fail;
     if (!(e->output = qs_model_find(m, e->a.tied_output ? "token_embd.weight" : "output.weight"))) goto missing;
+    if (e->any_moe && !(e->expert_tokens = own(e, sizeof(int64_t) * (size_t)e->a.n_layers * (size_t)e->a.n_expert))) {
+        qs_engine_free(e);
+        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    }
+    if (e->expert_tokens) memset(e->expert_tokens, 0, sizeof(int64_t) * (size_t)e->a.n_layers * (size_t)e->a.n_expert);
     /* the scratch for expanded rows: the largest weight not usable in place, up to the cap */
     size_t need = 0;
     for (int l = 0; l < e->a.n_layers; l++)
         for (int k = 0; k < QS_LIN_OUTPUT; k++)
-            if (!f32_in_place(e->layers[l].w[k]) && (size_t)qs_tensor_numel(e->layers[l].w[k]) > need)
+            if (e->layers[l].w[k] && !f32_in_place(e->layers[l].w[k]) && (size_t)qs_tensor_numel(e->layers[l].w[k]) > need)
                 need = (size_t)qs_tensor_numel(e->layers[l].w[k]);
     if (!f32_in_place(e->output) && (size_t)qs_tensor_numel(e->output) > need) need = (size_t)qs_tensor_numel(e->output);
     e->wbuf_cap = need < WBUF_MAX_FLOATS ? need : WBUF_MAX_FLOATS;
@@ -171,7 +200,10 @@ fail:
 static void free_scratch(qs_engine *e) {
     free(e->x); free(e->xb); free(e->q); free(e->k); free(e->v); free(e->att);
     free(e->h1); free(e->h3); free(e->scores); free(e->rope_cos); free(e->rope_sin); free(e->xr);
-    free(e->rope_cos_swa); free(e->rope_sin_swa);
+    free(e->rope_cos_swa); free(e->rope_sin_swa); free(e->fz);
+    free(e->router); free(e->xe); free(e->ye); free(e->he1); free(e->he3); free(e->route_w); free(e->route_e); free(e->picked);
+    e->router = e->xe = e->ye = e->he1 = e->he3 = e->route_w = NULL;
+    e->route_e = e->picked = NULL;
 }
 
 void qs_engine_free(qs_engine *e) {
@@ -194,10 +226,19 @@ int qs_engine_override(qs_engine *e, int layer_i, int kind, const float *w, qs_e
         e->output_over = w;
         return 0;
     }
-    if (layer_i < 0 || layer_i >= e->a.n_layers || kind < 0 || kind >= QS_LIN_OUTPUT)
-        return qs_errorf(err, QS_ERR_USAGE, "no linear layer %d/%d to override", layer_i, kind);
+    if (layer_i < 0 || layer_i >= e->a.n_layers || kind < 0 || kind >= QS_LIN_OUTPUT || !e->layers[layer_i].w[kind])
+        return qs_errorf(err, QS_ERR_USAGE, "no linear layer %d/%s to override", layer_i, qs_linear_name(kind));
     e->layers[layer_i].over[kind] = w;
     return 0;
+}
+
+int64_t qs_engine_expert_tokens(const qs_engine *e, int layer, int expert) {
+    if (!e->expert_tokens || layer < 0 || layer >= e->a.n_layers || expert < 0 || expert >= e->a.n_expert) return 0;
+    return e->expert_tokens[(size_t)layer * e->a.n_expert + expert];
+}
+
+void qs_engine_reset_expert_tokens(qs_engine *e) {
+    if (e->expert_tokens) memset(e->expert_tokens, 0, sizeof(int64_t) * (size_t)e->a.n_layers * (size_t)e->a.n_expert);
 }
 
 int qs_engine_threads(const qs_engine *e) { return e->threads; }
@@ -243,6 +284,19 @@ static int grow(qs_engine *e, int n) {
     e->att = malloc(N * qd * 4);
     e->h1 = malloc(N * a->hidden_dim * 4);
     e->h3 = malloc(N * a->hidden_dim * 4);
+    const size_t fused_w = qd + 2 * kvd > 2 * (size_t)a->hidden_dim ? qd + 2 * kvd : 2 * (size_t)a->hidden_dim;
+    e->fz = e->any_fused ? malloc(N * fused_w * 4) : NULL;
+    if (e->any_moe) {
+        const size_t E = (size_t)a->n_expert, K = (size_t)a->n_expert_used, F = (size_t)a->expert_ff;
+        e->router = malloc(N * E * 4);
+        e->xe = malloc(N * a->dim * 4);
+        e->ye = malloc(N * a->dim * 4);
+        e->he1 = malloc(N * F * 4);
+        e->he3 = malloc(N * F * 4);
+        e->route_w = malloc(N * K * 4);
+        e->route_e = malloc(N * K * sizeof(int));
+        e->picked = malloc(N * sizeof(int));
+    }
     e->scores = malloc((size_t)e->threads * N * N * 4);
     size_t half = (size_t)a->head_dim / 2;
     e->rope_cos = malloc(N * half * sizeof(double));
@@ -255,9 +309,11 @@ static int grow(qs_engine *e, int n) {
         e->rope_sin_swa = malloc(N * half * sizeof(double));
     }
     if (!e->xr || !e->x || !e->xb || !e->q || !e->k || !e->v || !e->att || !e->h1 || !e->h3 || !e->scores || !e->rope_cos ||
+        (e->any_fused && !e->fz) ||
+        (e->any_moe && (!e->router || !e->xe || !e->ye || !e->he1 || !e->he3 || !e->route_w || !e->route_e || !e->picked)) ||
         !e->rope_sin || (any_sliding && (!e->rope_cos_swa || !e->rope_sin_swa))) {
         free_scratch(e);
-        e->x = e->xb = e->q = e->k = e->v = e->att = e->h1 = e->h3 = e->scores = NULL;
+        e->x = e->xb = e->q = e->k = e->v = e->att = e->h1 = e->h3 = e->scores = e->fz = NULL;
         e->rope_cos = e->rope_sin = e->rope_cos_swa = e->rope_sin_swa = NULL;
         e->xr = NULL;
         e->cap = 0;
@@ -288,7 +344,17 @@ static void expand_rows(void *ctx, long i0, long i1) {
  * stored tensor: used in place when f32, else expanded block by block into e->wbuf and
  * multiplied into y's matching columns. The stored type decides the optional llama.cpp
  * activation rounding (an override is exact f32: none). */
+static void matmul_rows(qs_engine *e, float *y, const float *x, const qs_tensor *t, const float *over, int64_t row0, int n,
+                        int in, int out);
+
 static void matmul(qs_engine *e, float *y, const float *x, const qs_tensor *t, const float *over, int n, int in, int out) {
+    matmul_rows(e, y, x, t, over, 0, n, in, out);
+}
+
+/* the same with W = rows [row0, row0 + out) of the stored tensor (or of the override): one
+ * expert's matrix inside a stacked ffn_*_exps tensor */
+static void matmul_rows(qs_engine *e, float *y, const float *x, const qs_tensor *t, const float *over, int64_t row0, int n,
+                        int in, int out) {
     const int wtype = over ? QS_DT_F32 : t->type;
     if (e->llamacpp_numerics) {
         int rounded = 0;
@@ -296,7 +362,7 @@ static void matmul(qs_engine *e, float *y, const float *x, const qs_tensor *t, c
             rounded |= qs_act_round(wtype, x + (size_t)i * in, e->xr + (size_t)i * in, in);
         if (rounded) x = e->xr;
     }
-    const float *w = over ? over : f32_in_place(t) ? (const float *)t->data : NULL;
+    const float *w = over ? over + row0 * in : f32_in_place(t) ? (const float *)t->data + row0 * in : NULL;
     double t0 = now_s();
     if (w) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
@@ -308,7 +374,7 @@ static void matmul(qs_engine *e, float *y, const float *x, const qs_tensor *t, c
     if (block < 1) block = 1;
     for (int64_t r0 = 0; r0 < out; r0 += block) {
         const int nr = (int)(out - r0 < block ? out - r0 : block);
-        expand_job j = {t, r0, e->wbuf};
+        expand_job j = {t, row0 + r0, e->wbuf};
         /* all threads only for large blocks: between sgemm calls OpenBLAS's workers spin for a
          * while, and on small blocks the pool's wake-ups lose to them (SmolLM2: one thread is as
          * fast; an 8B model's 32 MiB blocks: 2 threads save 6 % of the forward) */
@@ -474,6 +540,16 @@ static void add_bias(float *y, const float *b, int n, int d) {
 }
 
 
+/* src (n, wa + wb + wc) -> a (n, wa), b (n, wb), c (n, wc): a fused matrix's output, split */
+static void split_columns(const float *src, int n, int w, float *a, int wa, float *b, int wb, float *c, int wc) {
+    for (size_t t = 0; t < (size_t)n; t++) {
+        const float *row = src + t * (size_t)w;
+        memcpy(a + t * (size_t)wa, row, sizeof(float) * (size_t)wa);
+        memcpy(b + t * (size_t)wb, row + wa, sizeof(float) * (size_t)wb);
+        if (c) memcpy(c + t * (size_t)wc, row + wa + wb, sizeof(float) * (size_t)wc);
+    }
+}
+
 static void observe(qs_engine *e, int l, int kind, const float *x, int n, int in) {
     if (e->observe) e->observe(e->observe_user, l, kind, x, n, in);
 }
@@ -500,18 +576,92 @@ int qs_engine_forward_from(qs_engine *e, int layer, const float *x, int n, int l
     return run_layers(e, layer, n, logits_from, logits);
 }
 
+/* Mixture-of-experts FFN on e->xb (n, dim), the FFN norm's output, into e->xb: the router's
+ * softmax over the experts, the n_expert_used most probable (ties to the lower index, as a
+ * stable top-k), their weights renormalized to sum 1 where the family says so, and each expert's
+ * SwiGLU on the tokens routed to it, weighted and summed (llama.cpp's build_moe_ffn,
+ * transformers' Qwen3MoeSparseMoeBlock). */
+static void moe_ffn(qs_engine *e, int l, int n) {
+    const qs_arch *a = &e->a;
+    const layer *L = &e->layers[l];
+    const int dim = a->dim, E = a->n_expert, K = a->n_expert_used, F = a->expert_ff;
+    observe(e, l, QS_LIN_ROUTER, e->xb, n, dim);
+    matmul(e, e->router, e->xb, L->w[QS_LIN_ROUTER], L->over[QS_LIN_ROUTER], n, dim, E); /* (n, dim) x (E, dim)^T */
+    for (int t = 0; t < n; t++) {
+        const float *r = e->router + (size_t)t * E;
+        float mx = r[0];
+        for (int i = 1; i < E; i++) mx = r[i] > mx ? r[i] : mx;
+        double sum = 0.0;
+        for (int i = 0; i < E; i++) sum += exp((double)(r[i] - mx));
+        float *w = e->route_w + (size_t)t * K;
+        int *idx = e->route_e + (size_t)t * K;
+        double wsum = 0.0;
+        for (int k = 0; k < K; k++) { /* the k-th most probable expert not taken yet */
+            int best = -1;
+            for (int i = 0; i < E; i++) {
+                int taken = 0;
+                for (int j = 0; j < k; j++) taken |= idx[j] == i;
+                if (!taken && (best < 0 || r[i] > r[best])) best = i;
+            }
+            idx[k] = best;
+            w[k] = (float)(exp((double)(r[best] - mx)) / sum);
+            wsum += w[k];
+        }
+        if (a->expert_norm)
+            for (int k = 0; k < K; k++) w[k] = (float)(w[k] / wsum);
+    }
+    memset(e->ye, 0, sizeof(float) * (size_t)n * dim); /* the weighted sum, (n, dim) */
+    for (int x = 0; x < E; x++) {
+        int m = 0; /* gather the tokens routed to expert x */
+        for (int t = 0; t < n; t++)
+            for (int k = 0; k < K; k++)
+                if (e->route_e[(size_t)t * K + k] == x) {
+                    e->picked[m] = t * K + k;
+                    memcpy(e->xe + (size_t)m * dim, e->xb + (size_t)t * dim, sizeof(float) * (size_t)dim);
+                    m++;
+                }
+        if (!m) continue;
+        e->expert_tokens[(size_t)l * E + x] += m;
+        observe(e, l, QS_LIN_GATE_EXPS, e->xe, m, dim);
+        observe(e, l, QS_LIN_UP_EXPS, e->xe, m, dim);
+        /* expert x's rows of the stacked tensors: (m, dim) x (F, dim)^T */
+        matmul_rows(e, e->he1, e->xe, L->w[QS_LIN_GATE_EXPS], L->over[QS_LIN_GATE_EXPS], (int64_t)x * F, m, dim, F);
+        matmul_rows(e, e->he3, e->xe, L->w[QS_LIN_UP_EXPS], L->over[QS_LIN_UP_EXPS], (int64_t)x * F, m, dim, F);
+        glu_job gj = {e->he1, e->he3, a->ffn_act, e->llamacpp_numerics};
+        qs_parallel_for((long)m * F, par_threads(e, (long)m * F * 8), glu_range, &gj);
+        observe(e, l, QS_LIN_DOWN_EXPS, e->he1, m, F);
+        /* (m, F) x (dim, F)^T: expert x's down rows [x dim, (x + 1) dim) */
+        matmul_rows(e, e->xe, e->he1, L->w[QS_LIN_DOWN_EXPS], L->over[QS_LIN_DOWN_EXPS], (int64_t)x * dim, m, F, dim);
+        for (int i = 0; i < m; i++) {
+            const int t = e->picked[i] / K;
+            const float w = e->route_w[e->picked[i]];
+            for (int d = 0; d < dim; d++) e->ye[(size_t)t * dim + d] += w * e->xe[(size_t)i * dim + d];
+        }
+    }
+    memcpy(e->xb, e->ye, sizeof(float) * (size_t)n * dim);
+}
+
+static void dense_ffn(qs_engine *e, int l, int n);
+
 /* layer l on the residual stream in e->x (n, dim), in place */
 static void layer_forward(qs_engine *e, int l, int n) {
     const qs_arch *a = &e->a;
-    const int dim = a->dim, hid = a->hidden_dim, qd = a->n_heads * a->head_dim, kvd = a->n_kv_heads * a->head_dim;
+    const int dim = a->dim, qd = a->n_heads * a->head_dim, kvd = a->n_kv_heads * a->head_dim;
     const layer *L = &e->layers[l];
     rmsnorm(e, e->xb, e->x, L->attn_norm, n, dim, a->norm_eps);
-    observe(e, l, QS_LIN_Q, e->xb, n, dim);
-    observe(e, l, QS_LIN_K, e->xb, n, dim);
-    observe(e, l, QS_LIN_V, e->xb, n, dim);
-    matmul(e, e->q, e->xb, L->w[QS_LIN_Q], L->over[QS_LIN_Q], n, dim, qd);  /* (n, dim) x (qd, dim)^T */
-    matmul(e, e->k, e->xb, L->w[QS_LIN_K], L->over[QS_LIN_K], n, dim, kvd); /* (n, dim) x (kvd, dim)^T */
-    matmul(e, e->v, e->xb, L->w[QS_LIN_V], L->over[QS_LIN_V], n, dim, kvd);
+    if (L->fused) {
+        const int w = qd + 2 * kvd;
+        observe(e, l, QS_LIN_QKV, e->xb, n, dim);
+        matmul(e, e->fz, e->xb, L->w[QS_LIN_QKV], L->over[QS_LIN_QKV], n, dim, w); /* (n, dim) x (q+2kv, dim)^T */
+        split_columns(e->fz, n, w, e->q, qd, e->k, kvd, e->v, kvd);
+    } else {
+        observe(e, l, QS_LIN_Q, e->xb, n, dim);
+        observe(e, l, QS_LIN_K, e->xb, n, dim);
+        observe(e, l, QS_LIN_V, e->xb, n, dim);
+        matmul(e, e->q, e->xb, L->w[QS_LIN_Q], L->over[QS_LIN_Q], n, dim, qd);  /* (n, dim) x (qd, dim)^T */
+        matmul(e, e->k, e->xb, L->w[QS_LIN_K], L->over[QS_LIN_K], n, dim, kvd); /* (n, dim) x (kvd, dim)^T */
+        matmul(e, e->v, e->xb, L->w[QS_LIN_V], L->over[QS_LIN_V], n, dim, kvd);
+    }
     add_bias(e->q, L->bq, n, qd);
     add_bias(e->k, L->bk, n, kvd);
     add_bias(e->v, L->bv, n, kvd);
@@ -532,16 +682,30 @@ static void layer_forward(qs_engine *e, int l, int n) {
     if (L->attn_post_norm) rmsnorm(e, e->xb, e->xb, L->attn_post_norm, n, dim, a->norm_eps);
     for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
     rmsnorm(e, e->xb, e->x, L->ffn_norm, n, dim, a->norm_eps);
+    if (L->moe) moe_ffn(e, l, n); /* e->xb -> e->xb */
+    else dense_ffn(e, l, n);
+    if (L->ffn_post_norm) rmsnorm(e, e->xb, e->xb, L->ffn_post_norm, n, dim, a->norm_eps);
+    for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
+}
+
+/* the dense FFN on e->xb (n, dim), the FFN norm's output, into e->xb */
+static void dense_ffn(qs_engine *e, int l, int n) {
+    const qs_arch *a = &e->a;
+    const int dim = a->dim, hid = a->hidden_dim;
+    const layer *L = &e->layers[l];
     observe(e, l, QS_LIN_GATE, e->xb, n, dim);
     observe(e, l, QS_LIN_UP, e->xb, n, dim);
-    matmul(e, e->h1, e->xb, L->w[QS_LIN_GATE], L->over[QS_LIN_GATE], n, dim, hid); /* (n, dim) x (hid, dim)^T */
-    matmul(e, e->h3, e->xb, L->w[QS_LIN_UP], L->over[QS_LIN_UP], n, dim, hid);
+    if (L->fused) { /* gate and up stacked: rows [0, hid) gate, [hid, 2 hid) up */
+        matmul(e, e->fz, e->xb, L->w[QS_LIN_UP], L->over[QS_LIN_UP], n, dim, 2 * hid); /* (n, dim) x (2hid, dim)^T */
+        split_columns(e->fz, n, 2 * hid, e->h1, hid, e->h3, hid, NULL, 0);
+    } else {
+        matmul(e, e->h1, e->xb, L->w[QS_LIN_GATE], L->over[QS_LIN_GATE], n, dim, hid); /* (n, dim) x (hid, dim)^T */
+        matmul(e, e->h3, e->xb, L->w[QS_LIN_UP], L->over[QS_LIN_UP], n, dim, hid);
+    }
     glu_job gj = {e->h1, e->h3, a->ffn_act, e->llamacpp_numerics};
     qs_parallel_for((long)n * hid, par_threads(e, (long)n * hid * 8), glu_range, &gj);
     observe(e, l, QS_LIN_DOWN, e->h1, n, hid);
     matmul(e, e->xb, e->h1, L->w[QS_LIN_DOWN], L->over[QS_LIN_DOWN], n, hid, dim); /* (n, hid) x (dim, hid)^T */
-    if (L->ffn_post_norm) rmsnorm(e, e->xb, e->xb, L->ffn_post_norm, n, dim, a->norm_eps);
-    for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
 }
 
 /* layers [first, n_layers) and the head, on the residual stream in e->x */

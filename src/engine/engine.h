@@ -11,8 +11,14 @@
 #include "core/qs_error.h"
 #include "io/model.h"
 
+#include <stdint.h>
+
 typedef enum {
     QS_LIN_Q, QS_LIN_K, QS_LIN_V, QS_LIN_O, QS_LIN_GATE, QS_LIN_UP, QS_LIN_DOWN,
+    QS_LIN_QKV,    /* q, k and v fused in one matrix (Phi-3): then Q, K and V are absent, and UP
+                    * holds gate and up stacked (2 x hidden rows) with GATE absent */
+    QS_LIN_ROUTER, /* mixture of experts (qwen3moe): the router, (n_expert, dim), and each */
+    QS_LIN_GATE_EXPS, QS_LIN_UP_EXPS, QS_LIN_DOWN_EXPS, /* expert's gate, up, down stacked */
     QS_LIN_OUTPUT, /* the output head; its layer index is n_layers */
     QS_LIN_COUNT
 } qs_linear;
@@ -20,10 +26,11 @@ typedef enum {
 /* GGUF name suffix of a linear kind ("attn_q", ..., "output"). */
 const char *qs_linear_name(int kind);
 /* The kind whose input `kind` reads: K and V read Q's (the attention norm's output), UP reads
- * GATE's (the FFN norm's); every other kind its own. */
+ * GATE's (the FFN norm's, observed as GATE's in fused layers too); every other kind its own. */
 int qs_linear_input_of(int kind);
 
-/* x: (n_tokens, n_in) row-major, valid during the call only. */
+/* x: (n_tokens, n_in) row-major, valid during the call only. The expert kinds are observed once
+ * per expert that received tokens, with those tokens' inputs only. */
 typedef void (*qs_observe_fn)(void *user, int layer, int kind, const float *x, int n_tokens, int n_in);
 
 typedef struct qs_engine qs_engine;
@@ -40,6 +47,11 @@ void qs_engine_free(qs_engine *e);
 int qs_engine_forward(qs_engine *e, const int *tokens, int n, int logits_from, float *logits, qs_error *err);
 
 void qs_engine_set_observer(qs_engine *e, qs_observe_fn fn, void *user);
+
+/* Mixture of experts: how many tokens the router sent to expert `expert` of `layer` over every
+ * forward since the engine was made or the counts were reset (0 for dense layers). */
+int64_t qs_engine_expert_tokens(const qs_engine *e, int layer, int expert);
+void qs_engine_reset_expert_tokens(qs_engine *e);
 
 /* Uses w ((out, in) row-major f32, borrowed until replaced) for linear (layer, kind); NULL
  * restores the model's own weights. */

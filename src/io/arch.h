@@ -2,7 +2,8 @@
  * that the loaders, the engine, the validator and the report read, so that adding a family is
  * one entry here plus the kernels it really needs (never `if (arch == ...)` across the tree).
  * Every family is a stack of pre-norm blocks with the same seven linears (q, k, v, output,
- * gate, up, down) and an output head; the entries say what is around them. */
+ * gate, up, down; or, fused, qkv, output, gate|up, down; or a router and stacked experts for
+ * the FFN) and an output head; the entries say what is around them. */
 #ifndef QS_ARCH_H
 #define QS_ARCH_H
 
@@ -20,6 +21,12 @@ typedef struct {
     int embed_scale;         /* token embeddings multiplied by sqrt(dim) */
     int swa_period;          /* with a sliding window: every swa_period-th layer is global (0: all sliding) */
     float rope_base_swa;     /* RoPE base of the sliding-window layers unless the file says */
+    int fused;               /* q, k, v in one attn_qkv and gate | up stacked in ffn_up (Phi-3) */
+    int gguf_swa;            /* what a GGUF's attention.sliding_window means to llama.cpp: 0 none is
+                              * written, 1 the sliding layers' window (with their pattern and RoPE
+                              * base), 2 written but not applied (Phi-3's, which llama.cpp disables) */
+    int moe;                 /* a router and stacked experts (ffn_gate_inp, ffn_{gate,up,down}_exps)
+                              * instead of the dense FFN, top-k weights renormalized (qwen3moe) */
 } qs_arch_desc;
 
 /* The description of a GGUF architecture name, or NULL when qsense does not know it. */

@@ -10,17 +10,24 @@
 #include "io/model.h"
 
 static const qs_arch_desc TABLE[] = {
-    /* name, rope, act, qk_norm, post_norms, embed_scale, swa_period, rope_base_swa (biases on
+    /* name, rope, act, qk_norm, post_norms, embed_scale, swa_period, rope_base_swa, fused,
+     * gguf_swa, moe (biases on
      * q, k, v are read wherever a file has them, as llama.cpp does; Hugging Face's names for the
      * families are in hf_config.c) */
-    {"llama", QS_ROPE_NORM, QS_ACT_SILU, 0, 0, 0, 0, 0.0f},
+    {"llama", QS_ROPE_NORM, QS_ACT_SILU, 0, 0, 0, 0, 0.0f, 0, 0, 0},
     /* Qwen2 / Qwen2.5: llama with biases on q, k, v and RoPE on halves */
-    {"qwen2", QS_ROPE_NEOX, QS_ACT_SILU, 0, 0, 0, 0, 0.0f},
+    {"qwen2", QS_ROPE_NEOX, QS_ACT_SILU, 0, 0, 0, 0, 0.0f, 0, 0, 0},
     /* Qwen3: RMSNorm over each head of q and k before RoPE, no biases */
-    {"qwen3", QS_ROPE_NEOX, QS_ACT_SILU, 1, 0, 0, 0, 0.0f},
+    {"qwen3", QS_ROPE_NEOX, QS_ACT_SILU, 1, 0, 0, 0, 0.0f, 0, 0, 0},
     /* Gemma 3: (1 + w) RMSNorms, stored in GGUF with the 1 already added; 5 sliding-window layers
      * (RoPE base 10,000) for every global one (the file's rope.freq_base) */
-    {"gemma3", QS_ROPE_NEOX, QS_ACT_GELU_TANH, 1, 1, 1, 6, 10000.0f},
+    {"gemma3", QS_ROPE_NEOX, QS_ACT_GELU_TANH, 1, 1, 1, 6, 10000.0f, 0, 1, 0},
+    /* Phi-3 / Phi-4: llama with q, k, v fused and gate | up stacked; its sliding window (Phi-3
+     * mini's 2047) is in the GGUF but llama.cpp does not apply it */
+    {"phi3", QS_ROPE_NEOX, QS_ACT_SILU, 0, 0, 0, 0, 0.0f, 1, 2, 0},
+    /* Qwen3 MoE: qwen3's attention, every FFN a router over stacked SwiGLU experts (top-k of the
+     * softmax, renormalized) */
+    {"qwen3moe", QS_ROPE_NEOX, QS_ACT_SILU, 1, 0, 0, 0, 0.0f, 0, 0, 1},
 };
 
 const qs_arch_desc *qs_arch_desc_find(const char *name) {
@@ -29,7 +36,7 @@ const qs_arch_desc *qs_arch_desc_find(const char *name) {
     return NULL;
 }
 
-const char *qs_arch_supported_list(void) { return "llama, qwen2, qwen3, gemma3"; }
+const char *qs_arch_supported_list(void) { return "llama, qwen2, qwen3, gemma3, phi3, qwen3moe"; }
 
 int qs_model_set_family(qs_model *m, const char *arch_name, qs_error *err) {
     const qs_arch_desc *d = qs_arch_desc_find(arch_name);
@@ -50,6 +57,8 @@ int qs_model_set_family(qs_model *m, const char *arch_name, qs_error *err) {
     a->n_swa = 0;
     a->rope_base_swa = d->rope_base_swa;
     a->swa_layers = NULL;
+    a->n_expert = a->n_expert_used = a->expert_ff = 0;
+    a->expert_norm = d->moe;
     return 0;
 }
 

@@ -31,8 +31,10 @@ static const hf_family FAMILIES[] = {
     {"qwen2", "qwen2", 0, 0, 0, 0, 0, 1e-6, 10000.0, "silu", 0, 0.0f},
     {"qwen3", "qwen3", 0, 0, 0, 0, 0, 1e-6, 10000.0, "silu", 0, 0.0f},
     {"gemma3_text", "gemma3", 8, 4, 256, 262208, 1, 1e-6, 1e6, "gelu_pytorch_tanh", 0, 1.0f},
+    {"phi3", "phi3", 0, 0, 0, 0, 0, 1e-5, 10000.0, "silu", 1, 0.0f},
+    {"qwen3_moe", "qwen3moe", 0, 0, 0, 0, 0, 1e-6, 10000.0, "silu", 0, 0.0f},
 };
-#define SUPPORTED "llama, mistral, qwen2, qwen3, gemma3_text (and gemma3's text_config)"
+#define SUPPORTED "llama, mistral, qwen2, qwen3, gemma3_text (and gemma3's text_config), phi3, qwen3_moe"
 
 static const hf_family *find_family(const char *hf_type) {
     for (size_t i = 0; hf_type && i < sizeof FAMILIES / sizeof FAMILIES[0]; i++)
@@ -127,6 +129,13 @@ static int read_rope(qs_model *m, const cJSON *cfg, const char *path, qs_error *
                              "sliding layers is supported", path, t);
     }
     if (global && (rc = get_num(global, "rope_theta", 1.0001, 1e12, &theta, path, err)) < 0) return rc;
+    double partial = 1.0;
+    if ((rc = get_num(cfg, "partial_rotary_factor", 0, 1, &partial, path, err)) < 0 ||
+        (global && (rc = get_num(global, "partial_rotary_factor", 0, 1, &partial, path, err)) < 0))
+        return rc;
+    if (partial != 1.0)
+        return qs_errorf(err, QS_ERR_INPUT, "%s: partial_rotary_factor %g: RoPE on part of each head is not supported", path,
+                         partial);
     a->rope_base = (float)theta;
     /* a family without a RoPE of its own for sliding layers (Mistral) slides with the global one */
     a->rope_base_swa = theta_swa > 0.0 ? (float)theta_swa : (float)theta;
@@ -190,6 +199,25 @@ static int read_sliding(qs_model *m, const cJSON *cfg, const hf_family *f, const
     return 0;
 }
 
+/* A mixture of experts: how many, how many per token, their size and whether the chosen ones'
+ * weights are renormalized. Every layer must be sparse (what qsense's validation expects). */
+static int read_experts(qs_arch *a, const cJSON *cfg, const char *path, qs_error *err) {
+    int step = 1, rc;
+    if ((rc = get_int(cfg, "num_experts", 1, &a->n_expert, path, err)) ||
+        (rc = get_int(cfg, "num_experts_per_tok", 1, &a->n_expert_used, path, err)) ||
+        (rc = get_int(cfg, "moe_intermediate_size", 1, &a->expert_ff, path, err)) ||
+        (rc = get_int(cfg, "decoder_sparse_step", 0, &step, path, err)))
+        return rc;
+    const cJSON *dense = cJSON_GetObjectItemCaseSensitive(cfg, "mlp_only_layers");
+    if (step != 1 || (cJSON_IsArray(dense) && cJSON_GetArraySize(dense) > 0))
+        return qs_errorf(err, QS_ERR_INPUT, "%s: decoder_sparse_step / mlp_only_layers make some layers dense: qsense runs "
+                         "models whose every layer is a mixture of experts", path);
+    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(cfg, "norm_topk_prob");
+    if (norm && !cJSON_IsBool(norm)) return qs_errorf(err, QS_ERR_INPUT, "%s: key 'norm_topk_prob' must be a boolean", path);
+    a->expert_norm = cJSON_IsTrue(norm); /* transformers' default: false */
+    return 0;
+}
+
 /* The model_type's family, looking through a multimodal Gemma 3's text_config. */
 static const hf_family *resolve(const cJSON *root, const cJSON **cfg, const char *path, qs_error *err) {
     const char *type = get_str(root, "model_type");
@@ -226,7 +254,8 @@ static int read_config(qs_model *m, const cJSON *root, const char *path, qs_erro
         (rc = get_int(cfg, "num_hidden_layers", 1, &a->n_layers, path, err)) ||
         (rc = get_int(cfg, "num_attention_heads", !f->n_heads, &a->n_heads, path, err)) ||
         (rc = get_int(cfg, "vocab_size", !f->n_vocab, &a->n_vocab, path, err)) ||
-        (rc = get_int(cfg, "max_position_embeddings", 0, &a->ctx_train, path, err)))
+        (rc = get_int(cfg, "max_position_embeddings", 0, &a->ctx_train, path, err)) ||
+        (rc = get_int(cfg, "original_max_position_embeddings", 0, &a->ctx_orig, path, err)))
         return rc;
     if (a->n_layers < 1 || a->n_layers > 4096 || a->n_heads < 1)
         return qs_errorf(err, QS_ERR_INPUT, "%s: num_hidden_layers %d / num_attention_heads %d out of range", path, a->n_layers,
@@ -236,6 +265,7 @@ static int read_config(qs_model *m, const cJSON *root, const char *path, qs_erro
     if ((rc = get_int(cfg, "num_key_value_heads", 0, &a->n_kv_heads, path, err)) ||
         (rc = get_int(cfg, "head_dim", 0, &a->head_dim, path, err)))
         return rc;
+    if (qs_arch_desc_find(f->family)->moe && (rc = read_experts(a, cfg, path, err))) return rc;
     double eps = f->eps;
     if ((rc = get_num(cfg, "rms_norm_eps", 1e-12, 0.5, &eps, path, err)) < 0) return rc;
     a->norm_eps = (float)eps;

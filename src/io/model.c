@@ -95,21 +95,41 @@ static int check_tensor(const qs_model *m, const char *name, int64_t ne0, int64_
     return 0;
 }
 
-/* 1 for the names the engine reads (whether this family has them is checked above) */
-static int known_tensor(const char *name, int n_layers) {
+/* 1 for the names the engine reads in this layout (fused: Phi-3's attn_qkv and stacked ffn_up) */
+static int known_tensor(const char *name, int n_layers, int fused, int moe) {
     static const char *const global[] = {"token_embd.weight", "output_norm.weight", "output.weight", "rope_freqs.weight"};
     static const char *const per_layer[] = {
         "attn_norm.weight", "attn_q.weight",   "attn_k.weight",       "attn_v.weight",      "attn_output.weight",
         "ffn_norm.weight",  "ffn_gate.weight", "ffn_up.weight",       "ffn_down.weight",    "attn_q_norm.weight",
         "attn_k_norm.weight", "post_attention_norm.weight", "post_ffw_norm.weight", "attn_q.bias", "attn_k.bias",
-        "attn_v.bias",
+        "attn_v.bias", "attn_qkv.weight", "ffn_gate_inp.weight", "ffn_gate_exps.weight", "ffn_up_exps.weight",
+        "ffn_down_exps.weight",
     };
     for (size_t i = 0; i < sizeof global / sizeof global[0]; i++)
         if (!strcmp(name, global[i])) return 1;
     int layer, n = 0;
     if (sscanf(name, "blk.%d.%n", &layer, &n) != 1 || n == 0 || layer < 0 || layer >= n_layers) return 0;
+    const char *kind = name + n;
+    if (fused ? (!strncmp(kind, "attn_q.", 7) || !strncmp(kind, "attn_k.", 7) || !strncmp(kind, "attn_v.", 7) ||
+                 !strcmp(kind, "ffn_gate.weight"))
+              : !strcmp(kind, "attn_qkv.weight"))
+        return 0;
+    if (moe ? (!strcmp(kind, "ffn_gate.weight") || !strcmp(kind, "ffn_up.weight") || !strcmp(kind, "ffn_down.weight"))
+            : !strncmp(kind, "ffn_gate_inp.", 13) || strstr(kind, "_exps."))
+        return 0;
     for (size_t i = 0; i < sizeof per_layer / sizeof per_layer[0]; i++)
-        if (!strcmp(name + n, per_layer[i])) return 1;
+        if (!strcmp(kind, per_layer[i])) return 1;
+    return 0;
+}
+
+/* a stacked expert tensor: ne = [ne0, ne1, n_expert] */
+static int check_stacked(const qs_model *m, const char *name, int64_t ne0, int64_t ne1, int64_t ne2, qs_error *err) {
+    const qs_tensor *t = qs_model_find(m, name);
+    if (!t) return qs_errorf(err, QS_ERR_INPUT, "%s: tensor '%s' is missing", m->path, name);
+    if (t->n_dims != 3 || t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != ne2 || t->ne[3] != 1)
+        return qs_errorf(err, QS_ERR_INPUT, "%s: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld, %lld]",
+                         m->path, name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
+                         (long long)ne0, (long long)ne1, (long long)ne2);
     return 0;
 }
 
@@ -135,17 +155,24 @@ int qs_model_validate(const qs_model *m, qs_error *err) {
         return qs_errorf(err, QS_ERR_INPUT, "%s: implausible sliding window %d or logit soft-cap %g", m->path, a->n_swa,
                          a->logit_softcap);
     int kv = a->n_kv_heads * a->head_dim, qd = a->n_heads * a->head_dim;
+    const int fused = qs_arch_desc_find(a->arch)->fused, moe = qs_arch_desc_find(a->arch)->moe;
+    if (moe && !(a->n_expert >= 1 && a->n_expert <= 4096 && a->n_expert_used >= 1 && a->n_expert_used <= a->n_expert &&
+                 a->expert_ff >= 1 && a->expert_ff <= (1 << 22)))
+        return qs_errorf(err, QS_ERR_INPUT, "%s: implausible experts: %d, %d used, feed-forward length %d", m->path, a->n_expert,
+                         a->n_expert_used, a->expert_ff);
     char name[96];
     if (check_tensor(m, "token_embd.weight", a->dim, a->n_vocab, err)) return QS_ERR_INPUT;
     if (check_tensor(m, "output_norm.weight", a->dim, 0, err)) return QS_ERR_INPUT;
     if (!a->tied_output && check_tensor(m, "output.weight", a->dim, a->n_vocab, err)) return QS_ERR_INPUT;
     for (int l = 0; l < a->n_layers; l++) {
         struct { const char *n; int64_t ne0, ne1; int needed; } want[] = {
-            {"attn_norm.weight", a->dim, 0, 1},   {"attn_q.weight", a->dim, qd, 1},
-            {"attn_k.weight", a->dim, kv, 1},     {"attn_v.weight", a->dim, kv, 1},
+            {"attn_norm.weight", a->dim, 0, 1},   {"attn_q.weight", a->dim, qd, !fused},
+            {"attn_k.weight", a->dim, kv, !fused}, {"attn_v.weight", a->dim, kv, !fused},
+            {"attn_qkv.weight", a->dim, qd + 2 * kv, fused},
             {"attn_output.weight", qd, a->dim, 1}, {"ffn_norm.weight", a->dim, 0, 1},
-            {"ffn_gate.weight", a->dim, a->hidden_dim, 1}, {"ffn_up.weight", a->dim, a->hidden_dim, 1},
-            {"ffn_down.weight", a->hidden_dim, a->dim, 1},
+            {"ffn_gate.weight", a->dim, a->hidden_dim, !fused && !moe},
+            {"ffn_up.weight", a->dim, (fused ? 2 : 1) * a->hidden_dim, !moe},
+            {"ffn_down.weight", a->hidden_dim, a->dim, !moe}, {"ffn_gate_inp.weight", a->dim, a->n_expert, moe},
             {"attn_q_norm.weight", a->head_dim, 0, a->qk_norm}, {"attn_k_norm.weight", a->head_dim, 0, a->qk_norm},
             {"post_attention_norm.weight", a->dim, 0, a->post_norms}, {"post_ffw_norm.weight", a->dim, 0, a->post_norms},
             /* optional in every family, as in llama.cpp: checked when present */
@@ -156,11 +183,17 @@ int qs_model_validate(const qs_model *m, qs_error *err) {
             if (!want[i].needed || (want[i].needed < 0 && !qs_model_find(m, name))) continue;
             if (check_tensor(m, name, want[i].ne0, want[i].ne1, err)) return QS_ERR_INPUT;
         }
+        const char *exps[] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+        for (int i = 0; moe && i < 3; i++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, exps[i]);
+            if (check_stacked(m, name, i == 2 ? a->expert_ff : a->dim, i == 2 ? a->dim : a->expert_ff, a->n_expert, err))
+                return QS_ERR_INPUT;
+        }
     }
     /* a tensor the forward pass would not use is refused rather than silently left out: a model
      * with it (a bias on o, attention sinks, a LoRA) would be measured as another model */
     for (int i = 0; i < m->n_tensors; i++)
-        if (!known_tensor(m->tensors[i].name, a->n_layers)) {
+        if (!known_tensor(m->tensors[i].name, a->n_layers, fused, moe)) {
             const char *nm = m->tensors[i].name, *dot = strrchr(nm, '.');
             if (dot && !strcmp(dot, ".bias"))
                 return qs_errorf(err, QS_ERR_INPUT, "%s: tensor '%s': qsense adds biases on q, k and v only", m->path, nm);

@@ -25,6 +25,7 @@ typedef struct {
     int n_kv_heads;
     int head_dim;      /* dim / n_heads */
     int ctx_train;     /* context length the model was trained with (0 = unknown) */
+    int ctx_orig;      /* the context before long-context training (Phi-3's original_max_position_embeddings; 0: none) */
     float norm_eps;
     float rope_base;
     int rope_type;     /* qs_rope_type: NORM rotates adjacent pairs, NEOX rotates halves */
@@ -42,6 +43,11 @@ typedef struct {
     int n_swa;         /* sliding-window width of the sliding layers (0: none) */
     float rope_base_swa; /* RoPE base of the sliding layers */
     const unsigned char *swa_layers; /* n_layers flags (1: sliding), owned by the model; NULL: none */
+    /* mixture of experts (0 experts: dense) */
+    int n_expert;      /* experts per MoE layer */
+    int n_expert_used; /* experts each token is routed to (top-k) */
+    int expert_ff;     /* each expert's feed-forward length */
+    int expert_norm;   /* 1: the chosen experts' router probabilities are renormalized to sum 1 */
 } qs_arch;
 
 typedef struct {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/qs_dtype.h"
+#include "io/arch.h"
 #include "io/gguf.h"
 #include "io/model.h"
 
@@ -139,6 +140,7 @@ int qs_model_load_gguf(qs_model *m, const char *path, qs_error *err) {
         (rc = get_int(g, a->arch, "attention.value_length", &v_head_dim, 0, err)) ||
         (rc = get_int(g, a->arch, "attention.sliding_window", &a->n_swa, 0, err)))
         return rc;
+    if (qs_arch_desc_find(a->arch)->gguf_swa != 1) a->n_swa = 0; /* as llama.cpp: that family's window is not applied */
     if (v_head_dim && v_head_dim != a->head_dim)
         return qs_errorf(err, QS_ERR_INPUT, "%s: attention.key_length %d differs from value_length %d; not supported", path,
                          a->head_dim, v_head_dim);
@@ -148,6 +150,11 @@ int qs_model_load_gguf(qs_model *m, const char *path, qs_error *err) {
     if (n_rot != a->head_dim)
         return qs_errorf(err, QS_ERR_INPUT, "%s: %s.rope.dimension_count %d: RoPE on part of a %d-wide head is not supported",
                          path, a->arch, n_rot, a->head_dim);
+    if (qs_arch_desc_find(a->arch)->moe &&
+        ((rc = get_int(g, a->arch, "expert_count", &a->n_expert, 1, err)) ||
+         (rc = get_int(g, a->arch, "expert_used_count", &a->n_expert_used, 1, err)) ||
+         (rc = get_int(g, a->arch, "expert_feed_forward_length", &a->expert_ff, 1, err))))
+        return rc;
     int swa_period = -1;
     if ((rc = read_swa_layers(m, g, &swa_period, err))) return rc;
     /* Gemma 3 27B scales q by 1/sqrt(dim / heads), not 1/sqrt(head_dim) (Google's gemma_pytorch

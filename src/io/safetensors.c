@@ -32,6 +32,8 @@ static int map_name(const char *hf, int post_norms, char *out, size_t cap) {
         {"self_attn.k_proj.weight", "attn_k.weight"},
         {"self_attn.v_proj.weight", "attn_v.weight"},
         {"self_attn.o_proj.weight", "attn_output.weight"},
+        {"self_attn.qkv_proj.weight", "attn_qkv.weight"},
+        {"mlp.gate_up_proj.weight", "ffn_up.weight"},
         {"self_attn.q_proj.bias", "attn_q.bias"},
         {"self_attn.k_proj.bias", "attn_k.bias"},
         {"self_attn.v_proj.bias", "attn_v.bias"},
@@ -53,6 +55,13 @@ static int map_name(const char *hf, int post_norms, char *out, size_t cap) {
         if (!strcmp(hf, fixed[i].hf)) return snprintf(out, cap, "%s", fixed[i].gguf);
     int layer, n = 0;
     if (sscanf(hf, "model.layers.%d.%n", &layer, &n) == 1 && n > 0 && layer >= 0) {
+        int expert, m = 0;
+        char proj[8];
+        /* one expert's matrix: named apart until qs_hf_stack_experts stacks them as GGUF does */
+        if (sscanf(hf + n, "mlp.experts.%d.%7[a-z]_proj.weight%n", &expert, proj, &m) == 2 && m > 0 && !hf[n + m] &&
+            expert >= 0 && (!strcmp(proj, "gate") || !strcmp(proj, "up") || !strcmp(proj, "down")))
+            return snprintf(out, cap, "blk.%d.ffn_%s_exps.%d.expert", layer, proj, expert);
+        if (!strcmp(hf + n, "mlp.gate.weight")) return snprintf(out, cap, "blk.%d.ffn_gate_inp.weight", layer);
         if (!strcmp(hf + n, "post_attention_layernorm.weight"))
             return snprintf(out, cap, "blk.%d.%s", layer, post_norms ? "post_attention_norm.weight" : "ffn_norm.weight");
         for (size_t i = 0; i < sizeof per_layer / sizeof per_layer[0]; i++)
@@ -180,6 +189,50 @@ static int load_shard(qs_model *m, const char *path, qs_error *err) {
     return rc;
 }
 
+/* Hugging Face keeps each expert's gate, up and down apart; GGUF (and the engine) stack them as
+ * ffn_{gate,up,down}_exps [cols, rows, n_expert]. The stack is a copy owned by the model, in the
+ * stored type: for a large MoE that is the experts' size again (convert it to GGUF instead). */
+static int stack_experts(qs_model *m, qs_error *err) {
+    const qs_arch *a = &m->arch;
+    if (a->n_expert <= 0) return 0;
+    static const char *const kinds[] = {"gate", "up", "down"};
+    char name[96];
+    for (int l = 0; l < a->n_layers; l++)
+        for (int k = 0; k < 3; k++) {
+            qs_tensor *first = NULL;
+            uint8_t *buf = NULL;
+            for (int x = 0; x < a->n_expert; x++) {
+                snprintf(name, sizeof name, "blk.%d.ffn_%s_exps.%d.expert", l, kinds[k], x);
+                qs_tensor *t = (qs_tensor *)qs_model_find(m, name);
+                if (!t)
+                    return qs_errorf(err, QS_ERR_INPUT, "%s: layer %d has no mlp.experts.%d.%s_proj.weight (config.json says %d "
+                                     "experts)", m->path, l, x, kinds[k], a->n_expert);
+                if (!first) {
+                    first = t;
+                    if (t->n_dims != 2 || !(buf = qs_model_alloc(m, (size_t)t->nbytes * (size_t)a->n_expert)))
+                        return qs_errorf(err, t->n_dims != 2 ? QS_ERR_INPUT : QS_ERR_INTERNAL, "%s: tensor '%s': %s", m->path, name,
+                                         t->n_dims != 2 ? "an expert's matrix must have 2 dimensions" : "out of memory");
+                } else if (t->type != first->type || t->ne[0] != first->ne[0] || t->ne[1] != first->ne[1] || t->n_dims != 2) {
+                    return qs_errorf(err, QS_ERR_INPUT, "%s: expert %d of layer %d's %s_proj differs from expert 0 in type or shape",
+                                     m->path, x, l, kinds[k]);
+                }
+                memcpy(buf + (size_t)x * first->nbytes, t->data, first->nbytes);
+                if (t != first) t->name[0] = 0; /* dropped below */
+            }
+            if (!first) continue;
+            snprintf(first->name, sizeof first->name, "blk.%d.ffn_%s_exps.weight", l, kinds[k]);
+            first->n_dims = 3;
+            first->ne[2] = a->n_expert;
+            first->data = buf;
+            first->nbytes *= (uint64_t)a->n_expert;
+        }
+    int kept = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].name[0]) m->tensors[kept++] = m->tensors[i];
+    m->n_tensors = kept;
+    return 0;
+}
+
 int qs_model_load_safetensors(qs_model *m, const char *path, qs_error *err) {
     char *dir = qs_path_is_dir(path) ? strdup(path) : qs_path_dirname(path);
     char *cfg = qs_path_join(dir, "config.json");
@@ -237,7 +290,7 @@ int qs_model_load_safetensors(qs_model *m, const char *path, qs_error *err) {
         if ((rc = load_shard(m, file, err))) goto done;
     }
     if (!m->arch.tied_output && !qs_model_find(m, "output.weight")) m->arch.tied_output = 1;
-    if ((rc = qs_hf_shift_norms(m, err))) goto done;
+    if ((rc = qs_hf_shift_norms(m, err)) || (rc = stack_experts(m, err))) goto done;
     if (qs_path_exists(tok)) m->tokenizer_path = strdup(tok);
 done:
     free(dir); free(cfg); free(index); free(single); free(tok);

@@ -109,7 +109,8 @@ static int put_tokenizer(qs_gguf_writer *w, const qs_vocab *v, const qs_model *m
  * that family cannot say is refused rather than written wrong: an attention scale other than
  * llama.cpp's rule for the family. A llama-family model with a sliding window (Mistral) is written
  * without it, as llama.cpp's converter does (its llama graph has none; Mistral's window, 4096,
- * lies beyond the contexts qsense evaluates). */
+ * lies beyond the contexts qsense evaluates); Phi-3's is written as the converter does, and
+ * llama.cpp does not apply it. */
 static int put_hparams(qs_gguf_writer *w, const qs_model *m, qs_error *err) {
     const qs_arch *a = &m->arch;
     const qs_arch_desc *d = qs_arch_desc_find(a->arch);
@@ -140,7 +141,16 @@ static int put_hparams(qs_gguf_writer *w, const qs_model *m, qs_error *err) {
     if (!rc && a->rope_scale != 1.0f)
         rc = qs_gguf_add_str(w, KEY("rope.scaling.type"), "linear") || qs_gguf_add_f32(w, KEY("rope.scaling.factor"), 1.0f / a->rope_scale);
     if (!rc && a->logit_softcap > 0.0f) rc = qs_gguf_add_f32(w, KEY("final_logit_softcapping"), a->logit_softcap);
-    if (!rc && a->n_swa > 0 && a->swa_layers && d->swa_period > 0)
+    if (d->moe && !a->expert_norm)
+        return qs_errorf(err, QS_ERR_INPUT, "%s: the router's top-k weights are not renormalized (norm_topk_prob false): a %s "
+                         "GGUF always renormalizes them", m->path, a->arch);
+    if (!rc && d->moe)
+        rc = qs_gguf_add_u32(w, KEY("expert_count"), (uint32_t)a->n_expert) ||
+             qs_gguf_add_u32(w, KEY("expert_used_count"), (uint32_t)a->n_expert_used) ||
+             qs_gguf_add_u32(w, KEY("expert_feed_forward_length"), (uint32_t)a->expert_ff);
+    if (!rc && a->ctx_orig > 0) rc = qs_gguf_add_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)a->ctx_orig);
+    if (!rc && d->gguf_swa == 2) rc = qs_gguf_add_u32(w, KEY("attention.sliding_window"), (uint32_t)a->n_swa);
+    if (!rc && a->n_swa > 0 && a->swa_layers && d->gguf_swa == 1)
         rc = qs_gguf_add_u32(w, KEY("attention.sliding_window"), (uint32_t)a->n_swa) ||
              qs_gguf_add_arr_bool(w, KEY("attention.sliding_window_pattern"), a->swa_layers, (size_t)a->n_layers) ||
              qs_gguf_add_f32(w, KEY("rope.freq_base_swa"), a->rope_base_swa);

@@ -8,7 +8,9 @@ Each configuration exercises what its family adds: llama with Llama 3 RoPE scali
 mistral with a sliding window shorter than the text, qwen2 with q/k/v biases and a tied head in
 f16, qwen3 with per-head q/k norms, a head wider than hidden/heads and transformers 5's
 rope_parameters, gemma3_text in bf16 with (1 + w) norms, sliding and global layers with their
-two RoPE bases (Gemma 3's pattern: every sixth layer global, the one llama.cpp assumes), query_pre_attn_scalar and a final logit soft-cap. gemma3_mm holds the same
+two RoPE bases (Gemma 3's pattern: every sixth layer global, the one llama.cpp assumes),
+phi3 with q, k, v fused, gate and up stacked and a sliding window, qwen3_moe with 8 experts
+(2 per token) stored one by one as on the Hub, query_pre_attn_scalar and a final logit soft-cap. gemma3_mm holds the same
 weights as gemma3 in a multimodal checkpoint's layout (text_config, "model.language_model."
 names, a vision tensor) for qsense to read to the same logits. Every model has a byte-level BPE
 tokenizer.json of its vocabulary size (Llama 3's, Qwen2's or GPT-2's pre-tokenizer), so that
@@ -94,23 +96,38 @@ def build(c, seed, gemma_norms=False):
     for l in range(L):
         p = "model.layers.%d." % l
         w.add(p + "input_layernorm.weight", (d,), norm[1], norm[0])
-        w.add(p + "self_attn.q_proj.weight", (nh * hd, d), linear_scale(d))
-        w.add(p + "self_attn.k_proj.weight", (nkv * hd, d), linear_scale(d))
-        w.add(p + "self_attn.v_proj.weight", (nkv * hd, d), linear_scale(d))
+        fused = c["model_type"] == "phi3"  # q|k|v in one matrix, gate|up stacked
+        if fused:
+            w.add(p + "self_attn.qkv_proj.weight", ((nh + 2 * nkv) * hd, d), linear_scale(d))
+        else:
+            w.add(p + "self_attn.q_proj.weight", (nh * hd, d), linear_scale(d))
+            w.add(p + "self_attn.k_proj.weight", (nkv * hd, d), linear_scale(d))
+            w.add(p + "self_attn.v_proj.weight", (nkv * hd, d), linear_scale(d))
         w.add(p + "self_attn.o_proj.weight", (d, nh * hd), linear_scale(nh * hd))
         if c["model_type"] == "qwen2":
             for x, rows in (("q", nh * hd), ("k", nkv * hd), ("v", nkv * hd)):
                 w.add(p + "self_attn.%s_proj.bias" % x, (rows,), 0.5)
-        if c["model_type"] in ("qwen3", "gemma3_text"):
+        if c["model_type"] in ("qwen3", "gemma3_text", "qwen3_moe"):
             w.add(p + "self_attn.q_norm.weight", (hd,), norm[1], norm[0])
             w.add(p + "self_attn.k_norm.weight", (hd,), norm[1], norm[0])
         w.add(p + "post_attention_layernorm.weight", (d,), norm[1], norm[0])
         if gemma_norms:
             w.add(p + "pre_feedforward_layernorm.weight", (d,), norm[1], norm[0])
             w.add(p + "post_feedforward_layernorm.weight", (d,), norm[1], norm[0])
-        w.add(p + "mlp.gate_proj.weight", (ff, d), linear_scale(d))
-        w.add(p + "mlp.up_proj.weight", (ff, d), linear_scale(d))
-        w.add(p + "mlp.down_proj.weight", (d, ff), linear_scale(ff))
+        if fused:
+            w.add(p + "mlp.gate_up_proj.weight", (2 * ff, d), linear_scale(d))
+        elif c["model_type"] == "qwen3_moe":  # the router, then each expert apart (the Hub's layout)
+            fe = c["moe_intermediate_size"]
+            w.add(p + "mlp.gate.weight", (c["num_experts"], d), 4 * linear_scale(d))
+            for x in range(c["num_experts"]):
+                w.add(p + "mlp.experts.%d.gate_proj.weight" % x, (fe, d), linear_scale(d))
+                w.add(p + "mlp.experts.%d.up_proj.weight" % x, (fe, d), linear_scale(d))
+                w.add(p + "mlp.experts.%d.down_proj.weight" % x, (d, fe), linear_scale(fe))
+        else:
+            w.add(p + "mlp.gate_proj.weight", (ff, d), linear_scale(d))
+            w.add(p + "mlp.up_proj.weight", (ff, d), linear_scale(d))
+        if c["model_type"] != "qwen3_moe":
+            w.add(p + "mlp.down_proj.weight", (d, ff), linear_scale(ff))
     w.add("model.norm.weight", (d,), norm[1], norm[0])
     if not c.get("tie_word_embeddings", False):
         w.add("lm_head.weight", (c["vocab_size"], d), linear_scale(d))
@@ -139,6 +156,13 @@ MODELS = {
                     query_pre_attn_scalar=32, sliding_window=16, sliding_window_pattern=6, rope_theta=1000000.0,
                     rope_local_base_freq=10000.0, final_logit_softcapping=30.0, attn_logit_softcapping=None,
                     tie_word_embeddings=True, rms_norm_eps=1e-6), 500, "BF16"),
+    "phi3": (dict(COMMON, architectures=["Phi3ForCausalLM"], model_type="phi3", vocab_size=352, num_key_value_heads=2,
+                  hidden_act="silu", tie_word_embeddings=False, rope_theta=10000.0, rope_scaling=None, sliding_window=20,
+                  original_max_position_embeddings=4096, pad_token_id=351), 600, "BF16"),
+    "qwen3moe": (dict(COMMON, architectures=["Qwen3MoeForCausalLM"], model_type="qwen3_moe", vocab_size=416,
+                      num_key_value_heads=2, head_dim=16, hidden_act="silu", tie_word_embeddings=False,
+                      rope_theta=1000000.0, num_experts=8, num_experts_per_tok=2, moe_intermediate_size=64,
+                      norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[]), 700, "BF16"),
 }
 
 
@@ -196,7 +220,8 @@ def tokenizer_json(vocab_size, kind):
     }
 
 
-TOKENIZER_KIND = {"llama": "llama3", "mistral": "gpt2", "qwen2": "qwen2", "qwen3": "qwen2", "gemma3": "gpt2"}
+TOKENIZER_KIND = {"llama": "llama3", "mistral": "gpt2", "qwen2": "qwen2", "qwen3": "qwen2", "gemma3": "gpt2", "phi3": "gpt2",
+                  "qwen3moe": "qwen2"}
 
 
 def tokens(vocab):
@@ -216,7 +241,8 @@ def write(out, name, cfg, seed, dtype):
         json.dump(tokenizer_json(cfg["vocab_size"], TOKENIZER_KIND[name]), f, ensure_ascii=False)
     with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
         json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "add_bos_token": False,
-                   "tokenizer_class": "PreTrainedTokenizerFast"}, f)
+                   # Phi-4's class: llama.cpp's Phi-3 converter reads a GPT-2 BPE vocabulary then
+                   "tokenizer_class": "GPT2Tokenizer" if name == "phi3" else "PreTrainedTokenizerFast"}, f)
     return items
 
 
