@@ -9,7 +9,8 @@
  *  - Qwen3 MoE, 8 experts, 2 per token, stored one by one as on the Hub: each layer's router and
  *    stacked experts are the units (no dense FFN tensor), the calibration tokens each expert
  *    received are stored (per layer they add up to tokens x experts per token), the plan says
- *    what share of the bytes the experts take, and the report draws the routing.
+ *    what share of the bytes the experts take, and the report draws the routing and has a heatmap
+ *    column for the router and each stacked expert tensor.
  * For both: a GPTQ plan at 5 bits per weight, quantize, plan verify, a KL above zero that the
  * prediction is within 3x of, check grades it, report. */
 #include <string.h>
@@ -107,7 +108,9 @@ int main(void) {
     snprintf(want, sizeof want, "%lld %lld\n", tokens * 2, tokens * 2);
     CHECK(rc == 0 && tokens > 0 && !strcmp(out, want), "qwen3moe: routed tokens per layer: %s (want %s)", out, want);
     free(out);
-    out = downstream("qwen3moe", 64, "test -s rep/routing.png && grep -q 'Every expert received' rep/index.html");
+    /* the heatmap's columns: q, k, v, output, the router and the three stacked experts */
+    out = downstream("qwen3moe", 64, "test -s rep/routing.png && grep -q 'Every expert received' rep/index.html && "
+                                     "test $(cut -d' ' -f1 rep/plot-data/heatmap.dat | sort -un | wc -l) = 8");
     CHECK(strstr(out, "experts: ") && strstr(out, "% of the tensor bytes"), "qwen3moe: the plan gives the experts' share: %s", out);
     free(out);
 

@@ -17,9 +17,11 @@
 #include "store/measures.h"
 #include "store/plans.h"
 
-/* the linear kinds, in the order of a block (attn_qkv: Phi-3's fused q, k, v) */
-static const char *const KINDS[] = {"attn_q", "attn_k", "attn_v", "attn_qkv", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
-#define N_KINDS 8
+/* the linear kinds, in the order of a block (attn_qkv: Phi-3's fused q, k, v; ffn_gate_inp and
+ * *_exps: a mixture of experts' router and stacked experts); a figure shows those a model has */
+static const char *const KINDS[] = {"attn_q",   "attn_k",        "attn_v",        "attn_qkv",   "attn_output",  "ffn_gate",
+                                    "ffn_up",   "ffn_down",      "ffn_gate_inp",  "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+#define N_KINDS 12
 
 typedef struct {
     const rp_ctx *c;
@@ -108,9 +110,10 @@ static void gp_begin(plotter *p, const char *png, const char *title, const char 
     fprintf(p->gp, "\nset ylabel ");
     gp_str(p->gp, ylabel);
     fprintf(p->gp, "\nset grid lc rgb '#dddddd'\nset key outside right top\n");
-    /* eight kinds, eight colours that stay apart (the default cycle has a pale yellow) */
-    static const char *const colours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"};
-    for (int k = 0; k < 8; k++) fprintf(p->gp, "set linetype %d lc rgb '%s'\n", k + 1, colours[k]);
+    /* one colour per kind, kept apart (the default cycle has a pale yellow) */
+    static const char *const colours[N_KINDS] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                                                 "#e377c2", "#17becf", "#7f7f7f", "#bcbd22", "#393b79", "#843c39"};
+    for (int k = 0; k < N_KINDS; k++) fprintf(p->gp, "set linetype %d lc rgb '%s'\n", k + 1, colours[k]);
 }
 
 static const char *cost_label(const rp_ctx *c) {
@@ -184,7 +187,8 @@ static void fig_heatmap(plotter *p) {
     fprintf(p->gp, "set xtics (");
     for (int k = 0; k < N_KINDS; k++)
         if (column[k] >= 0) fprintf(p->gp, "%s'%s' %d", column[k] ? ", " : "", KINDS[k], column[k]);
-    fprintf(p->gp, ")\nset xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\nset ytics %d\nset grid noxtics noytics\n", n_columns - 1,
+    fprintf(p->gp, ")%s\nset xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\nset ytics %d\nset grid noxtics noytics\n",
+            n_columns > 7 ? " rotate by 25 right" : "", n_columns - 1,
             c->n_layers - 1, c->n_layers > 24 ? 4 : 1);
     fprintf(p->gp, "set logscale cb\nset cblabel ");
     gp_str(p->gp, cost_label(c));
