@@ -6,6 +6,7 @@
  *    matrix of the FFN input (no ffn_gate holds it); the report's heatmap has the four kinds the
  *    model has and says it is fused. Contexts of 20 tokens, the checkpoint's sliding window:
  *    beyond it llama.cpp's Phi-3 (and so a Phi-3 GGUF in qsense) attends where transformers does not.
+ *    An llm-compressor recipe targets its qkv_proj and gate_up_proj modules.
  *  - Qwen3 MoE, 8 experts, 2 per token, stored one by one as on the Hub: each layer's router and
  *    stacked experts are the units (no dense FFN tensor), the calibration tokens each expert
  *    received are stored (per layer they add up to tokens x experts per token), the plan says
@@ -91,6 +92,13 @@ int main(void) {
     free(out);
     rc = run_in(dir, &out, "cut -d' ' -f1 rep/plot-data/heatmap.dat | sort -u | tr '\\n' ' '; grep -c 'layout is fused' rep/index.html");
     CHECK(rc == 0 && !strcmp(out, "0 1 2 3 1\n"), "phi3: the heatmap has four columns and the fused note: %s", out);
+    free(out);
+    /* an llm-compressor recipe names Phi-3's own modules: qkv_proj and the stacked gate_up_proj */
+    rc = run_in(dir, &out, "$Q profile models/phi3 --db lc.db --calib-tokens 128 --ctx 20 --formats int4-g32-sym,int8-channel-sym "
+                "--sens-formats int4-g32-sym,int8-channel-sym --sensitivity --eval eval.txt > /dev/null && "
+                "$Q plan --db lc.db --budget-bpw 8 --target llm-compressor --emit llm-compressor --out lc.json > /dev/null && "
+                "grep -c 'mlp\\\\.gate_up_proj\\$\\|self_attn\\\\.qkv_proj\\$' lc.json.recipe.yaml; grep -c 'mlp\\\\.up_proj' lc.json.recipe.yaml");
+    CHECK(!strcmp(out, "4\n0\n"), "phi3: the recipe's targets (want 2 layers x qkv_proj and gate_up_proj, no up_proj): %s", out);
     free(out);
 
     profile("qwen3moe", 64);

@@ -42,8 +42,9 @@ int qs_plan_write_tensor_type_file(const qs_plan *p, const char *path, qs_error 
     return qs_output_commit(o, err);
 }
 
-/* GGUF name -> the Hugging Face llama module that holds it ("" when it is not a Linear) */
-static int hf_module(const char *gguf, char *out, size_t cap) {
+/* GGUF name -> the Hugging Face module that holds it (0 when it is not a Linear); in a fused
+ * layout (Phi-3) ffn_up is the stacked gate_up_proj */
+static int hf_module_of(const char *gguf, int fused, char *out, size_t cap) {
     static const char *const map[][2] = {
         {"attn_q", "self_attn.q_proj"}, {"attn_k", "self_attn.k_proj"},     {"attn_v", "self_attn.v_proj"},
         {"attn_output", "self_attn.o_proj"}, {"ffn_gate", "mlp.gate_proj"}, {"ffn_up", "mlp.up_proj"},
@@ -54,9 +55,13 @@ static int hf_module(const char *gguf, char *out, size_t cap) {
     if (!strcmp(gguf, "output.weight")) return snprintf(out, cap, "lm_head"), 1;
     if (sscanf(gguf, "blk.%d.%63[^.].weight", &layer, kind) == 2)
         for (size_t k = 0; k < sizeof map / sizeof *map; k++)
-            if (!strcmp(kind, map[k][0])) return snprintf(out, cap, "model.layers.%d.%s", layer, map[k][1]), 1;
+            if (!strcmp(kind, map[k][0]))
+                return snprintf(out, cap, "model.layers.%d.%s", layer,
+                                fused && !strcmp(kind, "ffn_up") ? "mlp.gate_up_proj" : map[k][1]), 1;
     return 0;
 }
+
+static int hf_module(const char *gguf, char *out, size_t cap) { return hf_module_of(gguf, 0, out, cap); }
 
 /* the llm-compressor weights scheme of a qsense format; 0 if it has none */
 static int scheme(const char *fmt, char *out, size_t cap) {
@@ -85,12 +90,13 @@ int qs_plan_llmc_expressible(const char *name, const char *fmt) {
 
 int qs_plan_write_llm_compressor(const qs_plan *p, const char *path, qs_error *err) {
     char bad[600] = "";
-    int n_bad = 0;
+    int n_bad = 0, fused = 0;
+    for (int i = 0; i < p->n_tensors; i++) fused |= strstr(p->tensors[i].name, ".attn_qkv.") != NULL;
     for (int i = 0; i < p->n_tensors; i++) {
         char mod[128], sc[160];
         const qs_plan_tensor *t = &p->tensors[i];
         if (qs_format_is_float(t->format)) continue;
-        if (!hf_module(t->name, mod, sizeof mod) || !scheme(t->format, sc, sizeof sc)) {
+        if (!hf_module_of(t->name, fused, mod, sizeof mod) || !scheme(t->format, sc, sizeof sc)) {
             if (n_bad++ < 4) {
                 size_t k = strlen(bad);
                 snprintf(bad + k, sizeof bad - k, "%s%s (%s)", k ? ", " : "", t->name, t->format);
@@ -114,7 +120,7 @@ int qs_plan_write_llm_compressor(const qs_plan *p, const char *path, qs_error *e
     int n_ignored = 0;
     for (int i = 0; i < p->n_tensors; i++) {
         char mod[128];
-        if (!qs_format_is_float(p->tensors[i].format) || !hf_module(p->tensors[i].name, mod, sizeof mod)) continue;
+        if (!qs_format_is_float(p->tensors[i].format) || !hf_module_of(p->tensors[i].name, fused, mod, sizeof mod)) continue;
         fprintf(f, "%s        - 're:^", n_ignored++ ? "" : "      ignore:\n");
         put_escaped(f, mod);
         fprintf(f, "$'\n");
@@ -125,12 +131,12 @@ int qs_plan_write_llm_compressor(const qs_plan *p, const char *path, qs_error *e
     int *done = calloc((size_t)p->n_tensors, sizeof(int)), group = 0;
     for (int i = 0; i < p->n_tensors; i++) {
         char sc[160], mod[128];
-        if (done[i] || qs_format_is_float(p->tensors[i].format) || !hf_module(p->tensors[i].name, mod, sizeof mod)) continue;
+        if (done[i] || qs_format_is_float(p->tensors[i].format) || !hf_module_of(p->tensors[i].name, fused, mod, sizeof mod)) continue;
         scheme(p->tensors[i].format, sc, sizeof sc);
         fprintf(f, "        group_%d:\n          weights: %s\n          targets:\n", group++, sc);
         for (int j = i; j < p->n_tensors; j++) {
             char sc2[160];
-            if (done[j] || qs_format_is_float(p->tensors[j].format) || !hf_module(p->tensors[j].name, mod, sizeof mod)) continue;
+            if (done[j] || qs_format_is_float(p->tensors[j].format) || !hf_module_of(p->tensors[j].name, fused, mod, sizeof mod)) continue;
             scheme(p->tensors[j].format, sc2, sizeof sc2);
             if (strcmp(sc, sc2)) continue;
             fprintf(f, "            - 're:^");
