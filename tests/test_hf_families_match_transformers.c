@@ -152,8 +152,9 @@ int main(void) {
     CHECK(rc == 0, "make_hf_family_models.py: %s", out);
     free(out);
     cJSON *models = cJSON_GetObjectItemCaseSensitive(ref, "models"), *rows = cJSON_GetObjectItemCaseSensitive(ref, "rows");
-    CHECK(cJSON_GetArraySize(models) == 7,
-          "the reference has %d models, expected llama, mistral, qwen2, qwen3, gemma3, phi3, qwen3moe", cJSON_GetArraySize(models));
+    CHECK(cJSON_GetArraySize(models) == 8,
+          "the reference has %d models, expected llama, mistral, qwen2, qwen3, gemma3, phi3, qwen3moe, mixtral",
+          cJSON_GetArraySize(models));
     for (cJSON *it = models ? models->child : NULL; it && rc == 0; it = it->next) {
         cJSON *ids_j = cJSON_GetObjectItemCaseSensitive(it, "tokens");
         const int n = cJSON_GetArraySize(ids_j);

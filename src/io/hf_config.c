@@ -23,18 +23,21 @@ typedef struct {
     const char *act;   /* the hidden_act the family's kernels compute */
     int swa_all;       /* a sliding_window, when set, applies to every layer (Mistral) */
     float norm_shift;  /* RMSNorm weights stored as w for a scale of (shift + w) (Gemma: 1) */
+    int experts;       /* 0 dense; 1 Qwen's MoE keys (num_experts, moe_intermediate_size, norm_topk_prob);
+                        * 2 Mixtral's (num_local_experts, intermediate_size, always renormalized) */
 } hf_family;
 
 static const hf_family FAMILIES[] = {
-    {"llama", "llama", 0, 0, 0, 0, 0, 1e-6, 10000.0, "silu", 0, 0.0f},
-    {"mistral", "llama", 0, 0, 0, 0, 0, 1e-6, 10000.0, "silu", 1, 0.0f},
-    {"qwen2", "qwen2", 0, 0, 0, 0, 0, 1e-6, 10000.0, "silu", 0, 0.0f},
-    {"qwen3", "qwen3", 0, 0, 0, 0, 0, 1e-6, 10000.0, "silu", 0, 0.0f},
-    {"gemma3_text", "gemma3", 8, 4, 256, 262208, 1, 1e-6, 1e6, "gelu_pytorch_tanh", 0, 1.0f},
-    {"phi3", "phi3", 0, 0, 0, 0, 0, 1e-5, 10000.0, "silu", 1, 0.0f},
-    {"qwen3_moe", "qwen3moe", 0, 0, 0, 0, 0, 1e-6, 10000.0, "silu", 0, 0.0f},
+    {"llama", "llama", 0, 0, 0, 0, 0, 1e-6, 10000.0, "silu", 0, 0.0f, 0},
+    {"mistral", "llama", 0, 0, 0, 0, 0, 1e-6, 10000.0, "silu", 1, 0.0f, 0},
+    {"mixtral", "llama", 0, 0, 0, 0, 0, 1e-5, 1e6, "silu", 1, 0.0f, 2},
+    {"qwen2", "qwen2", 0, 0, 0, 0, 0, 1e-6, 10000.0, "silu", 0, 0.0f, 0},
+    {"qwen3", "qwen3", 0, 0, 0, 0, 0, 1e-6, 10000.0, "silu", 0, 0.0f, 0},
+    {"gemma3_text", "gemma3", 8, 4, 256, 262208, 1, 1e-6, 1e6, "gelu_pytorch_tanh", 0, 1.0f, 0},
+    {"phi3", "phi3", 0, 0, 0, 0, 0, 1e-5, 10000.0, "silu", 1, 0.0f, 0},
+    {"qwen3_moe", "qwen3moe", 0, 0, 0, 0, 0, 1e-6, 10000.0, "silu", 0, 0.0f, 1},
 };
-#define SUPPORTED "llama, mistral, qwen2, qwen3, gemma3_text (and gemma3's text_config), phi3, qwen3_moe"
+#define SUPPORTED "llama, mistral, qwen2, qwen3, gemma3_text (and gemma3's text_config), phi3, qwen3_moe, mixtral"
 
 static const hf_family *find_family(const char *hf_type) {
     for (size_t i = 0; hf_type && i < sizeof FAMILIES / sizeof FAMILIES[0]; i++)
@@ -201,8 +204,14 @@ static int read_sliding(qs_model *m, const cJSON *cfg, const hf_family *f, const
 
 /* A mixture of experts: how many, how many per token, their size and whether the chosen ones'
  * weights are renormalized. Every layer must be sparse (what qsense's validation expects). */
-static int read_experts(qs_arch *a, const cJSON *cfg, const char *path, qs_error *err) {
+static int read_experts(qs_arch *a, const cJSON *cfg, int keys, const char *path, qs_error *err) {
     int step = 1, rc;
+    if (keys == 2) { /* Mixtral: every expert intermediate_size wide, the top-k always renormalized */
+        a->expert_ff = a->hidden_dim;
+        a->expert_norm = 1;
+        return (rc = get_int(cfg, "num_local_experts", 1, &a->n_expert, path, err)) ? rc
+               : get_int(cfg, "num_experts_per_tok", 1, &a->n_expert_used, path, err);
+    }
     if ((rc = get_int(cfg, "num_experts", 1, &a->n_expert, path, err)) ||
         (rc = get_int(cfg, "num_experts_per_tok", 1, &a->n_expert_used, path, err)) ||
         (rc = get_int(cfg, "moe_intermediate_size", 1, &a->expert_ff, path, err)) ||
@@ -265,7 +274,7 @@ static int read_config(qs_model *m, const cJSON *root, const char *path, qs_erro
     if ((rc = get_int(cfg, "num_key_value_heads", 0, &a->n_kv_heads, path, err)) ||
         (rc = get_int(cfg, "head_dim", 0, &a->head_dim, path, err)))
         return rc;
-    if (qs_arch_desc_find(f->family)->moe && (rc = read_experts(a, cfg, path, err))) return rc;
+    if (f->experts && (rc = read_experts(a, cfg, f->experts, path, err))) return rc;
     double eps = f->eps;
     if ((rc = get_num(cfg, "rms_norm_eps", 1e-12, 0.5, &eps, path, err)) < 0) return rc;
     a->norm_eps = (float)eps;

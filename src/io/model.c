@@ -155,7 +155,7 @@ int qs_model_validate(const qs_model *m, qs_error *err) {
         return qs_errorf(err, QS_ERR_INPUT, "%s: implausible sliding window %d or logit soft-cap %g", m->path, a->n_swa,
                          a->logit_softcap);
     int kv = a->n_kv_heads * a->head_dim, qd = a->n_heads * a->head_dim;
-    const int fused = qs_arch_desc_find(a->arch)->fused, moe = qs_arch_desc_find(a->arch)->moe;
+    const int fused = qs_arch_desc_find(a->arch)->fused, moe = qs_arch_desc_find(a->arch)->moe || a->n_expert > 0;
     if (moe && !(a->n_expert >= 1 && a->n_expert <= 4096 && a->n_expert_used >= 1 && a->n_expert_used <= a->n_expert &&
                  a->expert_ff >= 1 && a->expert_ff <= (1 << 22)))
         return qs_errorf(err, QS_ERR_INPUT, "%s: implausible experts: %d, %d used, feed-forward length %d", m->path, a->n_expert,

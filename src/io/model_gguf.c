@@ -150,11 +150,15 @@ int qs_model_load_gguf(qs_model *m, const char *path, qs_error *err) {
     if (n_rot != a->head_dim)
         return qs_errorf(err, QS_ERR_INPUT, "%s: %s.rope.dimension_count %d: RoPE on part of a %d-wide head is not supported",
                          path, a->arch, n_rot, a->head_dim);
-    if (qs_arch_desc_find(a->arch)->moe &&
-        ((rc = get_int(g, a->arch, "expert_count", &a->n_expert, 1, err)) ||
-         (rc = get_int(g, a->arch, "expert_used_count", &a->n_expert_used, 1, err)) ||
-         (rc = get_int(g, a->arch, "expert_feed_forward_length", &a->expert_ff, 1, err))))
+    /* a mixture of experts: qwen3moe always; llama when the file has experts (Mixtral), whose
+     * experts are feed_forward_length wide. llama.cpp renormalizes the top-k weights for both. */
+    const int moe_family = qs_arch_desc_find(a->arch)->moe;
+    a->expert_ff = a->hidden_dim;
+    if ((rc = get_int(g, a->arch, "expert_count", &a->n_expert, moe_family, err)) ||
+        (rc = get_int(g, a->arch, "expert_used_count", &a->n_expert_used, moe_family || a->n_expert > 0, err)) ||
+        (rc = get_int(g, a->arch, "expert_feed_forward_length", &a->expert_ff, moe_family, err)))
         return rc;
+    a->expert_norm = a->n_expert > 0;
     int swa_period = -1;
     if ((rc = read_swa_layers(m, g, &swa_period, err))) return rc;
     /* Gemma 3 27B scales q by 1/sqrt(dim / heads), not 1/sqrt(head_dim) (Google's gemma_pytorch

@@ -61,7 +61,12 @@ static int map_name(const char *hf, int post_norms, char *out, size_t cap) {
         if (sscanf(hf + n, "mlp.experts.%d.%7[a-z]_proj.weight%n", &expert, proj, &m) == 2 && m > 0 && !hf[n + m] &&
             expert >= 0 && (!strcmp(proj, "gate") || !strcmp(proj, "up") || !strcmp(proj, "down")))
             return snprintf(out, cap, "blk.%d.ffn_%s_exps.%d.expert", layer, proj, expert);
-        if (!strcmp(hf + n, "mlp.gate.weight")) return snprintf(out, cap, "blk.%d.ffn_gate_inp.weight", layer);
+        if (!strcmp(hf + n, "mlp.gate.weight") || !strcmp(hf + n, "block_sparse_moe.gate.weight"))
+            return snprintf(out, cap, "blk.%d.ffn_gate_inp.weight", layer);
+        int wi; /* Mixtral's experts: w1 gate, w3 up, w2 down */
+        if (sscanf(hf + n, "block_sparse_moe.experts.%d.w%d.weight%n", &expert, &wi, &m) == 2 && m > 0 && !hf[n + m] &&
+            expert >= 0 && wi >= 1 && wi <= 3)
+            return snprintf(out, cap, "blk.%d.ffn_%s_exps.%d.expert", layer, wi == 1 ? "gate" : wi == 3 ? "up" : "down", expert);
         if (!strcmp(hf + n, "post_attention_layernorm.weight"))
             return snprintf(out, cap, "blk.%d.%s", layer, post_norms ? "post_attention_norm.weight" : "ffn_norm.weight");
         for (size_t i = 0; i < sizeof per_layer / sizeof per_layer[0]; i++)

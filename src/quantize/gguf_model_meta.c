@@ -141,10 +141,10 @@ static int put_hparams(qs_gguf_writer *w, const qs_model *m, qs_error *err) {
     if (!rc && a->rope_scale != 1.0f)
         rc = qs_gguf_add_str(w, KEY("rope.scaling.type"), "linear") || qs_gguf_add_f32(w, KEY("rope.scaling.factor"), 1.0f / a->rope_scale);
     if (!rc && a->logit_softcap > 0.0f) rc = qs_gguf_add_f32(w, KEY("final_logit_softcapping"), a->logit_softcap);
-    if (d->moe && !a->expert_norm)
+    if (a->n_expert > 0 && !a->expert_norm)
         return qs_errorf(err, QS_ERR_INPUT, "%s: the router's top-k weights are not renormalized (norm_topk_prob false): a %s "
                          "GGUF always renormalizes them", m->path, a->arch);
-    if (!rc && d->moe)
+    if (!rc && a->n_expert > 0)
         rc = qs_gguf_add_u32(w, KEY("expert_count"), (uint32_t)a->n_expert) ||
              qs_gguf_add_u32(w, KEY("expert_used_count"), (uint32_t)a->n_expert_used) ||
              qs_gguf_add_u32(w, KEY("expert_feed_forward_length"), (uint32_t)a->expert_ff);

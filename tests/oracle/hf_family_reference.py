@@ -23,7 +23,8 @@ import torch
 import transformers
 
 ROWS = [0, 17, 130, 255]
-PRE = {"llama": "llama-bpe", "mistral": "gpt2", "qwen2": "qwen2", "qwen3": "qwen2", "gemma3": "gpt2", "phi3": "gpt2", "qwen3moe": "qwen2"}
+PRE = {"llama": "llama-bpe", "mistral": "gpt2", "qwen2": "qwen2", "qwen3": "qwen2", "gemma3": "gpt2", "phi3": "gpt2", "qwen3moe": "qwen2",
+       "mixtral": "gpt2"}
 
 
 def converted(models_dir, name, llama_cpp):

@@ -10,7 +10,7 @@ f16, qwen3 with per-head q/k norms, a head wider than hidden/heads and transform
 rope_parameters, gemma3_text in bf16 with (1 + w) norms, sliding and global layers with their
 two RoPE bases (Gemma 3's pattern: every sixth layer global, the one llama.cpp assumes),
 phi3 with q, k, v fused, gate and up stacked and a sliding window, qwen3_moe with 8 experts
-(2 per token) stored one by one as on the Hub, query_pre_attn_scalar and a final logit soft-cap. gemma3_mm holds the same
+(2 per token) stored one by one as on the Hub, mixtral with 6 (its w1/w2/w3 names), query_pre_attn_scalar and a final logit soft-cap. gemma3_mm holds the same
 weights as gemma3 in a multimodal checkpoint's layout (text_config, "model.language_model."
 names, a vision tensor) for qsense to read to the same logits. Every model has a byte-level BPE
 tokenizer.json of its vocabulary size (Llama 3's, Qwen2's or GPT-2's pre-tokenizer), so that
@@ -116,6 +116,12 @@ def build(c, seed, gemma_norms=False):
             w.add(p + "post_feedforward_layernorm.weight", (d,), norm[1], norm[0])
         if fused:
             w.add(p + "mlp.gate_up_proj.weight", (2 * ff, d), linear_scale(d))
+        elif c["model_type"] == "mixtral":  # block_sparse_moe: w1 gate, w3 up, w2 down, each expert apart
+            w.add(p + "block_sparse_moe.gate.weight", (c["num_local_experts"], d), 4 * linear_scale(d))
+            for x in range(c["num_local_experts"]):
+                w.add(p + "block_sparse_moe.experts.%d.w1.weight" % x, (ff, d), linear_scale(d))
+                w.add(p + "block_sparse_moe.experts.%d.w2.weight" % x, (d, ff), linear_scale(ff))
+                w.add(p + "block_sparse_moe.experts.%d.w3.weight" % x, (ff, d), linear_scale(d))
         elif c["model_type"] == "qwen3_moe":  # the router, then each expert apart (the Hub's layout)
             fe = c["moe_intermediate_size"]
             w.add(p + "mlp.gate.weight", (c["num_experts"], d), 4 * linear_scale(d))
@@ -126,7 +132,7 @@ def build(c, seed, gemma_norms=False):
         else:
             w.add(p + "mlp.gate_proj.weight", (ff, d), linear_scale(d))
             w.add(p + "mlp.up_proj.weight", (ff, d), linear_scale(d))
-        if c["model_type"] != "qwen3_moe":
+        if c["model_type"] not in ("qwen3_moe", "mixtral"):
             w.add(p + "mlp.down_proj.weight", (d, ff), linear_scale(ff))
     w.add("model.norm.weight", (d,), norm[1], norm[0])
     if not c.get("tie_word_embeddings", False):
@@ -163,6 +169,10 @@ MODELS = {
                       num_key_value_heads=2, head_dim=16, hidden_act="silu", tie_word_embeddings=False,
                       rope_theta=1000000.0, num_experts=8, num_experts_per_tok=2, moe_intermediate_size=64,
                       norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[]), 700, "BF16"),
+    "mixtral": (dict(COMMON, architectures=["MixtralForCausalLM"], model_type="mixtral", vocab_size=368,
+                     intermediate_size=64, num_key_value_heads=2, hidden_act="silu", tie_word_embeddings=False,
+                     rope_theta=1000000.0, num_local_experts=6, num_experts_per_tok=2, sliding_window=None,
+                     router_jitter_noise=0.0), 800, "BF16"),
 }
 
 
@@ -221,7 +231,7 @@ def tokenizer_json(vocab_size, kind):
 
 
 TOKENIZER_KIND = {"llama": "llama3", "mistral": "gpt2", "qwen2": "qwen2", "qwen3": "qwen2", "gemma3": "gpt2", "phi3": "gpt2",
-                  "qwen3moe": "qwen2"}
+                  "qwen3moe": "qwen2", "mixtral": "gpt2"}
 
 
 def tokens(vocab):
