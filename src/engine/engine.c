@@ -16,54 +16,7 @@
 #include <unistd.h>
 #include "engine/act_round.h"
 #include "io/arch.h"
-
-typedef struct {
-    const float *attn_norm, *ffn_norm;
-    const float *q_norm, *k_norm;            /* per-head norms of q and k (qk_norm families), else NULL */
-    const float *attn_post_norm, *ffn_post_norm; /* post_norms families, else NULL */
-    const float *bq, *bk, *bv;               /* biases on q, k, v where the file has them, else NULL */
-    int sliding;                             /* 1: sliding-window attention with the sliding RoPE */
-    int fused;                               /* 1: QKV and a stacked gate|up in UP (Phi-3) */
-    int moe;                                 /* 1: ROUTER and the stacked experts instead of GATE, UP, DOWN */
-    const qs_tensor *w[QS_LIN_COUNT]; /* the model's weights, as stored in the file (NULL: not in this layout) */
-    const float *over[QS_LIN_COUNT];  /* overrides (f32), or NULL */
-} layer;
-
-struct qs_engine {
-    const qs_model *m;
-    qs_arch a;
-    int threads;
-    layer *layers;
-    const float *output_norm;
-    const qs_tensor *output;
-    const float *output_over;
-    /* a weight stored in another type than f32 is expanded to f32 here, a block of rows at a
-     * time, just before its matmul: the model stays as stored (memory: the file's pages, not
-     * 4 bytes a weight) */
-    float *wbuf;
-    size_t wbuf_cap; /* floats */
-    int llamacpp_numerics;
-    float *xr; /* rounded activations, (cap, max(dim, hidden)) */
-    void **owned;
-    int n_owned;
-    float **capture;
-    const float *emb_over;
-    qs_observe_fn observe;
-    void *observe_user;
-    /* scratch, grown on demand */
-    int cap;
-    float *x, *xb, *q, *k, *v, *att, *h1, *h3, *scores;
-    float *fz; /* a fused matrix's output, (cap, max(q + 2 kv, 2 hidden)); only with fused layers */
-    int any_fused, any_moe;
-    /* mixture of experts: router logits (cap, n_expert), the routed tokens' inputs and outputs
-     * (cap, dim), their expert hidden states (cap, expert_ff), the routing (cap, n_expert_used) */
-    float *router, *xe, *ye, *he1, *he3, *route_w;
-    int *route_e, *picked;
-    int64_t *expert_tokens; /* (n_layers, n_expert) */
-    double *rope_cos, *rope_sin;         /* (cap, head_dim/2), the global layers' RoPE */
-    double *rope_cos_swa, *rope_sin_swa; /* the sliding layers' (their own base), or NULL */
-    double matmul_s, expand_s;
-};
+#include "engine/engine_impl.h"
 
 static const char *const LIN_NAMES[QS_LIN_COUNT] = {
     "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down", "attn_qkv",
@@ -270,7 +223,7 @@ static void rope_table(double *c, double *s, size_t n, int head_dim, float base,
         }
 }
 
-static int grow(qs_engine *e, int n) {
+int qse_grow(qs_engine *e, int n) {
     if (n <= e->cap) return 0;
     free_scratch(e);
     const qs_arch *a = &e->a;
@@ -326,7 +279,7 @@ static int grow(qs_engine *e, int n) {
 }
 
 /* threads worth waking for `work` element operations: below ~64k the wake-ups cost more */
-static int par_threads(const qs_engine *e, long work) { return work < (1L << 16) ? 1 : e->threads; }
+int qse_par_threads(const qs_engine *e, long work) { return work < (1L << 16) ? 1 : e->threads; }
 
 /* expands rows [r0, r0 + nr) of a stored weight into dst, rows split over the threads */
 typedef struct {
@@ -344,16 +297,28 @@ static void expand_rows(void *ctx, long i0, long i1) {
  * stored tensor: used in place when f32, else expanded block by block into e->wbuf and
  * multiplied into y's matching columns. The stored type decides the optional llama.cpp
  * activation rounding (an override is exact f32: none). */
-static void matmul_rows(qs_engine *e, float *y, const float *x, const qs_tensor *t, const float *over, int64_t row0, int n,
-                        int in, int out);
+
+int64_t qse_weight_block(const qs_engine *e, int in, int64_t out) {
+    int64_t block = (int64_t)(e->wbuf_cap / (size_t)in);
+    if (block > out) block = out;
+    return block < 1 ? 1 : block;
+}
+
+const float *qse_weight_rows(qs_engine *e, const qs_tensor *t, const float *over, int64_t row0, int64_t nr, int in) {
+    if (over) return over + row0 * in;
+    if (f32_in_place(t)) return (const float *)t->data + row0 * in;
+    expand_job j = {t, row0, e->wbuf};
+    qs_parallel_for((long)nr, (long)nr * in >= (1L << 22) ? e->threads : 1, expand_rows, &j);
+    return e->wbuf;
+}
 
 static void matmul(qs_engine *e, float *y, const float *x, const qs_tensor *t, const float *over, int n, int in, int out) {
-    matmul_rows(e, y, x, t, over, 0, n, in, out);
+    qse_matmul_rows(e, y, x, t, over, 0, n, in, out);
 }
 
 /* the same with W = rows [row0, row0 + out) of the stored tensor (or of the override): one
  * expert's matrix inside a stacked ffn_*_exps tensor */
-static void matmul_rows(qs_engine *e, float *y, const float *x, const qs_tensor *t, const float *over, int64_t row0, int n,
+void qse_matmul_rows(qs_engine *e, float *y, const float *x, const qs_tensor *t, const float *over, int64_t row0, int n,
                         int in, int out) {
     const int wtype = over ? QS_DT_F32 : t->type;
     if (e->llamacpp_numerics) {
@@ -410,9 +375,9 @@ static void rmsnorm_rows(void *ctx, long t0, long t1) {
 }
 
 
-static void rmsnorm(const qs_engine *e, float *out, const float *x, const float *w, int n, int d, float eps) {
+void qse_rmsnorm(const qs_engine *e, float *out, const float *x, const float *w, int n, int d, float eps) {
     norm_job j = {out, x, w, d, eps};
-    qs_parallel_for(n, par_threads(e, (long)n * d), rmsnorm_rows, &j);
+    qs_parallel_for(n, qse_par_threads(e, (long)n * d), rmsnorm_rows, &j);
 }
 
 /* rotates each head of x: (n, n_heads * head_dim) in place, position p = row */
@@ -421,6 +386,7 @@ typedef struct {
     float *x;
     int n_heads;
     const double *cos, *sin; /* the layer's table */
+    int inverse;             /* rotate by -angle: the transpose, for the backward pass */
 } rope_job;
 
 static void rope_rows(void *ctx, long t0, long t1) {
@@ -435,7 +401,7 @@ static void rope_rows(void *ctx, long t0, long t1) {
                 /* NORM: pairs (2i, 2i+1); NEOX: pairs (i, i + half) */
                 int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
                 float x0 = v[i0], x1 = v[i1];
-                float cs = (float)c[i], sn = (float)s[i];
+                float cs = (float)c[i], sn = j->inverse ? -(float)s[i] : (float)s[i];
                 v[i0] = x0 * cs - x1 * sn;
                 v[i1] = x0 * sn + x1 * cs;
             }
@@ -443,9 +409,9 @@ static void rope_rows(void *ctx, long t0, long t1) {
     }
 }
 
-static void rope(const qs_engine *e, float *x, int n, int n_heads, int sliding) {
-    rope_job j = {e, x, n_heads, sliding ? e->rope_cos_swa : e->rope_cos, sliding ? e->rope_sin_swa : e->rope_sin};
-    qs_parallel_for(n, par_threads(e, (long)n * n_heads * e->a.head_dim), rope_rows, &j);
+void qse_rope(const qs_engine *e, float *x, int n, int n_heads, int sliding, int inverse) {
+    rope_job j = {e, x, n_heads, sliding ? e->rope_cos_swa : e->rope_cos, sliding ? e->rope_sin_swa : e->rope_sin, inverse};
+    qs_parallel_for(n, qse_par_threads(e, (long)n * n_heads * e->a.head_dim), rope_rows, &j);
 }
 
 /* causal grouped-query attention: q (n, qd), k/v (n, kvd) -> att (n, qd); heads in parallel,
@@ -492,10 +458,10 @@ static void attention_heads(void *ctx, long h0, long h1) {
     }
 }
 
-static void attention(qs_engine *e, int n, int sliding) {
+void qse_attention(qs_engine *e, int n, int sliding) {
     attn_job j = {e, n, sliding && e->a.n_swa < n ? e->a.n_swa : n};
     openblas_set_num_threads(1);
-    qs_parallel_for(e->a.n_heads, par_threads(e, (long)n * n * e->a.n_heads * e->a.head_dim), attention_heads, &j);
+    qs_parallel_for(e->a.n_heads, qse_par_threads(e, (long)n * n * e->a.n_heads * e->a.head_dim), attention_heads, &j);
     openblas_set_num_threads(e->threads);
 }
 
@@ -507,7 +473,7 @@ typedef struct {
 } glu_job;
 
 /* GELU, tanh approximation (Gemma's gelu_pytorch_tanh) */
-static float gelu_tanh(float x) {
+float qse_gelu_tanh(float x) {
     const float c = 0.79788456080286535588f; /* sqrt(2 / pi) */
     return 0.5f * x * (1.0f + tanhf(c * x * (1.0f + 0.044715f * x * x)));
 }
@@ -519,7 +485,7 @@ static float gelu_f16_table(float x) {
     if (x >= 10.0f) return x;
     float h = x, y;
     qs_round_f16(&h, 1);
-    y = gelu_tanh(h);
+    y = qse_gelu_tanh(h);
     qs_round_f16(&y, 1);
     return y;
 }
@@ -528,12 +494,12 @@ static void glu_range(void *ctx, long i0, long i1) {
     const glu_job *j = ctx;
     for (long i = i0; i < i1; i++) {
         float g = j->g[i];
-        if (j->act == QS_ACT_GELU_TANH) j->g[i] = (j->f16_table ? gelu_f16_table(g) : gelu_tanh(g)) * j->u[i];
+        if (j->act == QS_ACT_GELU_TANH) j->g[i] = (j->f16_table ? gelu_f16_table(g) : qse_gelu_tanh(g)) * j->u[i];
         else j->g[i] = g / (1.0f + expf(-g)) * j->u[i]; /* SwiGLU: silu(gate) * up */
     }
 }
 
-static void add_bias(float *y, const float *b, int n, int d) {
+void qse_add_bias(float *y, const float *b, int n, int d) {
     if (!b) return;
     for (size_t t = 0; t < (size_t)n; t++)
         for (int i = 0; i < d; i++) y[t * (size_t)d + i] += b[i];
@@ -541,7 +507,7 @@ static void add_bias(float *y, const float *b, int n, int d) {
 
 
 /* src (n, wa + wb + wc) -> a (n, wa), b (n, wb), c (n, wc): a fused matrix's output, split */
-static void split_columns(const float *src, int n, int w, float *a, int wa, float *b, int wb, float *c, int wc) {
+void qse_split_columns(const float *src, int n, int w, float *a, int wa, float *b, int wb, float *c, int wc) {
     for (size_t t = 0; t < (size_t)n; t++) {
         const float *row = src + t * (size_t)w;
         memcpy(a + t * (size_t)wa, row, sizeof(float) * (size_t)wa);
@@ -563,7 +529,7 @@ int qs_engine_embed(qs_engine *e, const int *tokens, int n, float *x, qs_error *
 int qs_engine_forward(qs_engine *e, const int *tokens, int n, int logits_from, float *logits, qs_error *err) {
     if (n <= 0 || logits_from < 0 || logits_from > n)
         return qs_errorf(err, QS_ERR_USAGE, "forward: bad token range (n %d, logits from %d)", n, logits_from);
-    if (grow(e, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
+    if (qse_grow(e, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
     int rc = qs_engine_embed(e, tokens, n, e->x, err);
     return rc ? rc : run_layers(e, 0, n, logits_from, logits);
 }
@@ -571,7 +537,7 @@ int qs_engine_forward(qs_engine *e, const int *tokens, int n, int logits_from, f
 int qs_engine_forward_from(qs_engine *e, int layer, const float *x, int n, int logits_from, float *logits, qs_error *err) {
     if (n <= 0 || logits_from < 0 || logits_from > n || layer < 0 || layer > e->a.n_layers)
         return qs_errorf(err, QS_ERR_USAGE, "forward_from: bad range (layer %d, n %d, logits from %d)", layer, n, logits_from);
-    if (grow(e, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
+    if (qse_grow(e, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
     memcpy(e->x, x, sizeof(float) * (size_t)n * (size_t)e->a.dim);
     return run_layers(e, layer, n, logits_from, logits);
 }
@@ -625,13 +591,13 @@ static void moe_ffn(qs_engine *e, int l, int n) {
         observe(e, l, QS_LIN_GATE_EXPS, e->xe, m, dim);
         observe(e, l, QS_LIN_UP_EXPS, e->xe, m, dim);
         /* expert x's rows of the stacked tensors: (m, dim) x (F, dim)^T */
-        matmul_rows(e, e->he1, e->xe, L->w[QS_LIN_GATE_EXPS], L->over[QS_LIN_GATE_EXPS], (int64_t)x * F, m, dim, F);
-        matmul_rows(e, e->he3, e->xe, L->w[QS_LIN_UP_EXPS], L->over[QS_LIN_UP_EXPS], (int64_t)x * F, m, dim, F);
+        qse_matmul_rows(e, e->he1, e->xe, L->w[QS_LIN_GATE_EXPS], L->over[QS_LIN_GATE_EXPS], (int64_t)x * F, m, dim, F);
+        qse_matmul_rows(e, e->he3, e->xe, L->w[QS_LIN_UP_EXPS], L->over[QS_LIN_UP_EXPS], (int64_t)x * F, m, dim, F);
         glu_job gj = {e->he1, e->he3, a->ffn_act, e->llamacpp_numerics};
-        qs_parallel_for((long)m * F, par_threads(e, (long)m * F * 8), glu_range, &gj);
+        qs_parallel_for((long)m * F, qse_par_threads(e, (long)m * F * 8), glu_range, &gj);
         observe(e, l, QS_LIN_DOWN_EXPS, e->he1, m, F);
         /* (m, F) x (dim, F)^T: expert x's down rows [x dim, (x + 1) dim) */
-        matmul_rows(e, e->xe, e->he1, L->w[QS_LIN_DOWN_EXPS], L->over[QS_LIN_DOWN_EXPS], (int64_t)x * dim, m, F, dim);
+        qse_matmul_rows(e, e->xe, e->he1, L->w[QS_LIN_DOWN_EXPS], L->over[QS_LIN_DOWN_EXPS], (int64_t)x * dim, m, F, dim);
         for (int i = 0; i < m; i++) {
             const int t = e->picked[i] / K;
             const float w = e->route_w[e->picked[i]];
@@ -648,12 +614,12 @@ static void layer_forward(qs_engine *e, int l, int n) {
     const qs_arch *a = &e->a;
     const int dim = a->dim, qd = a->n_heads * a->head_dim, kvd = a->n_kv_heads * a->head_dim;
     const layer *L = &e->layers[l];
-    rmsnorm(e, e->xb, e->x, L->attn_norm, n, dim, a->norm_eps);
+    qse_rmsnorm(e, e->xb, e->x, L->attn_norm, n, dim, a->norm_eps);
     if (L->fused) {
         const int w = qd + 2 * kvd;
         observe(e, l, QS_LIN_QKV, e->xb, n, dim);
         matmul(e, e->fz, e->xb, L->w[QS_LIN_QKV], L->over[QS_LIN_QKV], n, dim, w); /* (n, dim) x (q+2kv, dim)^T */
-        split_columns(e->fz, n, w, e->q, qd, e->k, kvd, e->v, kvd);
+        qse_split_columns(e->fz, n, w, e->q, qd, e->k, kvd, e->v, kvd);
     } else {
         observe(e, l, QS_LIN_Q, e->xb, n, dim);
         observe(e, l, QS_LIN_K, e->xb, n, dim);
@@ -662,29 +628,29 @@ static void layer_forward(qs_engine *e, int l, int n) {
         matmul(e, e->k, e->xb, L->w[QS_LIN_K], L->over[QS_LIN_K], n, dim, kvd); /* (n, dim) x (kvd, dim)^T */
         matmul(e, e->v, e->xb, L->w[QS_LIN_V], L->over[QS_LIN_V], n, dim, kvd);
     }
-    add_bias(e->q, L->bq, n, qd);
-    add_bias(e->k, L->bk, n, kvd);
-    add_bias(e->v, L->bv, n, kvd);
+    qse_add_bias(e->q, L->bq, n, qd);
+    qse_add_bias(e->k, L->bk, n, kvd);
+    qse_add_bias(e->v, L->bv, n, kvd);
     if (L->q_norm) { /* each head of q and k normalized on its own: rows of head_dim */
-        rmsnorm(e, e->q, e->q, L->q_norm, n * a->n_heads, a->head_dim, a->norm_eps);
-        rmsnorm(e, e->k, e->k, L->k_norm, n * a->n_kv_heads, a->head_dim, a->norm_eps);
+        qse_rmsnorm(e, e->q, e->q, L->q_norm, n * a->n_heads, a->head_dim, a->norm_eps);
+        qse_rmsnorm(e, e->k, e->k, L->k_norm, n * a->n_kv_heads, a->head_dim, a->norm_eps);
     }
-    rope(e, e->q, n, a->n_heads, L->sliding);
-    rope(e, e->k, n, a->n_kv_heads, L->sliding);
+    qse_rope(e, e->q, n, a->n_heads, L->sliding, 0);
+    qse_rope(e, e->k, n, a->n_kv_heads, L->sliding, 0);
     if (e->llamacpp_numerics) { /* llama.cpp's f16 KV cache; Q meets K as f16 */
         qs_round_f16(e->q, (int64_t)n * qd);
         qs_round_f16(e->k, (int64_t)n * kvd);
         qs_round_f16(e->v, (int64_t)n * kvd);
     }
-    attention(e, n, L->sliding);
+    qse_attention(e, n, L->sliding);
     observe(e, l, QS_LIN_O, e->att, n, qd);
     matmul(e, e->xb, e->att, L->w[QS_LIN_O], L->over[QS_LIN_O], n, qd, dim); /* (n, qd) x (dim, qd)^T */
-    if (L->attn_post_norm) rmsnorm(e, e->xb, e->xb, L->attn_post_norm, n, dim, a->norm_eps);
+    if (L->attn_post_norm) qse_rmsnorm(e, e->xb, e->xb, L->attn_post_norm, n, dim, a->norm_eps);
     for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
-    rmsnorm(e, e->xb, e->x, L->ffn_norm, n, dim, a->norm_eps);
+    qse_rmsnorm(e, e->xb, e->x, L->ffn_norm, n, dim, a->norm_eps);
     if (L->moe) moe_ffn(e, l, n); /* e->xb -> e->xb */
     else dense_ffn(e, l, n);
-    if (L->ffn_post_norm) rmsnorm(e, e->xb, e->xb, L->ffn_post_norm, n, dim, a->norm_eps);
+    if (L->ffn_post_norm) qse_rmsnorm(e, e->xb, e->xb, L->ffn_post_norm, n, dim, a->norm_eps);
     for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
 }
 
@@ -697,13 +663,13 @@ static void dense_ffn(qs_engine *e, int l, int n) {
     observe(e, l, QS_LIN_UP, e->xb, n, dim);
     if (L->fused) { /* gate and up stacked: rows [0, hid) gate, [hid, 2 hid) up */
         matmul(e, e->fz, e->xb, L->w[QS_LIN_UP], L->over[QS_LIN_UP], n, dim, 2 * hid); /* (n, dim) x (2hid, dim)^T */
-        split_columns(e->fz, n, 2 * hid, e->h1, hid, e->h3, hid, NULL, 0);
+        qse_split_columns(e->fz, n, 2 * hid, e->h1, hid, e->h3, hid, NULL, 0);
     } else {
         matmul(e, e->h1, e->xb, L->w[QS_LIN_GATE], L->over[QS_LIN_GATE], n, dim, hid); /* (n, dim) x (hid, dim)^T */
         matmul(e, e->h3, e->xb, L->w[QS_LIN_UP], L->over[QS_LIN_UP], n, dim, hid);
     }
     glu_job gj = {e->h1, e->h3, a->ffn_act, e->llamacpp_numerics};
-    qs_parallel_for((long)n * hid, par_threads(e, (long)n * hid * 8), glu_range, &gj);
+    qs_parallel_for((long)n * hid, qse_par_threads(e, (long)n * hid * 8), glu_range, &gj);
     observe(e, l, QS_LIN_DOWN, e->h1, n, hid);
     matmul(e, e->xb, e->h1, L->w[QS_LIN_DOWN], L->over[QS_LIN_DOWN], n, hid, dim); /* (n, hid) x (dim, hid)^T */
 }
@@ -722,7 +688,7 @@ static int run_layers(qs_engine *e, int first, int n, int logits_from, float *lo
     int rows = n - logits_from;
     if (rows > 0) {
         float *xf = e->x + (size_t)logits_from * dim;
-        rmsnorm(e, e->xb, xf, e->output_norm, rows, dim, a->norm_eps);
+        qse_rmsnorm(e, e->xb, xf, e->output_norm, rows, dim, a->norm_eps);
         observe(e, a->n_layers, QS_LIN_OUTPUT, e->xb, rows, dim);
         matmul(e, logits, e->xb, e->output, e->output_over, rows, dim, a->n_vocab); /* (rows, dim) x (n_vocab, dim)^T */
         if (a->logit_softcap > 0) {
@@ -752,7 +718,7 @@ int qs_engine_embed(qs_engine *e, const int *tokens, int n, float *x, qs_error *
 int qs_engine_run_layer(qs_engine *e, int layer, float *x, int n, qs_error *err) {
     if (n <= 0 || layer < 0 || layer > e->a.n_layers)
         return qs_errorf(err, QS_ERR_USAGE, "run_layer: bad range (layer %d, n %d)", layer, n);
-    if (grow(e, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
+    if (qse_grow(e, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
     openblas_set_num_threads(e->threads);
     const size_t bytes = sizeof(float) * (size_t)n * (size_t)e->a.dim;
     memcpy(e->x, x, bytes);
@@ -760,7 +726,7 @@ int qs_engine_run_layer(qs_engine *e, int layer, float *x, int n, qs_error *err)
         layer_forward(e, layer, n);
         memcpy(x, e->x, bytes);
     } else { /* the head's input only: the output norm, shown to the observer */
-        rmsnorm(e, e->xb, e->x, e->output_norm, n, e->a.dim, e->a.norm_eps);
+        qse_rmsnorm(e, e->xb, e->x, e->output_norm, n, e->a.dim, e->a.norm_eps);
         observe(e, e->a.n_layers, QS_LIN_OUTPUT, e->xb, n, e->a.dim);
     }
     return 0;

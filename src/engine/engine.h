@@ -77,6 +77,23 @@ int qs_engine_forward_from(qs_engine *e, int layer, const float *x, int n, int l
 int qs_engine_embed(qs_engine *e, const int *tokens, int n, float *x, qs_error *err);
 int qs_engine_run_layer(qs_engine *e, int layer, float *x, int n, qs_error *err);
 
+/* Backward pass (backward.c), for gradient-based sensitivity: the gradient of a loss with respect
+ * to every linear's output. fn sees each linear's input x (n, n_in) and d loss / d its output
+ * g (n, n_out); W's gradient would be g^T x. Fused layers report QKV and the stacked UP with
+ * their outputs' gradients side by side. Computed in exact f32 whatever the numerics setting;
+ * mixture-of-experts layers are refused.
+ * layer_backward: x (n, dim) the residual stream entering `layer` (as captured), dy (n, dim)
+ * d loss / d the stream leaving it; writes dx (n, dim), d loss / d x. */
+typedef void (*qs_grad_fn)(void *user, int layer, int kind, const float *x, const float *g, int n, int n_in, int n_out);
+int qs_engine_layer_backward(qs_engine *e, int layer, const float *x, const float *dy, float *dx, int n, qs_grad_fn fn,
+                             void *user, qs_error *err);
+/* The output norm and head: x (n, dim) the final residual stream (capture[n_layers]), rows
+ * [from, n) gave logits (n - from, n_vocab) as qs_engine_forward returned them; dlogits holds
+ * d loss / d those logits and is turned into d loss / d the head's output (through the logit
+ * soft-cap); dx (n, dim) receives d loss / d x (zero on rows before from). */
+int qs_engine_head_backward(qs_engine *e, const float *x, int n, int from, const float *logits, float *dlogits, float *dx,
+                            qs_grad_fn fn, void *user, qs_error *err);
+
 /* Substitutes the token embedding table ((n_vocab, dim) f32, borrowed); NULL restores. */
 void qs_engine_override_embedding(qs_engine *e, const float *emb);
 
