@@ -11,6 +11,8 @@
 #include "analyzers/analyzer.h"
 #include "analyzers/calibration.h"
 #include "analyzers/profile_sweep.h"
+#include "analyzers/sensitivity.h"
+#include "analyzers/sweep_mpi.h"
 #include "core/qs_dtype.h"
 #include "core/qs_file.h"
 #include "core/qs_path.h"
@@ -120,10 +122,10 @@ typedef struct {
 } run_state;
 
 static int check_sweep_mode(const qs_profile_options *opt, qs_error *err) {
-    if (strcmp(opt->sens_mode, "exact") && strcmp(opt->sens_mode, "calibrated"))
-        return qs_errorf(err, QS_ERR_USAGE, "--sens-mode must be exact or calibrated, not '%s'", opt->sens_mode);
-    if (opt->validate > 0 && strcmp(opt->sens_mode, "calibrated"))
-        return qs_errorf(err, QS_ERR_USAGE, "--validate checks estimates: it needs --sens-mode calibrated");
+    if (strcmp(opt->sens_mode, "exact") && strcmp(opt->sens_mode, "calibrated") && strcmp(opt->sens_mode, "gradient"))
+        return qs_errorf(err, QS_ERR_USAGE, "--sens-mode must be exact, calibrated or gradient, not '%s'", opt->sens_mode);
+    if (opt->validate > 0 && !strcmp(opt->sens_mode, "exact"))
+        return qs_errorf(err, QS_ERR_USAGE, "--validate checks estimates: it needs --sens-mode calibrated or gradient");
     return 0;
 }
 
@@ -209,6 +211,16 @@ static int put_formats(qs_db *db, const qs_format *const *formats, int n, int64_
     return rc;
 }
 
+/* what each tensor is (its layer, kind and linear), in the model's order */
+static int classify_all(run_state *r, qs_error *err) {
+    qs_profile *p = &r->p;
+    p->tensors = calloc((size_t)r->m->n_tensors + 1, sizeof(qs_prof_tensor));
+    p->n_tensors = r->m->n_tensors;
+    if (!p->tensors) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    for (int i = 0; i < r->m->n_tensors; i++) classify(r->m, &r->m->tensors[i], &p->tensors[i]);
+    return 0;
+}
+
 /* The model, its formats and tensors, and the run (found again by the key of its settings, so a
  * rerun resumes), in one transaction. */
 static int register_run(run_state *r, const qs_profile_options *opt, qs_profile_summary *sum, qs_error *err) {
@@ -224,11 +236,7 @@ static int register_run(run_state *r, const qs_profile_options *opt, qs_profile_
     rc = qs_db_put_model(db, &dm, &r->model_id, err);
     if (!rc) rc = put_formats(db, p->formats, p->n_formats, &p->format_ids, err);
     if (!rc && opt->sensitivity) rc = put_formats(db, p->formats_sens, p->n_formats_sens, &p->format_ids_sens, err);
-    p->tensors = calloc((size_t)m->n_tensors + 1, sizeof(qs_prof_tensor));
-    p->n_tensors = m->n_tensors;
-    if (!rc && !p->tensors) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
     for (int i = 0; i < m->n_tensors && !rc; i++) {
-        classify(m, &m->tensors[i], &p->tensors[i]);
         rc = qs_db_put_tensor(db, r->model_id, m->tensors[i].name, p->tensors[i].layer, p->tensors[i].kind, p->tensors[i].rows,
                               p->tensors[i].cols, qs_dtype_name(m->tensors[i].type), &p->tensors[i].db_id, err);
     }
@@ -314,6 +322,28 @@ static int pending_jobs(const qs_profile *p, qs_profile_summary *sum, job_list *
     return rc;
 }
 
+/* The calibration pass, opened: the text tokenized, the statistics allocated (p->want_gram set) */
+static int open_calibration(run_state *r, const qs_profile_options *opt, qs_calib_cursor *cur, int64_t *tokens, qs_error *err) {
+    qs_profile *p = &r->p;
+    int rc = qs_vocab_for_model(&r->v, r->m, err);
+    if (!rc) rc = qs_tokenize(r->v, r->text, r->n_text, 1, &r->ids, &r->n_ids, err);
+    if (!rc && r->n_ids < QS_PROFILE_MIN_CALIB_TOKENS)
+        rc = qs_errorf(err, QS_ERR_INPUT,
+                       "%s: the calibration text gives only %zu tokens; activation statistics need at least %d (give a "
+                       "longer --data text)", opt->data_path, r->n_ids, QS_PROFILE_MIN_CALIB_TOKENS);
+    if (!rc && !(p->acts = calloc((size_t)(r->m->arch.n_layers + 1) * QS_LIN_COUNT, sizeof(qs_act_stats))))
+        rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    if (!rc) rc = qs_calib_open(cur, p, opt, r->ids, r->n_ids, r->v->add_bos ? r->v->bos : -1, tokens, err);
+    return rc;
+}
+
+/* 1 when a sweep format rounds with the inputs' statistics (weighted, GPTQ) */
+static int sweep_needs_statistics(const qs_profile *p, const qs_profile_options *opt) {
+    int need = 0;
+    for (int f = 0; opt->sensitivity && f < p->n_formats_sens; f++) need |= qs_format_needs_calib(p->formats_sens[f]);
+    return need;
+}
+
 /* Runs the pending analyzer jobs, each in its own transaction, advancing the calibration pass
  * (when a job or the sweep needs activations) just before the first job of each layer. */
 static int run_jobs(run_state *r, const qs_profile_options *opt, qs_profile_progress_fn progress, void *user,
@@ -330,19 +360,9 @@ static int run_jobs(run_state *r, const qs_profile_options *opt, qs_profile_prog
     if (!rc && p->store_gram) memset(p->want_gram, 1, (size_t)L + 1); /* GPTQ: the sweep and the arrays need every layer's */
     /* weighted-rounding and GPTQ formats in the sweep need the inputs' statistics even when every
      * analyzer job is done (a resumed run): the calibration is deterministic, so recompute it */
-    int sweep_needs_acts = 0;
-    for (int f = 0; opt->sensitivity && f < p->n_formats_sens; f++) sweep_needs_acts |= qs_format_needs_calib(p->formats_sens[f]);
+    const int sweep_needs_acts = sweep_needs_statistics(p, opt);
     qs_calib_cursor cur = {0};
-    if (!rc && (jobs.need_activations || sweep_needs_acts)) {
-        if (!(rc = qs_vocab_for_model(&r->v, r->m, err))) rc = qs_tokenize(r->v, r->text, r->n_text, 1, &r->ids, &r->n_ids, err);
-        if (!rc && r->n_ids < QS_PROFILE_MIN_CALIB_TOKENS)
-            rc = qs_errorf(err, QS_ERR_INPUT,
-                           "%s: the calibration text gives only %zu tokens; activation statistics need at least %d (give a "
-                           "longer --data text)", opt->data_path, r->n_ids, QS_PROFILE_MIN_CALIB_TOKENS);
-        if (!rc && !(p->acts = calloc((size_t)(L + 1) * QS_LIN_COUNT, sizeof(qs_act_stats))))
-            rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-        if (!rc) rc = qs_calib_open(&cur, p, opt, r->ids, r->n_ids, r->v->add_bos ? r->v->bos : -1, &sum->calib_tokens, err);
-    }
+    if (!rc && (jobs.need_activations || sweep_needs_acts)) rc = open_calibration(r, opt, &cur, &sum->calib_tokens, err);
     long total_cost = 0, done_cost = 0, layer_cost = 0;
     for (int k = 0; k < jobs.n; k++) total_cost += jobs.cost[k];
     if (cur.e) { /* advancing the calibration one layer: its tokens times the layer's weights */
@@ -414,7 +434,8 @@ int qs_profile_run(const qs_profile_options *options, qs_profile_progress_fn pro
     r.p.m = r.m;
     r.p.threads = options->threads;
     const qs_profile_options o = with_defaults(options, r.m), *opt = &o;
-    if (!(rc = prepare(&r, opt, progress, user, err)) && !(rc = qs_db_open(&r.p.db, opt->db_path, QS_DB_CREATE, err)) &&
+    if (!(rc = prepare(&r, opt, progress, user, err)) && !(rc = classify_all(&r, err)) &&
+        !(rc = qs_db_open(&r.p.db, opt->db_path, QS_DB_CREATE, err)) &&
         !(rc = register_run(&r, opt, sum, err)) && !(rc = run_jobs(&r, opt, progress, user, sum, err)) && opt->sensitivity)
         rc = qs_profile_sweep(&r.p, opt, r.evalset, progress, user, sum, err);
     if (!rc) { /* the run's arrays, then the run marked done */
@@ -423,6 +444,35 @@ int qs_profile_run(const qs_profile_options *options, qs_profile_progress_fn pro
         if (!(rc = qs_h5_export_run(r.p.db, r.p.run_id, sum->hdf5_path, &nd, err)))
             rc = qs_db_finish_run(r.p.db, r.p.run_id, sum->hdf5_path, err);
     }
+    run_state_free(&r);
+    return rc;
+}
+
+int qs_profile_serve(const qs_profile_options *options, qs_error *err) {
+    run_state r = {0};
+    qs_model_options mo = {options->tokenizer_path};
+    qs_sens *s = NULL;
+    int rc = qs_model_open(&r.m, options->model_path, &mo, err);
+    if (!rc) {
+        r.p.m = r.m;
+        r.p.threads = options->threads;
+        const qs_profile_options o = with_defaults(options, r.m), *opt = &o;
+        if (!(rc = prepare(&r, opt, NULL, NULL, err)) && !(rc = classify_all(&r, err)) && sweep_needs_statistics(&r.p, opt)) {
+            /* every layer's statistics, as rank 0's sweep rounds with (all X^T X only for GPTQ) */
+            qs_calib_cursor cur = {0};
+            int64_t tokens;
+            r.p.want_gram = calloc((size_t)r.m->arch.n_layers + 1, 1);
+            if (!r.p.want_gram) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+            else if (r.p.store_gram) memset(r.p.want_gram, 1, (size_t)r.m->arch.n_layers + 1);
+            if (!rc) rc = open_calibration(&r, opt, &cur, &tokens, err);
+            if (!rc) rc = qs_calib_advance(&cur, r.m->arch.n_layers, err);
+            qs_calib_close(&cur);
+        }
+        if (!rc) rc = qs_sens_new(&s, &r.p, r.evalset, opt->eval_ctx, opt->topk, err);
+    }
+    if (!rc) rc = qs_sweep_mpi_serve(s, err);
+    else qs_sweep_mpi_fail(err->msg);
+    qs_sens_free(s);
     run_state_free(&r);
     return rc;
 }

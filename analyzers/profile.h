@@ -27,8 +27,9 @@ typedef struct {
     const char *sens_formats;
     int eval_ctx;            /* chunk length of the evaluation (default: ctx) */
     int topk;                /* base top-k kept per position for KL (default 64) */
-    const char *sens_mode;   /* "exact" (default: every job measured) or "calibrated" (profile_sweep.h) */
-    int validate;            /* exact jobs drawn at random to check the estimates (calibrated) */
+    const char *sens_mode;   /* "exact" (default: every job measured), "calibrated" (profile_sweep.h) or
+                              * "gradient" (sens_gradient.h) */
+    int validate;            /* exact jobs drawn at random to check the estimates (calibrated, gradient) */
     int64_t mem_budget;      /* bytes the run may hold besides the mapped model; 0: 80 % of memory */
 } qs_profile_options;
 
@@ -54,5 +55,11 @@ typedef void (*qs_profile_progress_fn)(void *user, const char *what, long done, 
 
 int qs_profile_run(const qs_profile_options *opt, qs_profile_progress_fn progress, void *user, qs_profile_summary *sum,
                    qs_error *err);
+
+/* An MPI worker's part of the same command (ranks > 0, analyzers/sweep_mpi.h): the model, formats,
+ * tensors and the statistics the sweep's formats round with, computed again (the calibration is
+ * deterministic), the same base run, then the sweep's units as rank 0 hands them out. No
+ * database, no output. */
+int qs_profile_serve(const qs_profile_options *opt, qs_error *err);
 
 #endif

@@ -2,8 +2,10 @@
 #include "analyzers/profile_memory.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "analyzers/sens_gradient.h"
 #include "io/gguf.h"
 
 /* "36.8 GiB", "412 MiB" */
@@ -40,10 +42,14 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
     out->engine = 32.0 * 1024 * 1024 + 4 * ctx * (6 * dim + 2 * hid + V) + 4 * 2 * ctx * ctx;
     if (opt->sensitivity && set) {
         const double ectx = opt->eval_ctx > 0 ? opt->eval_ctx : ctx, topk = opt->topk > 0 ? opt->topk : 64;
+        double all_tokens = 0;
         for (int d = 0; d < set->n_domains; d++) {
             double tokens = (double)(int64_t)(set->domains[d].tokens / (int64_t)ectx) * ectx;
             out->sens += tokens * (4 * dim * (a->n_layers + 1) + 8 * topk + 8);
+            all_tokens += tokens;
         }
+        if (opt->sens_mode && !strcmp(opt->sens_mode, QS_SENS_GRADIENT)) /* + three heads' logits */
+            out->sens += qs_sens_gradient_memory(m, all_tokens) + 3 * 4 * (ectx / 2 + 1) * V;
     }
     out->own = out->stats + out->tensors + out->engine + out->sens;
 }

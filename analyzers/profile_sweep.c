@@ -7,10 +7,21 @@
 #include <string.h>
 #include <time.h>
 
+#include "analyzers/sens_gradient.h"
 #include "analyzers/sensitivity.h"
+#include "analyzers/sweep_mpi.h"
+#include "analyzers/sweep_units.h"
+#include "engine/engine.h"
 #include "store/measures.h"
 
 #define CALIBRATED "calibrated"
+
+typedef enum { MODE_EXACT, MODE_CALIBRATED, MODE_GRADIENT } sweep_mode;
+
+static sweep_mode mode_of(const qs_profile_options *opt) {
+    if (!opt->sens_mode) return MODE_EXACT;
+    return !strcmp(opt->sens_mode, CALIBRATED) ? MODE_CALIBRATED : !strcmp(opt->sens_mode, QS_SENS_GRADIENT) ? MODE_GRADIENT : MODE_EXACT;
+}
 
 static int is_sweep_matrix(const qs_prof_tensor *pt) {
     return pt->rows > 1 && (pt->linear >= 0 || !strcmp(pt->kind, "token_embd"));
@@ -35,12 +46,6 @@ static void jobs_free(sweep_jobs *j) {
     free(j->validate);
 }
 
-static void job_name(char *out, size_t cap, const qs_profile *p, const qs_evalset *set, int i, int f, int d) {
-    if (i < p->n_tensors)
-        snprintf(out, cap, "sensitivity/%s/%s/%s", p->tensors[i].t->name, p->formats_sens[f]->name, set->domains[d].name);
-    else
-        snprintf(out, cap, "whole/%s/%s", p->formats_sens[f]->name, set->domains[d].name);
-}
 
 /* The calibrated mode's probe for tensor i: the applicable format with a known, positive output
  * error nearest 4.5 bits per weight (an error large enough to measure well, small enough not to
@@ -62,6 +67,18 @@ static void plan_tensor(const qs_profile *p, sweep_jobs *j, int i) {
     for (int f = 0; f < j->nf; f++) {
         const double e = j->out_err[(size_t)i * j->nf + f];
         const int est = j->probe[i] >= 0 && f != j->probe[i] && e > 0 && isfinite(e);
+        j->estimate[(size_t)i * j->nf + f] = (unsigned char)est;
+        for (int d = 0; d < j->nd; d++) j->measure[((size_t)i * j->nf + f) * j->nd + d] = (unsigned char)!est;
+    }
+}
+
+/* The gradient mode estimates every format that applies to tensor i, except an untied output
+ * head's: perturbing the head alone is measured exactly for the price of the head. */
+static void plan_tensor_gradient(const qs_profile *p, sweep_jobs *j, int i) {
+    const qs_prof_tensor *pt = &p->tensors[i];
+    const int head = pt->linear == QS_LIN_OUTPUT && strcmp(pt->kind, "token_embd");
+    for (int f = 0; f < j->nf; f++) {
+        const int est = !head && qs_profile_format_applies(p, i, p->formats_sens[f], NULL, 0);
         j->estimate[(size_t)i * j->nf + f] = (unsigned char)est;
         for (int d = 0; d < j->nd; d++) j->measure[((size_t)i * j->nf + f) * j->nd + d] = (unsigned char)!est;
     }
@@ -102,17 +119,26 @@ static int plan_jobs(const qs_profile *p, const qs_profile_options *opt, int n_d
     j->probe = malloc(sizeof(int) * (size_t)j->nt);
     j->out_err = malloc(sizeof(double) * ((size_t)j->nt * j->nf + 1));
     if (!j->measure || !j->estimate || !j->probe || !j->out_err) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-    const int calibrated = opt->sens_mode && !strcmp(opt->sens_mode, CALIBRATED);
+    const sweep_mode mode = mode_of(opt);
+    if (mode == MODE_GRADIENT && p->m->arch.n_expert > 0)
+        return qs_errorf(err, QS_ERR_USAGE,
+                         "%s has mixture-of-experts layers, which the gradient estimate does not handle yet: use --sens-mode "
+                         "calibrated or exact",
+                         p->m->path);
     for (int i = 0; i < j->nt; i++) {
         j->probe[i] = -1;
         if (i < p->n_tensors && !is_sweep_matrix(&p->tensors[i])) continue;
-        if (calibrated && i < p->n_tensors) {
+        if (mode == MODE_CALIBRATED && i < p->n_tensors) {
             plan_tensor(p, j, i);
+            continue;
+        }
+        if (mode == MODE_GRADIENT && i < p->n_tensors) {
+            plan_tensor_gradient(p, j, i);
             continue;
         }
         memset(j->measure + (size_t)i * j->nf * j->nd, 1, (size_t)j->nf * j->nd);
     }
-    return calibrated ? draw_validation(j, opt->validate, err) : 0;
+    return mode != MODE_EXACT ? draw_validation(j, opt->validate, err) : 0;
 }
 
 /* The calibrated estimates, from the probes' measured rows, in one transaction. */
@@ -190,7 +216,8 @@ double qs_spearman(const double *a, const double *b, int n) {
 }
 
 /* The estimates against the validation jobs' measured KL: rank correlation and relative error. */
-static int write_validation(qs_profile *p, const qs_evalset *set, const sweep_jobs *j, qs_profile_summary *sum, qs_error *err) {
+static int write_validation(qs_profile *p, const qs_evalset *set, const sweep_jobs *j, const char *method,
+                            qs_profile_summary *sum, qs_error *err) {
     double *est = malloc(sizeof(double) * (size_t)j->n_validate), *exact = malloc(sizeof(double) * (size_t)j->n_validate);
     double *rel = malloc(sizeof(double) * (size_t)j->n_validate);
     if (!est || !exact || !rel) {
@@ -202,7 +229,7 @@ static int write_validation(qs_profile *p, const qs_evalset *set, const sweep_jo
         const int idx = j->validate[k], d = idx % j->nd, f = (idx / j->nd) % j->nf, i = idx / j->nd / j->nf;
         const int64_t tid = p->tensors[i].db_id, fid = p->format_ids_sens[f];
         double e, x, se;
-        if (!qs_db_estimated_kl(p->db, p->run_id, tid, fid, set->domains[d].name, CALIBRATED, &e) ||
+        if (!qs_db_estimated_kl(p->db, p->run_id, tid, fid, set->domains[d].name, method, &e) ||
             !qs_db_measured_kl(p->db, p->run_id, tid, fid, set->domains[d].name, &x, &se))
             continue;
         est[n] = e;
@@ -215,8 +242,10 @@ static int write_validation(qs_profile *p, const qs_evalset *set, const sweep_jo
     sum->median_rel_error = n_rel ? rel[n_rel / 2] : NAN;
     const double p90 = n_rel ? rel[(int)ceil(0.9 * n_rel) - 1] : NAN;
     int rc = qs_db_begin(p->db, err);
-    if (!rc) rc = qs_db_put_validation(p->db, p->run_id, CALIBRATED, n, sum->spearman, sum->median_rel_error, p90, err);
-    if (!rc) rc = qs_db_mark_job(p->db, p->run_id, "validation/" CALIBRATED, err);
+    char job[64];
+    snprintf(job, sizeof job, "validation/%s", method);
+    if (!rc) rc = qs_db_put_validation(p->db, p->run_id, method, n, sum->spearman, sum->median_rel_error, p90, err);
+    if (!rc) rc = qs_db_mark_job(p->db, p->run_id, job, err);
     if (rc) qs_db_rollback(p->db);
     else rc = qs_db_commit(p->db, err);
     free(est);
@@ -232,95 +261,108 @@ static long job_cost(const qs_profile *p, const qs_sens *s, int i, int f) {
 }
 
 /* What a full sweep costs in each mode, from the base run's speed (it evaluated every domain
- * once: nd full evaluations), so a user can choose: progress "sweep modes" with done = the
- * exact mode's seconds, total = the calibrated mode's, and their job counts. */
+ * once: nd full evaluations), so a user can choose: one progress event "sweep mode <name>" per
+ * mode with done = its seconds and jobs_done = the jobs it measures. The gradient mode costs
+ * about a forward and two backward passes (~4 evaluations) plus one matmul per linear and format
+ * (~1 evaluation per format), and measures the whole-model and output-head jobs. */
 static void report_modes(const qs_profile *p, const qs_profile_options *opt, const qs_sens *s, int nd, double base_seconds,
                          qs_profile_progress_fn progress, void *user) {
     const double per_unit = base_seconds / ((double)nd * (double)qs_sens_cost_full(s));
-    double exact = 0, calibrated = 0, full = (double)qs_sens_cost_full(s);
-    int n_exact = 0, n_cal = 0;
+    double exact = 0, calibrated = 0, gradient = 0, full = (double)qs_sens_cost_full(s);
+    int n_exact = 0, n_cal = 0, n_grad = 0;
     for (int i = 0; i < p->n_tensors; i++) {
-        if (!is_sweep_matrix(&p->tensors[i])) continue;
+        const qs_prof_tensor *pt = &p->tensors[i];
+        if (!is_sweep_matrix(pt)) continue;
         int applicable = 0;
         for (int f = 0; f < p->n_formats_sens; f++)
             if (qs_profile_format_applies(p, i, p->formats_sens[f], NULL, 0)) applicable++;
         exact += (double)applicable * nd * (double)qs_sens_cost(s, i);
         n_exact += applicable * nd;
         if (applicable) calibrated += (double)nd * (double)qs_sens_cost(s, i), n_cal += nd;
+        if (pt->linear == QS_LIN_OUTPUT && strcmp(pt->kind, "token_embd"))
+            gradient += (double)applicable * nd * (double)qs_sens_cost(s, i), n_grad += applicable * nd;
     }
-    /* the whole-model jobs, in both */
-    exact += (double)p->n_formats_sens * nd * 2 * full; /* as job_cost counts them */
-    calibrated += (double)p->n_formats_sens * nd * 2 * full;
+    /* the whole-model jobs, in every mode */
+    const double whole = (double)p->n_formats_sens * nd * 2 * full; /* as job_cost counts them */
+    exact += whole;
+    calibrated += whole;
+    gradient += whole + (4.0 + p->n_formats_sens) * nd * full;
     n_exact += p->n_formats_sens * nd;
     n_cal += p->n_formats_sens * nd + opt->validate;
-    calibrated += (double)opt->validate * (n_exact ? exact / n_exact : 0);
-    progress(user, "sweep modes", (long)(exact * per_unit), (long)(calibrated * per_unit), n_exact, n_cal);
+    n_grad += p->n_formats_sens * nd + opt->validate;
+    const double validation = (double)opt->validate * (n_exact ? exact / n_exact : 0);
+    calibrated += validation;
+    gradient += validation;
+    progress(user, "sweep mode exact", (long)(exact * per_unit), 0, n_exact, 0);
+    progress(user, "sweep mode calibrated", (long)(calibrated * per_unit), 0, n_cal, 0);
+    if (p->m->arch.n_expert == 0) progress(user, "sweep mode gradient", (long)(gradient * per_unit), 0, n_grad, 0);
 }
 
 /* Measures the pending jobs: each candidate quantized once, then run on its domains. */
-static int measure(qs_profile *p, const qs_profile_options *opt, const qs_evalset *set, const unsigned char *pending,
-                   int n_pending, qs_profile_progress_fn progress, void *user, qs_profile_summary *sum, qs_error *err) {
-    const int nd = set->n_domains, nf = p->n_formats_sens;
-    char name[512];
+/* progress and the tally of what measure() writes */
+typedef struct {
+    qs_profile *p;
     qs_sens *s;
+    qs_profile_progress_fn progress;
+    void *user;
+    qs_profile_summary *sum;
+    long done_cost, total;
+    int job, n_pending;
+} measure_ctx;
+
+static int write_result(void *user, const qs_sweep_result *r, qs_error *err) {
+    measure_ctx *c = user;
+    int rc = qs_sweep_result_write(c->s, r, err);
+    if (rc) return rc;
+    c->done_cost += job_cost(c->p, c->s, r->i, r->f);
+    c->job++;
+    c->sum->sens_jobs_run++;
+    if (c->progress) c->progress(c->user, "sensitivity", c->done_cost, c->total, c->job, c->n_pending);
+    return 0;
+}
+
+/* Measures the pending jobs as units (a candidate quantized once for its domains), in this
+ * process or spread over MPI ranks (sweep_mpi.h). */
+static int measure(qs_profile *p, const qs_evalset *set, qs_sens *s, const unsigned char *pending, int n_pending,
+                   qs_profile_progress_fn progress, void *user, qs_profile_summary *sum, qs_error *err) {
+    const int nd = set->n_domains, nf = p->n_formats_sens;
+    if (nd > QS_SWEEP_MAX_DOMAINS)
+        return qs_errorf(err, QS_ERR_USAGE, "the evaluation set has %d domains; the sweep takes at most %d", nd, QS_SWEEP_MAX_DOMAINS);
+    measure_ctx c = {p, s, progress, user, sum, 0, 0, 0, n_pending};
+    qs_sweep_unit *units = malloc(sizeof *units * ((size_t)(p->n_tensors + 1) * nf + 1));
+    if (!units) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    int n_units = 0;
+    for (int i = 0; i <= p->n_tensors; i++)
+        for (int f = 0; f < nf; f++) {
+            uint64_t mask = 0;
+            for (int d = 0; d < nd; d++)
+                if (pending[((size_t)i * nf + f) * nd + d]) mask |= (uint64_t)1 << d, c.total += job_cost(p, s, i, f);
+            if (mask) units[n_units++] = (qs_sweep_unit){i, f, mask};
+        }
+    if (progress) progress(user, "sensitivity", 0, c.total, 0, n_pending);
+    int rc = qs_sweep_mpi_run(s, units, n_units, write_result, &c, err);
+    free(units);
+    if (!rc && progress) progress(user, "sensitivity", c.total, c.total, n_pending, n_pending);
+    return rc;
+}
+
+/* The base run every mode needs (each domain evaluated once, its caches kept), the modes'
+ * costs reported from its speed, and the eval_domains rows. */
+static int open_sens(qs_profile *p, const qs_profile_options *opt, const qs_evalset *set, qs_profile_progress_fn progress,
+                     void *user, qs_sens **out, qs_error *err) {
     if (progress) progress(user, "sensitivity base", 0, 1, 0, 0);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = qs_sens_new(&s, p, set, opt->eval_ctx, opt->topk, err);
+    int rc = qs_sens_new(out, p, set, opt->eval_ctx, opt->topk, err);
     if (rc) return rc;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (progress) report_modes(p, opt, s, nd, (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), progress, user);
+    if (progress)
+        report_modes(p, opt, *out, set->n_domains, (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec),
+                     progress, user);
     if (!(rc = qs_db_begin(p->db, err))) {
-        if (!(rc = qs_sens_put_domains(s, err))) rc = qs_db_commit(p->db, err);
+        if (!(rc = qs_sens_put_domains(*out, err))) rc = qs_db_commit(p->db, err);
         else qs_db_rollback(p->db);
     }
-    long total = 0, done_cost = 0;
-    for (int i = 0; i <= p->n_tensors; i++)
-        for (int f = 0; f < nf; f++)
-            for (int d = 0; d < nd; d++)
-                if (pending[((size_t)i * nf + f) * nd + d]) total += job_cost(p, s, i, f);
-    int job = 0;
-    for (int i = 0; i <= p->n_tensors && !rc; i++)
-        for (int f = 0; f < nf && !rc; f++) {
-            int any = 0;
-            for (int d = 0; d < nd; d++) any |= pending[((size_t)i * nf + f) * nd + d];
-            if (!any) continue;
-            const qs_format *fmt = p->formats_sens[f];
-            float *wq = NULL, *w = NULL;
-            if (i < p->n_tensors) {
-                const qs_prof_tensor *pt = &p->tensors[i];
-                if (qs_profile_format_applies(p, i, fmt, NULL, 0)) {
-                    w = qs_profile_weights(p, i);
-                    wq = malloc(sizeof(float) * (size_t)(pt->rows * pt->cols));
-                    qs_calib cal;
-                    float *imp = qs_profile_calib(p, i, &cal);
-                    if (!w || !wq) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-                    else rc = qs_format_fake_quantize_calib(fmt, w, wq, pt->rows, pt->cols, &cal, err);
-                    free(imp);
-                }
-            }
-            for (int d = 0; d < nd && !rc; d++) {
-                if (!pending[((size_t)i * nf + f) * nd + d]) continue;
-                if (progress) progress(user, "sensitivity", done_cost, total, job, n_pending);
-                job_name(name, sizeof name, p, set, i, f, d);
-                if ((rc = qs_db_begin(p->db, err))) break;
-                rc = i < p->n_tensors ? qs_sens_run_tensor(s, i, f, d, wq, err) : qs_sens_run_whole(s, f, d, err);
-                if (!rc) rc = qs_db_mark_job(p->db, p->run_id, name, err);
-                if (rc) {
-                    qs_db_rollback(p->db);
-                    qs_error_prefix(err, "job %s", name);
-                    break;
-                }
-                if ((rc = qs_db_commit(p->db, err))) break;
-                done_cost += job_cost(p, s, i, f);
-                job++;
-                sum->sens_jobs_run++;
-            }
-            free(w);
-            free(wq);
-        }
-    if (!rc && progress) progress(user, "sensitivity", total, total, n_pending, n_pending);
-    qs_sens_free(s);
     return rc;
 }
 
@@ -329,29 +371,44 @@ int qs_profile_sweep(qs_profile *p, const qs_profile_options *opt, const qs_eval
     sum->spearman = sum->median_rel_error = NAN;
     sweep_jobs j;
     int rc = plan_jobs(p, opt, set->n_domains, &j, err), n_pending = 0;
-    const int calibrated = opt->sens_mode && !strcmp(opt->sens_mode, CALIBRATED);
+    const sweep_mode mode = mode_of(opt);
     /* which of the jobs to measure remain */
     char name[512];
     const size_t n_keys = (size_t)j.nt * j.nf * j.nd;
     for (size_t k = 0; k < n_keys && !rc; k++) {
         if (!j.measure[k]) continue;
         const int d = (int)(k % (size_t)j.nd), f = (int)(k / (size_t)j.nd % (size_t)j.nf), i = (int)(k / (size_t)j.nd / (size_t)j.nf);
-        job_name(name, sizeof name, p, set, i, f, d);
+        qs_sweep_job_name(name, sizeof name, p, set->domains[d].name, i, f);
         sum->sens_jobs_total++;
         int done = qs_db_job_done(p->db, p->run_id, name, err);
         if (done < 0) rc = done;
         else if (done) j.measure[k] = 0;
         else n_pending++;
     }
-    if (!rc && n_pending) rc = measure(p, opt, set, j.measure, n_pending, progress, user, sum, err);
-    if (!rc && calibrated) {
+    int gradient_due = 0;
+    if (!rc && mode == MODE_GRADIENT) {
+        int done = qs_db_job_done(p->db, p->run_id, "estimates/" QS_SENS_GRADIENT, err);
+        if (done < 0) rc = done;
+        else gradient_due = !done;
+    }
+    qs_sens *s = NULL;
+    if (!rc && (n_pending || gradient_due)) rc = open_sens(p, opt, set, progress, user, &s, err);
+    if (!rc && gradient_due) /* the map first: the exact jobs (whole model, validation) follow */
+        rc = qs_sens_gradient(s, j.estimate, progress, user, &sum->sens_estimated, err);
+    else if (!rc && mode == MODE_GRADIENT)
+        for (size_t k = 0; k < (size_t)j.nt * j.nf; k++) sum->sens_estimated += j.estimate[k] ? j.nd : 0;
+    if (!rc && n_pending) rc = measure(p, set, s, j.measure, n_pending, progress, user, sum, err);
+    else if (!rc) rc = qs_sweep_mpi_run(s, NULL, 0, NULL, NULL, err); /* MPI workers: nothing for them, released */
+    qs_sens_free(s);
+    if (!rc && mode == MODE_CALIBRATED) {
         int done = qs_db_job_done(p->db, p->run_id, "estimates/" CALIBRATED, err);
         if (done < 0) rc = done;
         else if (!done) rc = write_estimates(p, set, &j, sum, err);
         else /* a resumed run: the estimates are there */
             for (size_t k = 0; k < (size_t)j.nt * j.nf; k++) sum->sens_estimated += j.estimate[k] ? j.nd : 0;
     }
-    if (!rc && calibrated && j.n_validate) rc = write_validation(p, set, &j, sum, err);
+    if (!rc && mode != MODE_EXACT && j.n_validate)
+        rc = write_validation(p, set, &j, mode == MODE_GRADIENT ? QS_SENS_GRADIENT : CALIBRATED, sum, err);
     jobs_free(&j);
     return rc;
 }

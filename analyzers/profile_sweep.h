@@ -3,7 +3,7 @@
  * a previous run finished are skipped, the base distributions computed once, each candidate
  * quantized once for all domains.
  *
- * Two modes. "exact" measures every (tensor, format, domain). "calibrated" measures one probe
+ * Three modes. "exact" measures every (tensor, format, domain). "calibrated" measures one probe
  * format per tensor (the applicable format nearest 4.5 bits per weight) on every domain, and
  * estimates every other format f as
  *     KL(f) = KL(probe) x output_error(f) / output_error(probe)
@@ -12,7 +12,10 @@
  * sensitivity_estimates with their standard error, beside the measured rows; a format whose
  * output error is unknown, and every format of a tensor without one, is measured. --validate N
  * then measures N estimated jobs drawn at random (a fixed seed: a resumed run draws the same)
- * and records the rank correlation and relative error of the estimates on them. */
+ * and records the rank correlation and relative error of the estimates on them.
+ * "gradient" estimates every (tensor, format, domain) from one backward pass per evaluation chunk
+ * (sens_gradient.h) and measures only the whole-model jobs, an untied output head's and the
+ * validation draw; the estimates come first, so the map is there before the exact jobs run. */
 #ifndef QS_PROFILE_SWEEP_H
 #define QS_PROFILE_SWEEP_H
 

@@ -40,6 +40,15 @@ static size_t cache_off(const qs_sens *s, int chunk, int layer) {
     return (((size_t)chunk * (size_t)(a->n_layers + 1)) + (size_t)layer) * (size_t)s->ctx * (size_t)a->dim;
 }
 
+int qs_sens_ctx(const qs_sens *s) { return s->ctx; }
+int qs_sens_first(const qs_sens *s) { return s->first; }
+int qs_sens_n_chunks(const qs_sens *s, int d) { return s->d[d].n_chunks; }
+int qs_sens_n_scored(const qs_sens *s, int d) { return s->d[d].n_scored; }
+const int *qs_sens_tokens(const qs_sens *s, int d, int chunk) { return s->d[d].tokens + (size_t)chunk * s->ctx; }
+const float *qs_sens_residual(const qs_sens *s, int d, int chunk, int layer) { return s->d[d].cache + cache_off(s, chunk, layer); }
+qs_engine *qs_sens_engine(qs_sens *s) { return s->e; }
+qs_profile *qs_sens_profile(qs_sens *s) { return s->p; }
+
 /* log-softmax normalizer of a row: max + log sum exp */
 static double log_norm(const float *l, int n) {
     float mx = l[0];
@@ -304,25 +313,31 @@ static int run_domain(qs_sens *s, const domain *d, int start, tally *t, qs_error
     return rc;
 }
 
-int qs_sens_run_tensor(qs_sens *s, int i, int f, int di, const float *wq, qs_error *err) {
-    qs_profile *p = s->p;
+int qs_sens_measure_tensor(qs_sens *s, int i, int di, const float *wq, qs_db_eval_figures *fig, qs_error *err) {
     const domain *d = &s->d[di];
-    const int64_t tensor_id = p->tensors[i].db_id, format_id = p->format_ids_sens[f];
-    if (!wq) return qs_db_put_sensitivity(p->db, p->run_id, tensor_id, format_id, d->src->name, NULL, err);
     tally t = {0};
     int rc = apply(s, i, wq, err);
     if (!rc) rc = run_domain(s, d, start_layer(s, i), &t, err);
     qs_error ignore;
     apply(s, i, NULL, &ignore);
-    if (!rc) {
-        qs_db_eval_figures fig = tally_figures(d, &t);
-        rc = qs_db_put_sensitivity(p->db, p->run_id, tensor_id, format_id, d->src->name, &fig, err);
-    }
+    if (!rc) *fig = tally_figures(d, &t);
     free(t.kls);
     return rc;
 }
 
-int qs_sens_run_whole(qs_sens *s, int f, int di, qs_error *err) {
+int qs_sens_put_tensor(qs_sens *s, int i, int f, int di, const qs_db_eval_figures *fig, qs_error *err) {
+    qs_profile *p = s->p;
+    return qs_db_put_sensitivity(p->db, p->run_id, p->tensors[i].db_id, p->format_ids_sens[f], s->d[di].src->name, fig, err);
+}
+
+int qs_sens_run_tensor(qs_sens *s, int i, int f, int di, const float *wq, qs_error *err) {
+    if (!wq) return qs_sens_put_tensor(s, i, f, di, NULL, err);
+    qs_db_eval_figures fig;
+    int rc = qs_sens_measure_tensor(s, i, di, wq, &fig, err);
+    return rc ? rc : qs_sens_put_tensor(s, i, f, di, &fig, err);
+}
+
+int qs_sens_measure_whole(qs_sens *s, int f, int di, qs_db_eval_figures *fig, int *n_quantized, double *bpw, qs_error *err) {
     qs_profile *p = s->p;
     const qs_format *fmt = p->formats_sens[f];
     const domain *d = &s->d[di];
@@ -356,11 +371,25 @@ int qs_sens_run_whole(qs_sens *s, int f, int di, qs_error *err) {
     for (int i = 0; i < p->n_tensors; i++)
         if (wq[i]) apply(s, i, NULL, &ignore);
     if (!rc) {
-        qs_db_eval_figures fig = tally_figures(d, &t);
-        rc = qs_db_put_whole_model(p->db, p->run_id, p->format_ids_sens[f], d->src->name, nq, bits / params, &fig, err);
+        *fig = tally_figures(d, &t);
+        *n_quantized = nq;
+        *bpw = bits / params;
     }
     for (int i = 0; i < p->n_tensors; i++) free(wq[i]);
     free(wq);
     free(t.kls);
     return rc;
+}
+
+int qs_sens_put_whole(qs_sens *s, int f, int di, int n_quantized, double bpw, const qs_db_eval_figures *fig, qs_error *err) {
+    qs_profile *p = s->p;
+    return qs_db_put_whole_model(p->db, p->run_id, p->format_ids_sens[f], s->d[di].src->name, n_quantized, bpw, fig, err);
+}
+
+int qs_sens_run_whole(qs_sens *s, int f, int di, qs_error *err) {
+    qs_db_eval_figures fig;
+    int nq;
+    double bpw;
+    int rc = qs_sens_measure_whole(s, f, di, &fig, &nq, &bpw, err);
+    return rc ? rc : qs_sens_put_whole(s, f, di, nq, bpw, &fig, err);
 }

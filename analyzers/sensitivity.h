@@ -24,6 +24,19 @@ void qs_sens_free(qs_sens *s);
 int qs_sens_n_domains(const qs_sens *s);
 const char *qs_sens_domain_name(const qs_sens *s, int d);
 
+/* What the gradient estimate (sens_gradient.h) reads of the base run: the chunk length, the
+ * first scored row (positions [first, ctx - 1) are scored), each domain's chunks and scored
+ * positions, a chunk's tokens (ctx) and the residual stream entering `layer` (ctx, dim;
+ * layer n_layers: the final one), and the engine. */
+int qs_sens_ctx(const qs_sens *s);
+int qs_sens_first(const qs_sens *s);
+int qs_sens_n_chunks(const qs_sens *s, int d);
+int qs_sens_n_scored(const qs_sens *s, int d);
+const int *qs_sens_tokens(const qs_sens *s, int d, int chunk);
+const float *qs_sens_residual(const qs_sens *s, int d, int chunk, int layer);
+struct qs_engine *qs_sens_engine(qs_sens *s);
+qs_profile *qs_sens_profile(qs_sens *s);
+
 /* Writes the eval_domains rows (inside the caller's transaction). */
 int qs_sens_put_domains(qs_sens *s, qs_error *err);
 
@@ -33,6 +46,14 @@ int qs_sens_run_tensor(qs_sens *s, int i, int f, int d, const float *wq, qs_erro
 
 /* Whole model at format f on domain d: every tensor f applies to is quantized at once. */
 int qs_sens_run_whole(qs_sens *s, int f, int d, qs_error *err);
+
+/* The same two jobs in halves, for a distributed sweep (sweep_mpi.h): measure (any process; no
+ * database) and put (the writer; inside its transaction). fig NULL in put_tensor: the format
+ * does not apply. */
+int qs_sens_measure_tensor(qs_sens *s, int i, int d, const float *wq, qs_db_eval_figures *fig, qs_error *err);
+int qs_sens_put_tensor(qs_sens *s, int i, int f, int d, const qs_db_eval_figures *fig, qs_error *err);
+int qs_sens_measure_whole(qs_sens *s, int f, int d, qs_db_eval_figures *fig, int *n_quantized, double *bpw, qs_error *err);
+int qs_sens_put_whole(qs_sens *s, int f, int d, int n_quantized, double bpw, const qs_db_eval_figures *fig, qs_error *err);
 
 /* Relative cost of a job on tensor i (layers rerun x tokens), for progress; of a full evaluation
  * of one domain (every layer and the head), in the same units. */

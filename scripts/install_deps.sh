@@ -5,6 +5,8 @@ set -euo pipefail
 # build and core tests; then the report's browser test (chromium) and the notebooks' (jupyter
 # with pandas and matplotlib, all Debian's own)
 PKGS="build-essential cmake pkg-config libopenblas-dev libsqlite3-dev libhdf5-dev libcjson-dev gnuplot-nox python3 python3-venv clang libclang-rt-14-dev"
+# Open MPI: the distributed sensitivity sweep (optional to build; its test runs 2 ranks)
+PKGS="$PKGS libopenmpi-dev openmpi-bin sqlite3"
 PKGS="$PKGS chromium fonts-dejavu-core jupyter-nbconvert python3-ipykernel python3-pandas python3-matplotlib python3-yaml"
 missing=""
 for p in $PKGS; do

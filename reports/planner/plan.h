@@ -44,6 +44,7 @@ typedef struct {
     qs_plan_point *curve;
     char weights_spec[256]; /* --domain-weights as given ("" for equal) */
     int64_t n_costs_measured, n_costs_estimated; /* (tensor, format, domain) costs behind the options */
+    char est_method[32];    /* how the estimated ones were estimated ("calibrated", "gradient"; "" if none) */
     char plan_sha256[65];   /* of the plan file's bytes; set by qs_plan_read_json */
     char source_path[1024]; /* the plan file qs_plan_read_json read ("" for a plan made in memory) */
 } qs_plan;

@@ -241,6 +241,8 @@ int qs_plan_make(qs_plan **out, const qs_plan_options *opt, qs_error *err) {
     if (!rc) rc = load_choices(db, opt, p, model_id, &c, err);
     if (!rc) rc = choose(p, opt, c, err);
     if (!rc) measure_additivity(db, p);
+    qs_db_estimates est;
+    if (!rc && p->n_costs_estimated && qs_db_estimates_of(db, p->run_id, &est)) snprintf(p->est_method, sizeof p->est_method, "%s", est.method);
     free(c);
     qs_db_close(db);
     if (rc) {

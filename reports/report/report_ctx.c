@@ -283,8 +283,11 @@ int rp_checked_files(const rp_ctx *c, rp_checked *out, int cap) {
 
 void rp_estimates_sentence(const rp_ctx *c, char *out, size_t cap) {
     const qs_db_estimates *e = &c->est;
-    int k = snprintf(out, cap, "%lld of the per-tensor costs measured, %lld estimated (%s: one probe format per tensor measured,"
-                     " the others scaled by their output error)", (long long)e->n_measured, (long long)e->n_estimated, e->method);
+    const char *how = !strcmp(e->method, "gradient")
+                          ? "one backward pass per evaluation chunk: each format's output error weighted by the Fisher information"
+                          : "one probe format per tensor measured, the others scaled by their output error";
+    int k = snprintf(out, cap, "%lld of the per-tensor costs measured, %lld estimated (%s: %s)", (long long)e->n_measured,
+                     (long long)e->n_estimated, e->method, how);
     if (k < 0 || (size_t)k >= cap) return;
     if (e->n_validated)
         snprintf(out + k, cap - (size_t)k, "; validated on %d exact jobs drawn at random: Spearman %.3f, relative error median "

@@ -592,7 +592,7 @@ static void fig_validation(plotter *p) {
     data_close(p, d);
     if (n_pos < 2) {
         missing(p, "overview", title,
-                "the estimates were not validated: qsense profile ... --sens-mode calibrated --validate N measures N of them");
+                "the estimates were not validated: qsense profile ... --sens-mode calibrated|gradient --validate N measures N of them");
         return;
     }
     char caption[600];

@@ -124,8 +124,8 @@ int cmd_plan(int argc, char **argv) {
         else printf(", x %.3f for additivity (whole-model runs) = %.5f\n", p->additivity[d], p->predicted_kl_domain[d] * p->additivity[d]);
     }
     if (p->n_costs_estimated)
-        printf("costs: %lld measured, %lld estimated (the run's --sens-mode calibrated; measured rows win where both exist)\n",
-               (long long)p->n_costs_measured, (long long)p->n_costs_estimated);
+        printf("costs: %lld measured, %lld estimated (the run's --sens-mode %s; measured rows win where both exist)\n",
+               (long long)p->n_costs_measured, (long long)p->n_costs_estimated, p->est_method[0] ? p->est_method : "?");
     int counts[64] = {0};
     char names[64][32];
     int nn = 0;

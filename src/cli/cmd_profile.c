@@ -4,8 +4,10 @@
 #include <string.h>
 
 #include "analyzers/profile.h"
+#include "analyzers/sweep_mpi.h"
 #include "cli/cli.h"
 #include "core/qs_file.h"
+#include "core/qs_parallel.h"
 #include "core/qs_progress.h"
 #include "quant/format.h"
 #include "store/db.h"
@@ -55,9 +57,12 @@ static void help(void) {
            "                     format per tensor (the one nearest 4.5 bits) on every domain and\n"
            "                     estimate the other formats from the tensor's KL per unit of output\n"
            "                     error (the analyzers measure every sweep format's output error):\n"
-           "                     tensors x domains jobs instead of tensors x formats x domains\n"
-           "  --validate N       calibrated: also measure N estimated jobs drawn at random and record\n"
-           "                     the estimates' rank correlation and relative error against them\n"
+           "                     tensors x domains jobs instead of tensors x formats x domains;\n"
+           "                     gradient: estimate every job from one backward pass per chunk\n"
+           "                     (KL ~ 1/2 sum of Fisher x output error^2, labels drawn from the\n"
+           "                     model; dense layers): minutes where exact takes hours\n"
+           "  --validate N       calibrated, gradient: also measure N estimated jobs drawn at random\n"
+           "                     and record the estimates' rank correlation and relative error\n"
            "  --eval-ctx N       evaluation chunk length (default: --ctx)\n"
            "  --topk K           base log-probabilities kept per position for KL (default 64)\n"
            "  --list-formats     print the format vocabulary with bits per weight and exit\n"
@@ -90,14 +95,12 @@ static void on_progress(void *user, const char *what, long done, long total, int
                 jobs_done, total);
         return;
     }
-    if (!strcmp(what, "sweep modes")) { /* a full sweep's cost in each mode, from the base run's speed */
+    if (!strncmp(what, "sweep mode ", 11)) { /* a full sweep's cost in each mode, from the base run's speed */
         if (s->phase) qs_progress_end(&s->pr);
         s->phase = NULL;
-        char a[32], b[32];
+        char a[32];
         qs_progress_format_duration(done, a, sizeof a);
-        qs_progress_format_duration(total, b, sizeof b);
-        fprintf(stderr, "profile: a full sweep takes about %s in --sens-mode exact (%d jobs), %s in --sens-mode calibrated (%d jobs)\n",
-                a, jobs_done, b, jobs_total);
+        fprintf(stderr, "profile: a full sweep takes about %s in --sens-mode %s (%d jobs measured)\n", a, what + 11, jobs_done);
         return;
     }
     int jobs = !strcmp(what, "jobs") || !strcmp(what, "sensitivity");
@@ -152,6 +155,8 @@ static void print_kl_table(const char *db_path, long long run_id) {
     qs_db_close(db);
 }
 
+static int cmd_profile_single(qs_profile_options *opt, int quiet);
+
 int cmd_profile(int argc, char **argv) {
     qs_profile_options o = {0};
     o.formats = "default";
@@ -166,7 +171,7 @@ int cmd_profile(int argc, char **argv) {
         else if (!strcmp(a, "--sensitivity")) o.sensitivity = 1;
         else if (!strcmp(a, "--eval")) { if (!val) return cli_usage("profile", "--eval needs a set or file"); o.eval = val; i++; }
         else if (!strcmp(a, "--sens-formats")) { if (!val) return cli_usage("profile", "--sens-formats needs a list"); o.sens_formats = val; i++; }
-        else if (!strcmp(a, "--sens-mode")) { if (!val) return cli_usage("profile", "--sens-mode needs exact or calibrated"); o.sens_mode = val; i++; }
+        else if (!strcmp(a, "--sens-mode")) { if (!val) return cli_usage("profile", "--sens-mode needs exact, calibrated or gradient"); o.sens_mode = val; i++; }
         else if (!strcmp(a, "--validate")) { if ((o.validate = cli_int("profile", a, val, 0, 1 << 24)) < 0) return 2; i++; }
         else if (!strcmp(a, "--eval-ctx")) { if ((o.eval_ctx = cli_int("profile", a, val, 4, 1 << 20)) < 0) return 2; i++; }
         else if (!strcmp(a, "--topk")) { if ((o.topk = cli_int("profile", a, val, 1, 1 << 20)) < 0) return 2; i++; }
@@ -201,7 +206,38 @@ int cmd_profile(int argc, char **argv) {
         snprintf(db_default, sizeof db_default, "%.*s.qsense.db", (int)(n ? n : strlen(base)), base);
         o.db_path = db_default;
     }
-    /* 0: 512, capped by the model's training context (the driver applies it) */
+    /* under mpirun: rank 0 runs the profile and writes the database, the others measure sweep
+     * units for it (analyzers/sweep_mpi.h); the cores of a machine are shared by its ranks */
+    if (qs_mpi_init(&argc, &argv, &err)) return cli_fail(&err);
+    if (qs_mpi_size() > 1 && !o.sensitivity) {
+        qs_mpi_finalize();
+        if (qs_mpi_rank() > 0) return 0;
+        fprintf(stderr, "profile: several MPI ranks only help the sensitivity sweep (--sensitivity); running on rank 0\n");
+        return cmd_profile_single(&o, quiet);
+    }
+    if (qs_mpi_size() > 1 && o.threads <= 0) {
+        const int cores = qs_parallel_default_threads(), local = qs_mpi_local_size();
+        o.threads = cores / local > 0 ? cores / local : 1;
+    }
+    if (qs_mpi_rank() > 0) {
+        int rc = qs_profile_serve(&o, &err);
+        if (rc) {
+            fprintf(stderr, "qsense profile (MPI rank %d): %s\n", qs_mpi_rank(), err.msg);
+            qs_mpi_abort(rc);
+        }
+        qs_mpi_finalize();
+        return rc;
+    }
+    int rc = cmd_profile_single(&o, quiet);
+    if (rc) qs_mpi_abort(rc); /* the workers would wait for rank 0 forever */
+    qs_mpi_finalize();
+    return rc;
+}
+
+/* the profile in this process (rank 0 of an MPI run): progress, the run, its summary */
+static int cmd_profile_single(qs_profile_options *opt, int quiet) {
+    qs_profile_options o = *opt;
+    qs_error err = {0};
     progress_state ps = {.quiet = quiet};
     qs_profile_summary s;
     int rc = qs_profile_run(&o, on_progress, &ps, &s, &err);
@@ -214,7 +250,8 @@ int cmd_profile(int argc, char **argv) {
     if (o.sensitivity)
         printf("  sensitivity: %d jobs (%d run now) on evaluation set '%s'\n", s.sens_jobs_total, s.sens_jobs_run, o.eval ? o.eval : "debian");
     if (o.sensitivity && s.sens_estimated)
-        printf("  estimated (%s): %lld costs from one probe per tensor\n", o.sens_mode, (long long)s.sens_estimated);
+        printf("  estimated (%s): %lld costs %s\n", o.sens_mode, (long long)s.sens_estimated,
+               !strcmp(o.sens_mode, "gradient") ? "from one backward pass per evaluation chunk" : "from one probe per tensor");
     if (o.sensitivity && s.n_validated)
         printf("  validated on %d exact jobs drawn at random: Spearman %.3f, median relative error %.1f %%\n", s.n_validated,
                s.spearman, 100 * s.median_rel_error);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analyzers/sweep_mpi.h"
 #include "cli/cli.h"
 #include "core/qs_blas.h"
 #include "core/qs_output.h"
@@ -68,6 +69,8 @@ static int dispatch(int argc, char **argv) {
                : !strcmp(qs_blas_how(), "user") ? "OPENBLAS_CORETYPE"
                                                 : "chosen by OpenBLAS",
                qs_blas_best_core());
+        printf("MPI: %s\n", qs_mpi_available() ? "built in (mpirun -n N qsense profile ... --sensitivity spreads the sweep)"
+                                                : "not built in (the sweep runs in one process)");
         return 0;
     }
     if (!strcmp(cmd, "ppl")) return cmd_ppl(argc - 1, argv + 1);

@@ -1,6 +1,8 @@
 /* The analyzers' rows (see measure_rows.h): each typed row becomes one INSERT OR REPLACE. */
 #include "store/measure_rows.h"
 
+#include <math.h>
+
 #include "store/sql.h"
 
 #define INT(col, v) {col, 2, (double)(v), NULL}
@@ -76,7 +78,7 @@ int qs_db_put_estimate(qs_db *db, int64_t run_id, int64_t tensor_id, int64_t for
                        double kl, double kl_se, int64_t probe_format_id, qs_error *err) {
     qs_db_value v[] = {INT("run_id", run_id), INT("tensor_id", tensor_id), INT("format_id", format_id), TEXT("domain", domain),
                        TEXT("method", method), REAL("kl_mean", kl), REAL("kl_se", kl_se),
-                       INT("probe_format_id", probe_format_id)};
+                       INT("probe_format_id", probe_format_id > 0 ? (double)probe_format_id : NAN)};
     return qs_db_put_row(db, "sensitivity_estimates", v, N(v), err);
 }
 

@@ -50,7 +50,8 @@ int qs_db_put_whole_model(qs_db *db, int64_t run_id, int64_t format_id, const ch
                           const qs_db_eval_figures *fig, qs_error *err);
 
 /* An estimate of one job's KL by a method ("calibrated": the probe format's measured KL scaled by
- * the output errors), with its standard error, beside the measured rows, never over them. */
+ * the output errors; "gradient": the Fisher-weighted output error), with its standard error,
+ * beside the measured rows, never over them. probe_format_id <= 0: no probe (NULL). */
 int qs_db_put_estimate(qs_db *db, int64_t run_id, int64_t tensor_id, int64_t format_id, const char *domain, const char *method,
                        double kl, double kl_se, int64_t probe_format_id, qs_error *err);
 /* How a method's estimates agreed with n exact jobs drawn at random: Spearman's rank correlation

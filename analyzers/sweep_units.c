@@ -1,0 +1,57 @@
+/* The sweep's units of work (see sweep_units.h). */
+#include "analyzers/sweep_units.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+void qs_sweep_job_name(char *out, size_t cap, const qs_profile *p, const char *domain, int i, int f) {
+    if (i < p->n_tensors)
+        snprintf(out, cap, "sensitivity/%s/%s/%s", p->tensors[i].t->name, p->formats_sens[f]->name, domain);
+    else
+        snprintf(out, cap, "whole/%s/%s", p->formats_sens[f]->name, domain);
+}
+
+int qs_sweep_unit_measure(qs_sens *s, const qs_sweep_unit *u, qs_sweep_result_fn fn, void *user, qs_error *err) {
+    qs_profile *p = qs_sens_profile(s);
+    const qs_format *fmt = p->formats_sens[u->f];
+    float *wq = NULL, *w = NULL;
+    int rc = 0;
+    if (u->i < p->n_tensors && qs_profile_format_applies(p, u->i, fmt, NULL, 0)) {
+        const qs_prof_tensor *pt = &p->tensors[u->i];
+        w = qs_profile_weights(p, u->i);
+        wq = malloc(sizeof(float) * (size_t)(pt->rows * pt->cols));
+        qs_calib cal;
+        float *imp = qs_profile_calib(p, u->i, &cal);
+        if (!w || !wq) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing %s", pt->t->name);
+        else rc = qs_format_fake_quantize_calib(fmt, w, wq, pt->rows, pt->cols, &cal, err);
+        free(imp);
+    }
+    for (int d = 0; d < qs_sens_n_domains(s) && !rc; d++) {
+        if (!(u->domains >> d & 1)) continue;
+        qs_sweep_result r = {.i = u->i, .f = u->f, .d = d, .applicable = 1};
+        if (u->i == p->n_tensors) rc = qs_sens_measure_whole(s, u->f, d, &r.fig, &r.n_quantized, &r.bpw, err);
+        else if (!wq) r.applicable = 0;
+        else rc = qs_sens_measure_tensor(s, u->i, d, wq, &r.fig, err);
+        if (!rc) rc = fn(user, &r, err);
+    }
+    free(w);
+    free(wq);
+    return rc;
+}
+
+int qs_sweep_result_write(qs_sens *s, const qs_sweep_result *r, qs_error *err) {
+    qs_profile *p = qs_sens_profile(s);
+    char name[512];
+    qs_sweep_job_name(name, sizeof name, p, qs_sens_domain_name(s, r->d), r->i, r->f);
+    int rc = qs_db_begin(p->db, err);
+    if (rc) return rc;
+    if (r->i == p->n_tensors) rc = qs_sens_put_whole(s, r->f, r->d, r->n_quantized, r->bpw, &r->fig, err);
+    else rc = qs_sens_put_tensor(s, r->i, r->f, r->d, r->applicable ? &r->fig : NULL, err);
+    if (!rc) rc = qs_db_mark_job(p->db, p->run_id, name, err);
+    if (rc) {
+        qs_db_rollback(p->db);
+        qs_error_prefix(err, "job %s", name);
+        return rc;
+    }
+    return qs_db_commit(p->db, err);
+}
