@@ -29,8 +29,11 @@ struct qs_sens {
     int ctx, first, k, bos;
     domain *d;
     int n_domains;
-    float *logits;   /* (ctx - first, vocab) */
+    float *logits;   /* (batch, ctx - first, vocab) */
+    float *batch;    /* (batch, ctx, dim): the chunks run together (batch_chunks) */
 };
+
+static int batch_chunks(const qs_sens *s);
 
 int qs_sens_n_domains(const qs_sens *s) { return s->n_domains; }
 const char *qs_sens_domain_name(const qs_sens *s, int d) { return s->d[d].src->name; }
@@ -171,10 +174,12 @@ int qs_sens_new(qs_sens **out, qs_profile *p, const qs_evalset *set, int ctx, in
     if (!rc) rc = qs_engine_new(&s->e, p->m, p->threads, err);
     if (!rc) {
         s->bos = v->add_bos ? v->bos : -1;
-        s->logits = malloc(sizeof(float) * (size_t)(ctx - s->first) * (size_t)p->m->arch.n_vocab);
+        const int nb = batch_chunks(s) < 64 ? batch_chunks(s) : 64;
+        s->logits = malloc(sizeof(float) * (size_t)nb * (size_t)(ctx - s->first) * (size_t)p->m->arch.n_vocab);
+        s->batch = malloc(sizeof(float) * (size_t)nb * (size_t)ctx * (size_t)p->m->arch.dim);
         s->d = calloc((size_t)set->n_domains, sizeof(domain));
         s->n_domains = set->n_domains;
-        if (!s->logits || !s->d) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+        if (!s->logits || !s->batch || !s->d) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
     }
     for (int i = 0; !rc && i < set->n_domains; i++) {
         s->d[i].src = &set->domains[i];
@@ -198,6 +203,7 @@ void qs_sens_free(qs_sens *s) {
     }
     free(s->d);
     free(s->logits);
+    free(s->batch);
     qs_engine_free(s->e);
     free(s);
 }
@@ -225,11 +231,11 @@ static int cmp_float(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* compares the current logits rows of chunk c with the base */
-static void score_chunk(const qs_sens *s, const domain *d, int c, tally *t) {
+/* compares chunk c's logits rows (ctx - first of them, from `logits`) with the base */
+static void score_chunk(const qs_sens *s, const domain *d, int c, const float *logits, tally *t) {
     const int per = s->ctx - 1 - s->first, V = s->p->m->arch.n_vocab, k = s->k;
     for (int i = 0; i < per; i++) {
-        const float *row = s->logits + (size_t)i * V;
+        const float *row = logits + (size_t)i * V;
         const int j = c * per + i, target = d->targets[(size_t)c * s->ctx + s->first + i];
         const double ln = log_norm(row, V), lq = row[target] - ln;
         t->nll -= lq;
@@ -299,29 +305,59 @@ static int apply(qs_sens *s, int i, const float *wq, qs_error *err) {
     return qs_engine_override(s->e, pt->layer, pt->linear, wq, err);
 }
 
-static int run_domain(qs_sens *s, const domain *d, int start, tally *t, qs_error *err) {
-    t->kls = malloc(sizeof(float) * (size_t)d->n_scored);
-    if (!t->kls) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+/* chunks run together: up to 4096 tokens, and their logits in at most 512 MiB */
+static int batch_chunks(const qs_sens *s) {
+    const double logits = 4.0 * (s->ctx - s->first) * (double)s->p->m->arch.n_vocab;
+    int b = 4096 / s->ctx;
+    if (b > (int)(512.0 * 1024 * 1024 / logits)) b = (int)(512.0 * 1024 * 1024 / logits);
+    return b < 1 ? 1 : b;
+}
+
+/* Runs every chunk of the domains in mask from layer `start` (0: from the embeddings) with the
+ * current overrides, several chunks of any domains per forward pass, and scores each against
+ * its domain's base into t[d]. */
+static int run_domains(qs_sens *s, uint64_t mask, int start, tally *t, qs_error *err) {
+    const int dim = s->p->m->arch.dim, rows = s->ctx - s->first;
+    const size_t V = (size_t)s->p->m->arch.n_vocab;
     int rc = 0;
-    for (int c = 0; c < d->n_chunks && !rc; c++) {
-        if (start == 0)
-            rc = qs_engine_forward(s->e, d->tokens + (size_t)c * s->ctx, s->ctx, s->first, s->logits, err);
-        else
-            rc = qs_engine_forward_from(s->e, start, d->cache + cache_off(s, c, start), s->ctx, s->first, s->logits, err);
-        if (!rc) score_chunk(s, d, c, t);
+    for (int d = 0; d < s->n_domains && !rc; d++)
+        if (mask >> d & 1 && !(t[d].kls = malloc(sizeof(float) * (size_t)s->d[d].n_scored)))
+            rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    int bd[64], bc[64], nb = 0; /* the batch: (domain, chunk) pairs */
+    const int cap = batch_chunks(s) < 64 ? batch_chunks(s) : 64;
+    for (int d = 0; d <= s->n_domains && !rc; d++) {
+        const int last = d == s->n_domains;
+        for (int c = 0; !last && mask >> d & 1 && c < s->d[d].n_chunks && !rc; c++) {
+            float *x = s->batch + (size_t)nb * s->ctx * dim;
+            if (start == 0) rc = qs_engine_embed(s->e, s->d[d].tokens + (size_t)c * s->ctx, s->ctx, x, err);
+            else memcpy(x, s->d[d].cache + cache_off(s, c, start), sizeof(float) * (size_t)s->ctx * dim);
+            bd[nb] = d, bc[nb++] = c;
+            if (nb < cap) continue;
+            rc = qs_engine_forward_batch_from(s->e, start, s->batch, nb, s->ctx, s->first, s->logits, err);
+            for (int k = 0; k < nb && !rc; k++) score_chunk(s, &s->d[bd[k]], bc[k], s->logits + (size_t)k * rows * V, &t[bd[k]]);
+            nb = 0;
+        }
+        if (last && nb && !rc) {
+            rc = qs_engine_forward_batch_from(s->e, start, s->batch, nb, s->ctx, s->first, s->logits, err);
+            for (int k = 0; k < nb && !rc; k++) score_chunk(s, &s->d[bd[k]], bc[k], s->logits + (size_t)k * rows * V, &t[bd[k]]);
+        }
     }
     return rc;
 }
 
-int qs_sens_measure_tensor(qs_sens *s, int i, int di, const float *wq, qs_db_eval_figures *fig, qs_error *err) {
-    const domain *d = &s->d[di];
-    tally t = {0};
+static void free_tallies(tally *t, int n) {
+    for (int d = 0; d < n; d++) free(t[d].kls);
+}
+
+int qs_sens_measure_tensor(qs_sens *s, int i, uint64_t mask, const float *wq, qs_db_eval_figures *figs, qs_error *err) {
+    tally t[64] = {{0}};
     int rc = apply(s, i, wq, err);
-    if (!rc) rc = run_domain(s, d, start_layer(s, i), &t, err);
+    if (!rc) rc = run_domains(s, mask, start_layer(s, i), t, err);
     qs_error ignore;
     apply(s, i, NULL, &ignore);
-    if (!rc) *fig = tally_figures(d, &t);
-    free(t.kls);
+    for (int d = 0; d < s->n_domains && !rc; d++)
+        if (mask >> d & 1) figs[d] = tally_figures(&s->d[d], &t[d]);
+    free_tallies(t, s->n_domains);
     return rc;
 }
 
@@ -330,17 +366,10 @@ int qs_sens_put_tensor(qs_sens *s, int i, int f, int di, const qs_db_eval_figure
     return qs_db_put_sensitivity(p->db, p->run_id, p->tensors[i].db_id, p->format_ids_sens[f], s->d[di].src->name, fig, err);
 }
 
-int qs_sens_run_tensor(qs_sens *s, int i, int f, int di, const float *wq, qs_error *err) {
-    if (!wq) return qs_sens_put_tensor(s, i, f, di, NULL, err);
-    qs_db_eval_figures fig;
-    int rc = qs_sens_measure_tensor(s, i, di, wq, &fig, err);
-    return rc ? rc : qs_sens_put_tensor(s, i, f, di, &fig, err);
-}
-
-int qs_sens_measure_whole(qs_sens *s, int f, int di, qs_db_eval_figures *fig, int *n_quantized, double *bpw, qs_error *err) {
+int qs_sens_measure_whole(qs_sens *s, int f, uint64_t mask, qs_db_eval_figures *figs, int *n_quantized, double *bpw,
+                          qs_error *err) {
     qs_profile *p = s->p;
     const qs_format *fmt = p->formats_sens[f];
-    const domain *d = &s->d[di];
     float **wq = calloc((size_t)p->n_tensors, sizeof(float *));
     if (!wq) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
     int rc = 0, nq = 0;
@@ -365,31 +394,22 @@ int qs_sens_measure_whole(qs_sens *s, int f, int di, qs_db_eval_figures *fig, in
         bits += qs_format_bpw(fmt, pt->rows, pt->cols) * (double)(pt->rows * pt->cols);
         nq++;
     }
-    tally t = {0};
-    if (!rc) rc = run_domain(s, d, 0, &t, err);
+    tally t[64] = {{0}};
+    if (!rc) rc = run_domains(s, mask, 0, t, err);
     qs_error ignore;
     for (int i = 0; i < p->n_tensors; i++)
         if (wq[i]) apply(s, i, NULL, &ignore);
-    if (!rc) {
-        *fig = tally_figures(d, &t);
-        *n_quantized = nq;
-        *bpw = bits / params;
-    }
+    for (int d = 0; d < s->n_domains && !rc; d++)
+        if (mask >> d & 1) figs[d] = tally_figures(&s->d[d], &t[d]);
+    *n_quantized = nq;
+    *bpw = bits / params;
+    free_tallies(t, s->n_domains);
     for (int i = 0; i < p->n_tensors; i++) free(wq[i]);
     free(wq);
-    free(t.kls);
     return rc;
 }
 
 int qs_sens_put_whole(qs_sens *s, int f, int di, int n_quantized, double bpw, const qs_db_eval_figures *fig, qs_error *err) {
     qs_profile *p = s->p;
     return qs_db_put_whole_model(p->db, p->run_id, p->format_ids_sens[f], s->d[di].src->name, n_quantized, bpw, fig, err);
-}
-
-int qs_sens_run_whole(qs_sens *s, int f, int di, qs_error *err) {
-    qs_db_eval_figures fig;
-    int nq;
-    double bpw;
-    int rc = qs_sens_measure_whole(s, f, di, &fig, &nq, &bpw, err);
-    return rc ? rc : qs_sens_put_whole(s, f, di, nq, bpw, &fig, err);
 }

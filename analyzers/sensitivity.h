@@ -12,6 +12,8 @@
 #ifndef QS_SENSITIVITY_H
 #define QS_SENSITIVITY_H
 
+#include <stdint.h>
+
 #include "analyzers/analyzer.h"
 #include "io/evalset.h"
 
@@ -40,19 +42,15 @@ qs_profile *qs_sens_profile(qs_sens *s);
 /* Writes the eval_domains rows (inside the caller's transaction). */
 int qs_sens_put_domains(qs_sens *s, qs_error *err);
 
-/* One job: tensor i x format f x domain d, writing its sensitivity row. wq: the tensor
- * fake-quantized to f (NULL when f does not apply; then the row says so). */
-int qs_sens_run_tensor(qs_sens *s, int i, int f, int d, const float *wq, qs_error *err);
-
-/* Whole model at format f on domain d: every tensor f applies to is quantized at once. */
-int qs_sens_run_whole(qs_sens *s, int f, int d, qs_error *err);
-
-/* The same two jobs in halves, for a distributed sweep (sweep_mpi.h): measure (any process; no
- * database) and put (the writer; inside its transaction). fig NULL in put_tensor: the format
- * does not apply. */
-int qs_sens_measure_tensor(qs_sens *s, int i, int d, const float *wq, qs_db_eval_figures *fig, qs_error *err);
+/* Measuring (any process; no database): tensor i replaced by wq, or the whole model at format f,
+ * on every domain whose bit is set in mask, their chunks run several at a time (one expansion
+ * of each stored weight per batch, whatever domain the chunks come from); figs[d] for each. */
+int qs_sens_measure_tensor(qs_sens *s, int i, uint64_t mask, const float *wq, qs_db_eval_figures *figs, qs_error *err);
+int qs_sens_measure_whole(qs_sens *s, int f, uint64_t mask, qs_db_eval_figures *figs, int *n_quantized, double *bpw,
+                          qs_error *err);
+/* Writing (the database's owner, inside its transaction) one domain's row; fig NULL in put_tensor:
+ * the format does not apply. */
 int qs_sens_put_tensor(qs_sens *s, int i, int f, int d, const qs_db_eval_figures *fig, qs_error *err);
-int qs_sens_measure_whole(qs_sens *s, int f, int d, qs_db_eval_figures *fig, int *n_quantized, double *bpw, qs_error *err);
 int qs_sens_put_whole(qs_sens *s, int f, int d, int n_quantized, double bpw, const qs_db_eval_figures *fig, qs_error *err);
 
 /* Relative cost of a job on tensor i (layers rerun x tokens), for progress; of a full evaluation

@@ -1,4 +1,5 @@
-/* The sweep's units of work (see sweep_units.h). */
+/* The sweep's units of work (see sweep_units.h). A unit's domains run in the same forward
+ * passes, so its results arrive together when it is done. */
 #include "analyzers/sweep_units.h"
 
 #include <stdio.h>
@@ -26,13 +27,17 @@ int qs_sweep_unit_measure(qs_sens *s, const qs_sweep_unit *u, qs_sweep_result_fn
         else rc = qs_format_fake_quantize_calib(fmt, w, wq, pt->rows, pt->cols, &cal, err);
         free(imp);
     }
+    qs_db_eval_figures figs[QS_SWEEP_MAX_DOMAINS];
+    int nq = 0;
+    double bpw = 0;
+    if (!rc && u->i == p->n_tensors) rc = qs_sens_measure_whole(s, u->f, u->domains, figs, &nq, &bpw, err);
+    else if (!rc && wq) rc = qs_sens_measure_tensor(s, u->i, u->domains, wq, figs, err);
     for (int d = 0; d < qs_sens_n_domains(s) && !rc; d++) {
         if (!(u->domains >> d & 1)) continue;
-        qs_sweep_result r = {.i = u->i, .f = u->f, .d = d, .applicable = 1};
-        if (u->i == p->n_tensors) rc = qs_sens_measure_whole(s, u->f, d, &r.fig, &r.n_quantized, &r.bpw, err);
-        else if (!wq) r.applicable = 0;
-        else rc = qs_sens_measure_tensor(s, u->i, d, wq, &r.fig, err);
-        if (!rc) rc = fn(user, &r, err);
+        qs_sweep_result r = {.i = u->i, .f = u->f, .d = d, .applicable = u->i == p->n_tensors || wq != NULL,
+                             .n_quantized = nq, .bpw = bpw};
+        if (r.applicable) r.fig = figs[d];
+        rc = fn(user, &r, err);
     }
     free(w);
     free(wq);

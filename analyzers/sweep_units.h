@@ -28,7 +28,8 @@ typedef struct {
 /* called with each domain's result as soon as it is measured */
 typedef int (*qs_sweep_result_fn)(void *user, const qs_sweep_result *r, qs_error *err);
 
-/* Quantizes the unit's candidate once and measures each pending domain, in order. */
+/* Quantizes the unit's candidate once and measures its pending domains (their chunks batched
+ * together), then gives each domain's result to fn, in order. */
 int qs_sweep_unit_measure(qs_sens *s, const qs_sweep_unit *u, qs_sweep_result_fn fn, void *user, qs_error *err);
 
 /* Writes one result's row and marks its job done, in one transaction. */

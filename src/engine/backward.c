@@ -135,7 +135,7 @@ int qs_engine_layer_backward(qs_engine *e, int l, const float *x, const float *d
                          "layer %d has experts: the backward pass (gradient sensitivity) does not handle mixture-of-experts "
                          "layers yet; use --sensitivity-mode calibrated or exact",
                          l);
-    if (qse_grow(e, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
+    if (qse_grow(e, n, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
     const int dim = a->dim, qd = a->n_heads * a->head_dim, kvd = a->n_kv_heads * a->head_dim, hid = a->hidden_dim;
     const size_t N = (size_t)n, wqkv = (size_t)qd + 2 * (size_t)kvd;
     const size_t sizes[N_BUF] = {
@@ -272,7 +272,7 @@ int qs_engine_head_backward(qs_engine *e, const float *x, int n, int from, const
     const qs_arch *a = &e->a;
     if (n <= 0 || from < 0 || from >= n)
         return qs_errorf(err, QS_ERR_USAGE, "head_backward: bad range (n %d, logits from %d)", n, from);
-    if (qse_grow(e, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
+    if (qse_grow(e, n, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
     const int dim = a->dim, rows = n - from, V = a->n_vocab;
     float *hn = malloc(sizeof(float) * (size_t)rows * dim), *dhn = malloc(sizeof(float) * (size_t)rows * dim);
     if (!hn || !dhn) {

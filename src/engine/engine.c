@@ -156,6 +156,8 @@ static void free_scratch(qs_engine *e) {
     free(e->rope_cos_swa); free(e->rope_sin_swa); free(e->fz);
     free(e->router); free(e->xe); free(e->ye); free(e->he1); free(e->he3); free(e->route_w); free(e->route_e); free(e->picked);
     e->router = e->xe = e->ye = e->he1 = e->he3 = e->route_w = NULL;
+    e->scores = NULL;
+    e->scores_seq = 0;
     e->route_e = e->picked = NULL;
 }
 
@@ -223,8 +225,18 @@ static void rope_table(double *c, double *s, size_t n, int head_dim, float base,
         }
 }
 
-int qse_grow(qs_engine *e, int n) {
-    if (n <= e->cap) return 0;
+/* the attention scores: one (seq, seq) buffer per thread */
+static int grow_scores(qs_engine *e, int seq) {
+    if (seq <= e->scores_seq) return 0;
+    free(e->scores);
+    e->scores = malloc((size_t)e->threads * (size_t)seq * (size_t)seq * 4);
+    e->scores_seq = e->scores ? seq : 0;
+    return e->scores ? 0 : -1;
+}
+
+int qse_grow(qs_engine *e, int n, int seq) {
+    e->seq = seq;
+    if (n <= e->cap) return grow_scores(e, seq);
     free_scratch(e);
     const qs_arch *a = &e->a;
     size_t N = (size_t)n, qd = (size_t)a->n_heads * a->head_dim, kvd = (size_t)a->n_kv_heads * a->head_dim;
@@ -250,7 +262,6 @@ int qse_grow(qs_engine *e, int n) {
         e->route_e = malloc(N * K * sizeof(int));
         e->picked = malloc(N * sizeof(int));
     }
-    e->scores = malloc((size_t)e->threads * N * N * 4);
     size_t half = (size_t)a->head_dim / 2;
     e->rope_cos = malloc(N * half * sizeof(double));
     e->rope_sin = malloc(N * half * sizeof(double));
@@ -261,12 +272,13 @@ int qse_grow(qs_engine *e, int n) {
         e->rope_cos_swa = malloc(N * half * sizeof(double));
         e->rope_sin_swa = malloc(N * half * sizeof(double));
     }
-    if (!e->xr || !e->x || !e->xb || !e->q || !e->k || !e->v || !e->att || !e->h1 || !e->h3 || !e->scores || !e->rope_cos ||
+    if (!e->xr || !e->x || !e->xb || !e->q || !e->k || !e->v || !e->att || !e->h1 || !e->h3 || !e->rope_cos ||
         (e->any_fused && !e->fz) ||
         (e->any_moe && (!e->router || !e->xe || !e->ye || !e->he1 || !e->he3 || !e->route_w || !e->route_e || !e->picked)) ||
         !e->rope_sin || (any_sliding && (!e->rope_cos_swa || !e->rope_sin_swa))) {
         free_scratch(e);
         e->x = e->xb = e->q = e->k = e->v = e->att = e->h1 = e->h3 = e->scores = e->fz = NULL;
+        e->scores_seq = 0;
         e->rope_cos = e->rope_sin = e->rope_cos_swa = e->rope_sin_swa = NULL;
         e->xr = NULL;
         e->cap = 0;
@@ -275,7 +287,7 @@ int qse_grow(qs_engine *e, int n) {
     rope_table(e->rope_cos, e->rope_sin, N, a->head_dim, a->rope_base, a->rope_scale, a->rope_freqs);
     if (any_sliding) rope_table(e->rope_cos_swa, e->rope_sin_swa, N, a->head_dim, a->rope_base_swa, 1.0f, NULL);
     e->cap = n;
-    return 0;
+    return grow_scores(e, seq);
 }
 
 /* threads worth waking for `work` element operations: below ~64k the wake-ups cost more */
@@ -394,7 +406,8 @@ static void rope_rows(void *ctx, long t0, long t1) {
     const qs_engine *e = j->e;
     const int hd = e->a.head_dim, half = hd / 2, neox = e->a.rope_type == QS_ROPE_NEOX;
     for (long t = t0; t < t1; t++) {
-        const double *c = j->cos + (size_t)t * half, *s = j->sin + (size_t)t * half;
+        const size_t pos = (size_t)(t % e->seq); /* rows are sequences of e->seq positions, one after another */
+        const double *c = j->cos + pos * half, *s = j->sin + pos * half;
         for (int h = 0; h < j->n_heads; h++) {
             float *v = j->x + (size_t)t * j->n_heads * hd + (size_t)h * hd;
             for (int i = 0; i < half; i++) {
@@ -425,43 +438,45 @@ typedef struct {
 static void attention_heads(void *ctx, long h0, long h1) {
     const attn_job *j = ctx;
     qs_engine *e = j->e;
-    const int n = j->n;
+    const int n = e->seq; /* each sequence attends within itself */
     const qs_arch *a = &e->a;
     const int hd = a->head_dim, qd = a->n_heads * hd, kvd = a->n_kv_heads * hd;
     const int group = a->n_heads / a->n_kv_heads;
     const float scale = a->attn_scale;
     const int window = j->window;
     float *S = e->scores + (size_t)qs_parallel_thread_index() * n * n;
-    for (long h = h0; h < h1; h++) {
-        const float *qh = e->q + (size_t)h * hd, *kh = e->k + (size_t)(h / group) * hd, *vh = e->v + (size_t)(h / group) * hd;
-        /* S = scale * Q_h K_h^T: (n, n) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, scale, qh, qd, kh, kvd, 0.0f, S, n);
-        for (int t = 0; t < n; t++) {
-            float *row = S + (size_t)t * n;
-            const int first = t - window + 1 > 0 ? t - window + 1 : 0; /* the sliding window's start */
-            for (int i = 0; i < first; i++) row[i] = 0.0f;
-            float mx = row[first];
-            for (int i = first + 1; i <= t; i++) mx = row[i] > mx ? row[i] : mx;
-            double sum = 0.0;
-            for (int i = first; i <= t; i++) {
-                row[i] = expf(row[i] - mx);
-                sum += row[i];
+    for (long h = h0; h < h1; h++)
+        for (size_t s0 = 0; s0 < (size_t)j->n; s0 += (size_t)n) {
+            const float *qh = e->q + s0 * qd + (size_t)h * hd, *kh = e->k + s0 * kvd + (size_t)(h / group) * hd;
+            const float *vh = e->v + s0 * kvd + (size_t)(h / group) * hd;
+            /* S = scale * Q_h K_h^T: (n, n) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, scale, qh, qd, kh, kvd, 0.0f, S, n);
+            for (int t = 0; t < n; t++) {
+                float *row = S + (size_t)t * n;
+                const int first = t - window + 1 > 0 ? t - window + 1 : 0; /* the sliding window's start */
+                for (int i = 0; i < first; i++) row[i] = 0.0f;
+                float mx = row[first];
+                for (int i = first + 1; i <= t; i++) mx = row[i] > mx ? row[i] : mx;
+                double sum = 0.0;
+                for (int i = first; i <= t; i++) {
+                    row[i] = expf(row[i] - mx);
+                    sum += row[i];
+                }
+                const float inv = (float)(1.0 / sum);
+                for (int i = first; i <= t; i++) row[i] *= inv;
+                if (e->llamacpp_numerics) qs_round_f16(row + first, t + 1 - first); /* meets the f16 V cache */
+                for (int i = t + 1; i < n; i++) row[i] = 0.0f;
             }
-            const float inv = (float)(1.0 / sum);
-            for (int i = first; i <= t; i++) row[i] *= inv;
-            if (e->llamacpp_numerics) qs_round_f16(row + first, t + 1 - first); /* meets the f16 V cache */
-            for (int i = t + 1; i < n; i++) row[i] = 0.0f;
+            /* att_h = S V_h: (n, hd) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, 1.0f, S, n, vh, kvd, 0.0f,
+                        e->att + s0 * qd + (size_t)h * hd, qd);
         }
-        /* att_h = S V_h: (n, hd) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, 1.0f, S, n, vh, kvd, 0.0f, e->att + (size_t)h * hd,
-                    qd);
-    }
 }
 
 void qse_attention(qs_engine *e, int n, int sliding) {
-    attn_job j = {e, n, sliding && e->a.n_swa < n ? e->a.n_swa : n};
+    attn_job j = {e, n, sliding && e->a.n_swa < e->seq ? e->a.n_swa : e->seq};
     openblas_set_num_threads(1);
-    qs_parallel_for(e->a.n_heads, qse_par_threads(e, (long)n * n * e->a.n_heads * e->a.head_dim), attention_heads, &j);
+    qs_parallel_for(e->a.n_heads, qse_par_threads(e, (long)n * e->seq * e->a.n_heads * e->a.head_dim), attention_heads, &j);
     openblas_set_num_threads(e->threads);
 }
 
@@ -529,15 +544,26 @@ int qs_engine_embed(qs_engine *e, const int *tokens, int n, float *x, qs_error *
 int qs_engine_forward(qs_engine *e, const int *tokens, int n, int logits_from, float *logits, qs_error *err) {
     if (n <= 0 || logits_from < 0 || logits_from > n)
         return qs_errorf(err, QS_ERR_USAGE, "forward: bad token range (n %d, logits from %d)", n, logits_from);
-    if (qse_grow(e, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
+    if (qse_grow(e, n, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
     int rc = qs_engine_embed(e, tokens, n, e->x, err);
     return rc ? rc : run_layers(e, 0, n, logits_from, logits);
+}
+
+int qs_engine_forward_batch_from(qs_engine *e, int layer, const float *x, int n_seq, int seq, int logits_from, float *logits,
+                                 qs_error *err) {
+    if (n_seq <= 0 || seq <= 0 || logits_from < 0 || logits_from > seq || layer < 0 || layer > e->a.n_layers)
+        return qs_errorf(err, QS_ERR_USAGE, "forward_batch_from: bad range (layer %d, %d x %d, logits from %d)", layer, n_seq, seq,
+                         logits_from);
+    const int n = n_seq * seq;
+    if (qse_grow(e, n, seq)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %d chunks of %d tokens", n_seq, seq);
+    memcpy(e->x, x, sizeof(float) * (size_t)n * (size_t)e->a.dim);
+    return run_layers(e, layer, n, logits_from, logits);
 }
 
 int qs_engine_forward_from(qs_engine *e, int layer, const float *x, int n, int logits_from, float *logits, qs_error *err) {
     if (n <= 0 || logits_from < 0 || logits_from > n || layer < 0 || layer > e->a.n_layers)
         return qs_errorf(err, QS_ERR_USAGE, "forward_from: bad range (layer %d, n %d, logits from %d)", layer, n, logits_from);
-    if (qse_grow(e, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
+    if (qse_grow(e, n, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
     memcpy(e->x, x, sizeof(float) * (size_t)n * (size_t)e->a.dim);
     return run_layers(e, layer, n, logits_from, logits);
 }
@@ -685,10 +711,11 @@ static int run_layers(qs_engine *e, int first, int n, int logits_from, float *lo
         layer_forward(e, l, n);
     }
     if (e->capture) memcpy(e->capture[a->n_layers], e->x, sizeof(float) * (size_t)n * (size_t)dim);
-    int rows = n - logits_from;
+    const int n_seq = n / e->seq, per = e->seq - logits_from, rows = n_seq * per;
     if (rows > 0) {
-        float *xf = e->x + (size_t)logits_from * dim;
-        qse_rmsnorm(e, e->xb, xf, e->output_norm, rows, dim, a->norm_eps);
+        for (int q = 0; q < n_seq; q++) /* each sequence's rows [logits_from, seq), side by side */
+            qse_rmsnorm(e, e->xb + (size_t)q * per * dim, e->x + ((size_t)q * e->seq + (size_t)logits_from) * dim, e->output_norm,
+                        per, dim, a->norm_eps);
         observe(e, a->n_layers, QS_LIN_OUTPUT, e->xb, rows, dim);
         matmul(e, logits, e->xb, e->output, e->output_over, rows, dim, a->n_vocab); /* (rows, dim) x (n_vocab, dim)^T */
         if (a->logit_softcap > 0) {
@@ -718,7 +745,7 @@ int qs_engine_embed(qs_engine *e, const int *tokens, int n, float *x, qs_error *
 int qs_engine_run_layer(qs_engine *e, int layer, float *x, int n, qs_error *err) {
     if (n <= 0 || layer < 0 || layer > e->a.n_layers)
         return qs_errorf(err, QS_ERR_USAGE, "run_layer: bad range (layer %d, n %d)", layer, n);
-    if (qse_grow(e, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
+    if (qse_grow(e, n, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
     openblas_set_num_threads(e->threads);
     const size_t bytes = sizeof(float) * (size_t)n * (size_t)e->a.dim;
     memcpy(e->x, x, bytes);

@@ -68,6 +68,13 @@ void qs_engine_set_capture(qs_engine *e, float **capture);
  * qs_engine_forward. x is not modified. */
 int qs_engine_forward_from(qs_engine *e, int layer, const float *x, int n, int logits_from, float *logits, qs_error *err);
 
+/* The same for n_seq independent sequences of seq positions at once, x (n_seq * seq, dim) their
+ * streams one after another: every matmul runs once on all of them (a stored weight is expanded
+ * once, not once per sequence), attention stays within each sequence. logits: rows [logits_from,
+ * seq) of each sequence, (n_seq * (seq - logits_from), n_vocab). */
+int qs_engine_forward_batch_from(qs_engine *e, int layer, const float *x, int n_seq, int seq, int logits_from, float *logits,
+                                 qs_error *err);
+
 /* Layer-major execution (the profile's calibration pushes every chunk through layer l before
  * layer l + 1, so one layer's statistics are alive at a time):
  * embed writes the embedding rows of tokens into x (n, dim); run_layer applies layer `layer` to

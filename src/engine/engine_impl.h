@@ -40,6 +40,7 @@ struct qs_engine {
     void *observe_user;
     /* scratch, grown on demand */
     int cap;
+    int seq, scores_seq; /* the rows are sequences of seq positions (a batch); the scores' capacity */
     float *x, *xb, *q, *k, *v, *att, *h1, *h3, *scores;
     float *fz; /* a fused matrix's output, (cap, max(q + 2 kv, 2 hidden)); only with fused layers */
     int any_fused, any_moe;
@@ -71,8 +72,8 @@ void qse_attention(qs_engine *e, int n, int sliding);
 float qse_gelu_tanh(float x);
 void qse_add_bias(float *y, const float *b, int n, int d);
 void qse_split_columns(const float *src, int n, int w, float *a, int wa, float *b, int wb, float *c, int wc);
-/* the scratch for n-token chunks; 0 or -1 out of memory */
-int qse_grow(qs_engine *e, int n);
+/* the scratch for n rows made of sequences of seq positions; 0 or -1 out of memory */
+int qse_grow(qs_engine *e, int n, int seq);
 /* threads worth waking for `work` element operations */
 int qse_par_threads(const qs_engine *e, long work);
 
