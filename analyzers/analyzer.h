@@ -54,6 +54,9 @@ typedef struct qs_profile {
     int store_gram;       /* a GPTQ format is swept: keep each input's Gram matrix in the database */
     const struct qs_engine *calib_engine; /* the calibration pass's engine while it runs (its routing counts) */
     unsigned char *want_gram; /* [n_layers + 1]: accumulate X^T X for this layer's inputs */
+    int spill_caches;     /* the sweep's residual caches do not fit the memory budget: map them from a
+                           * scratch file beside the database (core/qs_file.h) */
+    const char *db_path;
 } qs_profile;
 
 typedef struct {

@@ -156,12 +156,14 @@ static int prepare(run_state *r, const qs_profile_options *opt, qs_profile_progr
     if (opt->sensitivity && !strcmp(opt->sens_mode, "calibrated") && (rc = add_sweep_formats(p, err))) return rc;
     for (int k = 0; k < p->n_formats; k++) p->store_gram |= p->formats[k]->gptq;
     for (int k = 0; opt->sensitivity && k < p->n_formats_sens; k++) p->store_gram |= p->formats_sens[k]->gptq;
-    if ((rc = qs_profile_check_memory(r->m, opt, r->evalset, p->store_gram, err))) return rc;
+    if ((rc = qs_profile_check_memory(r->m, opt, r->evalset, p->store_gram, &p->spill_caches, err))) return rc;
+    p->db_path = opt->db_path;
     if (progress) {
         qs_profile_memory est;
         qs_profile_estimate_memory(r->m, opt, r->evalset, p->store_gram, &est);
         const double mib = 1024.0 * 1024.0;
-        progress(user, "memory", (long)(est.own / mib), (long)(qs_profile_memory_budget(opt) / mib), (int)(est.file / mib), 0);
+        progress(user, "memory", (long)((est.own - (p->spill_caches ? est.sens_cache : 0)) / mib),
+                 (long)(qs_profile_memory_budget(opt) / mib), (int)(est.file / mib), p->spill_caches ? (int)(est.sens_cache / mib) : 0);
     }
     if ((rc = calibration_text(opt->data_path, &r->text, &r->n_text, err))) return rc;
     if (r->n_text == 0) return qs_errorf(err, QS_ERR_INPUT, "%s: the calibration text is empty", opt->data_path);

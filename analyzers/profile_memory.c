@@ -45,6 +45,7 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
         double all_tokens = 0;
         for (int d = 0; d < set->n_domains; d++) {
             double tokens = (double)(int64_t)(set->domains[d].tokens / (int64_t)ectx) * ectx;
+            out->sens_cache += tokens * 4 * dim * (a->n_layers + 1);
             out->sens += tokens * (4 * dim * (a->n_layers + 1) + 8 * topk + 8);
             all_tokens += tokens;
         }
@@ -59,17 +60,23 @@ double qs_profile_memory_budget(const qs_profile_options *opt) {
     return 0.8 * (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
 }
 
-int qs_profile_check_memory(const qs_model *m, const qs_profile_options *opt, const qs_evalset *set, int all_grams,
+int qs_profile_check_memory(const qs_model *m, const qs_profile_options *opt, const qs_evalset *set, int all_grams, int *spill,
                             qs_error *err) {
     qs_profile_memory est;
     qs_profile_estimate_memory(m, opt, set, all_grams, &est);
     const double budget = qs_profile_memory_budget(opt);
+    *spill = 0;
     if (est.own <= budget) return 0;
+    if (est.own - est.sens_cache <= budget) { /* the sweep's residual caches go to a file beside the database */
+        *spill = 1;
+        return 0;
+    }
     char own[32], file[32], stats[32], widest[32], tensors[32], sens[32], bud[32];
     return qs_errorf(err, QS_ERR_INPUT,
                      "%s: this profile would hold about %s besides the %s model file (calibration statistics %s: X^T X of "
                      "%s, the widest %s; tensor copies %s; sensitivity caches %s), over the %s%s budget; it would be "
-                     "killed, not finish. Give --mem-budget SIZE if the machine has the memory (or swap)%s",
+                     "killed, not finish (even with the sweep's caches in a file). Give --mem-budget SIZE if the machine has the "
+                     "memory (or swap)%s",
                      m->path, human(own, est.own), human(file, est.file), human(stats, est.stats),
                      all_grams ? "every linear input of every layer (a GPTQ format keeps them all)" : "one layer's inputs at a time",
                      human(widest, est.widest), human(tensors, est.tensors), human(sens, est.sens),

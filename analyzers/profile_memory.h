@@ -20,6 +20,7 @@ typedef struct {
     double tensors;   /* working copies of the largest tensor (f32, quantized, error) */
     double engine;    /* weight scratch and one chunk's activations and logits */
     double sens;      /* the sweep's base-run caches (residual stream per layer, top-k), 0 without */
+    double sens_cache;/* of which the residual stream of every layer, which can go to a file */
     double own;       /* everything but the file */
 } qs_profile_memory;
 
@@ -31,8 +32,9 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
 double qs_profile_memory_budget(const qs_profile_options *opt);
 
 /* QS_ERR_INPUT with the figures (and what would make it fit) when the estimate exceeds the
- * budget. */
-int qs_profile_check_memory(const qs_model *m, const qs_profile_options *opt, const qs_evalset *set, int all_grams,
+ * budget even with the sweep's residual caches in a file; *spill = 1 when it fits only so (the
+ * sweep then maps them from a scratch file beside the database). */
+int qs_profile_check_memory(const qs_model *m, const qs_profile_options *opt, const qs_evalset *set, int all_grams, int *spill,
                             qs_error *err);
 
 #endif

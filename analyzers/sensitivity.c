@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/qs_file.h"
 #include "engine/engine.h"
 #include "tok/vocab.h"
 
@@ -14,7 +15,7 @@ typedef struct {
     int n_chunks, n_scored;
     int *tokens;     /* (n_chunks, ctx), first of each chunk = BOS */
     int *targets;    /* (n_chunks, ctx): the original next tokens */
-    float *cache;    /* (n_chunks, n_layers + 1, ctx, dim) */
+    float *cache;    /* (n_chunks, n_layers + 1, ctx, dim); in a scratch file when the profile spills */
     float *logp_true;/* (n_scored) */
     int *top1;       /* (n_scored) */
     int *topk_id;    /* (n_scored, k) */
@@ -108,7 +109,12 @@ static int base_domain(qs_sens *s, domain *d, const qs_vocab *v, qs_error *err) 
     d->n_scored = d->n_chunks * per;
     d->tokens = malloc(sizeof(int) * (size_t)d->n_chunks * (size_t)s->ctx);
     d->targets = malloc(sizeof(int) * (size_t)d->n_chunks * (size_t)s->ctx);
-    d->cache = malloc(sizeof(float) * cache_off(s, d->n_chunks, 0));
+    d->cache = s->p->spill_caches ? qs_scratch_map(s->p->db_path, sizeof(float) * cache_off(s, d->n_chunks, 0), err)
+                                  : malloc(sizeof(float) * cache_off(s, d->n_chunks, 0));
+    if (!d->cache && s->p->spill_caches) {
+        free(ids);
+        return err->code;
+    }
     d->logp_true = malloc(sizeof(float) * (size_t)d->n_scored);
     d->top1 = malloc(sizeof(int) * (size_t)d->n_scored);
     d->topk_id = malloc(sizeof(int) * (size_t)d->n_scored * (size_t)k);
@@ -198,7 +204,9 @@ void qs_sens_free(qs_sens *s) {
     if (!s) return;
     for (int i = 0; i < s->n_domains; i++) {
         domain *d = &s->d[i];
-        free(d->tokens); free(d->targets); free(d->cache); free(d->logp_true); free(d->top1);
+        if (s->p->spill_caches) qs_scratch_unmap(d->cache, sizeof(float) * cache_off(s, d->n_chunks, 0));
+        else free(d->cache);
+        free(d->tokens); free(d->targets); free(d->logp_true); free(d->top1);
         free(d->topk_id); free(d->topk_lp); free(d->tail);
     }
     free(s->d);

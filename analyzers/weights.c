@@ -14,12 +14,38 @@ static int cmp_float(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static double pct(const float *sorted, int64_t n, double p) {
-    int64_t k = (int64_t)ceil(p / 100.0 * (double)n) - 1;
-    if (k < 0) k = 0;
-    if (k >= n) k = n - 1;
-    return sorted[k];
+/* Rearranges w[lo, hi) so that w[k] holds the value a full sort would put there, with nothing
+ * greater before it and nothing smaller after it (Hoare's selection, median-of-three pivots):
+ * linear time where sorting a 263M-value embedding took 40 s. */
+static void select_rank(float *w, int64_t lo, int64_t hi, int64_t k) {
+    while (hi - lo > 16) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        float a = w[lo], b = w[mid], c = w[hi - 1];
+        const float pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+        int64_t i = lo, j = hi - 1;
+        while (i <= j) {
+            while (w[i] < pivot) i++;
+            while (w[j] > pivot) j--;
+            if (i <= j) {
+                float t = w[i];
+                w[i++] = w[j];
+                w[j--] = t;
+            }
+        }
+        if (k <= j) hi = j + 1;
+        else if (k >= i) lo = i;
+        else return; /* w[j + 1 .. i - 1] all equal the pivot */
+    }
+    qsort(w + lo, (size_t)(hi - lo), sizeof(float), cmp_float);
 }
+
+/* nearest-rank percentile p of w[0, n) */
+static int64_t rank_of(int64_t n, double p) {
+    int64_t k = (int64_t)ceil(p / 100.0 * (double)n) - 1;
+    return k < 0 ? 0 : k >= n ? n - 1 : k;
+}
+
+static double pct(const float *sorted, int64_t n, double p) { return sorted[rank_of(n, p)]; }
 
 static int applies(const qs_profile *p, int i) {
     (void)p;
@@ -65,14 +91,23 @@ static int run(qs_profile *p, int i, qs_error *err) {
         rowmax[r] = sorted_rows[r] = a;
     }
     qsort(sorted_rows, (size_t)pt->rows, sizeof(float), cmp_float);
-    qsort(w, (size_t)n, sizeof(float), cmp_float); /* w is our copy: sort it for the percentiles */
+    /* w is our copy: select the percentiles' ranks in increasing order, each in what is left */
+    const double ps[5] = {0.1, 1, 50, 99, 99.9};
+    double pv[5];
+    int64_t lo = 0;
+    for (int q = 0; q < 5; q++) {
+        const int64_t k = rank_of(n, ps[q]);
+        select_rank(w, lo, n, k);
+        pv[q] = w[k];
+        lo = k; /* what is before k is no greater than w[k]: the next rank is in [k, n) */
+    }
     char hist_ds[160], row_ds[160];
     snprintf(hist_ds, sizeof hist_ds, "/weights/%s/hist", pt->t->name);
     snprintf(row_ds, sizeof row_ds, "/weights/%s/row_absmax", pt->t->name);
     qs_db_weight_stats_row row = {
         .run_id = p->run_id, .tensor_id = pt->db_id, .n = n, .min = mn, .max = mx, .absmax = fmax(fabs(mn), fabs(mx)),
-        .mean = mean, .std = sd, .kurtosis = m2 > 0 ? m4 / (m2 * m2) : NAN, .p0_1 = pct(w, n, 0.1), .p1 = pct(w, n, 1),
-        .p50 = pct(w, n, 50), .p99 = pct(w, n, 99), .p99_9 = pct(w, n, 99.9),
+        .mean = mean, .std = sd, .kurtosis = m2 > 0 ? m4 / (m2 * m2) : NAN, .p0_1 = pv[0], .p1 = pv[1], .p50 = pv[2],
+        .p99 = pv[3], .p99_9 = pv[4],
         .frac_beyond_3sigma = (double)beyond3 / (double)n, .frac_beyond_6sigma = (double)beyond6 / (double)n,
         .row_absmax_min = sorted_rows[0], .row_absmax_median = pct(sorted_rows, pt->rows, 50),
         .row_absmax_max = sorted_rows[pt->rows - 1], .hist_min = mn, .hist_max = mx, .hist_dataset = hist_ds,

@@ -1,8 +1,10 @@
 /* Per-tensor sensitivity on stories260K with an evaluation set of three domains from the
  * shipped debian set's files: every matrix x format x domain gets a row (with a reason where a
  * format does not fit), plus whole-model rows; q8_0 costs far less KL than int2; every figure
- * carries a standard error; two runs give identical numbers; a sweep killed midway resumes
- * without redoing finished jobs and ends with the same rows; bad manifests give exit 3. */
+ * carries a standard error; two runs give identical numbers, also when a memory budget too
+ * small for the sweep's residual caches sends them to a scratch file beside the database (which
+ * leaves no file behind); a sweep killed midway resumes without redoing finished jobs and ends
+ * with the same rows; bad manifests give exit 3. */
 #include <fcntl.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -16,13 +18,15 @@
 static char dir[512], model[1024], manifest[600];
 static const char *FORMATS = "q8_0,q4_0,int4-g128-asym,int2-g64-asym";
 
-static int profile(const char *db, char **out) {
+static int profile_with(const char *db, const char *extra, char **out) {
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "'%s' profile '%s' --db '%s' --formats q8_0 --calib-tokens 512 --sensitivity --eval '%s' --sens-formats %s --quiet",
-             qsense_bin(), model, db, manifest, FORMATS);
+             "'%s' profile '%s' --db '%s' --formats q8_0 --calib-tokens 512 --sensitivity --eval '%s' --sens-formats %s %s",
+             qsense_bin(), model, db, manifest, FORMATS, extra);
     return run_cmd(cmd, out);
 }
+
+static int profile(const char *db, char **out) { return profile_with(db, "--quiet", out); }
 
 static double q1(const char *db, const char *sql) {
     sqlite3 *h;
@@ -90,13 +94,33 @@ int main(void) {
                  "WHERE s.applicable AND s.kl_mean > w.kl_mean + 5 * (w.kl_se + s.kl_se)") == 0,
           "a single tensor costs more than the whole model");
 
-    /* reproducible */
-    rc = profile(db2, &out);
+    /* reproducible; the memory estimate it prints sets the next run's budget */
+    rc = profile_with(db2, "--mem-budget 1T", &out);
+    long own = -1;
+    const char *mem = strstr(out, "profile: memory: about ");
+    if (mem) own = strtol(mem + strlen("profile: memory: about "), NULL, 10);
     free(out);
     char *a = dump(db), *b = dump(db2);
     CHECK(strlen(a) > 20000, "the result dump is only %zu bytes", strlen(a));
     CHECK(rc == 0 && !strcmp(a, b), "two runs differ");
     free(b);
+    /* a budget 1 MiB under the estimate: the residual caches (3 x 512 tokens x 6 x 64 floats,
+     * 2.25 MiB) go to a scratch file; the same rows, and nothing left in the folder */
+    char spilled[800], budget[64];
+    snprintf(spilled, sizeof spilled, "%s/spilled/c.db", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/spilled'", dir);
+    run_cmd(cmd, &out);
+    free(out);
+    snprintf(budget, sizeof budget, "--mem-budget %ldM", own - 1);
+    rc = profile_with(spilled, budget, &out);
+    CHECK(own > 2 && rc == 0 && strstr(out, "go to a scratch file beside the database"), "a run over its budget (%s): %s", budget,
+          out);
+    free(out);
+    b = dump(spilled);
+    CHECK(b && !strcmp(a, b), "the run with its caches in a scratch file differs");
+    free(b);
+    snprintf(cmd, sizeof cmd, "%s/spilled", dir);
+    CHECK(count_files_matching(cmd, "*scratch*") == 0, "a scratch file was left beside the database");
 
     /* killed in the sweep, resumed */
     double full_us = (double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3;

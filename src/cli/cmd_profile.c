@@ -93,6 +93,9 @@ static void on_progress(void *user, const char *what, long done, long total, int
     if (!strcmp(what, "memory")) { /* the estimate, before any work */
         fprintf(stderr, "profile: memory: about %ld MiB besides the %d MiB model file (budget %ld MiB, --mem-budget)\n", done,
                 jobs_done, total);
+        if (jobs_total > 0)
+            fprintf(stderr, "profile: the sweep's residual caches (%d MiB) do not fit the budget: they go to a scratch file "
+                            "beside the database (removed from its folder at once; the kernel pages them)\n", jobs_total);
         return;
     }
     if (!strncmp(what, "sweep mode ", 11)) { /* a full sweep's cost in each mode, from the base run's speed */

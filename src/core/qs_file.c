@@ -113,3 +113,31 @@ int qs_read_file(const char *path, char **out, size_t *size, qs_error *err) {
     if (size) *size = n;
     return QS_OK;
 }
+
+void *qs_scratch_map(const char *base, size_t bytes, qs_error *err) {
+    char path[4200];
+    int fd = -1;
+    for (int k = 0; k < 100 && fd < 0; k++) { /* our own new file: O_EXCL, never one that exists */
+        snprintf(path, sizeof path, "%s.scratch-%ld-%d", base, (long)getpid(), k);
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0) {
+        qs_errorf(err, QS_ERR_INPUT, "%s: cannot create a scratch file beside it: %s", base, strerror(errno));
+        return NULL;
+    }
+    unlink(path); /* gone from the folder at once: nothing is left behind, even by a killed run */
+    void *p = MAP_FAILED;
+    if (posix_fallocate(fd, 0, (off_t)(bytes ? bytes : 1)) == 0)
+        p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        qs_errorf(err, QS_ERR_INPUT, "%s: cannot hold %zu MiB in a scratch file beside it (disk full?)", base, bytes >> 20);
+        return NULL;
+    }
+    return p;
+}
+
+void qs_scratch_unmap(void *p, size_t bytes) {
+    if (p) munmap(p, bytes ? bytes : 1);
+}

@@ -26,4 +26,11 @@ void qs_map_close(qs_map *m);
  * readers note the file as an input of the process (qs_output.h). */
 int qs_read_file(const char *path, char **out, size_t *size, qs_error *err);
 
+/* Scratch memory backed by a new file beside `base` (base.scratch-PID-K, removed from the folder
+ * at once: only the mapping holds it), for caches larger than the memory budget: the kernel
+ * writes their pages to disk as it needs the memory. NULL (and err) when the file cannot be made
+ * or sized. Free with qs_scratch_unmap. */
+void *qs_scratch_map(const char *base, size_t bytes, qs_error *err);
+void qs_scratch_unmap(void *p, size_t bytes);
+
 #endif
