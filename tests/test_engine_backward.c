@@ -240,5 +240,6 @@ int main(void) {
         qs_model_close(m);
         free(p);
     }
+    free(dir);
     return test_done("test_engine_backward");
 }

@@ -46,15 +46,22 @@ static void observe_hash(void *user, int layer, int kind, const float *x, int n_
 }
 
 /* forward (with capture) vs embed + run_layer, on the model at path */
+/* the model at path and an engine on it (2 threads); 0 with a failed check */
+static int open_engine(const char *path, qs_model **m, qs_engine **e) {
+    qs_error err = {0};
+    if (qs_model_open(m, path, NULL, &err) || qs_engine_new(e, *m, 2, &err)) {
+        CHECK(0, "%s", err.msg);
+        qs_model_close(*m);
+        return 0;
+    }
+    return 1;
+}
+
 static void layer_major_equals_forward(const char *path, const int *ids, int T) {
     qs_model *m = NULL;
     qs_engine *e = NULL;
     qs_error err = {0};
-    if (qs_model_open(&m, path, NULL, &err) || qs_engine_new(&e, m, 2, &err)) {
-        CHECK(0, "%s", err.msg);
-        qs_model_close(m);
-        return;
-    }
+    if (!open_engine(path, &m, &e)) return;
     const int L = m->arch.n_layers, dim = m->arch.dim;
     float **cap = malloc(sizeof(float *) * (size_t)(L + 1)), *x = malloc(sizeof(float) * (size_t)T * dim);
     float *logits = malloc(sizeof(float) * (size_t)T * m->arch.n_vocab);
@@ -84,11 +91,7 @@ static void batch_equals_single(const char *path, const int *ids, int T) {
     qs_model *m = NULL;
     qs_engine *e = NULL;
     qs_error err = {0};
-    if (qs_model_open(&m, path, NULL, &err) || qs_engine_new(&e, m, 2, &err)) {
-        CHECK(0, "%s", err.msg);
-        qs_model_close(m);
-        return;
-    }
+    if (!open_engine(path, &m, &e)) return;
     const int L = m->arch.n_layers, dim = m->arch.dim, V = m->arch.n_vocab, B = 3, from = T / 2, rows = T - from;
     float **cap = malloc(sizeof(float *) * (size_t)(L + 1)), *x0 = malloc(sizeof(float) * (size_t)B * T * dim);
     float *xm = malloc(sizeof(float) * (size_t)B * T * dim), *one = malloc(sizeof(float) * (size_t)B * rows * V);
