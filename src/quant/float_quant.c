@@ -7,6 +7,7 @@
 #include "core/qs_dtype.h"
 #include "core/qs_half.h"
 #include "quant/format.h"
+#include "quant/minifloat.h"
 
 static int any_shape(const qs_format *f, int64_t rows, int64_t cols, char *why, size_t cap) {
     (void)f; (void)why; (void)cap;
@@ -34,8 +35,8 @@ const qs_format_ops qs_float16_ops = {any_shape, f16_bpw, f16_fake};
 /* ---- fp8 ---- */
 
 /* nearest representable value of a float format with `mant` mantissa bits, smallest normal
- * exponent emin, largest finite value fmax; ties to even; saturating */
-static float round_minifloat(float x, int mant, int emin, float fmax) {
+ * exponent emin, largest finite value fmax; ties to even; saturating (minifloat.h) */
+float qs_round_minifloat(float x, int mant, int emin, float fmax) {
     float a = fabsf(x);
     if (!(a == a)) return x; /* NaN stays NaN */
     if (a >= fmax) return copysignf(fmax, x);
@@ -49,7 +50,7 @@ static float round_minifloat(float x, int mant, int emin, float fmax) {
 }
 
 static float fp8_round(const qs_format *f, float x) {
-    return f->fp8_exp == 4 ? round_minifloat(x, 3, -6, 448.0f) : round_minifloat(x, 2, -14, 57344.0f);
+    return f->fp8_exp == 4 ? qs_round_minifloat(x, 3, -6, 448.0f) : qs_round_minifloat(x, 2, -14, 57344.0f);
 }
 
 static int fp8_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,

@@ -12,7 +12,7 @@
 #include "quant/ggml_quant.h"
 
 extern const qs_format_ops qs_int_ops, qs_ggml_ops, qs_float16_ops, qs_fp8_ops, qs_nf4_ops, qs_nonuniform_ops,
-    qs_sparse_ops;
+    qs_sparse_ops, qs_mx_ops;
 
 #define MAX_FORMATS 320
 static qs_format registry[MAX_FORMATS];
@@ -103,11 +103,24 @@ static void build(void) {
         f->group = base->group;
         f->symmetric = base->symmetric;
     }
+    /* microscaling: OCP MX (E8M0 scale per 32) and NVFP4 (E4M3 scale per 16, f32 per tensor) */
+    static const struct { const char *name; int e, m, group, nv; } mx[] = {
+        {"mxfp4", 2, 1, 32, 0},      {"mxfp6-e2m3", 2, 3, 32, 0}, {"mxfp6-e3m2", 3, 2, 32, 0},
+        {"mxfp8-e4m3", 4, 3, 32, 0}, {"mxfp8-e5m2", 5, 2, 32, 0}, {"nvfp4", 2, 1, 16, 1}};
+    for (size_t i = 0; i < sizeof mx / sizeof mx[0]; i++) {
+        f = add(mx[i].name, QS_FAM_MX, &qs_mx_ops);
+        f->bits = 1 + mx[i].e + mx[i].m;
+        f->elem_exp = mx[i].e;
+        f->elem_mant = mx[i].m;
+        f->granularity = QS_GRAN_GROUP;
+        f->group = mx[i].group;
+        f->nvfp4 = mx[i].nv;
+    }
 }
 
 const char *qs_family_name(int family) {
-    static const char *const n[] = {"int", "ggml", "float16", "fp8", "nf4", "nonuniform", "sparse"};
-    return family >= 0 && family <= QS_FAM_SPARSE ? n[family] : "?";
+    static const char *const n[] = {"int", "ggml", "float16", "fp8", "nf4", "nonuniform", "sparse", "mx"};
+    return family >= 0 && family <= QS_FAM_MX ? n[family] : "?";
 }
 
 const char *qs_granularity_name(const qs_format *f) {
@@ -132,7 +145,8 @@ const qs_format *qs_format_find(const char *name, qs_error *err) {
     qs_errorf(err, QS_ERR_USAGE,
               "unknown format '%s'; formats are int{2..8}-{tensor,channel,g32,g64,g128}-{sym,asym}[-mse], q8_0, q6_k, "
               "q5_0, q5_1, q5_k, q4_0, q4_1, q4_k, q3_k, q2_k (+ -w weighted, -gptq), f16, bf16, fp8-e4m3[-channel], fp8-e5m2[-channel], "
-              "nf4-g{32,64,128}, nuq{3,4}-channel, and -sp0.45 variants (qsense profile --list-formats)",
+              "nf4-g{32,64,128}, nuq{3,4}-channel, mxfp4, mxfp6-e2m3, mxfp6-e3m2, mxfp8-e4m3, mxfp8-e5m2, nvfp4, and "
+              "-sp0.45 variants (qsense profile --list-formats)",
               name);
     return NULL;
 }

@@ -16,6 +16,10 @@
  *   nuq{3,4}-channel                                   non-uniform (SqueezeLLM-style): a per-row
  *                                                      codebook of 2^b fp16 values from k-means,
  *                                                      weighted by the inputs' mean square if known
+ *   mxfp4 mxfp6-e2m3 mxfp6-e3m2 mxfp8-e4m3 mxfp8-e5m2   OCP microscaling: 32-value blocks with an
+ *                                                      E8M0 (power of two) scale
+ *   nvfp4                                              E2M1 values, an E4M3 scale per 16 and an
+ *                                                      f32 scale per tensor (mx_quant.c)
  *   <format>-sp0.45                                    dense-and-sparse: the top 0.45 % magnitudes
  *                                                      kept in fp16 (CSR indices), the rest in <format>
  * A weight matrix is (rows = output features, cols = input features), row-major.
@@ -28,7 +32,9 @@
 
 #include "core/qs_error.h"
 
-typedef enum { QS_FAM_INT, QS_FAM_GGML, QS_FAM_FLOAT16, QS_FAM_FP8, QS_FAM_NF4, QS_FAM_NONUNIFORM, QS_FAM_SPARSE } qs_family;
+typedef enum {
+    QS_FAM_INT, QS_FAM_GGML, QS_FAM_FLOAT16, QS_FAM_FP8, QS_FAM_NF4, QS_FAM_NONUNIFORM, QS_FAM_SPARSE, QS_FAM_MX
+} qs_family;
 typedef enum { QS_GRAN_TENSOR, QS_GRAN_CHANNEL, QS_GRAN_GROUP } qs_granularity;
 
 typedef struct qs_format qs_format;
@@ -69,6 +75,8 @@ struct qs_format {
     int weighted;    /* GGML: activation-weighted rounding (needs the importance to matter) */
     int gptq;        /* GGML: GPTQ error compensation (needs the inputs' Gram matrix) */
     int fp8_exp;     /* FP8: exponent bits (4: e4m3, 5: e5m2) */
+    int elem_exp, elem_mant; /* MX: the element format's exponent and mantissa bits */
+    int nvfp4;       /* MX: NVIDIA's variant (E4M3 block scales, an f32 tensor scale) */
     double sparse_pct;        /* SPARSE: percent of values kept in fp16 */
     const qs_format *base;    /* SPARSE: the dense part's format */
     const qs_format_ops *ops;
