@@ -84,4 +84,8 @@ int qs_profile_format_applies(const qs_profile *p, int tensor, const qs_format *
 /* Dequantized copy of tensor i (malloc'd, caller frees). */
 float *qs_profile_weights(const qs_profile *p, int tensor);
 
+/* Tensor i fake-quantized to format f with what calibration measured (*wq, malloc'd), and its
+ * weights (*w, malloc'd) when w is not NULL; on failure both NULL and an error. */
+int qs_profile_candidate(const qs_profile *p, int tensor, const qs_format *f, float **w, float **wq, qs_error *err);
+
 #endif

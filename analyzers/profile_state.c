@@ -48,3 +48,21 @@ float *qs_profile_weights(const qs_profile *p, int i) {
     if (w) qs_tensor_dequantize_rows(pt->t, 0, pt->rows, w);
     return w;
 }
+
+int qs_profile_candidate(const qs_profile *p, int i, const qs_format *f, float **w_out, float **wq, qs_error *err) {
+    const qs_prof_tensor *pt = &p->tensors[i];
+    float *w = qs_profile_weights(p, i);
+    *wq = malloc(sizeof(float) * (size_t)(pt->rows * pt->cols));
+    qs_calib cal;
+    float *imp = qs_profile_calib(p, i, &cal);
+    int rc = !w || !*wq ? qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing %s", pt->t->name)
+                        : qs_format_fake_quantize_calib(f, w, *wq, pt->rows, pt->cols, &cal, err);
+    free(imp);
+    if (rc) {
+        free(*wq);
+        *wq = NULL;
+    }
+    if (w_out && !rc) *w_out = w;
+    else free(w);
+    return rc;
+}

@@ -298,7 +298,6 @@ static void report_modes(const qs_profile *p, const qs_profile_options *opt, con
     if (p->m->arch.n_expert == 0) progress(user, "sweep mode gradient", (long)(gradient * per_unit), 0, n_grad, 0);
 }
 
-/* Measures the pending jobs: each candidate quantized once, then run on its domains. */
 /* progress and the tally of what measure() writes */
 typedef struct {
     qs_profile *p;

@@ -109,27 +109,14 @@ static int head_pass(grad_run *r, qs_error *err) {
     return 0;
 }
 
-/* the candidate: tensor i fake-quantized to format f (wq), and its weights (w), both malloc'd */
-static int candidate(qs_profile *p, int i, int f, float **w, float **wq, qs_error *err) {
-    const qs_prof_tensor *pt = &p->tensors[i];
-    *w = qs_profile_weights(p, i);
-    *wq = malloc(sizeof(float) * (size_t)(pt->rows * pt->cols));
-    qs_calib cal;
-    float *imp = qs_profile_calib(p, i, &cal);
-    int rc = !*w || !*wq ? qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing %s", pt->t->name)
-                         : qs_format_fake_quantize_calib(p->formats_sens[f], *w, *wq, pt->rows, pt->cols, &cal, err);
-    free(imp);
-    return rc;
-}
-
 /* a linear of the current layer: 1/2 sum g^2 (X dW^T)^2 per chunk, over its scored positions */
 static int score_linear(grad_run *r, int i, int f, float *dy, qs_error *err) {
     const qs_prof_tensor *pt = &r->p->tensors[i];
     const int in = (int)pt->cols, out = (int)pt->rows, kind = pt->linear;
     const float *X = r->col.x[qs_linear_input_of(kind)], *G = r->col.g[kind];
     if (!X || !G) return qs_errorf(err, QS_ERR_INTERNAL, "%s: the backward pass did not reach it", pt->t->name);
-    float *w, *wq;
-    int rc = candidate(r->p, i, f, &w, &wq, err);
+    float *w = NULL, *wq = NULL;
+    int rc = qs_profile_candidate(r->p, i, r->p->formats_sens[f], &w, &wq, err);
     if (!rc) {
         for (size_t j = 0; j < (size_t)in * out; j++) wq[j] -= w[j]; /* dW */
         double *kc = kc_of(r, i, f);
@@ -152,8 +139,8 @@ static int score_linear(grad_run *r, int i, int f, float *dy, qs_error *err) {
  * entering the first layer (r->dr at the end) */
 static int score_embedding(grad_run *r, int i, int f, qs_error *err) {
     const int dim = r->a->dim;
-    float *w, *wq;
-    int rc = candidate(r->p, i, f, &w, &wq, err);
+    float *w = NULL, *wq = NULL;
+    int rc = qs_profile_candidate(r->p, i, r->p->formats_sens[f], &w, &wq, err);
     if (!rc) {
         double *kc = kc_of(r, i, f);
         const double sc = r->a->embed_scale;
@@ -179,8 +166,8 @@ static int score_embedding(grad_run *r, int i, int f, qs_error *err) {
 /* a tied table's head: the exact KL of the perturbed logits over the whole vocabulary */
 static int score_tied_head(grad_run *r, int i, int f, qs_error *err) {
     const int V = r->a->n_vocab, nl = r->a->n_layers;
-    float *w, *wq;
-    int rc = candidate(r->p, i, f, &w, &wq, err);
+    float *wq = NULL;
+    int rc = qs_profile_candidate(r->p, i, r->p->formats_sens[f], NULL, &wq, err);
     double *kc = kc_of(r, i, f);
     for (int k = 0; k < r->n_chunks && !rc; k++) {
         const float *x = qs_sens_residual(r->s, r->chunk_domain[k], r->chunk_index[k], nl);
@@ -199,7 +186,6 @@ static int score_tied_head(grad_run *r, int i, int f, qs_error *err) {
         }
         kc[k] += s / r->per;
     }
-    free(w);
     free(wq);
     return rc;
 }

@@ -390,14 +390,7 @@ int qs_sens_measure_whole(qs_sens *s, int f, uint64_t mask, qs_db_eval_figures *
             bits += 8.0 * (double)pt->t->nbytes; /* stays as stored */
             continue;
         }
-        float *w = qs_profile_weights(p, i);
-        wq[i] = malloc(sizeof(float) * (size_t)(pt->rows * pt->cols));
-        qs_calib cal;
-        float *imp = qs_profile_calib(p, i, &cal);
-        if (!w || !wq[i]) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-        else rc = qs_format_fake_quantize_calib(fmt, w, wq[i], pt->rows, pt->cols, &cal, err);
-        free(imp);
-        free(w);
+        rc = qs_profile_candidate(p, i, fmt, NULL, &wq[i], err);
         if (!rc) rc = apply(s, i, wq[i], err);
         bits += qs_format_bpw(fmt, pt->rows, pt->cols) * (double)(pt->rows * pt->cols);
         nq++;

@@ -15,18 +15,9 @@ void qs_sweep_job_name(char *out, size_t cap, const qs_profile *p, const char *d
 int qs_sweep_unit_measure(qs_sens *s, const qs_sweep_unit *u, qs_sweep_result_fn fn, void *user, qs_error *err) {
     qs_profile *p = qs_sens_profile(s);
     const qs_format *fmt = p->formats_sens[u->f];
-    float *wq = NULL, *w = NULL;
+    float *wq = NULL;
     int rc = 0;
-    if (u->i < p->n_tensors && qs_profile_format_applies(p, u->i, fmt, NULL, 0)) {
-        const qs_prof_tensor *pt = &p->tensors[u->i];
-        w = qs_profile_weights(p, u->i);
-        wq = malloc(sizeof(float) * (size_t)(pt->rows * pt->cols));
-        qs_calib cal;
-        float *imp = qs_profile_calib(p, u->i, &cal);
-        if (!w || !wq) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing %s", pt->t->name);
-        else rc = qs_format_fake_quantize_calib(fmt, w, wq, pt->rows, pt->cols, &cal, err);
-        free(imp);
-    }
+    if (u->i < p->n_tensors && qs_profile_format_applies(p, u->i, fmt, NULL, 0)) rc = qs_profile_candidate(p, u->i, fmt, NULL, &wq, err);
     qs_db_eval_figures figs[QS_SWEEP_MAX_DOMAINS];
     int nq = 0;
     double bpw = 0;
@@ -39,7 +30,6 @@ int qs_sweep_unit_measure(qs_sens *s, const qs_sweep_unit *u, qs_sweep_result_fn
         if (r.applicable) r.fig = figs[d];
         rc = fn(user, &r, err);
     }
-    free(w);
     free(wq);
     return rc;
 }

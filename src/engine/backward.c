@@ -89,16 +89,7 @@ static void attention_back_heads(void *ctx, long g0, long g1) {
             const float *qh = j->q + h * hd, *dah = j->datt + h * hd;
             /* P = softmax(scale Q_h K^T) over each row's window, as the forward computes it */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, scale, qh, qd, kh, kvd, 0.0f, P, n);
-            for (int t = 0; t < n; t++) {
-                float *row = P + (size_t)t * n;
-                const int first = t - j->window + 1 > 0 ? t - j->window + 1 : 0;
-                float mx = row[first];
-                for (int i = first + 1; i <= t; i++) mx = row[i] > mx ? row[i] : mx;
-                double sum = 0.0;
-                for (int i = first; i <= t; i++) sum += row[i] = expf(row[i] - mx);
-                const float inv = (float)(1.0 / sum);
-                for (int i = 0; i < n; i++) row[i] = i >= first && i <= t ? row[i] * inv : 0.0f;
-            }
+            for (int t = 0; t < n; t++) qse_softmax_causal_row(P + (size_t)t * n, n, t, j->window);
             /* dP = dAtt_h V^T (n, n); dV += P^T dAtt_h (n, hd) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, 1.0f, dah, qd, vh, kvd, 0.0f, dP, n);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, n, 1.0f, P, n, dah, qd, 1.0f, dvh, kvd);

@@ -453,19 +453,8 @@ static void attention_heads(void *ctx, long h0, long h1) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, scale, qh, qd, kh, kvd, 0.0f, S, n);
             for (int t = 0; t < n; t++) {
                 float *row = S + (size_t)t * n;
-                const int first = t - window + 1 > 0 ? t - window + 1 : 0; /* the sliding window's start */
-                for (int i = 0; i < first; i++) row[i] = 0.0f;
-                float mx = row[first];
-                for (int i = first + 1; i <= t; i++) mx = row[i] > mx ? row[i] : mx;
-                double sum = 0.0;
-                for (int i = first; i <= t; i++) {
-                    row[i] = expf(row[i] - mx);
-                    sum += row[i];
-                }
-                const float inv = (float)(1.0 / sum);
-                for (int i = first; i <= t; i++) row[i] *= inv;
+                const int first = qse_softmax_causal_row(row, n, t, window);
                 if (e->llamacpp_numerics) qs_round_f16(row + first, t + 1 - first); /* meets the f16 V cache */
-                for (int i = t + 1; i < n; i++) row[i] = 0.0f;
             }
             /* att_h = S V_h: (n, hd) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, 1.0f, S, n, vh, kvd, 0.0f,

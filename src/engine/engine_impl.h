@@ -3,6 +3,8 @@
 #ifndef QS_ENGINE_IMPL_H
 #define QS_ENGINE_IMPL_H
 
+#include <math.h>
+
 #include "engine/engine.h"
 
 typedef struct {
@@ -67,6 +69,25 @@ int64_t qse_weight_block(const qs_engine *e, int in, int64_t out);
 void qse_rmsnorm(const qs_engine *e, float *out, const float *x, const float *w, int n, int d, float eps);
 /* RoPE on each head of x (n, n_heads * head_dim) in place, position = row; inverse: by -angle */
 void qse_rope(const qs_engine *e, float *x, int n, int n_heads, int sliding, int inverse);
+/* row t of the attention scores (n of them) turned into probabilities in place over the window's
+ * positions [max(0, t - window + 1), t], zero elsewhere; the sum in double. Returns the window's
+ * first position. The forward and the backward pass share it, so they see the same P. */
+static inline int qse_softmax_causal_row(float *row, int n, int t, int window) {
+    const int first = t - window + 1 > 0 ? t - window + 1 : 0;
+    for (int i = 0; i < first; i++) row[i] = 0.0f;
+    float mx = row[first];
+    for (int i = first + 1; i <= t; i++) mx = row[i] > mx ? row[i] : mx;
+    double sum = 0.0;
+    for (int i = first; i <= t; i++) {
+        row[i] = expf(row[i] - mx);
+        sum += row[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int i = first; i <= t; i++) row[i] *= inv;
+    for (int i = t + 1; i < n; i++) row[i] = 0.0f;
+    return first;
+}
+
 /* causal attention of e->q, e->k, e->v into e->att (the layer's window when sliding) */
 void qse_attention(qs_engine *e, int n, int sliding);
 float qse_gelu_tanh(float x);
