@@ -1,7 +1,8 @@
 /* Every dequantizer is bit-exact against gguf-py (llama.cpp's own numpy port of ggml's reference
  * code), on real llama.cpp-written files: stories260K's Q4_K_M and Q2_K mixes (q5_0, q4_0,
  * q8_0, f16), SmolLM2-135M (q4_1, q8_0), Gemma 3 270M (q4_k, q6_k, q5_0, q8_0), plus a file of
- * every block type made by gguf-py (q5_1, bf16, q2_k, q3_k, q5_k ...). Compared by sha256 of
+ * every block type made by gguf-py (q5_1, bf16, q2_k, q3_k, q5_k, all nine i-quants, tq1_0,
+ * tq2_0, mxfp4, nvfp4 ...). Compared by sha256 of
  * the float32 values of each whole tensor. */
 #include <string.h>
 
@@ -64,7 +65,7 @@ int main(void) {
     snprintf(cmd, sizeof cmd, "'%s' '%s/tests/oracle/make_random_blocks.py' '%s'", py, src, rb);
     CHECK(run_cmd(cmd, &out) == 0, "make_random_blocks: %s", out);
     free(out);
-    check_file(rb, 12);
+    check_file(rb, 25);
     char *a = model_path("stories260K-llamacpp-Q4_K_M.gguf"), *b = model_path("stories260K-llamacpp-Q2_K.gguf");
     check_file(a, 4);
     check_file(b, 4);

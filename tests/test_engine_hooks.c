@@ -6,8 +6,9 @@
  * pass, bit for bit, on an f32 model and on a quantized one (weights expanded block by block).
  * A batch of sequences (qs_engine_forward_batch_from, the sweep's several chunks per pass)
  * gives each sequence's logits as its own forward pass does, from the embeddings and from a
- * middle layer, within 1e-6 of the row's scale (measured: bit for bit with this OpenBLAS; every
- * row is its own dot products, but the BLAS may block a taller matrix differently). */
+ * middle layer, within 1e-5 of the row's scale: every row is its own dot products, but the BLAS
+ * may block a taller matrix differently (OpenBLAS's SkylakeX kernels gave bit-identical rows,
+ * its Zen kernels 1.3e-6 after five layers, ~20 f32 ulps). */
 #include <stdint.h>
 #include <string.h>
 
@@ -113,7 +114,7 @@ static void batch_equals_single(const char *path, const int *ids, int T) {
             for (int i = 0; i < V; i++) worst = fmax(worst, fabs(one[r * V + i] - all[r * V + i]) / scale);
         }
         printf("%s: a batch of %d sequences from layer %d: worst difference %.2e of the row's scale\n", path, B, start, worst);
-        CHECK(worst <= 1e-6, "%s: batched logits from layer %d differ by %.3g of the row's scale", path, start, worst);
+        CHECK(worst <= 1e-5, "%s: batched logits from layer %d differ by %.3g of the row's scale", path, start, worst);
         if (start == 0 && L / 2 == 0) break;
     }
     for (int l = 0; l <= L; l++) free(cap[l]);

@@ -102,7 +102,7 @@ static void microscaling(void) {
     const double e2m1[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
     CHECK(grid_of(2, 1, grid) == 8 && !memcmp(grid, e2m1, sizeof e2m1), "E2M1's values are the OCP table's");
     struct { const char *name; int E, M; double max, min_sub; } mx[] = {
-        {"mxfp4", 2, 1, 6, 0.5}, {"mxfp6-e2m3", 2, 3, 7.5, 0.125}, {"mxfp6-e3m2", 3, 2, 28, 0.0625},
+        {"ocp-mxfp4", 2, 1, 6, 0.5}, {"mxfp6-e2m3", 2, 3, 7.5, 0.125}, {"mxfp6-e3m2", 3, 2, 28, 0.0625},
         {"mxfp8-e4m3", 4, 3, 448, 1.0 / 512}, {"mxfp8-e5m2", 5, 2, 57344, 1.0 / 65536}};
     for (size_t k = 0; k < sizeof mx / sizeof mx[0]; k++) {
         const qs_format *f = qs_format_find(mx[k].name, &err);
@@ -139,13 +139,13 @@ static void microscaling(void) {
     {
         float w[32] = {5, 3.5f, 2.5f, 1.25f, 0.75f, 0.25f, 7, -5, -0.25f}, q[32];
         const float want[9] = {4, 4, 2, 1, 1, 0, 6, -4, -0.0f};
-        CHECK(qs_format_fake_quantize(qs_format_find("mxfp4", &err), w, q, 1, 32, &err) == 0, "%s", err.msg);
+        CHECK(qs_format_fake_quantize(qs_format_find("ocp-mxfp4", &err), w, q, 1, 32, &err) == 0, "%s", err.msg);
         int bad = 0;
         for (int i = 0; i < 9; i++) bad += q[i] != want[i];
         CHECK(bad == 0, "mxfp4 ties to even and saturation: %d of 9 wrong (5 -> %g, 3.5 -> %g, 7 -> %g)", bad, q[0], q[1], q[6]);
     }
     /* NVFP4: every value is an E2M1 level times its block's E4M3 scale times g = amax / (6 x 448) */
-    const qs_format *nv = qs_format_find("nvfp4", &err);
+    const qs_format *nv = qs_format_find("nvidia-nvfp4", &err);
     CHECK(nv != NULL, "nvfp4");
     if (nv) {
         enum { R = 8, C = 64 };
@@ -173,7 +173,7 @@ static void microscaling(void) {
         /* E2M3's grid holds E2M1's and both have emax 2, so a block gets the same scale in both:
          * mxfp6-e2m3 is never further from a value than mxfp4 */
         float q4[R * C], q6[R * C];
-        qs_format_fake_quantize(qs_format_find("mxfp4", &err), w, q4, R, C, &err);
+        qs_format_fake_quantize(qs_format_find("ocp-mxfp4", &err), w, q4, R, C, &err);
         qs_format_fake_quantize(qs_format_find("mxfp6-e2m3", &err), w, q6, R, C, &err);
         int worse = 0;
         for (int i = 0; i < R * C; i++) worse += fabsf(q6[i] - w[i]) > fabsf(q4[i] - w[i]);

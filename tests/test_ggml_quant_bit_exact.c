@@ -1,9 +1,11 @@
 /* qsense's llama.cpp block quantizers are byte-exact:
  *  - re-quantizing stories260K.gguf's f32 tensors reproduces every q5_0 / q4_0 / q8_0 block that
  *    llama-quantize wrote into stories260K-llamacpp-Q4_K_M.gguf and -Q2_K.gguf;
- *  - all ten block types (q4_0 .. q6_k) equal llama.cpp's own reference quantizers
+ *  - all sixteen block types (q4_0 .. q6_k, iq4_nl, iq4_xs, mxfp4, nvfp4, tq1_0, tq2_0) equal
+ *    llama.cpp's own quantizers
  *    (ggml_quantize_chunk in libggml-base, built from source by scripts/fetch_models.sh) on
  *    SmolLM2-135M's real weights and on hard cases (zeros, constants, outliers, tiny values);
+ *  - every block type qsense reads (the i-quants too) dequantizes as ggml's own to_float;
  *  - a shape that does not fit a block type is reported as not applicable. */
 #include <dlfcn.h>
 #include <string.h>
@@ -16,8 +18,9 @@
 #include "tests/test_util.h"
 
 typedef size_t (*quantize_chunk_fn)(int, const float *, void *, int64_t, int64_t, int64_t, const float *);
-static const int TYPES[] = {QS_DT_Q4_0, QS_DT_Q4_1, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q8_0,
-                            QS_DT_Q2_K, QS_DT_Q3_K, QS_DT_Q4_K, QS_DT_Q5_K, QS_DT_Q6_K};
+static const int TYPES[] = {QS_DT_Q4_0, QS_DT_Q4_1, QS_DT_Q5_0,   QS_DT_Q5_1,   QS_DT_Q8_0,  QS_DT_Q2_K,
+                            QS_DT_Q3_K, QS_DT_Q4_K, QS_DT_Q5_K,   QS_DT_Q6_K,   QS_DT_IQ4_NL, QS_DT_IQ4_XS,
+                            QS_DT_MXFP4, QS_DT_NVFP4, QS_DT_TQ1_0, QS_DT_TQ2_0};
 
 static void check_llamacpp_file(const qs_gguf *f32, const char *quant_file) {
     char *p = model_path(quant_file);
@@ -99,7 +102,8 @@ int main(void) {
                     : row == 3 ? (i % 97 == 0 ? 40.0f : u)    /* outliers */
                     : row == 4 ? -fabsf(u)                    /* all negative */
                     : row == 5 ? fabsf(u) + 1.0f              /* all positive, offset */
-                    : u * (float)(1 + i % 7);
+                    : row == 6 ? u * (float)(1 + i % 7)
+                    : (float)(i % 33 - 16) * 0.125f;          /* exact ties of the fp4 grids */
         }
         for (size_t t = 0; t < sizeof TYPES / sizeof TYPES[0]; t++) {
             if (init) init(TYPES[t]);
@@ -127,8 +131,8 @@ int main(void) {
     /* activation-weighted rounding equals llama.cpp's imatrix path: SmolLM2's weights with an
      * importance vector that has outlier channels (every 37th column 100x the others) */
     if (qc && sm) {
-        static const int WTYPES[] = {QS_DT_Q4_0, QS_DT_Q4_1, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q8_0,
-                                     QS_DT_Q2_K, QS_DT_Q3_K, QS_DT_Q4_K, QS_DT_Q5_K, QS_DT_Q6_K};
+        static const int WTYPES[] = {QS_DT_Q4_0, QS_DT_Q4_1, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q8_0,   QS_DT_Q2_K,
+                                     QS_DT_Q3_K, QS_DT_Q4_K, QS_DT_Q5_K, QS_DT_Q6_K, QS_DT_IQ4_NL, QS_DT_IQ4_XS};
         for (size_t t = 0; t < sizeof WTYPES / sizeof WTYPES[0]; t++) {
             if (init) init(WTYPES[t]);
             long bad = 0, blocks = 0;
@@ -174,6 +178,47 @@ int main(void) {
             printf("%s with an imatrix: %ld blocks (SmolLM2 + hard cases) byte-identical to llama.cpp's weighted quantizer\n",
                    qs_dtype_name(WTYPES[t]), blocks - bad);
         }
+    }
+
+    /* every type qsense reads dequantizes as ggml's own to_float does, on blocks ggml's own
+     * quantizer made from SmolLM2's weights (with an importance vector: the 2-bit and 1-bit
+     * i-quants require one), and has ggml's block size and bytes */
+    struct ggml_traits {
+        const char *type_name;
+        int64_t blck_size, blck_size_interleave;
+        size_t type_size;
+        _Bool is_quantized;
+        void (*to_float)(const void *, float *, int64_t);
+        void *from_float_ref;
+    };
+    const struct ggml_traits *(*traits_of)(int) = h ? (const struct ggml_traits *(*)(int))dlsym(h, "ggml_get_type_traits") : NULL;
+    CHECK(traits_of != NULL, "ggml_get_type_traits not found");
+    if (qc && sm && traits_of) {
+        const qs_gguf_tensor *gt = qs_gguf_find_tensor(sm, "blk.0.ffn_down.weight");
+        CHECK(gt && gt->ne[0] % 256 == 0, "SmolLM2's blk.0.ffn_down.weight");
+        int types = 0;
+        for (int t = 0; gt && t < QS_DT_GGML_COUNT; t++) {
+            const qs_dtype_traits *tr = qs_dtype_get(t);
+            if (!tr || tr->block_size == 1) continue;
+            const struct ggml_traits *g = traits_of(t);
+            CHECK(g && g->blck_size == tr->block_size && g->type_size == (size_t)tr->type_size, "%s: block %d x %d bytes, ggml's %lld x %zu",
+                  tr->name, tr->block_size, tr->type_size, g ? (long long)g->blck_size : -1LL, g ? g->type_size : 0);
+            const int64_t rows = 8, cols = gt->ne[0];
+            float *x = malloc(sizeof(float) * (size_t)(rows * cols)), *imp = malloc(sizeof(float) * (size_t)cols);
+            float *mine = malloc(sizeof(float) * (size_t)(rows * cols)), *theirs = malloc(sizeof(float) * (size_t)(rows * cols));
+            uint8_t *blocks = malloc(qs_dtype_row_bytes(t, cols) * (size_t)rows);
+            qs_dtype_get(gt->type)->to_float(gt->data, x, rows * cols);
+            for (int64_t c = 0; c < cols; c++) imp[c] = 0.5f + (float)((c * 7919) % 101) / 25.0f;
+            if (init) init(t);
+            qc(t, x, blocks, 0, rows, cols, imp);
+            tr->to_float(blocks, mine, rows * cols);
+            g->to_float(blocks, theirs, rows * cols);
+            CHECK(!memcmp(mine, theirs, sizeof(float) * (size_t)(rows * cols)), "%s: dequantized values differ from ggml's to_float", tr->name);
+            types++;
+            free(x), free(imp), free(mine), free(theirs), free(blocks);
+        }
+        CHECK(types == 23, "%d block types compared with ggml's to_float", types);
+        printf("%d block types dequantize bit for bit as ggml's to_float on blocks ggml made\n", types);
     }
 
     /* shapes that don't fit */

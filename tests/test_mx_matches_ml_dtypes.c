@@ -13,7 +13,7 @@
 #include "quant/format.h"
 #include "tests/test_util.h"
 
-static const char *const FORMATS[] = {"mxfp4", "mxfp6-e2m3", "mxfp6-e3m2", "mxfp8-e4m3", "mxfp8-e5m2", "nvfp4"};
+static const char *const FORMATS[] = {"ocp-mxfp4", "mxfp6-e2m3", "mxfp6-e3m2", "mxfp8-e4m3", "mxfp8-e5m2", "nvidia-nvfp4"};
 
 static void compare(const char *dir, const char *label, const float *w, int64_t rows, int64_t cols) {
     const char *cache = getenv("QSENSE_CACHE"), *src = getenv("QSENSE_SRC");

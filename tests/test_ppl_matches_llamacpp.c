@@ -1,7 +1,10 @@
 /* Perplexity equals llama-perplexity's on real files (reference figures measured with
  * llama.cpp, ../shared/reference/stories260K-gpl3-llamacpp.json): stories260K in f32 from the
  * GGUF and from the llama2.c checkpoint within 0.05 %, the llama.cpp Q4_K_M and Q2_K mixes
- * within 0.1 % (with llama.cpp's activation rounding emulated) and within 0.2 % in exact f32;
+ * within 0.2 %, with llama.cpp's activation rounding emulated and in exact f32 (the emulation
+ * rounds activations to 8 bits and K, V to f16, so a last-bit difference in the BLAS flips
+ * roundings: on Q4_K_M, OpenBLAS's Prescott kernels give 102.776, its Haswell/Zen (FMA)
+ * kernels 102.729, llama.cpp 102.837; exact f32 gives 102.886 with either);
  * the running perplexity after chunks 1, 2, 10 and 100; the standard error. */
 #include <string.h>
 
@@ -84,9 +87,9 @@ int main(void) {
     CHECK_REL(r.ppl, f32, 1e-2, "llama2.c v2 int8 export ppl");
 
     r = run("stories260K-llamacpp-Q4_K_M.gguf", NULL, 1, &tr);
-    CHECK_REL(r.ppl, q4km, 1e-3, "Q4_K_M mix, llama.cpp numerics");
+    CHECK_REL(r.ppl, q4km, 2e-3, "Q4_K_M mix, llama.cpp numerics");
     r = run("stories260K-llamacpp-Q2_K.gguf", NULL, 1, &tr);
-    CHECK_REL(r.ppl, q2k, 1e-3, "Q2_K mix, llama.cpp numerics");
+    CHECK_REL(r.ppl, q2k, 2e-3, "Q2_K mix, llama.cpp numerics");
     r = run("stories260K-llamacpp-Q4_K_M.gguf", NULL, 0, &tr);
     CHECK_REL(r.ppl, q4km, 2e-3, "Q4_K_M mix, exact f32");
     r = run("stories260K-llamacpp-Q2_K.gguf", NULL, 0, &tr);

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/qs_dtype_impl.h"
+#include "core/qs_dtype_iq.h"
 #include "core/qs_half.h"
 
 #define QK4 32
@@ -260,14 +262,25 @@ static const qs_dtype_traits TRAITS[QS_DT_GGML_COUNT] = {
     [QS_DT_Q4_K] = {"q4_k", 256, 144, q4_k_to_float},
     [QS_DT_Q5_K] = {"q5_k", 256, 176, q5_k_to_float},
     [QS_DT_Q6_K] = {"q6_k", 256, 210, q6_k_to_float},
+    [QS_DT_IQ4_NL] = {"iq4_nl", 32, 18, qs_iq4_nl_to_float},
+    [QS_DT_IQ4_XS] = {"iq4_xs", 256, 136, qs_iq4_xs_to_float},
+    [QS_DT_TQ1_0] = {"tq1_0", 256, 54, qs_tq1_0_to_float},
+    [QS_DT_TQ2_0] = {"tq2_0", 256, 66, qs_tq2_0_to_float},
+    [QS_DT_MXFP4] = {"mxfp4", 32, 17, qs_mxfp4_to_float},
+    [QS_DT_NVFP4] = {"nvfp4", 64, 36, qs_nvfp4_to_float},
+    [QS_DT_IQ2_XXS] = {"iq2_xxs", 256, 66, qs_iq2_xxs_to_float},
+    [QS_DT_IQ2_XS] = {"iq2_xs", 256, 74, qs_iq2_xs_to_float},
+    [QS_DT_IQ2_S] = {"iq2_s", 256, 82, qs_iq2_s_to_float},
+    [QS_DT_IQ3_XXS] = {"iq3_xxs", 256, 98, qs_iq3_xxs_to_float},
+    [QS_DT_IQ3_S] = {"iq3_s", 256, 110, qs_iq3_s_to_float},
+    [QS_DT_IQ1_S] = {"iq1_s", 256, 50, qs_iq1_s_to_float},
+    [QS_DT_IQ1_M] = {"iq1_m", 256, 56, qs_iq1_m_to_float},
 };
 
 /* ggml type ids qsense knows by name but cannot dequantize (for clear error messages) */
 static const char *const OTHER_NAMES[QS_DT_GGML_COUNT] = {
     [4] = "q4_2 (removed)", [5] = "q4_3 (removed)", [QS_DT_Q8_1] = "q8_1", [QS_DT_Q8_K] = "q8_k",
-    [16] = "iq2_xxs", [17] = "iq2_xs", [18] = "iq3_xxs", [19] = "iq1_s", [20] = "iq4_nl",
-    [21] = "iq3_s", [22] = "iq2_s", [23] = "iq4_xs", [24] = "i8", [25] = "i16", [26] = "i32",
-    [27] = "i64", [28] = "f64", [29] = "iq1_m", [34] = "tq1_0", [35] = "tq2_0", [39] = "mxfp4",
+    [24] = "i8", [25] = "i16", [26] = "i32", [27] = "i64", [28] = "f64", [41] = "q1_0", [42] = "q2_0",
 };
 
 const qs_dtype_traits *qs_dtype_get(int t) {

@@ -22,8 +22,21 @@ typedef enum {
     QS_DT_Q5_K = 13,
     QS_DT_Q6_K = 14,
     QS_DT_Q8_K = 15,
+    QS_DT_IQ2_XXS = 16,
+    QS_DT_IQ2_XS = 17,
+    QS_DT_IQ3_XXS = 18,
+    QS_DT_IQ1_S = 19,
+    QS_DT_IQ4_NL = 20,
+    QS_DT_IQ3_S = 21,
+    QS_DT_IQ2_S = 22,
+    QS_DT_IQ4_XS = 23,
+    QS_DT_IQ1_M = 29,
     QS_DT_BF16 = 30,
-    QS_DT_GGML_COUNT = 40,
+    QS_DT_TQ1_0 = 34,
+    QS_DT_TQ2_0 = 35,
+    QS_DT_MXFP4 = 39,
+    QS_DT_NVFP4 = 40,
+    QS_DT_GGML_COUNT = 43,
     /* Not ggml types: llama2.c "version 2" int8 with one fp32 scale per group of
      * qs_tensor.group elements, scales stored apart (qs_tensor.scales). */
     QS_DT_I8_GROUPED = 100,
@@ -38,7 +51,7 @@ typedef struct {
 } qs_dtype_traits;
 
 /* Traits of type t, or NULL when qsense cannot read it (unknown id, or a ggml type we don't
- * dequantize such as the i-quants). */
+ * dequantize: q8_1, q8_k, the integer types). */
 const qs_dtype_traits *qs_dtype_get(int t);
 
 /* Name of a type id even when unsupported ("type 23"); returns a static or thread-local string. */

@@ -44,11 +44,13 @@ void qs_round_f16(float *x, int64_t n) {
 
 int qs_act_round(int weight_type, const float *x, float *y, int64_t n) {
     switch (weight_type) {
-    case QS_DT_Q4_0: case QS_DT_Q4_1: case QS_DT_Q5_0: case QS_DT_Q5_1: case QS_DT_Q8_0:
+    case QS_DT_Q4_0: case QS_DT_Q4_1: case QS_DT_Q5_0: case QS_DT_Q5_1: case QS_DT_Q8_0: case QS_DT_IQ4_NL: case QS_DT_MXFP4:
+    case QS_DT_NVFP4:
         if (n % 32) return 0;
         q8_32(x, y, n);
         return 1;
-    case QS_DT_Q2_K: case QS_DT_Q3_K: case QS_DT_Q4_K: case QS_DT_Q5_K: case QS_DT_Q6_K:
+    case QS_DT_Q2_K: case QS_DT_Q3_K: case QS_DT_Q4_K: case QS_DT_Q5_K: case QS_DT_Q6_K: case QS_DT_IQ4_XS: case QS_DT_TQ1_0:
+    case QS_DT_TQ2_0:
         if (n % 256) return 0;
         q8_k(x, y, n);
         return 1;

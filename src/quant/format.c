@@ -47,13 +47,15 @@ static void build(void) {
                 }
     /* llama.cpp's block types: round-to-nearest (the plain name), activation-weighted ("-w",
      * where llama.cpp has an imatrix search), GPTQ ("-gptq", every type) */
-    static const int ggml[] = {QS_DT_Q8_0, QS_DT_Q6_K, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q5_K, QS_DT_Q4_0,
-                               QS_DT_Q4_1, QS_DT_Q4_K, QS_DT_Q3_K, QS_DT_Q2_K};
+    static const int ggml[] = {QS_DT_Q8_0, QS_DT_Q6_K,   QS_DT_Q5_0,   QS_DT_Q5_1,  QS_DT_Q5_K,  QS_DT_Q4_0,  QS_DT_Q4_1,
+                               QS_DT_Q4_K, QS_DT_IQ4_NL, QS_DT_IQ4_XS, QS_DT_MXFP4, QS_DT_NVFP4, QS_DT_Q3_K, QS_DT_Q2_K,
+                               QS_DT_TQ2_0, QS_DT_TQ1_0};
     static const char *const rounding[] = {"", "-w", "-gptq"};
     for (int r = 0; r < 3; r++)
         for (size_t i = 0; i < sizeof ggml / sizeof ggml[0]; i++) {
             const qs_dtype_traits *tr = qs_dtype_get(ggml[i]);
             if (r == 1 && (ggml[i] == QS_DT_Q8_0 || !qs_ggml_can_quantize_weighted(ggml[i]))) continue;
+            if (r == 2 && !qs_gptq_supports(ggml[i])) continue;
             snprintf(name, sizeof name, "%s%s", tr->name, rounding[r]);
             qs_format *f = add(name, QS_FAM_GGML, &qs_ggml_ops);
             f->ggml_type = ggml[i];
@@ -105,8 +107,8 @@ static void build(void) {
     }
     /* microscaling: OCP MX (E8M0 scale per 32) and NVFP4 (E4M3 scale per 16, f32 per tensor) */
     static const struct { const char *name; int e, m, group, nv; } mx[] = {
-        {"mxfp4", 2, 1, 32, 0},      {"mxfp6-e2m3", 2, 3, 32, 0}, {"mxfp6-e3m2", 3, 2, 32, 0},
-        {"mxfp8-e4m3", 4, 3, 32, 0}, {"mxfp8-e5m2", 5, 2, 32, 0}, {"nvfp4", 2, 1, 16, 1}};
+        {"ocp-mxfp4", 2, 1, 32, 0},      {"mxfp6-e2m3", 2, 3, 32, 0}, {"mxfp6-e3m2", 3, 2, 32, 0},
+        {"mxfp8-e4m3", 4, 3, 32, 0}, {"mxfp8-e5m2", 5, 2, 32, 0}, {"nvidia-nvfp4", 2, 1, 16, 1}};
     for (size_t i = 0; i < sizeof mx / sizeof mx[0]; i++) {
         f = add(mx[i].name, QS_FAM_MX, &qs_mx_ops);
         f->bits = 1 + mx[i].e + mx[i].m;
@@ -145,7 +147,7 @@ const qs_format *qs_format_find(const char *name, qs_error *err) {
     qs_errorf(err, QS_ERR_USAGE,
               "unknown format '%s'; formats are int{2..8}-{tensor,channel,g32,g64,g128}-{sym,asym}[-mse], q8_0, q6_k, "
               "q5_0, q5_1, q5_k, q4_0, q4_1, q4_k, q3_k, q2_k (+ -w weighted, -gptq), f16, bf16, fp8-e4m3[-channel], fp8-e5m2[-channel], "
-              "nf4-g{32,64,128}, nuq{3,4}-channel, mxfp4, mxfp6-e2m3, mxfp6-e3m2, mxfp8-e4m3, mxfp8-e5m2, nvfp4, and "
+              "nf4-g{32,64,128}, nuq{3,4}-channel, iq4_nl, iq4_xs (+ -w), mxfp4, nvfp4, tq1_0, tq2_0, ocp-mxfp4, mxfp6-e2m3, mxfp6-e3m2, mxfp8-e4m3, mxfp8-e5m2, nvidia-nvfp4, and "
               "-sp0.45 variants (qsense profile --list-formats)",
               name);
     return NULL;

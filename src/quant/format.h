@@ -9,6 +9,12 @@
  *                                                      importance = the inputs' mean square)
  *   q2_k-gptq .. q8_0-gptq (every block type above)    the same blocks with GPTQ error
  *                                                      compensation (needs the inputs' Gram matrix)
+ *   iq4_nl iq4_xs [-w]                                 llama.cpp's 4-bit non-uniform grid (32-blocks;
+ *                                                      256-blocks with 6-bit sub-scales), byte-exact,
+ *                                                      "-w" with the importance as llama.cpp's imatrix
+ *   mxfp4 nvfp4                                        llama.cpp's E2M1 types (E8M0 scale per 32;
+ *                                                      unsigned E4M3 scale per 16, no tensor scale)
+ *   tq1_0 tq2_0                                        llama.cpp's ternary types (1.69 and 2.06 bpw)
  *   f16 bf16                                           IEEE half, bfloat16 (round to even)
  *   fp8-e4m3 fp8-e5m2 [-channel]                       fp8 with an fp32 scale per tensor/row,
  *                                                      round to nearest even, saturating
@@ -16,10 +22,11 @@
  *   nuq{3,4}-channel                                   non-uniform (SqueezeLLM-style): a per-row
  *                                                      codebook of 2^b fp16 values from k-means,
  *                                                      weighted by the inputs' mean square if known
- *   mxfp4 mxfp6-e2m3 mxfp6-e3m2 mxfp8-e4m3 mxfp8-e5m2   OCP microscaling: 32-value blocks with an
- *                                                      E8M0 (power of two) scale
- *   nvfp4                                              E2M1 values, an E4M3 scale per 16 and an
- *                                                      f32 scale per tensor (mx_quant.c)
+ *   ocp-mxfp4 mxfp6-e2m3 mxfp6-e3m2 mxfp8-e4m3         OCP microscaling: 32-value blocks with an
+ *   mxfp8-e5m2                                         E8M0 (power of two) scale, ties to even
+ *   nvidia-nvfp4                                       E2M1 values, an E4M3 scale per 16 and an
+ *                                                      f32 scale per tensor, as ModelOpt stores it
+ *                                                      (mx_quant.c; "mxfp4"/"nvfp4" are the GGUF types)
  *   <format>-sp0.45                                    dense-and-sparse: the top 0.45 % magnitudes
  *                                                      kept in fp16 (CSR indices), the rest in <format>
  * A weight matrix is (rows = output features, cols = input features), row-major.

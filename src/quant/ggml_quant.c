@@ -132,14 +132,16 @@ static void bf16(const float *x, uint8_t *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) put16(y + 2 * i, qs_f32_to_bf16(x[i]));
 }
 
-/* in ggml_kquant.c */
+/* in ggml_kquant.c and ggml_lut_quant.c */
 int qs_ggml_quantize_k(int type, const float *src, uint8_t *dst, int64_t n);
+int qs_ggml_quantize_lut(int type, const float *src, uint8_t *dst, int64_t n, const float *importance);
 
 int qs_ggml_can_quantize(int type) {
     switch (type) {
     case QS_DT_F32: case QS_DT_F16: case QS_DT_BF16: case QS_DT_Q4_0: case QS_DT_Q4_1: case QS_DT_Q5_0:
     case QS_DT_Q5_1: case QS_DT_Q8_0: case QS_DT_Q2_K: case QS_DT_Q3_K: case QS_DT_Q4_K: case QS_DT_Q5_K:
-    case QS_DT_Q6_K:
+    case QS_DT_Q6_K: case QS_DT_IQ4_NL: case QS_DT_IQ4_XS: case QS_DT_MXFP4: case QS_DT_NVFP4: case QS_DT_TQ1_0:
+    case QS_DT_TQ2_0:
         return 1;
     }
     return 0;
@@ -159,6 +161,8 @@ int qs_ggml_quantize(int type, const float *src, void *dst, int64_t n) {
     case QS_DT_Q5_0: q5_0(src, y, nb); return 0;
     case QS_DT_Q5_1: q5_1(src, y, nb); return 0;
     case QS_DT_Q8_0: q8_0(src, y, nb); return 0;
+    case QS_DT_IQ4_NL: case QS_DT_IQ4_XS: case QS_DT_MXFP4: case QS_DT_NVFP4: case QS_DT_TQ1_0: case QS_DT_TQ2_0:
+        return qs_ggml_quantize_lut(type, src, y, n, NULL);
     default: return qs_ggml_quantize_k(type, src, y, n);
     }
 }

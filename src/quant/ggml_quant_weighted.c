@@ -22,6 +22,7 @@ float qs_ggml_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rms
 float qs_ggml_make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min, uint8_t *Laux,
                                float rmin, float rdelta, int nstep, int use_mad);
 int qs_ggml_quantize_k_weighted(int type, const float *src, uint8_t *dst, int64_t n, const float *qw);
+int qs_ggml_quantize_lut(int type, const float *src, uint8_t *dst, int64_t n, const float *importance);
 
 static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
 
@@ -73,7 +74,8 @@ static int tr_is_k(int type) { return qs_dtype_get(type)->block_size == 256; }
 
 int qs_ggml_can_quantize_weighted(int type) {
     return type == QS_DT_Q4_0 || type == QS_DT_Q4_1 || type == QS_DT_Q5_0 || type == QS_DT_Q5_1 || type == QS_DT_Q8_0 ||
-           type == QS_DT_Q2_K || type == QS_DT_Q3_K || type == QS_DT_Q4_K || type == QS_DT_Q5_K || type == QS_DT_Q6_K;
+           type == QS_DT_Q2_K || type == QS_DT_Q3_K || type == QS_DT_Q4_K || type == QS_DT_Q5_K || type == QS_DT_Q6_K ||
+           type == QS_DT_IQ4_NL || type == QS_DT_IQ4_XS;
 }
 
 int qs_ggml_quantize_weighted(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row, const float *importance) {
@@ -83,6 +85,8 @@ int qs_ggml_quantize_weighted(int type, const float *src, void *dst, int64_t nro
     for (int64_t r = 0; r < nrows; r++, src += n_per_row, y += rb) {
         /* llama.cpp's q8_0 ignores the imatrix: its rounding is already near-optimal */
         if (type == QS_DT_Q8_0) qs_ggml_quantize(type, src, y, n_per_row);
+        else if (type == QS_DT_IQ4_NL || type == QS_DT_IQ4_XS)
+            qs_ggml_quantize_lut(type, src, y, n_per_row, importance);
         else if (tr_is_k(type))
             qs_ggml_quantize_k_weighted(type, src, y, n_per_row, importance);
         else weighted_row(type, src, y, n_per_row, importance);

@@ -13,7 +13,7 @@ import ml_dtypes
 import numpy as np
 
 ELEMENTS = {  # name: (ml_dtypes type, largest normal)
-    "mxfp4": (ml_dtypes.float4_e2m1fn, 6.0),
+    "ocp-mxfp4": (ml_dtypes.float4_e2m1fn, 6.0),
     "mxfp6-e2m3": (ml_dtypes.float6_e2m3fn, 7.5),
     "mxfp6-e3m2": (ml_dtypes.float6_e3m2fn, 28.0),
     "mxfp8-e4m3": (ml_dtypes.float8_e4m3fn, 448.0),
@@ -58,7 +58,7 @@ def nvfp4(v):
 def main():
     name, src, dst = sys.argv[1:4]
     v = np.fromfile(src, dtype=np.float32)
-    out = nvfp4(v) if name == "nvfp4" else mx(v, name)
+    out = nvfp4(v) if name == "nvidia-nvfp4" else mx(v, name)
     out.astype(np.float32).tofile(dst)
 
 
