@@ -20,7 +20,8 @@
 typedef size_t (*quantize_chunk_fn)(int, const float *, void *, int64_t, int64_t, int64_t, const float *);
 static const int TYPES[] = {QS_DT_Q4_0, QS_DT_Q4_1, QS_DT_Q5_0,   QS_DT_Q5_1,   QS_DT_Q8_0,  QS_DT_Q2_K,
                             QS_DT_Q3_K, QS_DT_Q4_K, QS_DT_Q5_K,   QS_DT_Q6_K,   QS_DT_IQ4_NL, QS_DT_IQ4_XS,
-                            QS_DT_MXFP4, QS_DT_NVFP4, QS_DT_TQ1_0, QS_DT_TQ2_0};
+                            QS_DT_MXFP4, QS_DT_NVFP4, QS_DT_TQ1_0, QS_DT_TQ2_0,  QS_DT_IQ2_S,  QS_DT_IQ3_XXS,
+                            QS_DT_IQ3_S, QS_DT_IQ1_M};
 
 static void check_llamacpp_file(const qs_gguf *f32, const char *quant_file) {
     char *p = model_path(quant_file);
@@ -100,7 +101,7 @@ int main(void) {
                     : row == 1 ? 0.25f                        /* constant */
                     : row == 2 ? u * 1e-6f                    /* tiny */
                     : row == 3 ? (i % 97 == 0 ? 40.0f : u)    /* outliers */
-                    : row == 4 ? -fabsf(u)                    /* all negative */
+                    : row == 4 ? ((i / 32) % 3 ? -fabsf(u) : 0.0f) /* all negative, every third 32 zero */
                     : row == 5 ? fabsf(u) + 1.0f              /* all positive, offset */
                     : row == 6 ? u * (float)(1 + i % 7)
                     : (float)(i % 33 - 16) * 0.125f;          /* exact ties of the fp4 grids */
@@ -132,7 +133,9 @@ int main(void) {
      * importance vector that has outlier channels (every 37th column 100x the others) */
     if (qc && sm) {
         static const int WTYPES[] = {QS_DT_Q4_0, QS_DT_Q4_1, QS_DT_Q5_0, QS_DT_Q5_1, QS_DT_Q8_0,   QS_DT_Q2_K,
-                                     QS_DT_Q3_K, QS_DT_Q4_K, QS_DT_Q5_K, QS_DT_Q6_K, QS_DT_IQ4_NL, QS_DT_IQ4_XS};
+                                     QS_DT_Q3_K, QS_DT_Q4_K, QS_DT_Q5_K, QS_DT_Q6_K, QS_DT_IQ4_NL, QS_DT_IQ4_XS,
+                                     QS_DT_IQ2_XXS, QS_DT_IQ2_XS, QS_DT_IQ2_S, QS_DT_IQ3_XXS, QS_DT_IQ3_S, QS_DT_IQ1_S,
+                                     QS_DT_IQ1_M};
         for (size_t t = 0; t < sizeof WTYPES / sizeof WTYPES[0]; t++) {
             if (init) init(WTYPES[t]);
             long bad = 0, blocks = 0;

@@ -17,7 +17,7 @@ static void help(void) {
            "sha256). Measure the result with: qsense ppl OUT.gguf --base MODEL --text FILE\n"
            "\n"
            "  --db DB           the profile database the plan came from: formats with activation-\n"
-           "                    weighted rounding (q4_0-w, q4_1-w, q5_0-w, q5_1-w, q2_k-w .. q6_k-w)\n"
+           "                    weighted rounding (q4_0-w .. q6_k-w, iq1_s-w .. iq4_xs-w)\n"
            "                    take each tensor's inputs' mean square from it, as llama-quantize\n"
            "                    takes an imatrix; GPTQ formats (q4_k-gptq ...) also the inputs' Gram\n"
            "                    matrix, which the profile stores when its sweep has a -gptq format\n"

@@ -50,7 +50,8 @@ int qs_act_round(int weight_type, const float *x, float *y, int64_t n) {
         q8_32(x, y, n);
         return 1;
     case QS_DT_Q2_K: case QS_DT_Q3_K: case QS_DT_Q4_K: case QS_DT_Q5_K: case QS_DT_Q6_K: case QS_DT_IQ4_XS: case QS_DT_TQ1_0:
-    case QS_DT_TQ2_0:
+    case QS_DT_TQ2_0: case QS_DT_IQ2_XXS: case QS_DT_IQ2_XS: case QS_DT_IQ2_S: case QS_DT_IQ3_XXS: case QS_DT_IQ3_S:
+    case QS_DT_IQ1_S: case QS_DT_IQ1_M:
         if (n % 256) return 0;
         q8_k(x, y, n);
         return 1;

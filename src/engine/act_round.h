@@ -1,7 +1,7 @@
 /* Emulation of llama.cpp's CPU matmul numerics. ggml's CPU backend does not multiply a
  * quantized weight by f32 activations: it first converts the activations to the weight type's
  * "vec_dot" type (q8_0 for q4_0/q5_0/q8_0/iq4_nl/mxfp4/nvfp4, q8_1 for q4_1/q5_1, q8_K for the
- * K-quants, iq4_xs and the ternary types, f16 for
+ * K-quants, the other i-quants and the ternary types, f16 for
  * f16, bf16 for bf16), and the f16 KV cache rounds K and V (and Q, softmax weights) to f16.
  * qs_act_round applies the same rounding to a row of activations so qsense's perplexity can be
  * compared with llama-perplexity's to four digits. The exact f32 evaluation stays the default. */

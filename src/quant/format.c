@@ -47,13 +47,15 @@ static void build(void) {
                 }
     /* llama.cpp's block types: round-to-nearest (the plain name), activation-weighted ("-w",
      * where llama.cpp has an imatrix search), GPTQ ("-gptq", every type) */
-    static const int ggml[] = {QS_DT_Q8_0, QS_DT_Q6_K,   QS_DT_Q5_0,   QS_DT_Q5_1,  QS_DT_Q5_K,  QS_DT_Q4_0,  QS_DT_Q4_1,
-                               QS_DT_Q4_K, QS_DT_IQ4_NL, QS_DT_IQ4_XS, QS_DT_MXFP4, QS_DT_NVFP4, QS_DT_Q3_K, QS_DT_Q2_K,
-                               QS_DT_TQ2_0, QS_DT_TQ1_0};
+    static const int ggml[] = {QS_DT_Q8_0,  QS_DT_Q6_K,    QS_DT_Q5_0,   QS_DT_Q5_1,    QS_DT_Q5_K,   QS_DT_Q4_0,
+                               QS_DT_Q4_1,  QS_DT_Q4_K,    QS_DT_IQ4_NL, QS_DT_IQ4_XS,  QS_DT_MXFP4,  QS_DT_NVFP4,
+                               QS_DT_Q3_K,  QS_DT_IQ3_S,   QS_DT_IQ3_XXS, QS_DT_Q2_K,   QS_DT_IQ2_S,  QS_DT_IQ2_XS,
+                               QS_DT_IQ2_XXS, QS_DT_TQ2_0, QS_DT_IQ1_M,  QS_DT_TQ1_0,   QS_DT_IQ1_S};
     static const char *const rounding[] = {"", "-w", "-gptq"};
     for (int r = 0; r < 3; r++)
         for (size_t i = 0; i < sizeof ggml / sizeof ggml[0]; i++) {
             const qs_dtype_traits *tr = qs_dtype_get(ggml[i]);
+            if (r == 0 && !qs_ggml_can_quantize(ggml[i])) continue; /* llama.cpp needs an imatrix for it */
             if (r == 1 && (ggml[i] == QS_DT_Q8_0 || !qs_ggml_can_quantize_weighted(ggml[i]))) continue;
             if (r == 2 && !qs_gptq_supports(ggml[i])) continue;
             snprintf(name, sizeof name, "%s%s", tr->name, rounding[r]);

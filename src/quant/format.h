@@ -12,6 +12,10 @@
  *   iq4_nl iq4_xs [-w]                                 llama.cpp's 4-bit non-uniform grid (32-blocks;
  *                                                      256-blocks with 6-bit sub-scales), byte-exact,
  *                                                      "-w" with the importance as llama.cpp's imatrix
+ *   iq3_s iq3_xxs iq2_s iq1_m [-w]                     llama.cpp's lattice i-quants (codebooks of 4
+ *   iq2_xs-w iq2_xxs-w iq1_s-w                         or 8 values), byte-exact; the last three only
+ *                                                      weighted: llama.cpp refuses them without an
+ *                                                      imatrix (ggml_iq_quant.c, ggml_iq1_quant.c)
  *   mxfp4 nvfp4                                        llama.cpp's E2M1 types (E8M0 scale per 32;
  *                                                      unsigned E4M3 scale per 16, no tensor scale)
  *   tq1_0 tq2_0                                        llama.cpp's ternary types (1.69 and 2.06 bpw)

@@ -7,6 +7,7 @@
 
 #include "core/qs_dtype.h"
 #include "core/qs_half.h"
+#include "quant/ggml_quant_impl.h"
 
 #define QK_K 256
 #define GROUP_MAX_EPS 1e-15f
@@ -14,16 +15,10 @@
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
 static float h2f(uint16_t h) { return qs_f16_to_f32(h); }
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+#define put16 qs_put16
 static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 
-/* round to nearest, ties to even, via the float mantissa (ggml's nearest_int) */
-static int nearest_int(float fval) {
-    float val = fval + 12582912.f;
-    int i;
-    memcpy(&i, &val, sizeof(int));
-    return (i & 0x007fffff) - 0x00400000;
-}
+#define nearest_int qs_nearest_int
 
 /* signed levels in [-nmax, nmax-1] (stored + nmax) for a symmetric sub-block; weights qw, or
  * x^2 when qw is NULL (rmse_type 1); tries 18 scales around nmax/max and keeps the best
@@ -206,7 +201,7 @@ float qs_ggml_make_qkx2_quants(int n, int nmax, const float *x, const float *wei
 /* A super-block's 6-bit sub-block scales (or mins) x[0..n) >= 0: the grid step minimising the
  * weighted squared error over 9 candidates, then single-level moves while the weighted
  * least-squares fit improves (llama.cpp's make_qp_quants). */
-static float make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *quant_weights) {
+float qs_ggml_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *quant_weights) {
     float max = 0;
     for (int i = 0; i < n; ++i) max = MAX(max, x[i]);
     if (max < GROUP_MAX_EPS) {
@@ -375,8 +370,8 @@ static void q2_k_weighted(const float *x, uint8_t *y, int64_t nb, const float *q
             for (int l = 0; l < 16; ++l) sw[j] += weight[l];
             scales[j] = qs_ggml_make_qkx2_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, 0);
         }
-        put16(y + 80, qs_f32_to_f16(make_qp_quants(QK_K / 16, 15, scales, Ls, sw)));
-        put16(y + 82, qs_f32_to_f16(make_qp_quants(QK_K / 16, 15, mins, Lm, sw)));
+        put16(y + 80, qs_f32_to_f16(qs_ggml_make_qp_quants(QK_K / 16, 15, scales, Ls, sw)));
+        put16(y + 82, qs_f32_to_f16(qs_ggml_make_qp_quants(QK_K / 16, 15, mins, Lm, sw)));
         for (int j = 0; j < QK_K / 16; ++j) y[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
         q2_k_round_and_pack(x, y, L);
     }
@@ -513,8 +508,8 @@ static void qk_4_5_weighted(const float *x, uint8_t *dm, uint8_t *s, uint8_t *L,
         sw[j] = sumw;
         scales[j] = qs_ggml_make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, 0);
     }
-    const float d_block = make_qp_quants(QK_K / 32, 63, scales, Ls, sw);
-    const float m_block = make_qp_quants(QK_K / 32, 63, mins, Lm, sw);
+    const float d_block = qs_ggml_make_qp_quants(QK_K / 32, 63, scales, Ls, sw);
+    const float m_block = qs_ggml_make_qp_quants(QK_K / 32, 63, mins, Lm, sw);
     for (int j = 0; j < QK_K / 32; ++j) {
         uint8_t ls = Ls[j], lm = Lm[j];
         if (nmax == 31) { /* q5_k clamps; q4_k's fit never exceeds 63 */

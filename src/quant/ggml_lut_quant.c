@@ -15,19 +15,14 @@
 #include "core/qs_dtype_impl.h"
 #include "core/qs_half.h"
 #include "quant/ggml_quant.h"
+#include "quant/ggml_quant_impl.h"
 
 #define QKK 256
 /* llama.cpp treats a block whose absmax is below this as all zero */
 #define GROUP_MAX_EPS 1e-15f
 
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-
-static int nearest_int(float fval) {
-    float val = fval + 12582912.f;
-    int i;
-    memcpy(&i, &val, sizeof(int));
-    return (i & 0x007fffff) - 0x00400000;
-}
+#define put16 qs_put16
+#define nearest_int qs_nearest_int
 
 /* index of the grid level nearest x (grid ascending); a tie goes to the upper level */
 static int nearest_level(const int8_t *val, float x) {

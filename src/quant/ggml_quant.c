@@ -3,6 +3,7 @@
  * because byte-exact output is the contract: tests compare against blocks llama-quantize wrote.
  * The 32-element types are here; the K-quants are in ggml_kquant.c. */
 #include "quant/ggml_quant.h"
+#include "quant/ggml_quant_impl.h"
 
 #include <float.h>
 #include <math.h>
@@ -15,7 +16,7 @@
 
 static int imin(int a, int b) { return a < b ? a : b; }
 
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+#define put16 qs_put16
 
 /* the value of largest magnitude, with its sign (first one on ties) */
 static float signed_absmax(const float *x, int n, float *amax_out) {
@@ -132,16 +133,13 @@ static void bf16(const float *x, uint8_t *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) put16(y + 2 * i, qs_f32_to_bf16(x[i]));
 }
 
-/* in ggml_kquant.c and ggml_lut_quant.c */
-int qs_ggml_quantize_k(int type, const float *src, uint8_t *dst, int64_t n);
-int qs_ggml_quantize_lut(int type, const float *src, uint8_t *dst, int64_t n, const float *importance);
 
 int qs_ggml_can_quantize(int type) {
     switch (type) {
     case QS_DT_F32: case QS_DT_F16: case QS_DT_BF16: case QS_DT_Q4_0: case QS_DT_Q4_1: case QS_DT_Q5_0:
     case QS_DT_Q5_1: case QS_DT_Q8_0: case QS_DT_Q2_K: case QS_DT_Q3_K: case QS_DT_Q4_K: case QS_DT_Q5_K:
     case QS_DT_Q6_K: case QS_DT_IQ4_NL: case QS_DT_IQ4_XS: case QS_DT_MXFP4: case QS_DT_NVFP4: case QS_DT_TQ1_0:
-    case QS_DT_TQ2_0:
+    case QS_DT_TQ2_0: case QS_DT_IQ2_S: case QS_DT_IQ3_XXS: case QS_DT_IQ3_S: case QS_DT_IQ1_M:
         return 1;
     }
     return 0;
@@ -163,6 +161,8 @@ int qs_ggml_quantize(int type, const float *src, void *dst, int64_t n) {
     case QS_DT_Q8_0: q8_0(src, y, nb); return 0;
     case QS_DT_IQ4_NL: case QS_DT_IQ4_XS: case QS_DT_MXFP4: case QS_DT_NVFP4: case QS_DT_TQ1_0: case QS_DT_TQ2_0:
         return qs_ggml_quantize_lut(type, src, y, n, NULL);
+    case QS_DT_IQ2_XXS: case QS_DT_IQ2_XS: case QS_DT_IQ2_S: case QS_DT_IQ3_XXS: case QS_DT_IQ3_S: case QS_DT_IQ1_S: case QS_DT_IQ1_M:
+        return qs_ggml_quantize_iq(type, src, y, n, NULL);
     default: return qs_ggml_quantize_k(type, src, y, n);
     }
 }

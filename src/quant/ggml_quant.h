@@ -1,6 +1,7 @@
 /* Quantizers for llama.cpp's block types, reproducing llama-quantize without an imatrix
- * (ggml_quantize_chunk with no importance) byte for byte: the legacy and K types, iq4_nl,
- * iq4_xs, mxfp4, nvfp4, tq1_0, tq2_0. Dequantization is qs_dtype's (bit-exact too).
+ * (ggml_quantize_chunk with no importance) byte for byte: the legacy and K types, the
+ * i-quants but iq2_xxs, iq2_xs and iq1_s (which need an importance: weighted only), mxfp4,
+ * nvfp4, tq1_0, tq2_0. Dequantization is qs_dtype's (bit-exact too).
  * Each function quantizes n values (n a multiple of the block size) into blocks at dst. */
 #ifndef QS_GGML_QUANT_H
 #define QS_GGML_QUANT_H
@@ -16,7 +17,7 @@ int qs_ggml_can_quantize(int type);
 
 /* Activation-weighted rounding (llama-quantize with an imatrix): nrows rows of n_per_row values,
  * importance[n_per_row] per input column (the inputs' mean square). Same block layout as
- * qs_ggml_quantize. q4_0, q4_1, q5_0, q5_1, q2_k .. q6_k, iq4_nl, iq4_xs, and q8_0 (which
+ * qs_ggml_quantize. q4_0, q4_1, q5_0, q5_1, q2_k .. q6_k, every i-quant, and q8_0 (which
  * llama.cpp leaves unweighted); returns -1 for other types (mxfp4, nvfp4 and the ternary types
  * ignore an imatrix in llama.cpp). (ggml_quant_weighted.c) */
 int qs_ggml_quantize_weighted(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row, const float *importance);

@@ -12,19 +12,13 @@
 #include "core/qs_dtype.h"
 #include "core/qs_half.h"
 #include "quant/ggml_quant.h"
+#include "quant/ggml_quant_impl.h"
 
 #define QK 32
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
-/* in ggml_kquant.c */
-float qs_ggml_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type, const float *qw);
-float qs_ggml_make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min, uint8_t *Laux,
-                               float rmin, float rdelta, int nstep, int use_mad);
-int qs_ggml_quantize_k_weighted(int type, const float *src, uint8_t *dst, int64_t n, const float *qw);
-int qs_ggml_quantize_lut(int type, const float *src, uint8_t *dst, int64_t n, const float *importance);
-
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+#define put16 qs_put16
 
 /* the 5th bits of 32 levels, as q5_0 / q5_1 store them */
 static void pack5(const uint8_t *L, uint8_t *qs, uint8_t *qh_out) {
@@ -75,7 +69,7 @@ static int tr_is_k(int type) { return qs_dtype_get(type)->block_size == 256; }
 int qs_ggml_can_quantize_weighted(int type) {
     return type == QS_DT_Q4_0 || type == QS_DT_Q4_1 || type == QS_DT_Q5_0 || type == QS_DT_Q5_1 || type == QS_DT_Q8_0 ||
            type == QS_DT_Q2_K || type == QS_DT_Q3_K || type == QS_DT_Q4_K || type == QS_DT_Q5_K || type == QS_DT_Q6_K ||
-           type == QS_DT_IQ4_NL || type == QS_DT_IQ4_XS;
+           type == QS_DT_IQ4_NL || type == QS_DT_IQ4_XS || qs_ggml_is_lattice_iq(type);
 }
 
 int qs_ggml_quantize_weighted(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row, const float *importance) {
@@ -87,6 +81,8 @@ int qs_ggml_quantize_weighted(int type, const float *src, void *dst, int64_t nro
         if (type == QS_DT_Q8_0) qs_ggml_quantize(type, src, y, n_per_row);
         else if (type == QS_DT_IQ4_NL || type == QS_DT_IQ4_XS)
             qs_ggml_quantize_lut(type, src, y, n_per_row, importance);
+        else if (qs_ggml_is_lattice_iq(type))
+            qs_ggml_quantize_iq(type, src, y, n_per_row, importance);
         else if (tr_is_k(type))
             qs_ggml_quantize_k_weighted(type, src, y, n_per_row, importance);
         else weighted_row(type, src, y, n_per_row, importance);

@@ -89,7 +89,7 @@ int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const q
         }
         int type = dtype_of(qs_format_stored_type(pt->format));
         const qs_format *fmt = qs_format_find(pt->format, NULL);
-        if (type < 0 || !qs_ggml_can_quantize(type)) {
+        if (type < 0 || !(qs_ggml_can_quantize(type) || (fmt && fmt->weighted && qs_ggml_can_quantize_weighted(type)))) {
             rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensor '%s': format '%s' is not a ggml type llama.cpp can load (plan with "
                            "--target llama.cpp)", pp, t->name, pt->format);
             break;
