@@ -116,9 +116,13 @@ int main(void) {
     snprintf(want, sizeof want, "%lld %lld\n", tokens * 2, tokens * 2);
     CHECK(rc == 0 && tokens > 0 && !strcmp(out, want), "qwen3moe: routed tokens per layer: %s (want %s)", out, want);
     free(out);
-    /* the heatmap's columns: q, k, v, output, the router and the three stacked experts */
+    /* the heatmap's columns: q, k, v, output, the router and the three stacked experts; the weights
+     * heatmap adds the norms, q/k norms included (8 + 4 columns) */
     out = downstream("qwen3moe", 64, "test -s rep/routing.png && grep -q 'Every expert received' rep/index.html && "
-                                     "test $(cut -d' ' -f1 rep/plot-data/heatmap.dat | sort -un | wc -l) = 8");
+                                     "test $(cut -d' ' -f1 rep/plot-data/heatmap.dat | sort -un | wc -l) = 8 && "
+                                     "test -s rep/weights_heatmap.png && grep -q \"'attn_q_norm' 9, 'attn_k_norm' 10\" "
+                                     "rep/plot-data/figures.gp && test $(cut -d' ' -f1 rep/plot-data/weights_heatmap.dat | sort -un | "
+                                     "wc -l) = 12");
     CHECK(strstr(out, "experts: ") && strstr(out, "% of the tensor bytes"), "qwen3moe: the plan gives the experts' share: %s", out);
     free(out);
 

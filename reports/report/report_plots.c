@@ -202,6 +202,72 @@ static void fig_heatmap(plotter *p) {
     fprintf(p->gp, "\n");
 }
 
+/* ---- heatmap: layer x every kind with weights, how far the largest weight stands out ------ */
+/* every per-layer tensor kind, matrices first, then the norms (q/k norms, Gemma's post-norms) */
+static const char *const WKINDS[] = {"attn_q",        "attn_k",       "attn_v",       "attn_qkv",        "attn_output",
+                                     "ffn_gate",      "ffn_up",       "ffn_down",     "ffn_gate_inp",    "ffn_gate_exps",
+                                     "ffn_up_exps",   "ffn_down_exps", "attn_norm",   "attn_q_norm",     "attn_k_norm",
+                                     "post_attention_norm", "ffn_norm", "post_ffw_norm"};
+#define N_WKINDS ((int)(sizeof WKINDS / sizeof WKINDS[0]))
+
+static int wkind_index(const rp_tensor *t) {
+    const size_t n = strlen(t->name);
+    if (n < 7 || strcmp(t->name + n - 7, ".weight")) return -1; /* biases share the kind: weights only */
+    for (int k = 0; k < N_WKINDS; k++)
+        if (!strcmp(WKINDS[k], t->kind)) return k;
+    return -1;
+}
+
+static void fig_weight_heatmap(plotter *p) {
+    const rp_ctx *c = p->c;
+    const char *title = "Outlier weights: largest |w| over the root mean square, per layer and tensor kind";
+    if (c->n_layers <= 0) return;
+    int column[N_WKINDS], present[N_WKINDS] = {0}, n_columns = 0, n = 0;
+    for (int i = 0; i < c->n_tensors; i++) {
+        const int k = wkind_index(&c->t[i]);
+        if (k >= 0 && c->t[i].layer >= 0) present[k] = 1;
+    }
+    for (int k = 0; k < N_WKINDS; k++) column[k] = present[k] ? n_columns++ : -1;
+    char path[1300];
+    FILE *d = data_file(p, "weights_heatmap.dat", path, sizeof path);
+    for (int i = 0; i < c->n_tensors; i++) {
+        const rp_tensor *t = &c->t[i];
+        const int k = wkind_index(t);
+        if (k < 0 || t->layer < 0) continue;
+        qs_db_weight_stats ws;
+        qs_db_weight_stats_of(c->db, c->run_id, t->id, &ws);
+        const double rms = sqrt(ws.std * ws.std + ws.mean * ws.mean); /* norms sit around 1, matrices around 0 */
+        if (!ws.found || !(rms > 0)) continue;
+        fprintf(d, "%d %d %.6g\n", column[k], t->layer, ws.absmax / rms);
+        n++;
+    }
+    data_close(p, d);
+    if (!n) {
+        missing(p, "overview", title, "the run has no weight statistics");
+        return;
+    }
+    new_figure(p, "overview", "weights_heatmap.png", title,
+               "Each cell: the tensor's largest absolute weight divided by the root mean square of its weights. A "
+               "Gaussian matrix of a million weights reaches about 5; far above that, a few weights set the scale of "
+               "every format with one scale per tensor, row or group and leave few levels for the rest. Norm weights "
+               "(attention and FFN norms, q/k norms, post-norms) are kept in f32 and never quantized, but a large one "
+               "(several times their root mean square) multiplies its channel of the activations the next matrices "
+               "see, which is where activation outliers come from.");
+    gp_begin(p, "weights_heatmap.png", title, "tensor kind", "layer", 900,
+             140 + 34 * (c->n_layers < 8 ? 8 : c->n_layers > 40 ? 40 : c->n_layers));
+    fprintf(p->gp, "set xtics (");
+    for (int k = 0; k < N_WKINDS; k++)
+        if (column[k] >= 0) fprintf(p->gp, "%s'%s' %d", column[k] ? ", " : "", WKINDS[k], column[k]);
+    fprintf(p->gp, ") rotate by 30 right\nset xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\nset ytics %d\nset grid noxtics noytics\n",
+            n_columns - 1, c->n_layers - 1, c->n_layers > 24 ? 4 : 1);
+    fprintf(p->gp, "set logscale cb\nset cblabel 'max |w| / rms(w)'\n"
+                   "set palette defined (0 '#f7fbff', 1 '#6baed6', 2 '#08306b')\nset style fill solid 1.0 noborder\nunset key\nplot ");
+    gp_str(p->gp, path);
+    fprintf(p->gp, " using 1:2:(0.5):(0.5):3 with boxxy fc palette");
+    if (c->n_layers <= 16) fprintf(p->gp, ", '' using 1:2:(sprintf('%%.0f', $3)) with labels font ',8' tc rgb '#222222'");
+    fprintf(p->gp, "\n");
+}
+
 /* ---- cost vs bits per weight, one line per tensor kind --------------------------------- */
 typedef struct {
     char fmt[32];
@@ -768,6 +834,7 @@ int rp_plots_write(const rp_ctx *c, const char *dir, rp_figures *figs, qs_error 
     p.gp = qs_output_stream(gp_out);
     fprintf(p.gp, "# qsense report figures: rerun with gnuplot %s\n", script);
     fig_heatmap(&p);
+    fig_weight_heatmap(&p);
     fig_cost_vs_bpw(&p);
     fig_granularity(&p);
     fig_dynamic_range(&p);

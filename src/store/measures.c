@@ -114,10 +114,10 @@ static sqlite3_stmt *stats_row(qs_db *db, const char *sql, int64_t run, int64_t 
 }
 
 void qs_db_weight_stats_of(qs_db *db, int64_t run, int64_t tensor, qs_db_weight_stats *w) {
-    sqlite3_stmt *st = stats_row(db, "SELECT hist_min, hist_max, absmax, kurtosis, std FROM weight_stats WHERE run_id = ? AND"
-                                     " tensor_id = ?", run, tensor, NULL);
-    double *v[5] = {&w->hist_min, &w->hist_max, &w->absmax, &w->kurtosis, &w->std};
-    for (int k = 0; k < 5; k++) *v[k] = st ? qs_store_real(st, k) : NAN;
+    sqlite3_stmt *st = stats_row(db, "SELECT hist_min, hist_max, absmax, kurtosis, std, mean FROM weight_stats WHERE run_id = ?"
+                                     " AND tensor_id = ?", run, tensor, NULL);
+    double *v[6] = {&w->hist_min, &w->hist_max, &w->absmax, &w->kurtosis, &w->std, &w->mean};
+    for (int k = 0; k < 6; k++) *v[k] = st ? qs_store_real(st, k) : NAN;
     w->found = st != NULL;
     if (st) sqlite3_finalize(st);
 }

@@ -41,7 +41,7 @@ int qs_db_whole_over_sum(qs_db *db, int64_t run_id, const char *domain, double *
 
 typedef struct {
     int found;
-    double hist_min, hist_max, absmax, kurtosis, std; /* NAN for NULL */
+    double hist_min, hist_max, absmax, kurtosis, std, mean; /* NAN for NULL */
 } qs_db_weight_stats;
 typedef struct {
     int found;
