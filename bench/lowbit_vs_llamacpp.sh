@@ -49,7 +49,11 @@ cp "$DATA/wiki.test.tokens" "$heldout"
   --kl-divergence-base "$WORK/base.kld" >"$WORK/base.log" 2>&1
 kl_of() {
   "$LCPP/llama-perplexity" -m "$1" -f "$heldout" -c $CTX --chunks "$CHUNKS" --kl-divergence-base "$WORK/base.kld" \
-    --kl-divergence 2>&1 | sed -n 's/^Mean *KLD: *\([0-9.e+-]*\).*/\1/p'
+    --kl-divergence >"$1.kld.log" 2>&1 || true
+  local v
+  v=$(sed -n 's/^Mean *KLD: *\([0-9.e+-]*\).*/\1/p' "$1.kld.log")
+  [ -n "$v" ] || { echo "llama-perplexity gave no KL for $1:" >&2; tail -5 "$1.kld.log" >&2; return 1; }
+  echo "$v"
 }
 # qsense: calibration + exact sweep on the debian set (resumes if interrupted)
 "$QS" profile "$MODEL" --db "$WORK/t.db" --data debian --formats q8_0 --sensitivity --eval debian \
@@ -61,6 +65,16 @@ for recipe in IQ2_XS IQ3_XXS Q3_K_S Q4_K_M; do
   bytes=$(stat -c %s "$r")
   "$QS" plan --db "$WORK/t.db" --budget-bytes "$bytes" --target llama.cpp --out "$WORK/plan-$recipe.json" >"$WORK/plan-$recipe.log" 2>&1
   "$QS" quantize "$MODEL" --plan "$WORK/plan-$recipe.json" --db "$WORK/t.db" -o "$WORK/qsense-$recipe.gguf" >/dev/null
-  a=$(kl_of "$r") b=$(kl_of "$WORK/qsense-$recipe.gguf")
+  a=$(kl_of "$r") && b=$(kl_of "$WORK/qsense-$recipe.gguf") || exit 1
   printf '%-8s %12s %14s %14s %7.3f\n' "$recipe" "$bytes" "$a" "$b" "$(python3 -c "print($b / $a)")"
 done
+# the KL-vs-bits-per-weight figure: every file measured by qsense check into the database (held-out
+# text, llama.cpp numerics), drawn by the report beside the uniform formats and the Pareto front
+head -c 60000 "$heldout" >"$WORK/heldout-head.txt"
+for f in "$WORK"/recipe-*.gguf "$WORK"/qsense-*.gguf; do
+  "$QS" check --model "$f" --base "$MODEL" --data "$WORK/heldout-head.txt" --ctx $CTX --db "$WORK/t.db" --llamacpp-numerics \
+    >"$f.check.log" 2>&1 || true   # exit 1: over the default thresholds, still recorded
+done
+rm -rf "$WORK/report"
+"$QS" report --db "$WORK/t.db" --out "$WORK/report" >/dev/null
+echo "report with the KL vs bits per weight figure (pareto.png): $WORK/report/index.html"
