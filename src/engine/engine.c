@@ -187,6 +187,48 @@ int qs_engine_override(qs_engine *e, int layer_i, int kind, const float *w, qs_e
     return 0;
 }
 
+static int same_shape(const qs_tensor *a, const qs_tensor *b, qs_error *err) {
+    if (a->ne[0] == b->ne[0] && qs_tensor_numel(a) == qs_tensor_numel(b)) return 0;
+    return qs_errorf(err, QS_ERR_USAGE, "tensor %s: a replacement of %lld values in rows of %lld for %lld in rows of %lld", a->name,
+                     (long long)qs_tensor_numel(b), (long long)b->ne[0], (long long)qs_tensor_numel(a), (long long)a->ne[0]);
+}
+
+/* grows the scratch that expanded rows go to, for a replacement stored in another type than the
+ * model's weights (an f32 model has none) */
+static int fit_wbuf(qs_engine *e, const qs_tensor *t, qs_error *err) {
+    if (f32_in_place(t)) return 0;
+    const size_t need = (size_t)qs_tensor_numel(t) < WBUF_MAX_FLOATS ? (size_t)qs_tensor_numel(t) : WBUF_MAX_FLOATS;
+    if (need <= e->wbuf_cap) return 0;
+    float *grown = realloc(e->wbuf, need * sizeof(float));
+    if (!grown) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %zu MiB of weight scratch", need >> 18);
+    e->wbuf = grown;
+    e->wbuf_cap = need;
+    return 0;
+}
+
+int qs_engine_override_stored(qs_engine *e, int layer_i, int kind, const qs_tensor *t, qs_error *err) {
+    const int grown = fit_wbuf(e, t, err);
+    if (grown) return grown;
+    if (kind == QS_LIN_OUTPUT) {
+        int rc = same_shape(e->output, t, err);
+        if (!rc) e->output = t, e->output_over = NULL;
+        return rc;
+    }
+    if (layer_i < 0 || layer_i >= e->a.n_layers || kind < 0 || kind >= QS_LIN_OUTPUT || !e->layers[layer_i].w[kind])
+        return qs_errorf(err, QS_ERR_USAGE, "no linear layer %d/%s to override", layer_i, qs_linear_name(kind));
+    layer *L = &e->layers[layer_i];
+    int rc = same_shape(L->w[kind], t, err);
+    if (!rc) L->w[kind] = t, L->over[kind] = NULL;
+    return rc;
+}
+
+int qs_engine_override_embedding_stored(qs_engine *e, const qs_tensor *t, qs_error *err) {
+    const qs_tensor *emb = qs_model_find(e->m, "token_embd.weight");
+    int rc = emb ? same_shape(emb, t, err) : qs_errorf(err, QS_ERR_USAGE, "the model has no token_embd.weight");
+    if (!rc) e->emb_stored = t, e->emb_over = NULL;
+    return rc;
+}
+
 int64_t qs_engine_expert_tokens(const qs_engine *e, int layer, int expert) {
     if (!e->expert_tokens || layer < 0 || layer >= e->a.n_layers || expert < 0 || expert >= e->a.n_expert) return 0;
     return e->expert_tokens[(size_t)layer * e->a.n_expert + expert];
@@ -721,7 +763,7 @@ int qs_engine_embed(qs_engine *e, const int *tokens, int n, float *x, qs_error *
         if (tokens[t] < 0 || tokens[t] >= a->n_vocab)
             return qs_errorf(err, QS_ERR_INPUT, "token id %d at position %d is outside the vocabulary (%d)", tokens[t], t,
                              a->n_vocab);
-    const qs_tensor *emb = qs_model_find(e->m, "token_embd.weight");
+    const qs_tensor *emb = e->emb_stored ? e->emb_stored : qs_model_find(e->m, "token_embd.weight");
     for (int t = 0; t < n; t++) {
         if (e->emb_over) memcpy(x + (size_t)t * a->dim, e->emb_over + (size_t)tokens[t] * a->dim, sizeof(float) * (size_t)a->dim);
         else qs_tensor_dequantize_rows(emb, tokens[t], 1, x + (size_t)t * a->dim);

@@ -57,6 +57,14 @@ void qs_engine_reset_expert_tokens(qs_engine *e);
  * restores the model's own weights. */
 int qs_engine_override(qs_engine *e, int layer, int kind, const float *w, qs_error *err);
 
+/* Uses t (a tensor in any stored type, its data borrowed until the engine is freed) in place of
+ * the model's weights of linear (layer, kind) (kind QS_LIN_OUTPUT: the output head): expanded
+ * block by block like the model's own, so a quantized candidate costs its stored size, not an
+ * f32 copy. t must have the replaced tensor's shape. */
+int qs_engine_override_stored(qs_engine *e, int layer, int kind, const qs_tensor *t, qs_error *err);
+/* The same for the token embedding table (rows looked up by token id). */
+int qs_engine_override_embedding_stored(qs_engine *e, const qs_tensor *t, qs_error *err);
+
 /* Prefix cache support for per-tensor sensitivity. With capture set, every forward stores the
  * residual stream entering each layer: capture[l] (n, dim) for l in [0, n_layers), and
  * capture[n_layers] the final hidden state before the output norm (caller-owned buffers of at

@@ -38,6 +38,7 @@ struct qs_engine {
     int n_owned;
     float **capture;
     const float *emb_over;
+    const qs_tensor *emb_stored; /* qs_engine_override_embedding_stored, or NULL */
     qs_observe_fn observe;
     void *observe_user;
     /* scratch, grown on demand */

@@ -5,10 +5,83 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/qs_dtype.h"
 #include "quant/format.h"
 #include "reports/planner/plan.h"
 
-int qs_check_candidate_engine(const qs_check_options *o, qs_model *ref, qs_model **cand, qs_engine **e, float ***bufs, qs_error *err) {
+void qs_check_overrides_free(qs_check_overrides *ov) {
+    for (int i = 0; ov->bufs && i < ov->n; i++) free(ov->bufs[i]);
+    free(ov->bufs);
+    free(ov->stored);
+    memset(ov, 0, sizeof *ov);
+}
+
+/* tensor t of the reference in format f, into ov's slot i: blocks when f has a GGUF type, else
+ * f32 values; the statistics weighted and GPTQ rounding need come from --db */
+static int quantize_one(const qs_check_options *o, const qs_plan *p, const qs_tensor *t, const qs_format *f, qs_check_overrides *ov,
+                        int i, qs_error *err) {
+    const int64_t rows = qs_tensor_numel(t) / t->ne[0], n = rows * t->ne[0];
+    const int blocks = (f->family == QS_FAM_GGML || f->family == QS_FAM_FLOAT16) && qs_dtype_row_bytes(f->ggml_type, t->ne[0]);
+    float *w = malloc(sizeof(float) * (size_t)n), *imp = NULL, *gram = NULL;
+    ov->bufs[i] = malloc(blocks ? qs_dtype_row_bytes(f->ggml_type, t->ne[0]) * (size_t)rows : sizeof(float) * (size_t)n);
+    if (!w || !ov->bufs[i]) {
+        free(w);
+        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %s", t->name);
+    }
+    qs_tensor_dequantize_rows(t, 0, rows, w);
+    int rc = 0;
+    if (qs_format_needs_calib(f)) {
+        if (!o->db) rc = qs_errorf(err, QS_ERR_USAGE, "%s: tensor %s uses %s rounding (%s): give --db, the profile database "
+                                   "the plan came from, for the activation statistics", o->plan, t->name,
+                                   f->gptq ? "GPTQ" : "weighted", f->name);
+        else rc = qs_plan_load_calib(o->db, p->model_fingerprint, t->name, t->ne[0], f->gptq, &imp, &gram, err);
+    }
+    const qs_calib cal = {imp, gram, !rc && !imp && qs_format_needs_calib(f)}; /* no statistics: an untied embedding */
+    if (!rc && blocks) {
+        const int q = qs_format_quantize_blocks(f, w, rows, t->ne[0], &cal, ov->bufs[i]);
+        if (q == -3) rc = qs_errorf(err, QS_ERR_INPUT, "tensor %s: the Gram matrix of its inputs in %s is unusable", t->name, o->db);
+        else if (q) rc = qs_errorf(err, QS_ERR_INTERNAL, "tensor %s: quantizing to %s failed", t->name, f->name);
+        ov->stored[i] = *t;
+        ov->stored[i].type = f->ggml_type;
+        ov->stored[i].data = ov->bufs[i];
+        ov->stored[i].nbytes = qs_dtype_row_bytes(f->ggml_type, t->ne[0]) * (uint64_t)rows;
+        ov->stored[i].scales = NULL;
+    } else if (!rc) {
+        rc = qs_format_fake_quantize_calib(f, w, ov->bufs[i], rows, t->ne[0], &cal, err);
+    }
+    free(w);
+    free(imp);
+    free(gram);
+    return rc;
+}
+
+/* hands slot i to the engine in place of tensor t (a linear, the head or the embedding table) */
+static int substitute(qs_engine *e, const qs_model *ref, const qs_tensor *t, const qs_check_overrides *ov, int i, qs_error *err) {
+    const qs_tensor *st = ov->stored[i].data ? &ov->stored[i] : NULL;
+    const float *f32 = st ? NULL : ov->bufs[i];
+    const int L = ref->arch.n_layers;
+    int layer, off = 0, rc = 0;
+    if (sscanf(t->name, "blk.%d.%n", &layer, &off) == 1 && off > 0) {
+        char kind[32];
+        snprintf(kind, sizeof kind, "%.*s", (int)strcspn(t->name + off, "."), t->name + off);
+        for (int k = 0; k < QS_LIN_OUTPUT && !rc; k++)
+            if (!strcmp(kind, qs_linear_name(k)))
+                rc = st ? qs_engine_override_stored(e, layer, k, st, err) : qs_engine_override(e, layer, k, f32, err);
+        return rc;
+    }
+    const int embedding = !strcmp(t->name, "token_embd.weight");
+    if (embedding) {
+        if (st) rc = qs_engine_override_embedding_stored(e, st, err);
+        else qs_engine_override_embedding(e, f32);
+    }
+    if (!rc && (!strcmp(t->name, "output.weight") || (embedding && ref->arch.tied_output)))
+        rc = st ? qs_engine_override_stored(e, L, QS_LIN_OUTPUT, st, err) : qs_engine_override(e, L, QS_LIN_OUTPUT, f32, err);
+    return rc;
+}
+
+int qs_check_candidate_engine(const qs_check_options *o, qs_model *ref, qs_model **cand, qs_engine **e, qs_check_overrides *ov,
+                              qs_error *err) {
+    memset(ov, 0, sizeof *ov);
     if (!o->plan) {
         int rc = qs_model_open(cand, o->candidate, NULL, err);
         if (!rc) rc = qs_engine_new(e, *cand, o->threads, err);
@@ -27,43 +100,18 @@ int qs_check_candidate_engine(const qs_check_options *o, qs_model *ref, qs_model
         return qs_errorf(err, QS_ERR_INPUT, "%s: the plan was made for the model with sha256 %.16s..., not %s", o->plan,
                          p->model_fingerprint, o->reference);
     }
-    *bufs = calloc((size_t)ref->n_tensors, sizeof(float *));
-    const int L = ref->arch.n_layers;
+    ov->n = ref->n_tensors;
+    ov->bufs = calloc((size_t)ref->n_tensors, sizeof(void *));
+    ov->stored = calloc((size_t)ref->n_tensors, sizeof(qs_tensor));
+    if (!ov->bufs || !ov->stored) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
     for (int i = 0; i < ref->n_tensors && !rc; i++) {
         const qs_tensor *t = &ref->tensors[i];
-        const qs_plan_tensor *pt = NULL;
-        for (int k = 0; k < p->n_tensors; k++)
-            if (!strcmp(p->tensors[k].name, t->name)) pt = &p->tensors[k];
+        const qs_plan_tensor *pt = qs_plan_find(p, t->name);
         if (!pt || !strcmp(pt->format, "f32") || t->n_dims < 2) continue;
         const qs_format *f = qs_format_find(pt->format, err);
-        if (!f) { rc = QS_ERR_INPUT; break; }
-        const int64_t rows = qs_tensor_numel(t) / t->ne[0], n = rows * t->ne[0];
-        float *w = malloc(sizeof(float) * (size_t)n), *imp = NULL, *gram = NULL;
-        (*bufs)[i] = malloc(sizeof(float) * (size_t)n);
-        qs_tensor_dequantize_rows(t, 0, rows, w);
-        if (qs_format_needs_calib(f)) {
-            if (!o->db) rc = qs_errorf(err, QS_ERR_USAGE, "%s: tensor %s uses %s rounding (%s): give --db, the profile database "
-                                       "the plan came from, for the activation statistics", o->plan, t->name,
-                                       f->gptq ? "GPTQ" : "weighted", f->name);
-            else rc = qs_plan_load_calib(o->db, p->model_fingerprint, t->name, t->ne[0], f->gptq, &imp, &gram, err);
-        }
-        const qs_calib cal = {imp, gram, !rc && !imp && qs_format_needs_calib(f)}; /* no statistics: an untied embedding */
-        if (!rc) rc = qs_format_fake_quantize_calib(f, w, (*bufs)[i], rows, t->ne[0], &cal, err);
-        free(w);
-        free(imp);
-        free(gram);
-        int layer, off = 0;
-        char kind[32] = "";
-        if (!rc && sscanf(t->name, "blk.%d.%n", &layer, &off) == 1 && off > 0) {
-            snprintf(kind, sizeof kind, "%.*s", (int)strcspn(t->name + off, "."), t->name + off);
-            for (int k = 0; k < QS_LIN_OUTPUT; k++)
-                if (!strcmp(kind, qs_linear_name(k))) rc = qs_engine_override(*e, layer, k, (*bufs)[i], err);
-        } else if (!rc && !strcmp(t->name, "output.weight")) {
-            rc = qs_engine_override(*e, L, QS_LIN_OUTPUT, (*bufs)[i], err);
-        } else if (!rc && !strcmp(t->name, "token_embd.weight")) {
-            qs_engine_override_embedding(*e, (*bufs)[i]);
-            if (ref->arch.tied_output) rc = qs_engine_override(*e, L, QS_LIN_OUTPUT, (*bufs)[i], err);
-        }
+        if (!f) rc = QS_ERR_INPUT;
+        if (!rc) rc = quantize_one(o, p, t, f, ov, i, err);
+        if (!rc) rc = substitute(*e, ref, t, ov, i, err);
     }
     qs_plan_free(p);
     return rc;

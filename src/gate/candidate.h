@@ -1,6 +1,8 @@
 /* What a check measures: a model file, or the reference with a plan's formats applied in memory
- * (each planned tensor fake-quantized, weighted and GPTQ rounding with the statistics from the
- * profile database, and substituted through the engine's overrides; no file written). */
+ * (each planned tensor quantized, weighted and GPTQ rounding with the statistics from the
+ * profile database, and substituted through the engine's overrides; no file written). A format
+ * with a GGUF type is held in its blocks, as a written file would hold it, and expanded by the
+ * engine a block of rows at a time; other formats (int, fp8, nf4, ...) as f32 copies. */
 #ifndef QS_CANDIDATE_H
 #define QS_CANDIDATE_H
 
@@ -8,10 +10,18 @@
 #include "gate/check.h"
 #include "io/model.h"
 
-/* The candidate's engine in *e; *cand the model file opened (NULL for a plan); *bufs the
- * substituted weights (one per reference tensor, NULL where none), which the engine borrows:
- * free them after it. */
-int qs_check_candidate_engine(const qs_check_options *o, qs_model *ref, qs_model **cand, qs_engine **e, float ***bufs,
+/* The substituted weights of a plan, one slot per reference tensor (NULL where none): f32
+ * values, or blocks described by stored[i] */
+typedef struct {
+    int n;
+    void **bufs;
+    qs_tensor *stored;
+} qs_check_overrides;
+
+/* The candidate's engine in *e; *cand the model file opened (NULL for a plan); *ov the
+ * substituted weights, which the engine borrows: free them after it. */
+int qs_check_candidate_engine(const qs_check_options *o, qs_model *ref, qs_model **cand, qs_engine **e, qs_check_overrides *ov,
                               qs_error *err);
+void qs_check_overrides_free(qs_check_overrides *ov);
 
 #endif

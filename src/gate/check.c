@@ -41,7 +41,7 @@ typedef struct {
     qs_model *ref, *cand;
     qs_engine *re, *ce;
     qs_vocab *v;
-    float **bufs;
+    qs_check_overrides ov;
     qs_db *db;
     char ref_sha[65], cand_sha[65];
 } check_state;
@@ -54,7 +54,7 @@ static int open_inputs(check_state *c, const qs_check_options *o, qs_error *err)
         return rc;
     if ((rc = qs_model_open(&c->ref, o->reference, NULL, err)) || (rc = qs_vocab_for_model(&c->v, c->ref, err)) ||
         (rc = qs_engine_new(&c->re, c->ref, o->threads, err)) ||
-        (rc = qs_check_candidate_engine(o, c->ref, &c->cand, &c->ce, &c->bufs, err)))
+        (rc = qs_check_candidate_engine(o, c->ref, &c->cand, &c->ce, &c->ov, err)))
         return rc;
     /* every input is open now: refuse outputs over them before the long evaluation, not after */
     if (o->db) qs_input_note(o->db);
@@ -168,9 +168,7 @@ static void record(check_state *c, const qs_check_options *o, const qs_check_sum
 }
 
 static void check_state_free(check_state *c) {
-    if (c->bufs && c->ref)
-        for (int i = 0; i < c->ref->n_tensors; i++) free(c->bufs[i]);
-    free(c->bufs);
+    qs_check_overrides_free(&c->ov);
     qs_thresholds_free(&c->th);
     qs_engine_free(c->ce);
     qs_engine_free(c->re);

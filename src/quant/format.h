@@ -120,6 +120,12 @@ int qs_format_fake_quantize_weighted(const qs_format *f, const float *w, float *
  * cal->gram is a QS_ERR_INPUT naming what is missing. */
 int qs_format_fake_quantize_calib(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
                                   const qs_calib *cal, qs_error *err);
+/* The blocks a format with a GGUF type stores (llama.cpp block types, f16, bf16: f->ggml_type),
+ * rows of qs_dtype_row_bytes(f->ggml_type, cols) bytes at blocks; cal as for fake quantizing.
+ * Returns 0, -1 out of memory, -2 for a format without a GGUF type (or the shape does not fit,
+ * or a GPTQ format without cal->gram), -3 an unusable Gram matrix. (ggml_format.c) */
+int qs_format_quantize_blocks(const qs_format *f, const float *w, int64_t rows, int64_t cols, const qs_calib *cal, void *blocks);
+
 /* 1 when the format's result depends on the inputs' statistics (weighted or GPTQ rounding) */
 static inline int qs_format_needs_calib(const qs_format *f) { return f->weighted || f->gptq; }
 

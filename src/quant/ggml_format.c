@@ -23,39 +23,46 @@ static double ggml_bpw(const qs_format *f, int64_t rows, int64_t cols) {
 /* The "-w" formats round with the importance (uniform when the caller has none); the "-gptq"
  * formats compensate errors with the inputs' Gram matrix (required, except for a lookup table,
  * which they round to nearest); the others reproduce llama-quantize without an imatrix. */
-static int ggml_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const qs_calib *cal) {
-    const qs_dtype_traits *tr = qs_dtype_get(f->ggml_type);
-    const uint64_t rb = qs_dtype_row_bytes(f->ggml_type, cols);
+int qs_format_quantize_blocks(const qs_format *f, const float *w, int64_t rows, int64_t cols, const qs_calib *cal, void *blocks) {
+    if ((f->family != QS_FAM_GGML && f->family != QS_FAM_FLOAT16) || !qs_dtype_row_bytes(f->ggml_type, cols)) return -2;
     if (f->gptq && !(cal && cal->lookup && !cal->gram)) {
         if (!cal || !cal->gram) return -2;
-        void *blocks = malloc(rb * (size_t)rows);
-        int rc = blocks ? qs_gptq_quantize(f->ggml_type, w, rows, cols, cal->gram, blocks) : -1;
-        if (!rc) tr->to_float(blocks, out, rows * cols);
-        free(blocks);
+        const int rc = qs_gptq_quantize(f->ggml_type, w, rows, cols, cal->gram, blocks);
         return rc == -3 ? -3 : rc ? -1 : 0;
     }
     const float *importance = cal ? cal->importance : NULL;
-    void *blocks = malloc(rb);
     float *ones = NULL;
     if (f->weighted && !importance) {
-        ones = malloc(sizeof(float) * (size_t)cols);
-        if (ones)
-            for (int64_t c = 0; c < cols; c++) ones[c] = 1.0f;
+        if (!(ones = malloc(sizeof(float) * (size_t)cols))) return -1;
+        for (int64_t c = 0; c < cols; c++) ones[c] = 1.0f;
         importance = ones;
     }
-    if (!blocks || (f->weighted && !importance)) {
-        free(blocks);
-        free(ones);
-        return -1;
-    }
+    const uint64_t rb = qs_dtype_row_bytes(f->ggml_type, cols);
     for (int64_t r = 0; r < rows; r++) {
-        if (f->weighted) qs_ggml_quantize_weighted(f->ggml_type, w + r * cols, blocks, 1, cols, importance);
-        else qs_ggml_quantize(f->ggml_type, w + r * cols, blocks, cols);
-        tr->to_float(blocks, out + r * cols, cols);
+        uint8_t *row = (uint8_t *)blocks + rb * (uint64_t)r;
+        if (f->weighted) qs_ggml_quantize_weighted(f->ggml_type, w + r * cols, row, 1, cols, importance);
+        else qs_ggml_quantize(f->ggml_type, w + r * cols, row, cols);
     }
-    free(blocks);
     free(ones);
     return 0;
+}
+
+static int ggml_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const qs_calib *cal) {
+    const qs_dtype_traits *tr = qs_dtype_get(f->ggml_type);
+    const uint64_t rb = qs_dtype_row_bytes(f->ggml_type, cols);
+    /* GPTQ works on the whole matrix; the others row by row, holding one row of blocks */
+    const int whole = f->gptq && !(cal && cal->lookup && !cal->gram);
+    void *blocks = malloc(whole ? rb * (size_t)rows : rb);
+    if (!blocks) return -1;
+    int rc = 0;
+    if (whole) {
+        if (!(rc = qs_format_quantize_blocks(f, w, rows, cols, cal, blocks))) tr->to_float(blocks, out, rows * cols);
+    } else {
+        for (int64_t r = 0; r < rows && !rc; r++)
+            if (!(rc = qs_format_quantize_blocks(f, w + r * cols, 1, cols, cal, blocks))) tr->to_float(blocks, out + r * cols, cols);
+    }
+    free(blocks);
+    return rc;
 }
 
 const qs_format_ops qs_ggml_ops = {ggml_applies, ggml_bpw, ggml_fake};
