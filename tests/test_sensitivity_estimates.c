@@ -145,9 +145,16 @@ static void check_mode(const char *mode, const char *dir, const char *model, con
                   " s.format_id JOIN ex.tensors xt ON xt.name = t.name JOIN ex.formats xf ON xf.name = f.name JOIN ex.sensitivity x"
                   " ON x.tensor_id = xt.id AND x.format_id = xf.id AND x.domain = s.domain WHERE s.applicable",
                   &a, &b);
+    /* the same jobs, but the BLAS may sum a pass of other chunks in another order (bit for bit with
+     * OpenBLAS's SkylakeX kernels, within ~1e-5 with its Zen kernels) */
     int same = 0;
-    for (int k = 0; k < n; k++) same += a[k] == b[k];
-    CHECK(n >= 40 && same == n, "%s: %d of %d measured rows equal the exact sweep's", mode, same, n);
+    double worst = 0;
+    for (int k = 0; k < n; k++) {
+        same += close_rel(a[k], b[k], 1e-3);
+        if (a[k] != b[k]) worst = fmax(worst, fabs(a[k] - b[k]) / fmax(fabs(a[k]), fabs(b[k])));
+    }
+    printf("%s: %d measured rows, worst relative difference from the exact sweep's %.2e\n", mode, n, worst);
+    CHECK(n >= 40 && same == n, "%s: %d of %d measured rows equal the exact sweep's (within 1e-3)", mode, same, n);
     free(a);
     free(b);
     CHECK(q1(cal, "SELECT count(*) FROM sensitivity WHERE applicable") < 0.4 * q1(ex, "SELECT count(*) FROM sensitivity WHERE applicable"),

@@ -71,7 +71,10 @@ int main(void) {
     }
 
     double t0 = now();
-    int rc = profile(dir, "", "one.db", "", &out);
+    /* one thread, as each of the 2 ranks on this 2-core machine has: some BLAS kernels (OpenBLAS's
+     * Zen ones) sum in another order with another thread count, and the weighted and GPTQ
+     * formats' rounding then flips on the calibration statistics (~1 % on their KL) */
+    int rc = profile(dir, "", "one.db", "--threads 1", &out);
     const double t_one = now() - t0;
     CHECK(rc == 0, "one process: %s", out);
     free(out);
@@ -80,10 +83,13 @@ int main(void) {
     const double t_two = now() - t0;
     CHECK(rc == 0, "2 ranks: %s", out);
     free(out);
-    printf("sweep: one process %.1f s, 2 MPI ranks %.1f s\n", t_one, t_two);
+    printf("sweep: one process of 1 thread %.1f s, 2 MPI ranks %.1f s\n", t_one, t_two);
+    /* the same rows (within 1e-6 should another BLAS block a rank's passes differently) */
+    double worst;
     char *a = dump(dir, "one.db"), *b = dump(dir, "two.db");
-    CHECK(a && b && strlen(a) > 1000 && !strcmp(a, b), "2 ranks write the rows one process writes (%zu and %zu bytes)",
-          a ? strlen(a) : 0, b ? strlen(b) : 0);
+    int differ = a && b ? dumps_differ(a, b, 1e-6, &worst) : -1;
+    printf("2 ranks vs one process: worst relative difference %.2e\n", worst);
+    CHECK(a && b && strlen(a) > 1000 && differ == 0, "2 ranks write the rows one process writes (%d fields differ)", differ);
     free(b);
 
     /* stopped part way, then resumed */
@@ -100,18 +106,20 @@ int main(void) {
     CHECK(rc == 0 && !strncmp(out, "ok", 2), "the stopped database is sound: %s", out);
     free(out);
     b = dump(dir, "stopped.db");
-    CHECK(b && !strcmp(a, b), "the stopped and resumed 2-rank run has the single process's rows");
+    CHECK(b && dumps_differ(a, b, 1e-6, &worst) == 0, "the stopped and resumed 2-rank run has the single process's rows");
     free(a), free(b);
 
     /* the gradient mode: rank 0 estimates, the exact jobs are spread */
-    rc = profile(dir, "", "grad-one.db", "--sens-mode gradient --validate 12", &out);
+    rc = profile(dir, "", "grad-one.db", "--sens-mode gradient --validate 12 --threads 1", &out);
     CHECK(rc == 0, "gradient, one process: %s", out);
     free(out);
     rc = profile(dir, MPIRUN, "grad-two.db", "--sens-mode gradient --validate 12", &out);
     CHECK(rc == 0, "gradient, 2 ranks: %s", out);
     free(out);
     a = dump(dir, "grad-one.db"), b = dump(dir, "grad-two.db");
-    CHECK(a && b && strstr(a, "gradient") && !strcmp(a, b), "the gradient run's rows are the same on 2 ranks");
+    differ = a && b ? dumps_differ(a, b, 1e-6, &worst) : -1;
+    printf("gradient, 2 ranks vs one process: worst relative difference %.2e\n", worst);
+    CHECK(a && b && strstr(a, "gradient") && differ == 0, "the gradient run's rows are the same on 2 ranks (%d fields differ)", differ);
     free(a), free(b);
     free(dir), free(tiny);
     return test_done("test_sensitivity_mpi");

@@ -101,6 +101,31 @@ char *db_dump(const char *path, const char *const *queries, int n_queries) {
     return out;
 }
 
+int close_rel(double x, double y, double rel) { return fabs(x - y) <= rel * fmax(fabs(x), fabs(y)) + 1e-12; }
+
+int dumps_differ(const char *a, const char *b, double rel, double *worst) {
+    *worst = 0;
+    int bad = 0;
+    while (*a && *b) {
+        const size_t la = strcspn(a, "|\n"), lb = strcspn(b, "|\n");
+        if (a[la] != b[lb]) return -1; /* a field ends a row in one and not the other */
+        char fa[256], fb[256], *ea, *eb;
+        snprintf(fa, sizeof fa, "%.*s", (int)la, a);
+        snprintf(fb, sizeof fb, "%.*s", (int)lb, b);
+        const double x = strtod(fa, &ea), y = strtod(fb, &eb);
+        if (la && lb && !*ea && !*eb) {
+            const double d = fabs(x - y) / fmax(fmax(fabs(x), fabs(y)), 1e-300);
+            if (x != y && d > *worst) *worst = d;
+            if (!close_rel(x, y, rel) && bad++ < 8) fprintf(stderr, "  differs: %s vs %s\n", fa, fb);
+        } else {
+            if (strcmp(fa, fb) && bad++ < 8) fprintf(stderr, "  differs: '%s' vs '%s'\n", fa, fb);
+        }
+        a += la + (a[la] != 0);
+        b += lb + (b[lb] != 0);
+    }
+    return *a || *b ? -1 : bad;
+}
+
 double qsense_kl(const char *model, const char *base, const char *text, int ctx, int llamacpp_numerics) {
     char cmd[4096], *out;
     snprintf(cmd, sizeof cmd, "'%s' ppl '%s' --base '%s' --text '%s' --ctx %d%s --quiet --json 2>&1", qsense_bin(), model, base,

@@ -59,5 +59,11 @@ double json_num(cJSON *root, const char *dotted);
  * named run_id, tensor_id and format_id are left out (they differ between databases). Caller
  * frees. */
 char *db_dump(const char *path, const char *const *queries, int n_queries);
+/* Compares two db_dump texts field by field: text exactly, numbers within rel of the larger
+ * magnitude (+1e-12). Returns the fields that differ (-1: a different row or field count);
+ * *worst gets the largest relative difference of the numbers. */
+int dumps_differ(const char *a, const char *b, double rel, double *worst);
+/* 1 when x and y agree within rel of the larger magnitude (+1e-12) */
+int close_rel(double x, double y, double rel);
 
 #endif
