@@ -1,4 +1,5 @@
 /* qsense ppl: perplexity of a model on a text file, llama-perplexity's convention. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,12 +10,14 @@
 #include "core/qs_progress.h"
 #include "engine/compare.h"
 #include "engine/ppl.h"
+#include "engine/site_quant.h"
 #include "io/model.h"
 #include "tok/vocab.h"
 
 static void help(void) {
     printf("usage: qsense ppl MODEL --text FILE [--ctx N] [--chunks N] [--threads T] [--tokenizer FILE]\n"
-           "                  [--base BASE_MODEL] [--llamacpp-numerics] [--json] [--quiet]\n"
+           "                  [--base BASE_MODEL] [--act FORMAT] [--kv-cache FORMAT] [--llamacpp-numerics]\n"
+           "                  [--json] [--quiet]\n"
            "\n"
            "Perplexity of MODEL on the text in FILE, computed as llama-perplexity does: the tokens (BOS\n"
            "first) are cut into chunks of N, each chunk starts with BOS and runs from an empty cache,\n"
@@ -32,6 +35,16 @@ static void help(void) {
            "                    full vocabulary (+/- its standard error, p99, max), how often the top\n"
            "                    token is the same, the RMS change of the true token's probability,\n"
            "                    and the perplexity ratio\n"
+           "  --act FORMAT      quantize the input of every linear layer in the blocks with a dynamic\n"
+           "                    activation format (a-int8-token, a-fp8-e4m3-token, a-int4-g128,\n"
+           "                    a-mxfp4, a-nvfp4), as W8A8 / W4A4 deployments do; the output head's\n"
+           "                    input stays exact (llm-compressor's recipes leave lm_head alone).\n"
+           "                    Static formats need calibration: sweep them with qsense profile\n"
+           "  --kv-cache FORMAT  keys and values stored in a KV-cache format: kv-q8_0, kv-q4_0,\n"
+           "                    kv-q4_1, kv-q5_0, kv-q5_1, kv-iq4_nl (llama.cpp's -ctk/-ctv), kv-f16,\n"
+           "                    kv-fp8-e4m3, kv-fp8-e5m2 (vLLM's uncalibrated fp8 cache)\n"
+           "                    With --base, only MODEL runs with --act and --kv-cache: the KL is\n"
+           "                    what they (and MODEL's weights) cost against BASE\n"
            "  --llamacpp-numerics  round activations as llama.cpp's CPU backend does (q8 next to\n"
            "                    quantized weights, f16 next to f16 weights and in the KV cache), to\n"
            "                    reproduce llama-perplexity's figures; default: exact f32 arithmetic\n"
@@ -106,8 +119,33 @@ static int compare(const char *base_path, const char *tok_path, const qs_model *
     return rc;
 }
 
+/* --act and --kv-cache on the engine: *out NULL when neither was given */
+static int site_formats(qs_engine *e, const char *act, const char *kv, int llamacpp, qs_site_quant **out, qs_error *err) {
+    *out = NULL;
+    if (!act && !kv) return 0;
+    const qs_act_format *af = act ? qs_act_format_find(act, err) : NULL, *kf = kv ? qs_act_format_find(kv, err) : NULL;
+    if ((act && !af) || (kv && !kf)) return QS_ERR_USAGE;
+    if (af && (af->kv || af->is_static))
+        return qs_errorf(err, QS_ERR_USAGE, "--act %s: %s", act,
+                         af->kv ? "a KV-cache format; give it to --kv-cache"
+                                : "a static format takes its scales from calibration: sweep it with qsense profile --act-formats");
+    if (kf && !kf->kv) return qs_errorf(err, QS_ERR_USAGE, "--kv-cache %s: an activation format; give it to --act", kv);
+    qs_site_quant *q;
+    int rc = qs_site_quant_new(&q, e, err);
+    for (int s = QS_SITE_ATTN_IN; s <= QS_SITE_FFN_DOWN_IN && af && !rc; s++) rc = qs_site_quant_set_input(q, -1, s, af, NAN, err);
+    if (!rc && kf) rc = qs_site_quant_set_kv(q, -1, kf, err);
+    if (rc) {
+        qs_site_quant_free(q);
+        return rc;
+    }
+    qs_site_quant_set_llamacpp_numerics(q, llamacpp);
+    qs_site_quant_attach(e, q);
+    *out = q;
+    return 0;
+}
+
 int cmd_ppl(int argc, char **argv) {
-    const char *model_path = NULL, *text_path = NULL, *tok_path = NULL, *base_path = NULL;
+    const char *model_path = NULL, *text_path = NULL, *tok_path = NULL, *base_path = NULL, *act = NULL, *kv = NULL;
     int ctx = 0, threads = 0, chunks = 0, json = 0, quiet = 0, llamacpp = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -118,6 +156,8 @@ int cmd_ppl(int argc, char **argv) {
         else if (!strcmp(a, "--llamacpp-numerics")) llamacpp = 1;
         else if (!strcmp(a, "--text")) { if (!val) return cli_usage("ppl", "--text needs a file"); text_path = val; i++; }
         else if (!strcmp(a, "--tokenizer")) { if (!val) return cli_usage("ppl", "--tokenizer needs a file"); tok_path = val; i++; }
+        else if (!strcmp(a, "--act")) { if (!val) return cli_usage("ppl", "--act needs a format"); act = val; i++; }
+        else if (!strcmp(a, "--kv-cache")) { if (!val) return cli_usage("ppl", "--kv-cache needs a format"); kv = val; i++; }
         else if (!strcmp(a, "--base")) { if (!val) return cli_usage("ppl", "--base needs a model"); base_path = val; i++; }
         else if (!strcmp(a, "--ctx")) { if ((ctx = cli_int("ppl", a, val, 4, 1 << 20)) < 0) return 2; i++; }
         else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) { if ((threads = cli_int("ppl", a, val, 1, 1024)) < 0) return 2; i++; }
@@ -133,6 +173,7 @@ int cmd_ppl(int argc, char **argv) {
     qs_model *m = NULL;
     qs_vocab *v = NULL;
     qs_engine *e = NULL;
+    qs_site_quant *sq = NULL;
     char *text = NULL;
     int *ids = NULL;
     size_t n_text = 0, n_ids = 0;
@@ -154,6 +195,7 @@ int cmd_ppl(int argc, char **argv) {
     }
     if ((rc = qs_engine_new(&e, m, threads, &err))) goto out;
     qs_engine_set_llamacpp_numerics(e, llamacpp);
+    if ((rc = site_formats(e, act, kv, llamacpp, &sq, &err))) goto out;
     if (base_path) {
         rc = compare(base_path, tok_path, m, e, ids, n_ids, ctx, v->add_bos ? v->bos : -1, chunks, threads, llamacpp, json,
                      quiet, model_path, text_path, &err);
@@ -166,6 +208,7 @@ int cmd_ppl(int argc, char **argv) {
     qs_ppl_result r;
     rc = qs_ppl_run(e, ids, n_ids, ctx, v->add_bos ? v->bos : -1, chunks, on_chunk, &pc, &r, &err);
     qs_progress_end(&pc.pr);
+    if (!rc && sq && qs_site_quant_failed(sq)) rc = qs_errorf(&err, QS_ERR_INTERNAL, "out of memory quantizing activations");
     if (rc) goto out;
     if (json) {
         printf("{\"model\": ");
@@ -174,13 +217,15 @@ int cmd_ppl(int argc, char **argv) {
         cli_json_str(text_path);
         printf(", \"ppl\": %.6f, \"stderr\": %.6f, \"n_tokens\": %zu, \"n_chunks\": %d, \"n_scored\": %zu, \"ctx\": %d, "
                "\"threads\": %d, \"llamacpp_numerics\": %s, \"seconds\": %.4f, \"tokens_per_second\": %.2f, "
-               "\"blas_core\": \"%s\", \"blas_core_chosen_by\": \"%s\"}\n",
+               "\"blas_core\": \"%s\", \"blas_core_chosen_by\": \"%s\", \"act\": \"%s\", \"kv_cache\": \"%s\"}\n",
                r.ppl, r.ppl_stderr, r.n_tokens, r.n_chunks, r.n_scored, ctx, qs_engine_threads(e),
-               llamacpp ? "true" : "false", r.seconds, r.tokens_per_second, qs_blas_core(), qs_blas_how());
+               llamacpp ? "true" : "false", r.seconds, r.tokens_per_second, qs_blas_core(), qs_blas_how(), act ? act : "",
+               kv ? kv : "");
     } else {
         printf("model:   %s (%s)\n", model_path, m->format);
         printf("text:    %s (%zu tokens, %d chunks of %d, %zu scored)\n", text_path, r.n_tokens, r.n_chunks, ctx,
                r.n_scored);
+        if (act || kv) printf("quantized activations: %s, KV cache: %s\n", act ? act : "none", kv ? kv : "exact");
         printf("PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_stderr);
         printf("speed:   %.1f tokens/s on %d threads (%.2f s), OpenBLAS %s kernels\n", r.tokens_per_second, qs_engine_threads(e),
                r.seconds, qs_blas_core());
@@ -189,6 +234,7 @@ out:
     free(ids);
     free(text);
     qs_engine_free(e);
+    qs_site_quant_free(sq);
     qs_vocab_free(v);
     qs_model_close(m);
     return rc ? cli_fail(&err) : 0;

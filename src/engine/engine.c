@@ -566,6 +566,20 @@ static void observe(qs_engine *e, int l, int kind, const float *x, int n, int in
     if (e->observe) e->observe(e->observe_user, l, kind, x, n, in);
 }
 
+static void site(qs_engine *e, int l, int which, float *x, int n, int width) {
+    if (e->site) e->site(e->site_user, l, which, x, n, width);
+}
+
+void qs_engine_set_site_quant(qs_engine *e, qs_site_fn fn, void *user) {
+    e->site = fn;
+    e->site_user = user;
+}
+
+const char *qs_site_name(int which) {
+    static const char *names[QS_SITE_COUNT] = {"attn_in", "attn_out", "ffn_in", "ffn_down_in", "head_in", "q", "k", "v"};
+    return which >= 0 && which < QS_SITE_COUNT ? names[which] : "?";
+}
+
 void qs_engine_set_capture(qs_engine *e, float **capture) { e->capture = capture; }
 void qs_engine_override_embedding(qs_engine *e, const float *emb) { e->emb_over = emb; }
 
@@ -609,6 +623,7 @@ static void moe_ffn(qs_engine *e, int l, int n) {
     const layer *L = &e->layers[l];
     const int dim = a->dim, E = a->n_expert, K = a->n_expert_used, F = a->expert_ff;
     observe(e, l, QS_LIN_ROUTER, e->xb, n, dim);
+    site(e, l, QS_SITE_FFN_IN, e->xb, n, dim); /* the router's and every expert's input */
     matmul(e, e->router, e->xb, L->w[QS_LIN_ROUTER], L->over[QS_LIN_ROUTER], n, dim, E); /* (n, dim) x (E, dim)^T */
     for (int t = 0; t < n; t++) {
         const float *r = e->router + (size_t)t * E;
@@ -653,6 +668,7 @@ static void moe_ffn(qs_engine *e, int l, int n) {
         glu_job gj = {e->he1, e->he3, a->ffn_act, e->llamacpp_numerics};
         qs_parallel_for((long)m * F, qse_par_threads(e, (long)m * F * 8), glu_range, &gj);
         observe(e, l, QS_LIN_DOWN_EXPS, e->he1, m, F);
+        site(e, l, QS_SITE_FFN_DOWN_IN, e->he1, m, F);
         /* (m, F) x (dim, F)^T: expert x's down rows [x dim, (x + 1) dim) */
         qse_matmul_rows(e, e->xe, e->he1, L->w[QS_LIN_DOWN_EXPS], L->over[QS_LIN_DOWN_EXPS], (int64_t)x * dim, m, F, dim);
         for (int i = 0; i < m; i++) {
@@ -675,12 +691,14 @@ static void layer_forward(qs_engine *e, int l, int n) {
     if (L->fused) {
         const int w = qd + 2 * kvd;
         observe(e, l, QS_LIN_QKV, e->xb, n, dim);
+        site(e, l, QS_SITE_ATTN_IN, e->xb, n, dim);
         matmul(e, e->fz, e->xb, L->w[QS_LIN_QKV], L->over[QS_LIN_QKV], n, dim, w); /* (n, dim) x (q+2kv, dim)^T */
         qse_split_columns(e->fz, n, w, e->q, qd, e->k, kvd, e->v, kvd);
     } else {
         observe(e, l, QS_LIN_Q, e->xb, n, dim);
         observe(e, l, QS_LIN_K, e->xb, n, dim);
         observe(e, l, QS_LIN_V, e->xb, n, dim);
+        site(e, l, QS_SITE_ATTN_IN, e->xb, n, dim);
         matmul(e, e->q, e->xb, L->w[QS_LIN_Q], L->over[QS_LIN_Q], n, dim, qd);  /* (n, dim) x (qd, dim)^T */
         matmul(e, e->k, e->xb, L->w[QS_LIN_K], L->over[QS_LIN_K], n, dim, kvd); /* (n, dim) x (kvd, dim)^T */
         matmul(e, e->v, e->xb, L->w[QS_LIN_V], L->over[QS_LIN_V], n, dim, kvd);
@@ -699,8 +717,12 @@ static void layer_forward(qs_engine *e, int l, int n) {
         qs_round_f16(e->k, (int64_t)n * kvd);
         qs_round_f16(e->v, (int64_t)n * kvd);
     }
+    site(e, l, QS_SITE_Q, e->q, n, qd);
+    site(e, l, QS_SITE_K, e->k, n, kvd);
+    site(e, l, QS_SITE_V, e->v, n, kvd);
     qse_attention(e, n, L->sliding);
     observe(e, l, QS_LIN_O, e->att, n, qd);
+    site(e, l, QS_SITE_ATTN_OUT, e->att, n, qd);
     matmul(e, e->xb, e->att, L->w[QS_LIN_O], L->over[QS_LIN_O], n, qd, dim); /* (n, qd) x (dim, qd)^T */
     if (L->attn_post_norm) qse_rmsnorm(e, e->xb, e->xb, L->attn_post_norm, n, dim, a->norm_eps);
     for (size_t i = 0; i < (size_t)n * dim; i++) e->x[i] += e->xb[i];
@@ -718,6 +740,7 @@ static void dense_ffn(qs_engine *e, int l, int n) {
     const layer *L = &e->layers[l];
     observe(e, l, QS_LIN_GATE, e->xb, n, dim);
     observe(e, l, QS_LIN_UP, e->xb, n, dim);
+    site(e, l, QS_SITE_FFN_IN, e->xb, n, dim);
     if (L->fused) { /* gate and up stacked: rows [0, hid) gate, [hid, 2 hid) up */
         matmul(e, e->fz, e->xb, L->w[QS_LIN_UP], L->over[QS_LIN_UP], n, dim, 2 * hid); /* (n, dim) x (2hid, dim)^T */
         qse_split_columns(e->fz, n, 2 * hid, e->h1, hid, e->h3, hid, NULL, 0);
@@ -728,6 +751,7 @@ static void dense_ffn(qs_engine *e, int l, int n) {
     glu_job gj = {e->h1, e->h3, a->ffn_act, e->llamacpp_numerics};
     qs_parallel_for((long)n * hid, qse_par_threads(e, (long)n * hid * 8), glu_range, &gj);
     observe(e, l, QS_LIN_DOWN, e->h1, n, hid);
+    site(e, l, QS_SITE_FFN_DOWN_IN, e->h1, n, hid);
     matmul(e, e->xb, e->h1, L->w[QS_LIN_DOWN], L->over[QS_LIN_DOWN], n, hid, dim); /* (n, hid) x (dim, hid)^T */
 }
 
@@ -748,6 +772,7 @@ static int run_layers(qs_engine *e, int first, int n, int logits_from, float *lo
             qse_rmsnorm(e, e->xb + (size_t)q * per * dim, e->x + ((size_t)q * e->seq + (size_t)logits_from) * dim, e->output_norm,
                         per, dim, a->norm_eps);
         observe(e, a->n_layers, QS_LIN_OUTPUT, e->xb, rows, dim);
+        site(e, a->n_layers, QS_SITE_HEAD_IN, e->xb, rows, dim);
         matmul(e, logits, e->xb, e->output, e->output_over, rows, dim, a->n_vocab); /* (rows, dim) x (n_vocab, dim)^T */
         if (a->logit_softcap > 0) {
             const float c = a->logit_softcap;

@@ -48,6 +48,25 @@ int qs_engine_forward(qs_engine *e, const int *tokens, int n, int logits_from, f
 
 void qs_engine_set_observer(qs_engine *e, qs_observe_fn fn, void *user);
 
+/* Where deployment quantizes activations (weight + activation formats, the KV cache). A site fn
+ * may change, in place, the values a site carries: after the observer saw them, before they are
+ * used, so calibration sees exact inputs and the rest of the pass sees quantized ones. */
+typedef enum {
+    QS_SITE_ATTN_IN,     /* the input of q, k and v (or the fused qkv): (n, dim) */
+    QS_SITE_ATTN_OUT,    /* the input of attn_output: (n, n_heads * head_dim) */
+    QS_SITE_FFN_IN,      /* the input of gate and up (fused gate|up; MoE: the router and every expert) */
+    QS_SITE_FFN_DOWN_IN, /* the input of ffn_down, (n, hidden) (MoE: each expert's, (m, expert_ff)) */
+    QS_SITE_HEAD_IN,     /* the output head's input (layer n_layers), (rows, dim) */
+    QS_SITE_Q, QS_SITE_K, QS_SITE_V, /* attention after RoPE: queries, and what the KV cache holds:
+                                      * keys and values, (n, n_kv_heads * head_dim) */
+    QS_SITE_COUNT
+} qs_site;
+typedef void (*qs_site_fn)(void *user, int layer, int site, float *x, int n, int width);
+/* NULL turns it off. With llama.cpp numerics on, its own f16 rounding of q, k, v comes first. */
+void qs_engine_set_site_quant(qs_engine *e, qs_site_fn fn, void *user);
+/* "attn_in", "attn_out", "ffn_in", "ffn_down_in", "head_in", "q", "k", "v" */
+const char *qs_site_name(int site);
+
 /* Mixture of experts: how many tokens the router sent to expert `expert` of `layer` over every
  * forward since the engine was made or the counts were reset (0 for dense layers). */
 int64_t qs_engine_expert_tokens(const qs_engine *e, int layer, int expert);

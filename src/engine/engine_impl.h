@@ -41,6 +41,8 @@ struct qs_engine {
     const qs_tensor *emb_stored; /* qs_engine_override_embedding_stored, or NULL */
     qs_observe_fn observe;
     void *observe_user;
+    qs_site_fn site;
+    void *site_user;
     /* scratch, grown on demand */
     int cap;
     int seq, scores_seq; /* the rows are sequences of seq positions (a batch); the scores' capacity */
