@@ -10,6 +10,7 @@
 
 #include "core/qs_error.h"
 #include "io/model.h"
+#include "quant/act_format.h"
 #include "quant/format.h"
 #include "store/db.h"
 #include "store/measure_rows.h"
@@ -57,6 +58,9 @@ typedef struct qs_profile {
     int spill_caches;     /* the sweep's residual caches do not fit the memory budget: map them from a
                            * scratch file beside the database (core/qs_file.h) */
     const char *db_path;
+    /* the sweep of activation sites (sweep_sites.h): formats for linear inputs and KV caches */
+    const qs_act_format **act_formats, **kv_formats;
+    int n_act_formats, n_kv_formats;
 } qs_profile;
 
 typedef struct {

@@ -150,6 +150,10 @@ static int prepare(run_state *r, const qs_profile_options *opt, qs_profile_progr
     if (opt->sensitivity) {
         if ((rc = qs_format_parse_list(opt->sens_formats, &p->formats_sens, &p->n_formats_sens, err))) return rc;
         if ((rc = qs_evalset_load(&r->evalset, opt->eval, QS_DATASETS_DIR, 4096, err))) return rc;
+        if (opt->act_formats && (rc = qs_act_format_parse_list(opt->act_formats, 0, &p->act_formats, &p->n_act_formats, err)))
+            return qs_error_prefix(err, "--act-formats"), rc;
+        if (opt->kv_formats && (rc = qs_act_format_parse_list(opt->kv_formats, 1, &p->kv_formats, &p->n_kv_formats, err)))
+            return qs_error_prefix(err, "--kv-formats"), rc;
     }
     if ((rc = qs_format_parse_list(opt->formats, &p->formats, &p->n_formats, err))) return rc;
     if (opt->sensitivity && (rc = check_sweep_mode(opt, err))) return rc;
@@ -195,6 +199,11 @@ static void settings_json(const run_state *r, const qs_profile_options *opt, cha
         APPEND("\"");
         /* the exact mode's settings are as they were before there were modes: its runs resume */
         if (strcmp(opt->sens_mode, "exact")) APPEND(", \"mode\": \"%s\", \"validate\": %d", opt->sens_mode, opt->validate);
+        /* only when asked for, so the runs before there were site formats resume */
+        for (int f = 0; f < p->n_act_formats; f++) APPEND(f ? ",%s" : ", \"act_formats\": \"%s", p->act_formats[f]->name);
+        if (p->n_act_formats) APPEND("\"");
+        for (int f = 0; f < p->n_kv_formats; f++) APPEND(f ? ",%s" : ", \"kv_formats\": \"%s", p->kv_formats[f]->name);
+        if (p->n_kv_formats) APPEND("\"");
         APPEND("}");
     }
     APPEND("}");
@@ -343,6 +352,7 @@ static int open_calibration(run_state *r, const qs_profile_options *opt, qs_cali
 static int sweep_needs_statistics(const qs_profile *p, const qs_profile_options *opt) {
     int need = 0;
     for (int f = 0; opt->sensitivity && f < p->n_formats_sens; f++) need |= qs_format_needs_calib(p->formats_sens[f]);
+    for (int f = 0; opt->sensitivity && f < p->n_act_formats; f++) need |= p->act_formats[f]->is_static; /* their ranges */
     return need;
 }
 
@@ -417,6 +427,8 @@ static void run_state_free(run_state *r) {
     free(p->formats);
     free(p->format_ids);
     free(p->formats_sens);
+    free(p->act_formats);
+    free(p->kv_formats);
     free(p->format_ids_sens);
     qs_evalset_free(r->evalset);
     free(r->ids);

@@ -30,6 +30,8 @@ typedef struct {
     const char *sens_mode;   /* "exact" (default: every job measured), "calibrated" (profile_sweep.h) or
                               * "gradient" (sens_gradient.h) */
     int validate;            /* exact jobs drawn at random to check the estimates (calibrated, gradient) */
+    const char *act_formats; /* activation formats swept on every linear input (NULL: none) */
+    const char *kv_formats;  /* KV-cache formats swept on every layer's cache (NULL: none) */
     int64_t mem_budget;      /* bytes the run may hold besides the mapped model; 0: 80 % of memory */
 } qs_profile_options;
 
@@ -39,6 +41,7 @@ typedef struct {
     int jobs_total, jobs_done_before, jobs_run;
     int64_t calib_tokens;    /* tokens actually run through the model (0 if no pass was needed) */
     int sens_jobs_total, sens_jobs_run;
+    int site_jobs_total, site_jobs_run; /* activation / KV-cache sites x formats x domains */
     int64_t sens_estimated;  /* (tensor, format, domain) costs estimated rather than measured */
     int n_validated;         /* exact jobs that checked the estimates */
     double spearman, median_rel_error; /* of the estimates on those jobs (NAN: none) */

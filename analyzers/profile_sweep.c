@@ -10,6 +10,7 @@
 #include "analyzers/sens_gradient.h"
 #include "analyzers/sensitivity.h"
 #include "analyzers/sweep_mpi.h"
+#include "analyzers/sweep_sites.h"
 #include "analyzers/sweep_units.h"
 #include "engine/engine.h"
 #include "store/measures.h"
@@ -390,14 +391,17 @@ int qs_profile_sweep(qs_profile *p, const qs_profile_options *opt, const qs_eval
         if (done < 0) rc = done;
         else gradient_due = !done;
     }
+    int site_pending = 0;
+    if (!rc) rc = qs_sweep_sites_count(p, set, &sum->site_jobs_total, &site_pending, err);
     qs_sens *s = NULL;
-    if (!rc && (n_pending || gradient_due)) rc = open_sens(p, opt, set, progress, user, &s, err);
+    if (!rc && (n_pending || gradient_due || site_pending)) rc = open_sens(p, opt, set, progress, user, &s, err);
     if (!rc && gradient_due) /* the map first: the exact jobs (whole model, validation) follow */
         rc = qs_sens_gradient(s, j.estimate, progress, user, &sum->sens_estimated, err);
     else if (!rc && mode == MODE_GRADIENT)
         for (size_t k = 0; k < (size_t)j.nt * j.nf; k++) sum->sens_estimated += j.estimate[k] ? j.nd : 0;
     if (!rc && n_pending) rc = measure(p, set, s, j.measure, n_pending, progress, user, sum, err);
     else if (!rc) rc = qs_sweep_mpi_run(s, NULL, 0, NULL, NULL, err); /* MPI workers: nothing for them, released */
+    if (!rc && site_pending) rc = qs_sweep_sites_run(s, set, progress, user, &sum->site_jobs_run, err);
     qs_sens_free(s);
     if (!rc && mode == MODE_CALIBRATED) {
         int done = qs_db_job_done(p->db, p->run_id, "estimates/" CALIBRATED, err);

@@ -369,6 +369,15 @@ int qs_sens_measure_tensor(qs_sens *s, int i, uint64_t mask, const float *wq, qs
     return rc;
 }
 
+int qs_sens_measure_as_set(qs_sens *s, int start, uint64_t mask, qs_db_eval_figures *figs, qs_error *err) {
+    tally t[64] = {{0}};
+    int rc = run_domains(s, mask, start, t, err);
+    for (int d = 0; d < s->n_domains && !rc; d++)
+        if (mask >> d & 1) figs[d] = tally_figures(&s->d[d], &t[d]);
+    free_tallies(t, s->n_domains);
+    return rc;
+}
+
 int qs_sens_put_tensor(qs_sens *s, int i, int f, int di, const qs_db_eval_figures *fig, qs_error *err) {
     qs_profile *p = s->p;
     return qs_db_put_sensitivity(p->db, p->run_id, p->tensors[i].db_id, p->format_ids_sens[f], s->d[di].src->name, fig, err);

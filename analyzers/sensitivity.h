@@ -48,6 +48,9 @@ int qs_sens_put_domains(qs_sens *s, qs_error *err);
 int qs_sens_measure_tensor(qs_sens *s, int i, uint64_t mask, const float *wq, qs_db_eval_figures *figs, qs_error *err);
 int qs_sens_measure_whole(qs_sens *s, int f, uint64_t mask, qs_db_eval_figures *figs, int *n_quantized, double *bpw,
                           qs_error *err);
+/* The same with the engine as the caller set it up (its site quantization, say), rerun from layer
+ * `start` (the first layer it changes; n_layers: the head only). */
+int qs_sens_measure_as_set(qs_sens *s, int start, uint64_t mask, qs_db_eval_figures *figs, qs_error *err);
 /* Writing (the database's owner, inside its transaction) one domain's row; fig NULL in put_tensor:
  * the format does not apply. */
 int qs_sens_put_tensor(qs_sens *s, int i, int f, int d, const qs_db_eval_figures *fig, qs_error *err);

@@ -9,6 +9,7 @@
 #include "core/qs_file.h"
 #include "core/qs_parallel.h"
 #include "core/qs_progress.h"
+#include "quant/act_format.h"
 #include "quant/format.h"
 #include "store/db.h"
 #include "store/measures.h"
@@ -61,6 +62,14 @@ static void help(void) {
            "                     gradient: estimate every job from one backward pass per chunk\n"
            "                     (KL ~ 1/2 sum of Fisher x output error^2, labels drawn from the\n"
            "                     model; dense layers): minutes where exact takes hours\n"
+           "  --act-formats L    also sweep activation formats (W+A deployment): each linear layer's\n"
+           "                     input (q/k/v's, attn_output's, gate/up's, down's, the head's) alone\n"
+           "                     in each format, rows in site_sensitivity; 'default' = a-int8-token,\n"
+           "                     a-fp8-e4m3-token, a-fp8-e4m3-tensor, a-int4-g128, a-nvfp4\n"
+           "                     (qsense profile --list-formats); static formats take their scale\n"
+           "                     from the calibration pass\n"
+           "  --kv-formats L     also sweep KV-cache formats, each layer's cache alone ('default' =\n"
+           "                     kv-q8_0, kv-q4_0, kv-fp8-e4m3)\n"
            "  --validate N       calibrated, gradient: also measure N estimated jobs drawn at random\n"
            "                     and record the estimates' rank correlation and relative error\n"
            "  --eval-ctx N       evaluation chunk length (default: --ctx)\n"
@@ -77,6 +86,12 @@ static int list_formats(void) {
         printf("%-26s %-10s %.4f\n", f->name, qs_family_name(f->family), qs_format_bpw(f, 4096, 4096));
     }
     printf("\ndefault list: %s\n", qs_format_default_list());
+    printf("\n%-26s %-6s %s\n", "activation / KV format", "bits", "(on rows of 4096 values; --act-formats, --kv-formats, ppl --act/--kv-cache)");
+    for (int i = 0; i < qs_act_format_count(); i++) {
+        const qs_act_format *f = qs_act_format_at(i);
+        printf("%-26s %6.3f %s\n", f->name, qs_act_format_bits(f, 4096), f->what);
+    }
+    printf("\ndefault activation list: %s\ndefault KV-cache list: %s\n", qs_act_format_default_list(0), qs_act_format_default_list(1));
     return 0;
 }
 
@@ -106,7 +121,7 @@ static void on_progress(void *user, const char *what, long done, long total, int
         fprintf(stderr, "profile: a full sweep takes about %s in --sens-mode %s (%d jobs measured)\n", a, what + 11, jobs_done);
         return;
     }
-    int jobs = !strcmp(what, "jobs") || !strcmp(what, "sensitivity");
+    int jobs = !strcmp(what, "jobs") || !strcmp(what, "sensitivity") || !strcmp(what, "sites");
     if (!s->phase || strcmp(s->phase, what)) {
         if (s->phase) qs_progress_end(&s->pr);
         s->phase = what;
@@ -158,6 +173,24 @@ static void print_kl_table(const char *db_path, long long run_id) {
     qs_db_close(db);
 }
 
+/* the activation sites per format: mean and worst KL of one site at a time */
+static void print_site_table(const char *db_path, long long run_id) {
+    qs_db *db;
+    qs_error err = {0};
+    if (qs_db_open(&db, db_path, QS_DB_READ, &err)) return;
+    qs_db_site_summary *s;
+    int n;
+    if (!qs_db_site_summary_of(db, run_id, &s, &n, &err)) {
+        printf("\nKL divergence per activation / KV-cache format (one site at a time, mean over domains):\n");
+        printf("  %-12s %-18s %6s %12s %12s  %s\n", "site", "format", "sites", "mean KL", "worst KL", "worst site");
+        for (int i = 0; i < n; i++)
+            printf("  %-12s %-18s %6d %12.6f %12.6f  %s\n", s[i].kind, s[i].format, s[i].n_sites, s[i].mean_kl, s[i].worst_kl,
+                   s[i].worst_site);
+        free(s);
+    }
+    qs_db_close(db);
+}
+
 static int cmd_profile_single(qs_profile_options *opt, int quiet);
 
 int cmd_profile(int argc, char **argv) {
@@ -175,6 +208,8 @@ int cmd_profile(int argc, char **argv) {
         else if (!strcmp(a, "--eval")) { if (!val) return cli_usage("profile", "--eval needs a set or file"); o.eval = val; i++; }
         else if (!strcmp(a, "--sens-formats")) { if (!val) return cli_usage("profile", "--sens-formats needs a list"); o.sens_formats = val; i++; }
         else if (!strcmp(a, "--sens-mode")) { if (!val) return cli_usage("profile", "--sens-mode needs exact, calibrated or gradient"); o.sens_mode = val; i++; }
+        else if (!strcmp(a, "--act-formats")) { if (!val) return cli_usage("profile", "--act-formats needs a list"); o.act_formats = val; i++; }
+        else if (!strcmp(a, "--kv-formats")) { if (!val) return cli_usage("profile", "--kv-formats needs a list"); o.kv_formats = val; i++; }
         else if (!strcmp(a, "--validate")) { if ((o.validate = cli_int("profile", a, val, 0, 1 << 24)) < 0) return 2; i++; }
         else if (!strcmp(a, "--eval-ctx")) { if ((o.eval_ctx = cli_int("profile", a, val, 4, 1 << 20)) < 0) return 2; i++; }
         else if (!strcmp(a, "--topk")) { if ((o.topk = cli_int("profile", a, val, 1, 1 << 20)) < 0) return 2; i++; }
@@ -199,6 +234,14 @@ int cmd_profile(int argc, char **argv) {
     if (o.sens_formats) {
         if (qs_format_parse_list(o.sens_formats, &fl, &nf, &err)) return cli_fail(&err);
         free(fl);
+    }
+    const qs_act_format **al;
+    for (int kv = 0; kv < 2; kv++) {
+        const char *list = kv ? o.kv_formats : o.act_formats;
+        if (!list) continue;
+        if (!o.sensitivity) return cli_usage("profile", "%s sweeps with the sensitivity: add --sensitivity", kv ? "--kv-formats" : "--act-formats");
+        if (qs_act_format_parse_list(list, kv, &al, &nf, &err)) return cli_fail(&err);
+        free(al);
     }
     if (!o.data_path) o.data_path = DEFAULT_TEXT;
     if (!o.db_path) {
@@ -252,6 +295,8 @@ static int cmd_profile_single(qs_profile_options *opt, int quiet) {
            s.n_formats, (long long)s.calib_tokens);
     if (o.sensitivity)
         printf("  sensitivity: %d jobs (%d run now) on evaluation set '%s'\n", s.sens_jobs_total, s.sens_jobs_run, o.eval ? o.eval : "debian");
+    if (o.sensitivity && s.site_jobs_total)
+        printf("  activation sites: %d jobs (%d run now)\n", s.site_jobs_total, s.site_jobs_run);
     if (o.sensitivity && s.sens_estimated)
         printf("  estimated (%s): %lld costs %s\n", o.sens_mode, (long long)s.sens_estimated,
                !strcmp(o.sens_mode, "gradient") ? "from one backward pass per evaluation chunk" : "from one probe per tensor");
@@ -261,5 +306,6 @@ static int cmd_profile_single(qs_profile_options *opt, int quiet) {
     printf("  database: %s\n  arrays:   %s\n", o.db_path, s.hdf5_path);
     print_most_sensitive(o.db_path, s.run_id);
     if (o.sensitivity) print_kl_table(o.db_path, s.run_id);
+    if (o.sensitivity && s.site_jobs_total) print_site_table(o.db_path, s.run_id);
     return 0;
 }

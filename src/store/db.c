@@ -104,6 +104,13 @@ static const char *const MIGRATIONS[] = {
     "CREATE TABLE estimate_validation ("
     "  run_id INTEGER NOT NULL REFERENCES runs(id), method TEXT NOT NULL, n_jobs INTEGER NOT NULL, spearman REAL,"
     "  median_rel_error REAL, p90_rel_error REAL, PRIMARY KEY (run_id, method));",
+    /* 6 -> 7: what quantizing activations costs: a linear layer's input or a layer's KV cache in
+     * an activation / KV-cache format (quant/act_format.h), the rest of the model exact */
+    "CREATE TABLE site_sensitivity ("
+    "  run_id INTEGER NOT NULL REFERENCES runs(id), site TEXT NOT NULL, layer INTEGER NOT NULL, kind TEXT NOT NULL,"
+    "  format TEXT NOT NULL, domain TEXT NOT NULL, applicable INTEGER NOT NULL, reason TEXT, bits REAL, n_scored INTEGER,"
+    "  ppl REAL, ppl_delta REAL, ppl_delta_se REAL, kl_mean REAL, kl_se REAL, kl_p99 REAL, top1_agree REAL, top1_se REAL,"
+    "  PRIMARY KEY (run_id, site, format, domain));",
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 

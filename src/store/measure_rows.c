@@ -59,6 +59,15 @@ int qs_db_put_sensitivity(qs_db *db, int64_t run_id, int64_t tensor_id, int64_t 
     return fig ? put_figures(db, "sensitivity", v, 5, fig, err) : qs_db_put_row(db, "sensitivity", v, 5, err);
 }
 
+int qs_db_put_site_sensitivity(qs_db *db, const qs_db_site_row *r, const qs_db_eval_figures *fig, qs_error *err) {
+    qs_db_value v[18] = {INT("run_id", r->run_id), TEXT("site", r->site), INT("layer", r->layer), TEXT("kind", r->kind),
+                         TEXT("format", r->format), TEXT("domain", r->domain), INT("applicable", fig != NULL),
+                         REAL("bits", r->bits)};
+    int n = 8;
+    if (!fig && r->reason) v[n++] = (qs_db_value)TEXT("reason", r->reason);
+    return fig ? put_figures(db, "site_sensitivity", v, n, fig, err) : qs_db_put_row(db, "site_sensitivity", v, n, err);
+}
+
 int qs_db_put_whole_model(qs_db *db, int64_t run_id, int64_t format_id, const char *domain, int n_quantized, double bpw,
                           const qs_db_eval_figures *fig, qs_error *err) {
     qs_db_value v[14] = {INT("run_id", run_id), INT("format_id", format_id), TEXT("domain", domain),

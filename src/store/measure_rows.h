@@ -45,6 +45,16 @@ typedef struct {
 /* One tensor quantized to one format, on one domain; fig NULL: the format does not apply. */
 int qs_db_put_sensitivity(qs_db *db, int64_t run_id, int64_t tensor_id, int64_t format_id, const char *domain,
                           const qs_db_eval_figures *fig, qs_error *err);
+/* One activation site (site: "blk.3.attn_in", "blk.3.kv_cache", "output.head_in"; kind: its part
+ * of the layer) in one activation or KV-cache format on one domain; fig NULL: the format does not
+ * apply (reason says why). bits: the format's bits per value at that site. */
+typedef struct {
+    int64_t run_id;
+    const char *site, *kind, *format, *domain, *reason;
+    int layer;
+    double bits;
+} qs_db_site_row;
+int qs_db_put_site_sensitivity(qs_db *db, const qs_db_site_row *r, const qs_db_eval_figures *fig, qs_error *err);
 /* Every tensor the format applies to quantized at once (n_quantized of them, bpw over the model). */
 int qs_db_put_whole_model(qs_db *db, int64_t run_id, int64_t format_id, const char *domain, int n_quantized, double bpw,
                           const qs_db_eval_figures *fig, qs_error *err);

@@ -266,6 +266,29 @@ int qs_db_sweep_summary_of(qs_db *db, int64_t run, qs_db_sweep_summary **out, in
     return qs_store_collect(st, (void **)out, n, sizeof **out, fill_sweep_summary, err);
 }
 
+static void fill_site_summary(sqlite3_stmt *st, void *row) {
+    qs_db_site_summary *r = row;
+    qs_store_text(st, 0, r->format, sizeof r->format);
+    qs_store_text(st, 1, r->kind, sizeof r->kind);
+    r->mean_kl = qs_store_real(st, 2);
+    r->worst_kl = qs_store_real(st, 3);
+    qs_store_text(st, 4, r->worst_site, sizeof r->worst_site);
+    r->n_sites = sqlite3_column_int(st, 5);
+}
+
+int qs_db_site_summary_of(qs_db *db, int64_t run, qs_db_site_summary **out, int *n, qs_error *err) {
+    *out = NULL;
+    *n = 0;
+    /* per site the mean over domains, then per (format, kind) the mean and the worst site (SQLite
+     * takes the bare column `site` from the row that gives max()) */
+    sqlite3_stmt *st = qs_store_prepare(db, "SELECT format, kind, avg(kl), max(kl), site, count(*) FROM (SELECT format, kind, site,"
+                                            " avg(kl_mean) AS kl FROM site_sensitivity WHERE run_id = ?1 AND applicable"
+                                            " GROUP BY format, kind, site) GROUP BY format, kind ORDER BY kind, avg(kl)");
+    if (!st) return qs_store_fail(db, err, "reading site sensitivity");
+    sqlite3_bind_int64(st, 1, run);
+    return qs_store_collect(st, (void **)out, n, sizeof **out, fill_site_summary, err);
+}
+
 double qs_db_output_error(qs_db *db, int64_t run, int64_t tensor, int64_t format_id) {
     sqlite3_stmt *st = qs_store_prepare(db, "SELECT output_error FROM qerror WHERE run_id = ? AND tensor_id = ? AND format_id = ?"
                                             " AND applicable");

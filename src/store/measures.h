@@ -97,6 +97,15 @@ typedef struct {
 } qs_db_sweep_summary;
 int qs_db_sweep_summary_of(qs_db *db, int64_t run_id, qs_db_sweep_summary **out, int *n, qs_error *err);
 
+/* ... and the activation sites per format and kind of site (attn_in, ..., kv_cache), over the
+ * domains: mean and worst KL of one site at a time, the worst site. */
+typedef struct {
+    char format[32], kind[32], worst_site[64];
+    double mean_kl, worst_kl;
+    int n_sites;
+} qs_db_site_summary;
+int qs_db_site_summary_of(qs_db *db, int64_t run_id, qs_db_site_summary **out, int *n, qs_error *err);
+
 /* The output error of a tensor in a format (NAN: not applicable or not measured). */
 double qs_db_output_error(qs_db *db, int64_t run_id, int64_t tensor_id, int64_t format_id);
 /* The measured KL (and its standard error) of one job: 1 if the run has an applicable row. */
