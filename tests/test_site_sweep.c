@@ -3,9 +3,16 @@
  * cache format whose blocks do not fit the 8-value heads is a row that says so, not a failure;
  * every site loses more in int4 per 128 than in int8 per token (a finer grid on the same inputs);
  * the static int8 format's rows differ from the dynamic one's; the same command again resumes
- * with nothing to run and the same rows; the table is printed; the options need --sensitivity. */
+ * with nothing to run and the same rows; the table is printed; the options need --sensitivity.
+ * Then a W8A8 plan (plan --act a-int8-token --target llm-compressor): the linears sharing an
+ * input are planned together (q/k/v and gate/up take one format and the activation format, or
+ * all stay 16-bit); qsense check --plan applies the activation format too, and measures within
+ * 25 % of the prediction on every domain (the sum of per-site and per-tensor KLs; the sweep's
+ * whole-model rows put the sum 2-5 % under the joint cost on this model), and clearly above the
+ * same plan without its activation formats; the recipe gives those modules input_activations. */
 #include <string.h>
 
+#include "core/qs_file.h"
 #include "tests/test_util.h"
 
 static const char *QUERY[] = {
@@ -21,9 +28,99 @@ static double one(const char *db, const char *sql) {
     return v;
 }
 
+/* measured KL per domain of a plan with qsense check (its table: "domain KL ..."), in order */
+static int check_kls(const char *dir, const char *plan, const char *model, double kl[3]) {
+    char *out;
+    int rc = run_in(dir, &out, "$Q check --plan %s --base '%s' --data debian 2>/dev/null", plan, model);
+    CHECK(rc == 0, "check --plan %s: exit %d: %s", plan, rc, out);
+    const char *domains[3] = {"legal", "c-headers", "python"};
+    int found = 0;
+    const char *table = strstr(out, "verdict");
+    for (int d = 0; d < 3 && table; d++) {
+        const char *at = strstr(table, domains[d]);
+        if (at && sscanf(at + strlen(domains[d]), "%lf", &kl[d]) == 1) found++;
+    }
+    free(out);
+    return found == 3;
+}
+
+static void check_plan(const char *dir, const char *db, const char *model) {
+    char *out;
+    int rc = run_in(dir, &out, "$Q plan --db s.db --budget-bpw 12 --target llm-compressor --act a-int8-token --out w8.json "
+                               "--emit llm-compressor");
+    CHECK(rc == 0, "plan --act: exit %d: %s", rc, out);
+    free(out);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/w8.json", dir);
+    cJSON *plan = read_json(path);
+    CHECK(plan != NULL, "read %s", path);
+    if (!plan) return;
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(plan, "tensors"), *t;
+    char fmt[5][4][32] = {{""}}, act[5][4][32] = {{""}};
+    int n_act = 0, mixed = 0;
+    cJSON_ArrayForEach(t, ts) {
+        int layer;
+        char kind[32];
+        const char *name = cJSON_GetObjectItemCaseSensitive(t, "name")->valuestring;
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(t, "act");
+        const char *f = cJSON_GetObjectItemCaseSensitive(t, "format")->valuestring;
+        if (sscanf(name, "blk.%d.%31[a-z_].weight", &layer, kind) != 2 || layer < 0 || layer > 4) continue;
+        const int g = !strcmp(kind, "attn_q") || !strcmp(kind, "attn_k") || !strcmp(kind, "attn_v") ? 0
+                      : !strcmp(kind, "attn_output")                                           ? 1
+                      : !strcmp(kind, "ffn_gate") || !strcmp(kind, "ffn_up")                   ? 2
+                      : !strcmp(kind, "ffn_down")                                              ? 3
+                                                                                               : -1;
+        if (g < 0) continue;
+        const char *av = cJSON_IsString(a) ? a->valuestring : "";
+        n_act += *av != 0;
+        CHECK(!*av || (!strcmp(av, "a-int8-token") && !strcmp(f, "int8-channel-sym")), "%s: %s + %s", name, f, av);
+        CHECK(*av || !strcmp(f, "f16"), "%s: %s without an activation format", name, f);
+        if (!fmt[layer][g][0]) snprintf(fmt[layer][g], 32, "%s", f), snprintf(act[layer][g], 32, "%s", av);
+        else mixed += strcmp(fmt[layer][g], f) || strcmp(act[layer][g], av);
+    }
+    CHECK(n_act >= 7 && n_act < 35, "a W8A8 plan between all and nothing: %d linears quantized", n_act);
+    CHECK(mixed == 0, "%d linears differ from the others reading their input", mixed);
+    const cJSON *pd = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(plan, "predicted"), "per_domain");
+    double want[3] = {json_num((cJSON *)pd, "legal"), json_num((cJSON *)pd, "c-headers"), json_num((cJSON *)pd, "python")};
+    /* the recipe: the quantized modules get the per-token int8 input scheme */
+    char *recipe;
+    size_t nr;
+    snprintf(path, sizeof path, "%s/w8.json.recipe.yaml", dir);
+    CHECK(qs_read_file(path, &recipe, &nr, NULL) == 0, "read %s", path);
+    if (recipe) {
+        CHECK(strstr(recipe, "input_activations: {num_bits: 8, type: int, symmetric: true, strategy: token, dynamic: true}") != NULL,
+              "input_activations in %s", recipe);
+        free(recipe);
+    }
+    /* measured: with the activation formats, and the same plan without them */
+    double got[3] = {NAN, NAN, NAN}, weights_only[3] = {NAN, NAN, NAN};
+    CHECK(check_kls(dir, "w8.json", model, got), "W8A8 check table");
+    cJSON *x;
+    cJSON_ArrayForEach(x, ts) cJSON_DeleteItemFromObjectCaseSensitive(x, "act");
+    char *text = cJSON_Print(plan);
+    snprintf(path, sizeof path, "%s/w8-weights.json", dir);
+    FILE *f = fopen(path, "w");
+    if (f) fputs(text, f), fclose(f);
+    free(text);
+    CHECK(check_kls(dir, "w8-weights.json", model, weights_only), "weights-only check table");
+    for (int d = 0; d < 3; d++) {
+        CHECK_REL(got[d], want[d], 0.25, "W8A8 plan: measured vs predicted KL");
+        CHECK(got[d] > 1.2 * weights_only[d], "domain %d: KL %.6f with activations, %.6f without", d, got[d], weights_only[d]);
+    }
+    cJSON_Delete(plan);
+    rc = run_in(dir, &out, "$Q plan --db s.db --budget-bpw 12 --act a-int8-token --out x.json");
+    CHECK(rc == 2 && strstr(out, "llm-compressor"), "a W+A plan for llama.cpp: exit %d: %s", rc, out);
+    free(out);
+    rc = run_in(dir, &out, "$Q plan --db s.db --budget-bpw 12 --target llm-compressor --act a-fp8-e4m3-token --out x.json");
+    CHECK(rc == 3 && strstr(out, "--act-formats a-fp8-e4m3-token"), "an activation format the sweep did not measure: exit %d: %s",
+          rc, out);
+    free(out);
+    (void)db;
+}
+
 int main(void) {
     char *dir = temp_dir(), *model = model_path("stories260K.gguf"), *out;
-    const char *cmd = "$Q profile '%s' --db s.db --formats q8_0 --sensitivity --sens-formats q8_0 --calib-tokens 1024 "
+    const char *cmd = "$Q profile '%s' --db s.db --formats int8-channel-sym --sensitivity --sens-formats int8-channel-sym --calib-tokens 1024 "
                       "--act-formats a-int8-token,a-int8-tensor,a-int4-g128 --kv-formats kv-q8_0,kv-fp8-e4m3 --quiet";
     int rc = run_in(dir, &out, cmd, model);
     CHECK(rc == 0, "profile: exit %d: %s", rc, out);
@@ -58,6 +155,7 @@ int main(void) {
     rc = run_in(dir, &out, "$Q profile '%s' --db t.db --sensitivity --kv-formats a-int8-token", model);
     CHECK(rc == 2 && strstr(out, "activation format"), "an activation format as a cache: exit %d: %s", rc, out);
     free(out);
+    check_plan(dir, db, model);
     free(dir), free(model);
     return test_done("test_site_sweep");
 }

@@ -18,12 +18,14 @@ typedef struct {
     int64_t rows, cols;
     double bytes;         /* storage of this tensor in the chosen format */
     double cost;          /* predicted KL contribution (domain-weighted) */
+    char act[24];         /* the activation format of its input (a W+A plan), "" for none */
 } qs_plan_tensor;
 
 typedef struct {
     char model_fingerprint[65];
     char model_path[1024];
     char target[16];      /* "llama.cpp", "llm-compressor" or "any" */
+    char act[24];         /* a W+A plan's activation format ("" for weights only) */
     double budget_bytes;  /* tensor-data budget the plan was made for */
     double total_bytes;   /* tensor bytes of the plan */
     double predicted_kl;  /* sum of per-tensor costs (each domain-weighted) */
@@ -57,6 +59,9 @@ typedef struct {
     const char *domain_weights; /* "legal=2,python=1" or NULL */
     const char *rounding;       /* "auto" (default: every measured format), "rtn" (no "-w" formats),
                                  * "weighted" (a block type's "-w" variant instead of it where measured) */
+    const char *act;            /* a W+A plan (plan_act.c): each linear input group (q/k/v, o, gate/up, down)
+                                 * either stays 16-bit or takes a weight format and this activation format
+                                 * on its input, from the site sweep's rows; NULL: weights only */
 } qs_plan_options;
 
 int qs_plan_make(qs_plan **out, const qs_plan_options *opt, qs_error *err);
@@ -99,6 +104,8 @@ int qs_plan_load_calib(const char *db_path, const char *model_fingerprint, const
  * anchored regexes on Hugging Face module names, float tensors ignored. QS_ERR_USAGE if a tensor
  * has a format llm-compressor cannot express (plan with --target llm-compressor). */
 int qs_plan_write_llm_compressor(const qs_plan *p, const char *path, qs_error *err);
+/* the llm-compressor input_activations scheme of an activation format; 0 if it has none */
+int qs_plan_llmc_act_scheme(const char *act, char *out, size_t cap);
 /* 1 if llm-compressor can apply fmt to the tensor called name (GGUF name) */
 int qs_plan_llmc_expressible(const char *name, const char *fmt);
 

@@ -83,6 +83,19 @@ static int scheme(const char *fmt, char *out, size_t cap) {
     return 0;
 }
 
+int qs_plan_llmc_act_scheme(const char *act, char *out, size_t cap) {
+    static const char *const map[][2] = {
+        {"a-int8-token", "{num_bits: 8, type: int, symmetric: true, strategy: token, dynamic: true}"},
+        {"a-int8-tensor", "{num_bits: 8, type: int, symmetric: true, strategy: tensor, dynamic: false}"},
+        {"a-fp8-e4m3-token", "{num_bits: 8, type: float, symmetric: true, strategy: token, dynamic: true}"},
+        {"a-fp8-e4m3-tensor", "{num_bits: 8, type: float, symmetric: true, strategy: tensor, dynamic: false}"},
+        {"a-int4-g128", "{num_bits: 4, type: int, symmetric: true, strategy: group, group_size: 128, dynamic: true}"},
+    };
+    for (size_t k = 0; k < sizeof map / sizeof map[0]; k++)
+        if (!strcmp(act, map[k][0])) return snprintf(out, cap, "%s", map[k][1]), 1;
+    return 0;
+}
+
 int qs_plan_llmc_expressible(const char *name, const char *fmt) {
     char mod[128], sc[160];
     return qs_format_is_float(fmt) || (hf_module(name, mod, sizeof mod) && scheme(fmt, sc, sizeof sc));
@@ -96,10 +109,11 @@ int qs_plan_write_llm_compressor(const qs_plan *p, const char *path, qs_error *e
         char mod[128], sc[160];
         const qs_plan_tensor *t = &p->tensors[i];
         if (qs_format_is_float(t->format)) continue;
-        if (!hf_module_of(t->name, fused, mod, sizeof mod) || !scheme(t->format, sc, sizeof sc)) {
+        if (!hf_module_of(t->name, fused, mod, sizeof mod) || !scheme(t->format, sc, sizeof sc) ||
+            (t->act[0] && !qs_plan_llmc_act_scheme(t->act, sc, sizeof sc))) {
             if (n_bad++ < 4) {
                 size_t k = strlen(bad);
-                snprintf(bad + k, sizeof bad - k, "%s%s (%s)", k ? ", " : "", t->name, t->format);
+                snprintf(bad + k, sizeof bad - k, "%s%s (%s%s%s)", k ? ", " : "", t->name, t->format, t->act[0] ? " + " : "", t->act);
             }
         }
     }
@@ -133,12 +147,16 @@ int qs_plan_write_llm_compressor(const qs_plan *p, const char *path, qs_error *e
         char sc[160], mod[128];
         if (done[i] || qs_format_is_float(p->tensors[i].format) || !hf_module_of(p->tensors[i].name, fused, mod, sizeof mod)) continue;
         scheme(p->tensors[i].format, sc, sizeof sc);
-        fprintf(f, "        group_%d:\n          weights: %s\n          targets:\n", group++, sc);
+        fprintf(f, "        group_%d:\n          weights: %s\n", group++, sc);
+        if (p->tensors[i].act[0] && qs_plan_llmc_act_scheme(p->tensors[i].act, sc, sizeof sc))
+            fprintf(f, "          input_activations: %s\n", sc);
+        fprintf(f, "          targets:\n");
+        scheme(p->tensors[i].format, sc, sizeof sc);
         for (int j = i; j < p->n_tensors; j++) {
             char sc2[160];
             if (done[j] || qs_format_is_float(p->tensors[j].format) || !hf_module_of(p->tensors[j].name, fused, mod, sizeof mod)) continue;
             scheme(p->tensors[j].format, sc2, sizeof sc2);
-            if (strcmp(sc, sc2)) continue;
+            if (strcmp(sc, sc2) || strcmp(p->tensors[i].act, p->tensors[j].act)) continue;
             fprintf(f, "            - 're:^");
             put_escaped(f, mod);
             fprintf(f, "$'\n");

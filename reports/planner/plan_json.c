@@ -16,6 +16,7 @@
 #include "core/qs_strmap.h"
 #include "io/gguf.h"
 #include "io/model.h"
+#include "quant/act_format.h"
 #include "quant/format.h"
 
 void qs_plan_free(qs_plan *p) {
@@ -33,6 +34,7 @@ int qs_plan_write_json(const qs_plan *p, const char *path, qs_error *err) {
     cJSON_AddStringToObject(m, "sha256", p->model_fingerprint);
     cJSON_AddStringToObject(m, "path", p->model_path);
     cJSON_AddStringToObject(j, "target", p->target);
+    if (p->act[0]) cJSON_AddStringToObject(j, "act", p->act);
     cJSON_AddNumberToObject(j, "budget_tensor_bytes", p->budget_bytes);
     cJSON_AddNumberToObject(j, "tensor_bytes", p->total_bytes);
     cJSON *pred = cJSON_AddObjectToObject(j, "predicted");
@@ -69,6 +71,7 @@ int qs_plan_write_json(const qs_plan *p, const char *path, qs_error *err) {
         cJSON_AddStringToObject(t, "format", p->tensors[i].format);
         cJSON_AddNumberToObject(t, "bytes", p->tensors[i].bytes);
         cJSON_AddNumberToObject(t, "predicted_kl", p->tensors[i].cost);
+        if (p->tensors[i].act[0]) cJSON_AddStringToObject(t, "act", p->tensors[i].act);
         cJSON_AddItemToArray(ts, t);
     }
     char *text = cJSON_Print(j);
@@ -110,6 +113,8 @@ int qs_plan_read_json(qs_plan **out, const char *path, qs_error *err) {
         snprintf(p->source_path, sizeof p->source_path, "%s", path);
         snprintf(p->model_fingerprint, sizeof p->model_fingerprint, "%s", sha->valuestring);
         snprintf(p->target, sizeof p->target, "%s", cJSON_IsString(target) ? target->valuestring : "any");
+        cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "act");
+        if (cJSON_IsString(act)) snprintf(p->act, sizeof p->act, "%s", act->valuestring);
         p->n_tensors = cJSON_GetArraySize(ts);
         p->tensors = calloc((size_t)p->n_tensors, sizeof(qs_plan_tensor));
         int i = 0;
@@ -127,6 +132,14 @@ int qs_plan_read_json(qs_plan **out, const char *path, qs_error *err) {
                 rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensors[%d] ('%s'): unknown format '%s'", path, i, n->valuestring, f->valuestring);
                 break;
             }
+            cJSON *a = cJSON_GetObjectItemCaseSensitive(t, "act");
+            const qs_act_format *af = cJSON_IsString(a) ? qs_act_format_find(a->valuestring, NULL) : NULL;
+            if (a && (!af || af->kv)) {
+                rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensors[%d] ('%s'): 'act' must name an activation format (a-int8-token, ...)",
+                               path, i, n->valuestring);
+                break;
+            }
+            if (af) snprintf(p->tensors[i].act, sizeof p->tensors[i].act, "%s", af->name);
             int first = qs_strmap_get(seen, n->valuestring, strlen(n->valuestring));
             if (first >= 0) {
                 rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensors[%d] names '%s' again (first at tensors[%d]); each tensor once", path,

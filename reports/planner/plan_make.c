@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include "core/qs_dtype.h"
+#include "quant/act_format.h"
 #include "quant/format.h"
+#include "reports/planner/plan_act.h"
 #include "reports/planner/plan_solver.h"
 #include "store/measures.h"
 #include "store/runs.h"
@@ -85,6 +87,14 @@ static int check_options(const qs_plan_options *opt, qs_error *err) {
     const char *target = opt->target ? opt->target : "llama.cpp";
     if (strcmp(target, "llama.cpp") && strcmp(target, "any") && strcmp(target, "llm-compressor"))
         return qs_errorf(err, QS_ERR_USAGE, "--target must be llama.cpp, llm-compressor or any, not '%s'", target);
+    if (opt->act) {
+        const qs_act_format *a = qs_act_format_find(opt->act, err);
+        if (!a) return QS_ERR_USAGE;
+        if (a->kv) return qs_errorf(err, QS_ERR_USAGE, "--act %s is a KV-cache format; --act takes an activation format", opt->act);
+        if (!strcmp(target, "llama.cpp"))
+            return qs_errorf(err, QS_ERR_USAGE, "--act: llama.cpp does not quantize activations this way; plan a W+A model with "
+                                                "--target llm-compressor (or any)");
+    }
     return 0;
 }
 
@@ -236,10 +246,17 @@ int qs_plan_make(qs_plan **out, const qs_plan_options *opt, qs_error *err) {
     qs_plan_choices *c = NULL;
     int64_t model_id = 0;
     if (!p) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-    else snprintf(p->target, sizeof p->target, "%s", opt->target ? opt->target : "llama.cpp");
+    else {
+        snprintf(p->target, sizeof p->target, "%s", opt->target ? opt->target : "llama.cpp");
+        snprintf(p->act, sizeof p->act, "%s", opt->act ? opt->act : "");
+    }
+    qs_plan_groups groups = {0};
     if (!rc) rc = load_run(db, opt, p, &model_id, err);
     if (!rc) rc = load_choices(db, opt, p, model_id, &c, err);
+    if (!rc && opt->act) rc = qs_plan_group_by_input(db, opt, p, c, &groups, err);
     if (!rc) rc = choose(p, opt, c, err);
+    if (!rc && opt->act) qs_plan_spread_groups(p, &groups);
+    qs_plan_groups_free(&groups);
     if (!rc) measure_additivity(db, p);
     qs_db_estimates est;
     if (!rc && p->n_costs_estimated && qs_db_estimates_of(db, p->run_id, &est)) snprintf(p->est_method, sizeof p->est_method, "%s", est.method);

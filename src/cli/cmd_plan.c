@@ -11,7 +11,7 @@
 static void help(void) {
     printf("usage: qsense plan --db PATH (--budget-bytes N | --budget-bpw X) [--target llama.cpp|llm-compressor|any]\n"
            "                   [--domain-weights d=w,...] [--rounding auto|rtn|weighted|gptq] [--out plan.json]\n"
-           "                   [--emit llama-quantize|llm-compressor]\n"
+           "                   [--emit llama-quantize|llm-compressor] [--act FORMAT]\n"
            "       qsense plan verify OUT.gguf plan.json\n"
            "\n"
            "Chooses a format for every tensor so that the predicted KL divergence (the sum of the\n"
@@ -32,6 +32,12 @@ static void help(void) {
            "                        it; gptq: a block type's GPTQ variant (q4_k-gptq ...: error compensation\n"
            "                        with the inputs' Gram matrix) wherever measured. Weighted and GPTQ\n"
            "                        plans need qsense quantize --db (the inputs' statistics)\n"
+           "  --act FORMAT          a weight + activation plan (W8A8 with a-int8-token, FP8 with\n"
+           "                        a-fp8-e4m3-token ...): the linears that read one input (q/k/v,\n"
+           "                        attn_output, gate/up, down) either stay 16-bit or take one weight\n"
+           "                        format with FORMAT on their input, costed with the site's measured KL\n"
+           "                        (qsense profile --act-formats FORMAT); needs --target llm-compressor\n"
+           "                        or any. --emit llm-compressor writes input_activations for them\n"
            "  --out FILE            write the plan (default plan.json); format in docs/plan.md\n"
            "  --emit llama-quantize also write FILE.tensor-types (anchored pattern=type lines) and print\n"
            "                        the llama-quantize command that applies the plan\n"
@@ -71,6 +77,7 @@ int cmd_plan(int argc, char **argv) {
         else if (!strcmp(a, "--out")) { if (!val) return cli_usage("plan", "--out needs a file"); out = val; i++; }
         else if (!strcmp(a, "--target")) { if (!val) return cli_usage("plan", "--target needs llama.cpp or any"); o.target = val; i++; }
         else if (!strcmp(a, "--rounding")) { if (!val) return cli_usage("plan", "--rounding needs auto, rtn, weighted or gptq"); o.rounding = val; i++; }
+        else if (!strcmp(a, "--act")) { if (!val) return cli_usage("plan", "--act needs an activation format"); o.act = val; i++; }
         else if (!strcmp(a, "--domain-weights")) { if (!val) return cli_usage("plan", "--domain-weights needs a list"); o.domain_weights = val; i++; }
         else if (!strcmp(a, "--emit")) {
             if (!val || (strcmp(val, "llama-quantize") && strcmp(val, "llm-compressor")))

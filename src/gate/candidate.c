@@ -1,18 +1,22 @@
 /* The candidate of a check (see candidate.h). */
 #include "gate/candidate.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/qs_dtype.h"
+#include "engine/site_quant.h"
 #include "quant/format.h"
 #include "reports/planner/plan.h"
+#include "reports/planner/plan_act.h"
 
 void qs_check_overrides_free(qs_check_overrides *ov) {
     for (int i = 0; ov->bufs && i < ov->n; i++) free(ov->bufs[i]);
     free(ov->bufs);
     free(ov->stored);
+    qs_site_quant_free(ov->sites);
     memset(ov, 0, sizeof *ov);
 }
 
@@ -79,6 +83,31 @@ static int substitute(qs_engine *e, const qs_model *ref, const qs_tensor *t, con
     return rc;
 }
 
+/* a W+A plan: each planned input group's activation format at its site */
+static int apply_acts(qs_engine *e, const qs_plan *p, qs_check_overrides *ov, qs_error *err) {
+    static const char *const kinds[] = {"attn_in", "attn_out", "ffn_in", "ffn_down_in"};
+    static const int sites[] = {QS_SITE_ATTN_IN, QS_SITE_ATTN_OUT, QS_SITE_FFN_IN, QS_SITE_FFN_DOWN_IN};
+    int rc = 0;
+    for (int i = 0; i < p->n_tensors && !rc; i++) {
+        const qs_plan_tensor *t = &p->tensors[i];
+        char site[64], kind[32];
+        int layer;
+        if (!t->act[0]) continue;
+        if (!qs_plan_act_site(t->name, site, sizeof site) || sscanf(site, "blk.%d.%31s", &layer, kind) != 2)
+            return qs_errorf(err, QS_ERR_INPUT, "%s: 'act' on %s, whose input a W+A plan does not quantize", p->source_path, t->name);
+        const qs_act_format *f = qs_act_format_find(t->act, err);
+        if (!f) return QS_ERR_INPUT;
+        if (f->is_static)
+            return qs_errorf(err, QS_ERR_USAGE, "%s: %s on %s takes a static scale that the runtime's tool calibrates; qsense check "
+                                                "applies dynamic activation formats only", p->source_path, t->act, t->name);
+        if (!ov->sites && (rc = qs_site_quant_new(&ov->sites, e, err))) return rc;
+        for (int k = 0; k < 4; k++)
+            if (!strcmp(kind, kinds[k])) rc = qs_site_quant_set_input(ov->sites, layer, sites[k], f, NAN, err);
+    }
+    if (!rc && ov->sites) qs_site_quant_attach(e, ov->sites);
+    return rc;
+}
+
 int qs_check_candidate_engine(const qs_check_options *o, qs_model *ref, qs_model **cand, qs_engine **e, qs_check_overrides *ov,
                               qs_error *err) {
     memset(ov, 0, sizeof *ov);
@@ -113,6 +142,7 @@ int qs_check_candidate_engine(const qs_check_options *o, qs_model *ref, qs_model
         if (!rc) rc = quantize_one(o, p, t, f, ov, i, err);
         if (!rc) rc = substitute(*e, ref, t, ov, i, err);
     }
+    if (!rc) rc = apply_acts(*e, p, ov, err);
     qs_plan_free(p);
     return rc;
 }

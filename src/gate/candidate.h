@@ -2,7 +2,9 @@
  * (each planned tensor quantized, weighted and GPTQ rounding with the statistics from the
  * profile database, and substituted through the engine's overrides; no file written). A format
  * with a GGUF type is held in its blocks, as a written file would hold it, and expanded by the
- * engine a block of rows at a time; other formats (int, fp8, nf4, ...) as f32 copies. */
+ * engine a block of rows at a time; other formats (int, fp8, nf4, ...) as f32 copies. A W+A
+ * plan's activation formats quantize the planned tensors' inputs (dynamic formats: a static
+ * one's scale is calibrated by the runtime's own tool, which a check cannot reproduce). */
 #ifndef QS_CANDIDATE_H
 #define QS_CANDIDATE_H
 
@@ -16,6 +18,7 @@ typedef struct {
     int n;
     void **bufs;
     qs_tensor *stored;
+    struct qs_site_quant *sites; /* a W+A plan's activation formats on the inputs, or NULL */
 } qs_check_overrides;
 
 /* The candidate's engine in *e; *cand the model file opened (NULL for a plan); *ov the

@@ -84,6 +84,18 @@ int qs_db_tensor_kls(qs_db *db, int64_t run, int64_t tensor, qs_db_kl_row **out,
     return qs_store_collect(st, (void **)out, n, sizeof **out, fill_kl_row, err);
 }
 
+int qs_db_site_kls(qs_db *db, int64_t run, const char *site, const char *format, qs_db_kl_row **out, int *n, qs_error *err) {
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = qs_store_prepare(db, "SELECT format, domain, kl_mean, 0 FROM site_sensitivity WHERE run_id = ?1 AND site = ?2"
+                                            " AND format = ?3 AND applicable ORDER BY domain");
+    if (!st) return qs_store_fail(db, err, "reading site sensitivity");
+    sqlite3_bind_int64(st, 1, run);
+    sqlite3_bind_text(st, 2, site, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, format, -1, SQLITE_STATIC);
+    return qs_store_collect(st, (void **)out, n, sizeof **out, fill_kl_row, err);
+}
+
 int qs_db_whole_over_sum(qs_db *db, int64_t run, const char *domain, double *out, int cap) {
     /* the measured rows summed first (in the order they always were), then the estimates */
     sqlite3_stmt *st = qs_store_prepare(db, "SELECT w.kl_mean / (COALESCE((SELECT sum(s.kl_mean) FROM sensitivity s WHERE s.run_id ="

@@ -34,6 +34,9 @@ typedef struct {
     int estimated; /* 0: measured by an exact job; 1: an estimate */
 } qs_db_kl_row;
 int qs_db_tensor_kls(qs_db *db, int64_t run_id, int64_t tensor_id, qs_db_kl_row **out, int *n, qs_error *err);
+/* The same for an activation site ("blk.3.attn_in") in one format: its applicable rows, one per
+ * domain (none when the sweep did not measure it). */
+int qs_db_site_kls(qs_db *db, int64_t run_id, const char *site, const char *format, qs_db_kl_row **out, int *n, qs_error *err);
 
 /* Whole-model KL over the sum of the per-tensor KLs, per format, on one domain (formats whose
  * whole-model KL lies in (0, 1)); at most cap values; returns the count. */
