@@ -3,7 +3,8 @@
  * cache format whose blocks do not fit the 8-value heads is a row that says so, not a failure;
  * every site loses more in int4 per 128 than in int8 per token (a finer grid on the same inputs);
  * the static int8 format's rows differ from the dynamic one's; the same command again resumes
- * with nothing to run and the same rows; the table is printed; the options need --sensitivity.
+ * with nothing to run and the same rows; the table is printed and the report draws the sites'
+ * heatmap; the options need --sensitivity.
  * Then a W8A8 plan (plan --act a-int8-token --target llm-compressor): the linears sharing an
  * input are planned together (q/k/v and gate/up take one format and the activation format, or
  * all stay 16-bit); qsense check --plan applies the activation format too, and measures within
@@ -154,6 +155,11 @@ int main(void) {
     free(out);
     rc = run_in(dir, &out, "$Q profile '%s' --db t.db --sensitivity --kv-formats a-int8-token", model);
     CHECK(rc == 2 && strstr(out, "activation format"), "an activation format as a cache: exit %d: %s", rc, out);
+    free(out);
+    /* the report draws the sites */
+    rc = run_in(dir, &out, "$Q report --db s.db --out rep && grep -c 'Cost of quantizing one activation site' rep/index.html && "
+                           "test -s rep/sites.png && test -s rep/plot-data/sites.dat");
+    CHECK(rc == 0, "report with the site heatmap: exit %d: %s", rc, out);
     free(out);
     check_plan(dir, db, model);
     free(dir), free(model);

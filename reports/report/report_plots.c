@@ -202,6 +202,64 @@ static void fig_heatmap(plotter *p) {
     fprintf(p->gp, "\n");
 }
 
+/* ---- heatmap: layer x (activation site, format): what quantizing one input or cache costs -- */
+static void fig_sites(plotter *p) {
+    const rp_ctx *c = p->c;
+    qs_db_site_cell *cells;
+    int n;
+    qs_error e = {0};
+    if (qs_db_site_cells(c->db, c->run_id, &cells, &n, &e) || n == 0) return; /* no site sweep in this run */
+    const char *title = "Cost of quantizing one activation site (KL)";
+    char path[1300], napath[1300];
+    FILE *d = data_file(p, "sites.dat", path, sizeof path), *na = data_file(p, "sites_na.dat", napath, sizeof napath);
+    char columns[64][72];
+    int n_columns = 0, n_values = 0;
+    for (int i = 0; i < n; i++) { /* one column per (kind, format), in the query's order */
+        char key[72];
+        snprintf(key, sizeof key, "%s %s", cells[i].kind, cells[i].format);
+        int col = -1;
+        for (int k = 0; k < n_columns; k++)
+            if (!strcmp(columns[k], key)) col = k;
+        if (col < 0 && n_columns < 64) snprintf(columns[col = n_columns++], sizeof columns[0], "%s", key);
+        if (col < 0) continue;
+        if (isnan(cells[i].kl)) fprintf(na, "%d %d\n", col, cells[i].layer);
+        else fprintf(d, "%d %d %.6g\n", col, cells[i].layer, fmax(cells[i].kl, 1e-9)), n_values++;
+    }
+    free(cells);
+    data_close(p, d);
+    fprintf(na, "-10 -10\n");
+    data_close(p, na);
+    if (!n_values) {
+        missing(p, "overview", title, "no activation format applied to any site");
+        return;
+    }
+    char caption[700];
+    snprintf(caption, sizeof caption,
+             "Each cell: the mean KL divergence per token when only that site is quantized (qsense profile "
+             "--act-formats / --kv-formats), everything else exact, averaged over the evaluation domains. attn_in is the "
+             "input q, k and v share, ffn_in gate and up's, kv_cache the layer's keys and values; the head's input is the "
+             "bottom row (layer %d). Grey: the format does not fit the site (a block format on narrower heads). A W8A8 "
+             "plan keeps the darkest groups in 16 bits (qsense plan --act).",
+             c->n_layers);
+    new_figure(p, "overview", "sites.png", title, caption);
+    gp_begin(p, "sites.png", title, "site and format", "layer", 240 + 44 * n_columns, 160 + 30 * (c->n_layers < 8 ? 8 : c->n_layers > 40 ? 40 : c->n_layers));
+    fprintf(p->gp, "set xtics rotate by 35 right (");
+    for (int k = 0; k < n_columns; k++) {
+        fprintf(p->gp, "%s", k ? ", " : "");
+        gp_str(p->gp, columns[k]);
+        fprintf(p->gp, " %d", k);
+    }
+    fprintf(p->gp, ")\nset xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\nset ytics %d\nset grid noxtics noytics\n", n_columns - 1,
+            c->n_layers, c->n_layers > 24 ? 4 : 1);
+    fprintf(p->gp, "set lmargin 16\nset bmargin 9\nset logscale cb\nset cblabel 'mean KL per token'\n");
+    fprintf(p->gp, "set palette defined (0 '#ffffcc', 1 '#fd8d3c', 2 '#800026')\nset style fill solid 1.0 noborder\nunset key\n");
+    fprintf(p->gp, "plot ");
+    gp_str(p->gp, napath);
+    fprintf(p->gp, " using 1:2:(0.5):(0.5) with boxxy fc rgb '#d9d9d9', ");
+    gp_str(p->gp, path);
+    fprintf(p->gp, " using 1:2:(0.5):(0.5):3 with boxxy fc palette\nunset logscale cb\nset xtics norotate\nset lmargin -1\nset bmargin -1\n");
+}
+
 /* ---- heatmap: layer x every kind with weights, how far the largest weight stands out ------ */
 /* every per-layer tensor kind, matrices first, then the norms (q/k norms, Gemma's post-norms) */
 static const char *const WKINDS[] = {"attn_q",        "attn_k",       "attn_v",       "attn_qkv",        "attn_output",
@@ -835,6 +893,7 @@ int rp_plots_write(const rp_ctx *c, const char *dir, rp_figures *figs, qs_error 
     fprintf(p.gp, "# qsense report figures: rerun with gnuplot %s\n", script);
     fig_heatmap(&p);
     fig_weight_heatmap(&p);
+    fig_sites(&p);
     fig_cost_vs_bpw(&p);
     fig_granularity(&p);
     fig_dynamic_range(&p);

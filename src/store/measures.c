@@ -301,6 +301,26 @@ int qs_db_site_summary_of(qs_db *db, int64_t run, qs_db_site_summary **out, int 
     return qs_store_collect(st, (void **)out, n, sizeof **out, fill_site_summary, err);
 }
 
+static void fill_site_cell(sqlite3_stmt *st, void *row) {
+    qs_db_site_cell *r = row;
+    qs_store_text(st, 0, r->format, sizeof r->format);
+    qs_store_text(st, 1, r->kind, sizeof r->kind);
+    r->layer = sqlite3_column_int(st, 2);
+    r->kl = qs_store_real(st, 3);
+}
+
+int qs_db_site_cells(qs_db *db, int64_t run, qs_db_site_cell **out, int *n, qs_error *err) {
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = qs_store_prepare(db, "SELECT format, kind, layer, CASE WHEN min(applicable) THEN avg(kl_mean) END FROM"
+                                            " site_sensitivity WHERE run_id = ?1 GROUP BY site, format ORDER BY CASE kind WHEN 'attn_in' THEN 0 WHEN"
+                                            " 'attn_out' THEN 1 WHEN 'ffn_in' THEN 2 WHEN 'ffn_down_in' THEN 3 WHEN 'kv_cache' THEN 4 ELSE 5"
+                                            " END, format, layer");
+    if (!st) return qs_store_fail(db, err, "reading site sensitivity");
+    sqlite3_bind_int64(st, 1, run);
+    return qs_store_collect(st, (void **)out, n, sizeof **out, fill_site_cell, err);
+}
+
 double qs_db_output_error(qs_db *db, int64_t run, int64_t tensor, int64_t format_id) {
     sqlite3_stmt *st = qs_store_prepare(db, "SELECT output_error FROM qerror WHERE run_id = ? AND tensor_id = ? AND format_id = ?"
                                             " AND applicable");

@@ -108,6 +108,15 @@ typedef struct {
     int n_sites;
 } qs_db_site_summary;
 int qs_db_site_summary_of(qs_db *db, int64_t run_id, qs_db_site_summary **out, int *n, qs_error *err);
+/* Every (site, format) of the run: its layer, kind, the mean KL over the domains (NAN where the
+ * format does not apply), in the order of a block (attn_in, attn_out, ffn_in, ffn_down_in,
+ * kv_cache, then the head's input), then format, layer. */
+typedef struct {
+    char format[32], kind[32];
+    int layer;
+    double kl;
+} qs_db_site_cell;
+int qs_db_site_cells(qs_db *db, int64_t run_id, qs_db_site_cell **out, int *n, qs_error *err);
 
 /* The output error of a tensor in a format (NAN: not applicable or not measured). */
 double qs_db_output_error(qs_db *db, int64_t run_id, int64_t tensor_id, int64_t format_id);
