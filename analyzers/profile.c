@@ -158,8 +158,8 @@ static int prepare(run_state *r, const qs_profile_options *opt, qs_profile_progr
     if ((rc = qs_format_parse_list(opt->formats, &p->formats, &p->n_formats, err))) return rc;
     if (opt->sensitivity && (rc = check_sweep_mode(opt, err))) return rc;
     if (opt->sensitivity && !strcmp(opt->sens_mode, "calibrated") && (rc = add_sweep_formats(p, err))) return rc;
-    for (int k = 0; k < p->n_formats; k++) p->store_gram |= p->formats[k]->gptq;
-    for (int k = 0; opt->sensitivity && k < p->n_formats_sens; k++) p->store_gram |= p->formats_sens[k]->gptq;
+    for (int k = 0; k < p->n_formats; k++) p->store_gram |= p->formats[k]->gptq || p->formats[k]->awq;
+    for (int k = 0; opt->sensitivity && k < p->n_formats_sens; k++) p->store_gram |= p->formats_sens[k]->gptq || p->formats_sens[k]->awq;
     if ((rc = qs_profile_check_memory(r->m, opt, r->evalset, p->store_gram, &p->spill_caches, err))) return rc;
     p->db_path = opt->db_path;
     if (progress) {

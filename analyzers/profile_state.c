@@ -31,12 +31,28 @@ float *qs_profile_calib(const qs_profile *p, int i, qs_calib *cal) {
     return (float *)cal->importance;
 }
 
+/* Where AWQ's 1/s can go when the model is written (quantize/awq_fold.c): the RMSNorm before
+ * q/k/v (or the fused qkv) and gate/up, v's rows before attn_output (one row per input channel
+ * only without grouped-query sharing), up's rows before down; nowhere for experts and the head. */
+static int awq_foldable(const qs_model *m, int linear) {
+    switch (linear) {
+    case QS_LIN_Q: case QS_LIN_K: case QS_LIN_V: case QS_LIN_QKV: case QS_LIN_GATE: case QS_LIN_UP: case QS_LIN_DOWN: return 1;
+    case QS_LIN_O: return m->arch.n_heads == m->arch.n_kv_heads;
+    default: return 0;
+    }
+}
+
 int qs_profile_format_applies(const qs_profile *p, int i, const qs_format *f, char *why, size_t cap) {
     const qs_prof_tensor *pt = &p->tensors[i];
     if (!qs_format_applies(f, pt->rows, pt->cols, why, cap)) return 0;
     const qs_act_stats *s = qs_profile_input_stats(p, i);
-    if (f->gptq && pt->linear >= 0 && !(s && s->n_tokens > 0 && s->gram)) {
-        if (why) snprintf(why, cap, "GPTQ needs the Gram matrix of the inputs, and %s has no calibrated inputs", pt->t->name);
+    if ((f->gptq || f->awq) && pt->linear >= 0 && !(s && s->n_tokens > 0 && s->gram)) {
+        if (why) snprintf(why, cap, "%s needs the Gram matrix of the inputs, and %s has no calibrated inputs", f->gptq ? "GPTQ" : "AWQ",
+                          pt->t->name);
+        return 0;
+    }
+    if (f->awq && !awq_foldable(p->m, pt->linear)) {
+        if (why) snprintf(why, cap, "AWQ's scales for %s could not be folded into what feeds it", pt->t->name);
         return 0;
     }
     return 1;

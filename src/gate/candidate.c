@@ -25,7 +25,8 @@ void qs_check_overrides_free(qs_check_overrides *ov) {
 static int quantize_one(const qs_check_options *o, const qs_plan *p, const qs_tensor *t, const qs_format *f, qs_check_overrides *ov,
                         int i, qs_error *err) {
     const int64_t rows = qs_tensor_numel(t) / t->ne[0], n = rows * t->ne[0];
-    const int blocks = (f->family == QS_FAM_GGML || f->family == QS_FAM_FLOAT16) && qs_dtype_row_bytes(f->ggml_type, t->ne[0]);
+    /* AWQ: f32, its own scales applied both ways (a written file folds a group's scales instead) */
+    const int blocks = (f->family == QS_FAM_GGML || f->family == QS_FAM_FLOAT16) && !f->awq && qs_dtype_row_bytes(f->ggml_type, t->ne[0]);
     float *w = malloc(sizeof(float) * (size_t)n), *imp = NULL, *gram = NULL;
     ov->bufs[i] = malloc(blocks ? qs_dtype_row_bytes(f->ggml_type, t->ne[0]) * (size_t)rows : sizeof(float) * (size_t)n);
     if (!w || !ov->bufs[i]) {
@@ -37,8 +38,8 @@ static int quantize_one(const qs_check_options *o, const qs_plan *p, const qs_te
     if (qs_format_needs_calib(f)) {
         if (!o->db) rc = qs_errorf(err, QS_ERR_USAGE, "%s: tensor %s uses %s rounding (%s): give --db, the profile database "
                                    "the plan came from, for the activation statistics", o->plan, t->name,
-                                   f->gptq ? "GPTQ" : "weighted", f->name);
-        else rc = qs_plan_load_calib(o->db, p->model_fingerprint, t->name, t->ne[0], f->gptq, &imp, &gram, err);
+                                   f->gptq ? "GPTQ" : f->awq ? "AWQ" : "weighted", f->name);
+        else rc = qs_plan_load_calib(o->db, p->model_fingerprint, t->name, t->ne[0], f->gptq || f->awq, &imp, &gram, err);
     }
     const qs_calib cal = {imp, gram, !rc && !imp && qs_format_needs_calib(f)}; /* no statistics: an untied embedding */
     if (!rc && blocks) {

@@ -12,7 +12,7 @@
 #include "quant/ggml_quant.h"
 
 extern const qs_format_ops qs_int_ops, qs_ggml_ops, qs_float16_ops, qs_fp8_ops, qs_nf4_ops, qs_nonuniform_ops,
-    qs_sparse_ops, qs_mx_ops;
+    qs_sparse_ops, qs_mx_ops, qs_awq_ops;
 
 #define MAX_FORMATS 320
 static qs_format registry[MAX_FORMATS];
@@ -106,6 +106,21 @@ static void build(void) {
         f->granularity = base->granularity;
         f->group = base->group;
         f->symmetric = base->symmetric;
+    }
+    /* AWQ rounding (awq.c) of the 4-bit formats its users deploy: int4-g128 and llama.cpp's */
+    static const char *const awq_bases[] = {"int4-g128-sym", "int4-g128-asym", "q4_0", "q4_1", "q4_k", "iq4_nl", "iq4_xs"};
+    for (size_t i = 0; i < sizeof awq_bases / sizeof awq_bases[0]; i++) {
+        const qs_format *base = NULL;
+        for (int k = 0; k < n_formats; k++)
+            if (!strcmp(registry[k].name, awq_bases[i])) base = &registry[k];
+        snprintf(name, sizeof name, "%s-awq", awq_bases[i]);
+        f = add(name, base->family, &qs_awq_ops);
+        const qs_format keep = *f;
+        *f = *base; /* the base's parameters: its family, bits, ggml type (a llama.cpp type stays loadable) */
+        memcpy(f->name, keep.name, sizeof f->name);
+        f->ops = &qs_awq_ops;
+        f->base = base;
+        f->awq = 1;
     }
     /* microscaling: OCP MX (E8M0 scale per 32) and NVFP4 (E4M3 scale per 16, f32 per tensor) */
     static const struct { const char *name; int e, m, group, nv; } mx[] = {

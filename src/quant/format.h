@@ -31,6 +31,9 @@
  *   nvidia-nvfp4                                       E2M1 values, an E4M3 scale per 16 and an
  *                                                      f32 scale per tensor, as ModelOpt stores it
  *                                                      (mx_quant.c; "mxfp4"/"nvfp4" are the GGUF types)
+ *   int4-g128-sym/asym q4_0 q4_1 q4_k iq4_nl iq4_xs [-awq]  AWQ: per-input-channel scales searched
+ *                                                      on the calibration inputs, folded into what
+ *                                                      feeds the layer when written (awq.h)
  *   <format>-sp0.45                                    dense-and-sparse: the top 0.45 % magnitudes
  *                                                      kept in fp16 (CSR indices), the rest in <format>
  * A weight matrix is (rows = output features, cols = input features), row-major.
@@ -85,11 +88,12 @@ struct qs_format {
     int ggml_type;   /* GGML and FLOAT16: the qs_dtype of the stored values */
     int weighted;    /* GGML: activation-weighted rounding (needs the importance to matter) */
     int gptq;        /* GGML: GPTQ error compensation (needs the inputs' Gram matrix) */
+    int awq;         /* AWQ rounding of `base` (awq.h: needs the inputs' mean square and Gram matrix) */
     int fp8_exp;     /* FP8: exponent bits (4: e4m3, 5: e5m2) */
     int elem_exp, elem_mant; /* MX: the element format's exponent and mantissa bits */
     int nvfp4;       /* MX: NVIDIA's variant (E4M3 block scales, an f32 tensor scale) */
     double sparse_pct;        /* SPARSE: percent of values kept in fp16 */
-    const qs_format *base;    /* SPARSE: the dense part's format */
+    const qs_format *base;    /* SPARSE: the dense part's format; AWQ: the format it rounds with */
     const qs_format_ops *ops;
 };
 
@@ -123,11 +127,11 @@ int qs_format_fake_quantize_calib(const qs_format *f, const float *w, float *out
 /* The blocks a format with a GGUF type stores (llama.cpp block types, f16, bf16: f->ggml_type),
  * rows of qs_dtype_row_bytes(f->ggml_type, cols) bytes at blocks; cal as for fake quantizing.
  * Returns 0, -1 out of memory, -2 for a format without a GGUF type (or the shape does not fit,
- * or a GPTQ format without cal->gram), -3 an unusable Gram matrix. (ggml_format.c) */
+ * or a GPTQ format without cal->gram, or an AWQ format: its blocks need the scales folded), -3 an unusable Gram matrix. (ggml_format.c) */
 int qs_format_quantize_blocks(const qs_format *f, const float *w, int64_t rows, int64_t cols, const qs_calib *cal, void *blocks);
 
 /* 1 when the format's result depends on the inputs' statistics (weighted or GPTQ rounding) */
-static inline int qs_format_needs_calib(const qs_format *f) { return f->weighted || f->gptq; }
+static inline int qs_format_needs_calib(const qs_format *f) { return f->weighted || f->gptq || f->awq; }
 
 /* 1 if a plan may keep a tensor in this plain float type: "f32" (not a registered format: the
  * identity) or a registered 16-bit float ("f16", "bf16"). */

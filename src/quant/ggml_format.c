@@ -24,7 +24,8 @@ static double ggml_bpw(const qs_format *f, int64_t rows, int64_t cols) {
  * formats compensate errors with the inputs' Gram matrix (required, except for a lookup table,
  * which they round to nearest); the others reproduce llama-quantize without an imatrix. */
 int qs_format_quantize_blocks(const qs_format *f, const float *w, int64_t rows, int64_t cols, const qs_calib *cal, void *blocks) {
-    if ((f->family != QS_FAM_GGML && f->family != QS_FAM_FLOAT16) || !qs_dtype_row_bytes(f->ggml_type, cols)) return -2;
+    /* AWQ's blocks hold W diag(s), which only a model with 1/s folded in computes right */
+    if ((f->family != QS_FAM_GGML && f->family != QS_FAM_FLOAT16) || f->awq || !qs_dtype_row_bytes(f->ggml_type, cols)) return -2;
     if (f->gptq && !(cal && cal->lookup && !cal->gram)) {
         if (!cal || !cal->gram) return -2;
         const int rc = qs_gptq_quantize(f->ggml_type, w, rows, cols, cal->gram, blocks);

@@ -13,6 +13,7 @@
 #include "io/model.h"
 #include "quant/format.h"
 #include "quant/ggml_quant.h"
+#include "quantize/awq_fold.h"
 #include "quantize/gguf_model_meta.h"
 #include "tok/vocab.h"
 
@@ -35,6 +36,7 @@ int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const q
     if (rc) return rc;
     qs_vocab *v = NULL;
     qs_gguf_writer *w = NULL;
+    qs_awq_fold *awq = NULL;
     void **bufs = NULL;
     char fp[65];
     if ((rc = qs_model_fingerprint(m, fp, err))) goto done;
@@ -50,10 +52,12 @@ int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const q
     qs_input_note(tokenizer_path);
     if ((rc = qs_output_check(out_path, "-o", err))) goto done;
     if (qs_plan_needs_importance(plan) && !db_path) {
-        rc = qs_errorf(err, QS_ERR_USAGE, "the plan rounds with activation statistics (a '-w' or '-gptq' format): give --db, the "
+        rc = qs_errorf(err, QS_ERR_USAGE, "the plan rounds with activation statistics (a '-w', '-gptq' or '-awq' format): give --db, the "
                                           "profile database it was made from");
         goto done;
     }
+    /* AWQ: the scales of every group with an "-awq" member, before anything is written */
+    if ((rc = qs_awq_fold_new(&awq, m, plan, db_path, err))) goto done;
     const qs_gguf *g = m->gguf;
     w = qs_gguf_writer_new();
     if (!w) {
@@ -109,6 +113,7 @@ int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const q
             break;
         }
         qs_tensor_dequantize_rows(t, 0, rows, f);
+        qs_awq_fold_tensor(awq, t, f, rows, t->ne[0]); /* W diag(s), and 1/s where an input is made */
         /* statistics (importance, Gram) are per input column: reordering rows leaves them valid */
         const int64_t perm_rows = t->n_dims == 1 ? t->ne[0] : rows, perm_cols = t->n_dims == 1 ? 1 : t->ne[0]; /* a bias */
         if (qs_llama_needs_row_order(m, t->name) && qs_llama_rows_for_gguf(f, perm_rows, perm_cols, m->arch.head_dim)) {
@@ -117,9 +122,15 @@ int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const q
                            m->arch.head_dim);
             break;
         }
-        if (fmt && qs_format_needs_calib(fmt)) {
+        if (fmt && qs_format_needs_calib(fmt) && !fmt->awq) {
             float *imp, *gram = NULL;
             rc = qs_plan_load_calib(db_path, plan->model_fingerprint, t->name, t->ne[0], fmt->gptq, &imp, &gram, err);
+            const float *s = qs_awq_fold_scales(awq, t->name);
+            if (!rc && s && imp) /* its inputs arrive divided by s now */
+                for (int64_t c = 0; c < t->ne[0]; c++) {
+                    imp[c] /= s[c] * s[c];
+                    for (int64_t k = 0; gram && k < t->ne[0]; k++) gram[c * t->ne[0] + k] /= s[c] * s[k];
+                }
             const int lookup = !rc && !imp; /* an untied embedding: no inputs, GPTQ rounds it to nearest */
             if (!rc && !imp && (imp = malloc(sizeof(float) * (size_t)t->ne[0])))
                 for (int64_t c = 0; c < t->ne[0]; c++) imp[c] = 1.0f; /* uniform, as the profile measured it */
@@ -156,6 +167,7 @@ done:
     for (int i = 0; bufs && i < m->n_tensors; i++) free(bufs[i]);
     free(bufs);
     qs_gguf_writer_free(w);
+    qs_awq_fold_free(awq);
     qs_vocab_free(v);
     qs_model_close(m);
     return rc;
