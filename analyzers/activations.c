@@ -27,7 +27,7 @@ static int run(qs_profile *p, int i, qs_error *err) {
     const double sd = sqrt(fmax(0, s->sum_sq / count - mean * mean));
     const double absmax = fmax(fabs(s->min), fabs(s->max));
     float *sorted = malloc(sizeof(float) * (size_t)n);
-    float *mean_sq = malloc(sizeof(float) * (size_t)n);
+    float *mean_sq = malloc(sizeof(float) * (size_t)n), *mean_abs = malloc(sizeof(float) * (size_t)n);
     memcpy(sorted, s->ch_absmax, sizeof(float) * (size_t)n);
     qsort(sorted, (size_t)n, sizeof(float), cmp_float);
     const float median = sorted[n / 2];
@@ -36,16 +36,18 @@ static int run(qs_profile *p, int i, qs_error *err) {
     size_t k = 1;
     for (int c = 0; c < n; c++) {
         mean_sq[c] = (float)(s->ch_sum_sq[c] / (double)s->n_tokens);
+        mean_abs[c] = (float)(s->ch_sum_abs[c] / (double)s->n_tokens);
         if (median > 0 && s->ch_absmax[c] > 6 * median) {
             if (k < sizeof outliers - 16) k += (size_t)snprintf(outliers + k, sizeof outliers - k, n_out ? ",%d" : "%d", c);
             n_out++;
         }
     }
     snprintf(outliers + k, sizeof outliers - k, "]");
-    char hist_ds[160], absmax_ds[160], msq_ds[160];
+    char hist_ds[160], absmax_ds[160], msq_ds[160], mabs_ds[160];
     snprintf(hist_ds, sizeof hist_ds, "/activations/%s/hist", pt->t->name);
     snprintf(absmax_ds, sizeof absmax_ds, "/activations/%s/channel_absmax", pt->t->name);
     snprintf(msq_ds, sizeof msq_ds, "/activations/%s/channel_mean_sq", pt->t->name);
+    snprintf(mabs_ds, sizeof mabs_ds, "/activations/%s/channel_mean_abs", pt->t->name);
     qs_db_activation_stats_row row = {
         .run_id = p->run_id, .tensor_id = pt->db_id, .n_tokens = s->n_tokens, .min = s->min, .max = s->max, .absmax = absmax,
         .mean = mean, .std = sd, .dynamic_range_db = sd > 0 ? 20 * log10(absmax / sd) : NAN, .channel_absmax_median = median,
@@ -56,6 +58,7 @@ static int run(qs_profile *p, int i, qs_error *err) {
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, hist_ds, "u64", s->hist, 256, err);
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, absmax_ds, "f32", s->ch_absmax, n, err);
     if (!rc) rc = qs_db_put_array(p->db, p->run_id, msq_ds, "f32", mean_sq, n, err);
+    if (!rc) rc = qs_db_put_array(p->db, p->run_id, mabs_ds, "f32", mean_abs, n, err); /* AWQ's scales, for quantize */
     /* a mixture of experts: how many calibration tokens the router sent to each expert of this
      * layer (an expert with none has no statistics of its own: the report names it) */
     if (!rc && pt->linear == QS_LIN_GATE_EXPS && p->calib_engine) {
@@ -84,6 +87,7 @@ static int run(qs_profile *p, int i, qs_error *err) {
     }
     free(sorted);
     free(mean_sq);
+    free(mean_abs);
     return rc;
 }
 

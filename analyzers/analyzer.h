@@ -24,6 +24,7 @@ typedef struct {
     float min, max;
     float *ch_absmax;      /* (n_in) */
     double *ch_sum_sq;     /* (n_in): / n_tokens = mean square, llama-imatrix's statistic */
+    double *ch_sum_abs;    /* (n_in): / n_tokens = mean |x|, AWQ's statistic */
     float *gram;           /* (n_in, n_in) = X^T X, for the output error of any W */
     uint64_t hist[256];    /* over [-hist_range, hist_range]; values beyond land in the end bins */
     float hist_range;
@@ -79,8 +80,9 @@ const qs_act_stats *qs_profile_input_stats(const qs_profile *p, int tensor);
 float *qs_profile_importance(const qs_profile *p, int tensor);
 
 /* Everything calibration measured about tensor i's inputs, for qs_format_fake_quantize_calib:
- * cal->importance as qs_profile_importance (returned: the caller frees it), cal->gram borrowed
- * from the profile (NULL when no pass ran or the tensor has no linear input). */
+ * cal->importance as qs_profile_importance and cal->mean_abs (one buffer, returned: the caller
+ * frees it), cal->gram borrowed from the profile (NULL when no pass ran or the tensor has no
+ * linear input). */
 float *qs_profile_calib(const qs_profile *p, int tensor, qs_calib *cal);
 /* qs_format_applies, and for GPTQ formats also calibrated inputs; else 0 with a reason. */
 int qs_profile_format_applies(const qs_profile *p, int tensor, const qs_format *f, char *why, size_t cap);

@@ -19,13 +19,14 @@ static void observe(void *user, int layer, int kind, const float *x, int n, int 
         s->max = -INFINITY;
         s->ch_absmax = calloc((size_t)n_in, sizeof(float));
         s->ch_sum_sq = calloc((size_t)n_in, sizeof(double));
+        s->ch_sum_abs = calloc((size_t)n_in, sizeof(double));
         /* X^T X (n_in^2 floats: an 8B model's FFN input, 784 MiB) only where a pending job uses it */
         s->gram = p->want_gram[layer] ? calloc((size_t)n_in * (size_t)n_in, sizeof(float)) : NULL;
         float amax = 0;
         for (int64_t k = 0; k < (int64_t)n * n_in; k++) amax = fmaxf(amax, fabsf(x[k]));
         s->hist_range = amax > 0 ? 2 * amax : 1; /* fixed from the first batch; beyond it: end bins */
     }
-    if (!s->ch_absmax || !s->ch_sum_sq || (p->want_gram[layer] && !s->gram)) return;
+    if (!s->ch_absmax || !s->ch_sum_sq || !s->ch_sum_abs || (p->want_gram[layer] && !s->gram)) return;
     for (int t = 0; t < n; t++) {
         const float *r = x + (size_t)t * n_in;
         for (int c = 0; c < n_in; c++) {
@@ -33,6 +34,7 @@ static void observe(void *user, int layer, int kind, const float *x, int n, int 
             s->sum += v;
             s->sum_sq += (double)v * v;
             s->ch_sum_sq[c] += (double)v * v;
+            s->ch_sum_abs[c] += fabs((double)v);
             if (fabsf(v) > s->ch_absmax[c]) s->ch_absmax[c] = fabsf(v);
             if (v < s->min) s->min = v;
             if (v > s->max) s->max = v;

@@ -418,6 +418,7 @@ static void run_state_free(run_state *r) {
         for (int i = 0; i < (r->m->arch.n_layers + 1) * QS_LIN_COUNT; i++) {
             free(p->acts[i].ch_absmax);
             free(p->acts[i].ch_sum_sq);
+            free(p->acts[i].ch_sum_abs);
             free(p->acts[i].gram);
         }
         free(p->acts);

@@ -25,10 +25,17 @@ float *qs_profile_importance(const qs_profile *p, int i) {
 
 float *qs_profile_calib(const qs_profile *p, int i, qs_calib *cal) {
     const qs_act_stats *s = qs_profile_input_stats(p, i);
-    cal->importance = qs_profile_importance(p, i);
+    const int64_t cols = p->tensors[i].cols;
+    float *buf = s && s->ch_sum_sq && s->ch_sum_abs && s->n_tokens > 0 ? malloc(sizeof(float) * (size_t)(2 * cols)) : NULL;
+    for (int64_t c = 0; buf && c < cols; c++) {
+        buf[c] = (float)(s->ch_sum_sq[c] / (double)s->n_tokens);
+        buf[cols + c] = (float)(s->ch_sum_abs[c] / (double)s->n_tokens);
+    }
+    cal->importance = buf;
+    cal->mean_abs = buf ? buf + cols : NULL;
     cal->gram = s && s->n_tokens > 0 ? s->gram : NULL;
     cal->lookup = p->tensors[i].linear < 0;
-    return (float *)cal->importance;
+    return buf;
 }
 
 /* Where AWQ's 1/s can go when the model is written (quantize/awq_fold.c): the RMSNorm before

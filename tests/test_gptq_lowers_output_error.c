@@ -164,7 +164,7 @@ static void compare(const qs_model *m, const grams *cal, const grams *held, int 
         qs_tensor_dequantize_rows(t, 0, rows, w);
         for (int64_t c = 0; c < cols; c++) imp[c] = G[c * cols + c];
         qs_error err = {0};
-        const qs_calib c_w = {imp, NULL, 0}, c_g = {imp, G, 0};
+        const qs_calib c_w = {imp, NULL, 0, NULL}, c_g = {imp, G, 0, NULL};
         CHECK(qs_format_fake_quantize_calib(fw, w, ww, rows, cols, &c_w, &err) == 0, "%s", err.msg);
         CHECK(qs_format_fake_quantize_calib(fg, w, wg, rows, cols, &c_g, &err) == 0, "%s", err.msg);
         for (int64_t k = 0; k < rows * cols; k++) not_finite += !isfinite(wg[k]);

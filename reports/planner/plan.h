@@ -97,6 +97,10 @@ int qs_plan_needs_importance(const qs_plan *p);
  * it), malloc'd, or NULL (uniform) for an untied token embedding, which has no inputs; with
  * want_gram, *gram (cols x cols, X^T X / n_tokens), malloc'd (NULL for that embedding too). QS_ERR_INPUT naming the tensor and
  * the missing statistic when the database lacks it. */
+/* The inputs' mean |x| per column (AWQ's statistic) of a tensor, malloc'd; QS_ERR_INPUT naming
+ * the tensor when the database lacks it (a profile from before qsense measured it). */
+int qs_plan_load_mean_abs(const char *db_path, const char *model_fingerprint, const char *tensor, int64_t cols, float **mean_abs,
+                          qs_error *err);
 int qs_plan_load_calib(const char *db_path, const char *model_fingerprint, const char *tensor, int64_t cols, int want_gram,
                        float **importance, float **gram, qs_error *err);
 

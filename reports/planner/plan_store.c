@@ -60,6 +60,23 @@ int qs_plan_needs_importance(const qs_plan *p) {
     return 0;
 }
 
+int qs_plan_load_mean_abs(const char *db_path, const char *model_fingerprint, const char *tensor, int64_t cols, float **mean_abs,
+                          qs_error *err) {
+    *mean_abs = NULL;
+    qs_db *db;
+    int rc = qs_db_open(&db, db_path, QS_DB_READ, err);
+    if (rc) return rc;
+    char dataset[200];
+    snprintf(dataset, sizeof dataset, "/activations/%s/channel_mean_abs", tensor);
+    const int found = qs_db_model_f32_array(db, model_fingerprint, dataset, cols, mean_abs, err);
+    if (found < 0) rc = found;
+    else if (!found)
+        rc = qs_errorf(err, QS_ERR_INPUT, "%s: no mean |x| of the inputs (%s) for the model with sha256 %.16s...: AWQ rounding needs "
+                                          "a profile run of this model by this version of qsense", db_path, dataset, model_fingerprint);
+    qs_db_close(db);
+    return rc;
+}
+
 int qs_plan_load_calib(const char *db_path, const char *model_fingerprint, const char *tensor, int64_t cols, int want_gram,
                        float **importance, float **gram, qs_error *err) {
     *importance = NULL;

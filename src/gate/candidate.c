@@ -27,7 +27,7 @@ static int quantize_one(const qs_check_options *o, const qs_plan *p, const qs_te
     const int64_t rows = qs_tensor_numel(t) / t->ne[0], n = rows * t->ne[0];
     /* AWQ: f32, its own scales applied both ways (a written file folds a group's scales instead) */
     const int blocks = (f->family == QS_FAM_GGML || f->family == QS_FAM_FLOAT16) && !f->awq && qs_dtype_row_bytes(f->ggml_type, t->ne[0]);
-    float *w = malloc(sizeof(float) * (size_t)n), *imp = NULL, *gram = NULL;
+    float *w = malloc(sizeof(float) * (size_t)n), *imp = NULL, *gram = NULL, *mag = NULL;
     ov->bufs[i] = malloc(blocks ? qs_dtype_row_bytes(f->ggml_type, t->ne[0]) * (size_t)rows : sizeof(float) * (size_t)n);
     if (!w || !ov->bufs[i]) {
         free(w);
@@ -40,8 +40,9 @@ static int quantize_one(const qs_check_options *o, const qs_plan *p, const qs_te
                                    "the plan came from, for the activation statistics", o->plan, t->name,
                                    f->gptq ? "GPTQ" : f->awq ? "AWQ" : "weighted", f->name);
         else rc = qs_plan_load_calib(o->db, p->model_fingerprint, t->name, t->ne[0], f->gptq || f->awq, &imp, &gram, err);
+        if (!rc && f->awq && imp) rc = qs_plan_load_mean_abs(o->db, p->model_fingerprint, t->name, t->ne[0], &mag, err);
     }
-    const qs_calib cal = {imp, gram, !rc && !imp && qs_format_needs_calib(f)}; /* no statistics: an untied embedding */
+    const qs_calib cal = {imp, gram, !rc && !imp && qs_format_needs_calib(f), mag}; /* no statistics: an untied embedding */
     if (!rc && blocks) {
         const int q = qs_format_quantize_blocks(f, w, rows, t->ne[0], &cal, ov->bufs[i]);
         if (q == -3) rc = qs_errorf(err, QS_ERR_INPUT, "tensor %s: the Gram matrix of its inputs in %s is unusable", t->name, o->db);
@@ -57,6 +58,7 @@ static int quantize_one(const qs_check_options *o, const qs_plan *p, const qs_te
     free(w);
     free(imp);
     free(gram);
+    free(mag);
     return rc;
 }
 

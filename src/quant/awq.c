@@ -9,11 +9,10 @@
 #define N_ALPHA 21
 
 /* s_c = m_c^alpha normalized, clamped so neither W diag(s) nor the folded 1/s overflows */
-static void scales_for(const float *importance, int64_t cols, float alpha, float *s) {
+static void scales_for(const float *magnitude, int64_t cols, float alpha, float *s) {
     float lo = INFINITY, hi = 0;
     for (int64_t c = 0; c < cols; c++) {
-        const float m = sqrtf(fmaxf(importance[c], 0.0f));
-        s[c] = powf(fmaxf(m, 1e-8f), alpha);
+        s[c] = powf(fmaxf(magnitude[c], 1e-8f), alpha);
         lo = fminf(lo, s[c]);
         hi = fmaxf(hi, s[c]);
     }
@@ -40,7 +39,7 @@ static double output_error(const float *w, float *wq, int64_t rows, int64_t cols
     return e;
 }
 
-int qs_awq_search(const qs_awq_member *m, int n, int64_t cols, const float *importance, const float *gram, float *s,
+int qs_awq_search(const qs_awq_member *m, int n, int64_t cols, const float *magnitude, const float *gram, float *s,
                   float *alpha) {
     int64_t max_rows = 0;
     for (int k = 0; k < n; k++) max_rows = m[k].rows > max_rows ? m[k].rows : max_rows;
@@ -50,7 +49,7 @@ int qs_awq_search(const qs_awq_member *m, int n, int64_t cols, const float *impo
     double best = INFINITY;
     for (int a = 0; a < N_ALPHA && !rc; a++) {
         const float al = (float)a / (N_ALPHA - 1);
-        scales_for(importance, cols, al, trial);
+        scales_for(magnitude, cols, al, trial);
         double err = 0;
         for (int k = 0; k < n && !rc; k++) {
             rc = qs_awq_apply(m[k].fmt, m[k].w, wq, m[k].rows, cols, trial);
@@ -77,7 +76,7 @@ static int awq_applies(const qs_format *f, int64_t rows, int64_t cols, char *why
 static double awq_bpw(const qs_format *f, int64_t rows, int64_t cols) { return qs_format_bpw(f->base, rows, cols); }
 
 static int awq_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const qs_calib *cal) {
-    if (!cal || !cal->gram || !cal->importance) {
+    if (!cal || !cal->gram || !cal->mean_abs) {
         /* a table read by index has no inputs to weigh: plain rounding, as GPTQ formats do */
         if (cal && cal->lookup) return f->base->ops->fake_quantize(f->base, w, out, rows, cols, NULL);
         return -2;
@@ -85,7 +84,7 @@ static int awq_fake(const qs_format *f, const float *w, float *out, int64_t rows
     float *s = malloc(sizeof(float) * (size_t)cols), alpha;
     if (!s) return -1;
     const qs_awq_member m = {w, rows, f->base};
-    int rc = qs_awq_search(&m, 1, cols, cal->importance, cal->gram, s, &alpha);
+    int rc = qs_awq_search(&m, 1, cols, cal->mean_abs, cal->gram, s, &alpha);
     if (!rc) rc = qs_awq_apply(f->base, w, out, rows, cols, s);
     free(s);
     return rc;

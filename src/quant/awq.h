@@ -5,9 +5,8 @@
  * attn_output, up's rows before down), so the written model is plain. alpha is searched on a
  * grid of 21 values in [0, 1] for the least output error ||X (W - W^)^T||^2 = tr(dW G dW^T), G =
  * X^T X the calibration inputs' Gram matrix; alpha = 0 is plain rounding, so AWQ never does worse
- * on the calibration inputs. m_c: the root mean square of the channel's inputs (the statistic the
- * calibration keeps; AWQ's reference code takes the mean absolute value, which ranks channels the
- * same way but for heavy tails), scales normalized by sqrt(max s * min s) as AWQ does.
+ * on the calibration inputs. m_c: the mean absolute value of the channel's inputs, scales
+ * normalized by sqrt(max s * min s), as AWQ's reference code does.
  * The formats "<base>-awq" (base: int4-g128-sym/asym, q4_0, q4_1, q4_k, iq4_nl, iq4_xs) search
  * one tensor's own scales; qsense quantize searches one scale vector per group of matrices that
  * share an input (q/k/v, gate/up), since one norm carries it. */
@@ -25,9 +24,8 @@ typedef struct {
 } qs_awq_member;
 
 /* The scales s (cols) minimizing the members' summed output error; *alpha the exponent chosen.
- * importance: the inputs' mean square per channel; gram (cols, cols). Returns 0, -1 out of
- * memory. */
-int qs_awq_search(const qs_awq_member *m, int n, int64_t cols, const float *importance, const float *gram, float *s,
+ * magnitude: the inputs' mean |x| per channel; gram (cols, cols). Returns 0, -1 out of memory. */
+int qs_awq_search(const qs_awq_member *m, int n, int64_t cols, const float *magnitude, const float *gram, float *s,
                   float *alpha);
 
 /* out = dequantize(fmt(w diag(s))) diag(1/s) (out may be w) */

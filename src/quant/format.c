@@ -220,7 +220,7 @@ int qs_format_fake_quantize(const qs_format *f, const float *w, float *out, int6
 
 int qs_format_fake_quantize_weighted(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
                                      const float *importance, qs_error *err) {
-    const qs_calib cal = {importance, NULL, 0};
+    const qs_calib cal = {importance, NULL, 0, NULL};
     return qs_format_fake_quantize_calib(f, w, out, rows, cols, &cal, err);
 }
 

@@ -55,12 +55,14 @@ typedef struct qs_format qs_format;
 
 /* What calibration tells a quantizer about a matrix's inputs; any field may be NULL.
  * importance: (cols) the inputs' mean square; gram: (cols, cols) X^T X, any positive multiple;
+ * mean_abs: (cols) the inputs' mean absolute value;
  * lookup: the matrix is a table read by index (an untied token embedding), it has no inputs:
  * GPTQ formats round it to nearest, as their plain block type does. */
 typedef struct {
     const float *importance;
     const float *gram;
     int lookup;
+    const float *mean_abs; /* (cols) the inputs' mean absolute value (AWQ's statistic) */
 } qs_calib;
 
 typedef struct {

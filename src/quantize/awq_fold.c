@@ -56,8 +56,9 @@ static int search_group(qs_awq_fold *a, const qs_model *m, const qs_plan *plan, 
     if (in == IN_ATTN_OUT && m->arch.n_heads != m->arch.n_kv_heads)
         return qs_errorf(err, QS_ERR_INPUT, "%s: AWQ on %s: its scales cannot be folded into v's rows with grouped-query attention",
                          plan->source_path, mt[0]->name);
-    float *imp = NULL, *gram = NULL, *w[3] = {NULL, NULL, NULL};
+    float *imp = NULL, *gram = NULL, *mag = NULL, *w[3] = {NULL, NULL, NULL};
     int rc = qs_plan_load_calib(db_path, plan->model_fingerprint, mt[0]->name, cols, 1, &imp, &gram, err);
+    if (!rc) rc = qs_plan_load_mean_abs(db_path, plan->model_fingerprint, mt[0]->name, cols, &mag, err);
     qs_awq_member mem[3];
     int nm = 0;
     for (int k = 0; k < n && !rc; k++) {
@@ -72,12 +73,13 @@ static int search_group(qs_awq_fold *a, const qs_model *m, const qs_plan *plan, 
     }
     float *s = rc ? NULL : malloc(sizeof(float) * (size_t)cols), alpha = 0;
     if (!rc && !s) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-    if (!rc && qs_awq_search(mem, nm, cols, imp, gram, s, &alpha)) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory in AWQ");
+    if (!rc && qs_awq_search(mem, nm, cols, mag, gram, s, &alpha)) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory in AWQ");
     if (!rc) a->s[l * N_INPUTS + in] = s;
     else free(s);
     for (int k = 0; k < 3; k++) free(w[k]);
     free(imp);
     free(gram);
+    free(mag);
     return rc;
 }
 
