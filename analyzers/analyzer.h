@@ -16,6 +16,10 @@
 #include "store/measure_rows.h"
 #include "store/profile_rows.h"
 
+/* The weights and qerror analyzers read a tensor a block of rows at a time, at most this many
+ * bytes of f32 per buffer, instead of expanding it whole */
+#define QS_PROFILE_BLOCK_BYTES ((int64_t)32 << 20)
+
 /* Statistics of the inputs of one linear layer over the calibration tokens. */
 typedef struct {
     int n_in;

@@ -2,7 +2,11 @@
  * shape get a row saying why (never silently padded). For the others: MSE, SQNR, max abs
  * error, cosine similarity, and the activation-weighted output error
  * ||(W - W^) X^T||^2 / ||W X^T||^2 over all calibration tokens, computed exactly from the
- * inputs' Gram matrix G = X^T X as sum_r dW_r G dW_r^T / sum_r W_r G W_r^T. */
+ * inputs' Gram matrix G = X^T X as sum_r dW_r G dW_r^T / sum_r W_r G W_r^T.
+ * Memory: the tensor is streamed from its stored blocks a block of rows at a time (at most
+ * QS_PROFILE_BLOCK_BYTES of f32 per buffer) through the formats whose rows are independent
+ * (qs_format_rows_independent); only a format with a per-tensor scale, threshold or search
+ * makes it hold the tensor twice in f32 (the weights and their quantized copy). */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -22,44 +26,112 @@ static double quad_form(const float *a, const float *g, int64_t rows, int n, flo
     return s;
 }
 
+/* One format's sums over the row blocks seen so far */
+typedef struct {
+    qs_qerror_acc q;
+    double out_num; /* sum_r dW_r G dW_r^T */
+} format_acc;
+
+/* Buffers of one row block (rows_per_block rows), and the tensor whole where a format needs it */
+typedef struct {
+    const qs_prof_tensor *pt;
+    const float *gram;  /* NULL: no calibrated inputs */
+    int64_t block_rows;
+    float *w_whole, *wq_whole; /* NULL unless a format is not row-independent */
+    float *w, *wq, *dw, *scratch;
+} streams;
+
+/* The rows [r0, r0 + nr) of the weights: a view of the whole copy, or expanded into s->w */
+static const float *weight_rows(streams *s, int64_t r0, int64_t nr) {
+    if (s->w_whole) return s->w_whole + r0 * s->pt->cols;
+    qs_tensor_dequantize_rows(s->pt->t, r0, nr, s->w);
+    return s->w;
+}
+
+static void accumulate(streams *s, format_acc *a, const float *w, const float *wq, int64_t nr) {
+    const int64_t n = nr * s->pt->cols;
+    qs_qerror_add(&a->q, w, wq, n);
+    if (!s->gram) return;
+    for (int64_t e = 0; e < n; e++) s->dw[e] = w[e] - wq[e];
+    a->out_num += quad_form(s->dw, s->gram, nr, (int)s->pt->cols, s->scratch);
+}
+
+static int put_row(qs_profile *p, int i, int k, const format_acc *a, double denom, qs_error *err) {
+    const qs_prof_tensor *pt = &p->tensors[i];
+    qs_qerror q;
+    qs_qerror_finish(&a->q, &q);
+    qs_db_qerror_row row = {.run_id = p->run_id, .tensor_id = pt->db_id, .format_id = p->format_ids[k], .applicable = 1,
+                            .bpw = qs_format_bpw(p->formats[k], pt->rows, pt->cols), .mse = q.mse, .sqnr_db = q.sqnr_db,
+                            .max_abs_error = q.max_abs, .cosine = q.cosine,
+                            .output_error = denom > 0 ? a->out_num / denom : NAN};
+    return qs_db_put_qerror(p->db, &row, err);
+}
+
 static int run(qs_profile *p, int i, qs_error *err) {
     const qs_prof_tensor *pt = &p->tensors[i];
-    const int64_t n = pt->rows * pt->cols;
-    const qs_act_stats *s = qs_profile_input_stats(p, i);
-    float *w = qs_profile_weights(p, i), *wq = malloc(sizeof(float) * (size_t)n), *dw = malloc(sizeof(float) * (size_t)n);
-    float *scratch = s ? malloc(sizeof(float) * (size_t)n) : NULL;
-    if (!w || !wq || !dw || (s && !scratch)) {
-        free(w); free(wq); free(dw); free(scratch);
+    const int64_t rows = pt->rows, cols = pt->cols;
+    const qs_act_stats *st = qs_profile_input_stats(p, i);
+    int *ok = calloc((size_t)p->n_formats, sizeof(int)), whole = 0, rc = 0;
+    format_acc *acc = calloc((size_t)p->n_formats, sizeof(format_acc));
+    if (!ok || !acc) {
+        free(ok);
+        free(acc);
         return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %s", pt->t->name);
     }
-    const double denom = s ? quad_form(w, s->gram, pt->rows, (int)pt->cols, scratch) : NAN;
-    /* codebook formats weight their fit by the inputs' mean square (llama-imatrix's statistic) */
-    qs_calib cal;
-    float *importance = qs_profile_calib(p, i, &cal);
-    int rc = 0;
     for (int k = 0; k < p->n_formats && !rc; k++) {
-        const qs_format *f = p->formats[k];
         char why[200] = "";
-        if (!qs_profile_format_applies(p, i, f, why, sizeof why)) {
+        ok[k] = qs_profile_format_applies(p, i, p->formats[k], why, sizeof why);
+        if (ok[k]) whole |= !qs_format_rows_independent(p->formats[k]);
+        else {
             qs_db_qerror_row row = {.run_id = p->run_id, .tensor_id = pt->db_id, .format_id = p->format_ids[k], .applicable = 0,
                                     .reason = why};
             rc = qs_db_put_qerror(p->db, &row, err);
-            continue;
         }
-        if ((rc = qs_format_fake_quantize_calib(f, w, wq, pt->rows, pt->cols, &cal, err))) break;
-        qs_qerror q;
-        qs_qerror_compute(w, wq, n, &q);
-        double out_err = NAN;
-        if (s && denom > 0) {
-            for (int64_t e = 0; e < n; e++) dw[e] = w[e] - wq[e];
-            out_err = quad_form(dw, s->gram, pt->rows, (int)pt->cols, scratch) / denom;
-        }
-        qs_db_qerror_row row = {.run_id = p->run_id, .tensor_id = pt->db_id, .format_id = p->format_ids[k], .applicable = 1,
-                                .bpw = qs_format_bpw(f, pt->rows, pt->cols), .mse = q.mse, .sqnr_db = q.sqnr_db,
-                                .max_abs_error = q.max_abs, .cosine = q.cosine, .output_error = out_err};
-        rc = qs_db_put_qerror(p->db, &row, err);
     }
-    free(w); free(wq); free(dw); free(scratch); free(importance);
+    int64_t br = QS_PROFILE_BLOCK_BYTES / (4 * cols);
+    br = br < 1 ? 1 : br > rows ? rows : br;
+    streams s = {.pt = pt, .gram = st && st->n_tokens > 0 ? st->gram : NULL, .block_rows = br};
+    const size_t blk = sizeof(float) * (size_t)(br * cols), all = sizeof(float) * (size_t)(rows * cols);
+    s.wq = malloc(blk);
+    if (whole) {
+        s.w_whole = malloc(all);
+        s.wq_whole = malloc(all);
+        if (s.w_whole) qs_tensor_dequantize_rows(pt->t, 0, rows, s.w_whole);
+    } else s.w = malloc(blk);
+    if (s.gram) {
+        s.dw = malloc(blk);
+        s.scratch = malloc(blk);
+    }
+    if (!rc && (!s.wq || (whole ? !s.w_whole || !s.wq_whole : !s.w) || (s.gram && (!s.dw || !s.scratch))))
+        rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %s", pt->t->name);
+    /* codebook formats weight their fit by the inputs' mean square (llama-imatrix's statistic) */
+    qs_calib cal;
+    float *importance = rc ? NULL : qs_profile_calib(p, i, &cal);
+    double denom = 0;
+    /* the row-independent formats, one block of rows at a time, each block expanded once */
+    for (int64_t r0 = 0; r0 < rows && !rc; r0 += br) {
+        const int64_t nr = rows - r0 < br ? rows - r0 : br;
+        const float *w = weight_rows(&s, r0, nr);
+        if (s.gram) denom += quad_form(w, s.gram, nr, (int)cols, s.scratch);
+        for (int k = 0; k < p->n_formats && !rc; k++) {
+            if (!ok[k] || !qs_format_rows_independent(p->formats[k])) continue;
+            if ((rc = qs_format_fake_quantize_calib(p->formats[k], w, s.wq, nr, cols, &cal, err))) break;
+            accumulate(&s, &acc[k], w, s.wq, nr);
+        }
+    }
+    /* the others on the whole tensor, their sums still taken a block of rows at a time */
+    for (int k = 0; k < p->n_formats && !rc; k++) {
+        if (!ok[k] || qs_format_rows_independent(p->formats[k])) continue;
+        if ((rc = qs_format_fake_quantize_calib(p->formats[k], s.w_whole, s.wq_whole, rows, cols, &cal, err))) break;
+        for (int64_t r0 = 0; r0 < rows; r0 += br) {
+            const int64_t nr = rows - r0 < br ? rows - r0 : br;
+            accumulate(&s, &acc[k], s.w_whole + r0 * cols, s.wq_whole + r0 * cols, nr);
+        }
+    }
+    for (int k = 0; k < p->n_formats && !rc; k++)
+        if (ok[k]) rc = put_row(p, i, k, &acc[k], s.gram ? denom : NAN, err);
+    free(s.w_whole); free(s.wq_whole); free(s.w); free(s.wq); free(s.dw); free(s.scratch);
+    free(importance); free(ok); free(acc);
     return rc;
 }
 

@@ -2,9 +2,11 @@
 #include "analyzers/profile_memory.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "analyzers/analyzer.h"
 #include "analyzers/sens_gradient.h"
 #include "io/gguf.h"
 
@@ -38,7 +40,19 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
     double largest = 0;
     for (int i = 0; i < m->n_tensors; i++)
         if ((double)qs_tensor_numel(&m->tensors[i]) > largest) largest = (double)qs_tensor_numel(&m->tensors[i]);
-    out->tensors = 3 * 4 * largest;
+    /* the analyzers stream a tensor by blocks of rows (weights, quantized, error, product) unless
+     * a format needs it whole (a per-tensor scale or search): then it and its quantized copy in
+     * f32; the sweep holds a candidate whole (the weights, its quantized copy, the engine's) */
+    const qs_format **fl;
+    int nf, whole = 1;
+    qs_error ignored = {0};
+    if (!qs_format_parse_list(opt->formats ? opt->formats : "default", &fl, &nf, &ignored)) {
+        whole = 0;
+        for (int k = 0; k < nf; k++) whole |= !qs_format_rows_independent(fl[k]);
+        free(fl);
+    }
+    out->tensors = 4.0 * (double)QS_PROFILE_BLOCK_BYTES + (whole ? 2 * 4 * largest : 0);
+    if (opt->sensitivity && 3 * 4 * largest > out->tensors) out->tensors = 3 * 4 * largest;
     out->engine = 32.0 * 1024 * 1024 + 4 * ctx * (6 * dim + 2 * hid + V) + 4 * 2 * ctx * ctx;
     if (opt->sensitivity && set) {
         const double ectx = opt->eval_ctx > 0 ? opt->eval_ctx : ctx, topk = opt->topk > 0 ? opt->topk : 64;

@@ -17,7 +17,7 @@ typedef struct {
                        * per input of one layer at a time (of every layer with a GPTQ format), and
                        * the calibration chunks' residual stream */
     double widest;    /* the widest input's X^T X (the FFN down projection's, usually) */
-    double tensors;   /* working copies of the largest tensor (f32, quantized, error) */
+    double tensors;   /* the analyzers' row blocks, and the largest tensor whole where a format or the sweep needs it */
     double engine;    /* weight scratch and one chunk's activations and logits */
     double sens;      /* the sweep's base-run caches (residual stream per layer, top-k), 0 without */
     double sens_cache;/* of which the residual stream of every layer, which can go to a file */

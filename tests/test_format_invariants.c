@@ -181,6 +181,62 @@ static void microscaling(void) {
     }
 }
 
+/* Every format that lets the analyzers stream a matrix by rows (qs_format_rows_independent)
+ * must give, for a block of rows, exactly those rows of the whole matrix's result: 7 rows of
+ * different magnitudes quantized whole and as 3 + 4 rows, with calibration statistics. The
+ * method is shown able to fail: a per-tensor format differs when split. */
+static int split_matches(const qs_format *f, const float *w, int64_t rows, int64_t cols, const qs_calib *cal) {
+    const int64_t top = 3, n = rows * cols;
+    float *whole = malloc(sizeof(float) * (size_t)n), *parts = malloc(sizeof(float) * (size_t)n);
+    qs_error err = {0};
+    int ok = qs_format_fake_quantize_calib(f, w, whole, rows, cols, cal, &err) == 0 &&
+             qs_format_fake_quantize_calib(f, w, parts, top, cols, cal, &err) == 0 &&
+             qs_format_fake_quantize_calib(f, w + top * cols, parts + top * cols, rows - top, cols, cal, &err) == 0;
+    CHECK(ok, "%s: %s", f->name, err.msg);
+    ok = ok && memcmp(whole, parts, sizeof(float) * (size_t)n) == 0;
+    free(whole);
+    free(parts);
+    return ok;
+}
+
+static void rows_independent(void) {
+    enum { R = 7, C = 256 };
+    static float w[R * C], imp[C], mabs[C], gram[C * C], a[2 * C * C];
+    uint64_t s = 11;
+    for (int i = 0; i < 2 * C * C; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        a[i] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) w[r * C + c] = (float)(r + 1) * a[r * C + c] * (c % 37 == 5 ? 9.0f : 1.0f);
+    for (int c = 0; c < C; c++) {
+        imp[c] = 0.1f + a[C * C + c] * a[C * C + c] * (c % 11 == 0 ? 50 : 1);
+        mabs[c] = sqrtf(imp[c]) * 0.8f;
+    }
+    for (int i = 0; i < C; i++) /* X^T X of 2C random rows: positive definite */
+        for (int j = 0; j < C; j++) {
+            double g = 0;
+            for (int t = 0; t < 2 * C; t++) g += (double)a[t * C + i] * a[t * C + j];
+            gram[i * C + j] = (float)g;
+        }
+    const qs_calib cal = {imp, gram, 0, mabs};
+    int checked = 0;
+    for (int i = 0; i < qs_format_count(); i++) {
+        const qs_format *f = qs_format_at(i);
+        if (!qs_format_rows_independent(f) || !qs_format_applies(f, R, C, NULL, 0)) continue;
+        CHECK(split_matches(f, w, R, C, &cal), "%s says its rows are independent, but 3 + 4 rows differ from 7", f->name);
+        checked++;
+    }
+    CHECK(checked >= 150, "%d formats checked row by row", checked);
+    qs_error err = {0};
+    const char *whole_only[] = {"int4-tensor-sym", "fp8-e4m3", "nvidia-nvfp4", "nuq3-channel-sp0.45"};
+    for (size_t k = 0; k < sizeof whole_only / sizeof whole_only[0]; k++) {
+        const qs_format *f = qs_format_find(whole_only[k], &err);
+        CHECK(f && !qs_format_rows_independent(f) && !split_matches(f, w, R, C, &cal), "%s: a per-tensor format, split",
+              whole_only[k]);
+    }
+}
+
 int main(void) {
     qs_error err = {0};
     /* vocabulary */
@@ -204,6 +260,8 @@ int main(void) {
     free(list);
     CHECK(qs_format_parse_list("q4_0,bogus", &list, &m, &err) == QS_ERR_USAGE && strstr(err.msg, "bogus"), "bad list");
     CHECK(qs_format_parse_list(",", &list, &m, &err) == QS_ERR_USAGE, "empty list");
+
+    rows_independent();
 
     /* bits per weight */
     struct { const char *name; int64_t rows, cols; double bpw; } costs[] = {

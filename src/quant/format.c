@@ -137,6 +137,16 @@ static void build(void) {
     }
 }
 
+int qs_format_rows_independent(const qs_format *f) {
+    if (f->awq || f->gptq) return 0;
+    switch (f->family) {
+    case QS_FAM_INT: case QS_FAM_FP8: return f->granularity != QS_GRAN_TENSOR;
+    case QS_FAM_GGML: case QS_FAM_FLOAT16: case QS_FAM_NF4: case QS_FAM_NONUNIFORM: return 1;
+    case QS_FAM_MX: return !f->nvfp4;
+    default: return 0; /* QS_FAM_SPARSE */
+    }
+}
+
 const char *qs_family_name(int family) {
     static const char *const n[] = {"int", "ggml", "float16", "fp8", "nf4", "nonuniform", "sparse", "mx"};
     return family >= 0 && family <= QS_FAM_MX ? n[family] : "?";

@@ -132,6 +132,12 @@ int qs_format_fake_quantize_calib(const qs_format *f, const float *w, float *out
  * or a GPTQ format without cal->gram, or an AWQ format: its blocks need the scales folded), -3 an unusable Gram matrix. (ggml_format.c) */
 int qs_format_quantize_blocks(const qs_format *f, const float *w, int64_t rows, int64_t cols, const qs_calib *cal, void *blocks);
 
+/* 1 when quantizing a block of a matrix's rows gives exactly those rows of quantizing the whole
+ * matrix (no per-tensor scale, threshold or search), so the analyzers may stream it a block of
+ * rows at a time; 0 for per-tensor int/fp8 scales, NVIDIA's tensor scale, dense-and-sparse's
+ * global threshold, AWQ's per-tensor search and GPTQ (kept whole). test_format_invariants
+ * checks it for every format that says 1. */
+int qs_format_rows_independent(const qs_format *f);
 /* 1 when the format's result depends on the inputs' statistics (weighted or GPTQ rounding) */
 static inline int qs_format_needs_calib(const qs_format *f) { return f->weighted || f->gptq || f->awq; }
 

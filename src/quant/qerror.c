@@ -5,8 +5,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-void qs_qerror_compute(const float *w, const float *wq, int64_t n, qs_qerror *out) {
-    double se = 0, sw = 0, sq = 0, dot = 0, mx = 0;
+void qs_qerror_add(qs_qerror_acc *acc, const float *w, const float *wq, int64_t n) {
+    double se = acc->se, sw = acc->sw, sq = acc->sq, dot = acc->dot, mx = acc->mx;
     for (int64_t i = 0; i < n; i++) {
         double a = w[i], b = wq[i], d = a - b;
         se += d * d;
@@ -15,10 +15,20 @@ void qs_qerror_compute(const float *w, const float *wq, int64_t n, qs_qerror *ou
         dot += a * b;
         if (fabs(d) > mx) mx = fabs(d);
     }
-    out->mse = n ? se / (double)n : 0;
-    out->sqnr_db = se > 0 ? 10.0 * log10(sw / se) : INFINITY;
-    out->max_abs = mx;
-    out->cosine = sw > 0 && sq > 0 ? dot / sqrt(sw * sq) : (sw == sq ? 1.0 : 0.0);
+    *acc = (qs_qerror_acc){se, sw, sq, dot, mx, acc->n + n};
+}
+
+void qs_qerror_finish(const qs_qerror_acc *a, qs_qerror *out) {
+    out->mse = a->n ? a->se / (double)a->n : 0;
+    out->sqnr_db = a->se > 0 ? 10.0 * log10(a->sw / a->se) : INFINITY;
+    out->max_abs = a->mx;
+    out->cosine = a->sw > 0 && a->sq > 0 ? a->dot / sqrt(a->sw * a->sq) : (a->sw == a->sq ? 1.0 : 0.0);
+}
+
+void qs_qerror_compute(const float *w, const float *wq, int64_t n, qs_qerror *out) {
+    qs_qerror_acc a = {0};
+    qs_qerror_add(&a, w, wq, n);
+    qs_qerror_finish(&a, out);
 }
 
 double qs_output_error(const float *w, const float *wq, int64_t rows, int64_t cols, const float *x, int64_t n_tok) {

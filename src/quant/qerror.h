@@ -14,6 +14,15 @@ typedef struct {
 
 void qs_qerror_compute(const float *w, const float *wq, int64_t n, qs_qerror *out);
 
+/* The same over a matrix streamed a block of rows at a time: qs_qerror_add each block in order,
+ * then qs_qerror_finish; the sums run in the same order, so the result is qs_qerror_compute's. */
+typedef struct {
+    double se, sw, sq, dot, mx;
+    int64_t n;
+} qs_qerror_acc;
+void qs_qerror_add(qs_qerror_acc *a, const float *w, const float *wq, int64_t n);
+void qs_qerror_finish(const qs_qerror_acc *a, qs_qerror *out);
+
 /* ||(W - Wq) X^T||^2 / ||W X^T||^2 for W, Wq (rows, cols) and inputs X (n_tok, cols) */
 double qs_output_error(const float *w, const float *wq, int64_t rows, int64_t cols, const float *x, int64_t n_tok);
 
