@@ -97,5 +97,10 @@ float *qs_profile_weights(const qs_profile *p, int tensor);
 /* Tensor i fake-quantized to format f with what calibration measured (*wq, malloc'd), and its
  * weights (*w, malloc'd) when w is not NULL; on failure both NULL and an error. */
 int qs_profile_candidate(const qs_profile *p, int tensor, const qs_format *f, float **w, float **wq, qs_error *err);
+/* Tensor i in format f as the blocks of f's GGUF type: *st describes them (the tensor's shape, data
+ * = *blocks, malloc'd), so the engine can run it as stored (qs_engine_override_stored) at its
+ * stored size instead of an f32 copy. Returns 1 (and nothing allocated) when f has no GGUF type
+ * for this shape (int, fp8, nf4, MX, AWQ ...: use qs_profile_candidate), 0, or an error. */
+int qs_profile_candidate_blocks(const qs_profile *p, int tensor, const qs_format *f, qs_tensor *st, void **blocks, qs_error *err);
 
 #endif

@@ -42,7 +42,7 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
         if ((double)qs_tensor_numel(&m->tensors[i]) > largest) largest = (double)qs_tensor_numel(&m->tensors[i]);
     /* the analyzers stream a tensor by blocks of rows (weights, quantized, error, product) unless
      * a format needs it whole (a per-tensor scale or search): then it and its quantized copy in
-     * f32; the sweep holds a candidate whole (the weights, its quantized copy, the engine's) */
+     * f32; the sweep quantizes a candidate whole (the weights and its quantized copy) */
     const qs_format **fl;
     int nf, whole = 1;
     qs_error ignored = {0};
@@ -52,7 +52,7 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
         free(fl);
     }
     out->tensors = 4.0 * (double)QS_PROFILE_BLOCK_BYTES + (whole ? 2 * 4 * largest : 0);
-    if (opt->sensitivity && 3 * 4 * largest > out->tensors) out->tensors = 3 * 4 * largest;
+    if (opt->sensitivity && 2 * 4 * largest > out->tensors) out->tensors = 4.0 * (double)QS_PROFILE_BLOCK_BYTES + 2 * 4 * largest;
     out->engine = 32.0 * 1024 * 1024 + 4 * ctx * (6 * dim + 2 * hid + V) + 4 * 2 * ctx * ctx;
     if (opt->sensitivity && set) {
         const double ectx = opt->eval_ctx > 0 ? opt->eval_ctx : ctx, topk = opt->topk > 0 ? opt->topk : 64;
@@ -62,6 +62,26 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
             out->sens_cache += tokens * 4 * dim * (a->n_layers + 1);
             out->sens += tokens * (4 * dim * (a->n_layers + 1) + 8 * topk + 8);
             all_tokens += tokens;
+        }
+        /* the whole model at each format: a GGUF type's blocks, any other format in f32 */
+        const qs_format **sf;
+        int ns;
+        if (opt->sens_formats && !qs_format_parse_list(opt->sens_formats, &sf, &ns, &ignored)) {
+            double worst = 0;
+            for (int k = 0; k < ns; k++) {
+                const int blocks = (sf[k]->family == QS_FAM_GGML || sf[k]->family == QS_FAM_FLOAT16) && !sf[k]->awq;
+                double bytes = 0;
+                for (int i = 0; i < m->n_tensors; i++) {
+                    const qs_tensor *t = &m->tensors[i];
+                    const double numel = (double)qs_tensor_numel(t);
+                    if (t->n_dims < 2 || numel <= (double)t->ne[0]) continue;
+                    bytes += blocks ? qs_format_bpw(sf[k], (int64_t)(numel / (double)t->ne[0]), t->ne[0]) / 8 * numel : 4 * numel;
+                }
+                if (bytes > worst) worst = bytes;
+            }
+            free(sf);
+            out->sens += worst;
+            out->whole = worst;
         }
         if (opt->sens_mode && !strcmp(opt->sens_mode, QS_SENS_GRADIENT)) /* + three heads' logits */
             out->sens += qs_sens_gradient_memory(m, all_tokens) + 3 * 4 * (ectx / 2 + 1) * V;
@@ -85,15 +105,17 @@ int qs_profile_check_memory(const qs_model *m, const qs_profile_options *opt, co
         *spill = 1;
         return 0;
     }
-    char own[32], file[32], stats[32], widest[32], tensors[32], sens[32], bud[32];
+    char own[32], file[32], stats[32], widest[32], tensors[32], sens[32], bud[32], whole[32];
     return qs_errorf(err, QS_ERR_INPUT,
                      "%s: this profile would hold about %s besides the %s model file (calibration statistics %s: X^T X of "
-                     "%s, the widest %s; tensor copies %s; sensitivity caches %s), over the %s%s budget; it would be "
-                     "killed, not finish (even with the sweep's caches in a file). Give --mem-budget SIZE if the machine has the "
-                     "memory (or swap)%s",
+                     "%s, the widest %s; tensor copies %s; sensitivity %s, of which the whole model quantized at once %s), over the %s%s budget; it "
+                     "would be killed, not finish (even with the sweep's caches in a file). Give --mem-budget SIZE if the machine has "
+                     "the memory (or swap)%s%s",
                      m->path, human(own, est.own), human(file, est.file), human(stats, est.stats),
                      all_grams ? "every linear input of every layer (a GPTQ format keeps them all)" : "one layer's inputs at a time",
-                     human(widest, est.widest), human(tensors, est.tensors), human(sens, est.sens),
+                     human(widest, est.widest), human(tensors, est.tensors), human(sens, est.sens), human(whole, est.whole),
                      opt->mem_budget > 0 ? "--mem-budget " : "default (80 % of memory) ", human(bud, budget),
-                     all_grams ? ", or leave the -gptq formats out" : "");
+                     all_grams ? ", or leave the -gptq formats out" : "",
+                     est.whole > 0.25 * budget ? "; in --sens-formats, llama.cpp's types run the whole model from their blocks, "
+                                                 "int, fp8, nf4 and MX formats in f32" : "");
 }

@@ -21,6 +21,7 @@ typedef struct {
     double engine;    /* weight scratch and one chunk's activations and logits */
     double sens;      /* the sweep's base-run caches (residual stream per layer, top-k), 0 without */
     double sens_cache;/* of which the residual stream of every layer, which can go to a file */
+    double whole;     /* of which the whole model quantized at once (the sweep's whole-model rows), at the worst format */
     double own;       /* everything but the file */
 } qs_profile_memory;
 

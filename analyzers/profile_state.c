@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "analyzers/analyzer.h"
+#include "core/qs_dtype.h"
 #include "engine/engine.h"
 
 const qs_act_stats *qs_profile_input_stats(const qs_profile *p, int i) {
@@ -88,4 +89,36 @@ int qs_profile_candidate(const qs_profile *p, int i, const qs_format *f, float *
     if (w_out && !rc) *w_out = w;
     else free(w);
     return rc;
+}
+
+int qs_profile_candidate_blocks(const qs_profile *p, int i, const qs_format *f, qs_tensor *st, void **blocks, qs_error *err) {
+    const qs_prof_tensor *pt = &p->tensors[i];
+    *blocks = NULL;
+    if (!(f->family == QS_FAM_GGML || f->family == QS_FAM_FLOAT16) || f->awq) return 1;
+    const size_t row_bytes = qs_dtype_row_bytes(f->ggml_type, pt->cols);
+    if (!row_bytes) return 1;
+    float *w = qs_profile_weights(p, i);
+    void *b = malloc(row_bytes * (size_t)pt->rows);
+    qs_calib cal;
+    float *imp = qs_profile_calib(p, i, &cal);
+    int rc = 0;
+    if (!w || !b) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing %s", pt->t->name);
+    else {
+        const int q = qs_format_quantize_blocks(f, w, pt->rows, pt->cols, &cal, b);
+        if (q == -3) rc = qs_errorf(err, QS_ERR_INPUT, "tensor %s: the Gram matrix of its inputs is unusable", pt->t->name);
+        else if (q) rc = qs_errorf(err, QS_ERR_INTERNAL, "tensor %s: quantizing to %s failed", pt->t->name, f->name);
+    }
+    free(w);
+    free(imp);
+    if (rc) {
+        free(b);
+        return rc;
+    }
+    *st = *pt->t;
+    st->type = f->ggml_type;
+    st->data = b;
+    st->nbytes = row_bytes * (uint64_t)pt->rows;
+    st->scales = NULL;
+    *blocks = b;
+    return 0;
 }

@@ -313,6 +313,19 @@ static int apply(qs_sens *s, int i, const float *wq, qs_error *err) {
     return qs_engine_override(s->e, pt->layer, pt->linear, wq, err);
 }
 
+/* apply with the candidate in its stored blocks (qs_profile_candidate_blocks) */
+static int apply_stored(qs_sens *s, int i, const qs_tensor *st, qs_error *err) {
+    const qs_prof_tensor *pt = &s->p->tensors[i];
+    int rc = 0;
+    if (!strcmp(pt->kind, "token_embd")) {
+        rc = qs_engine_override_embedding_stored(s->e, st, err);
+        if (!rc && pt->linear == QS_LIN_OUTPUT) rc = qs_engine_override_stored(s->e, s->p->m->arch.n_layers, QS_LIN_OUTPUT, st, err);
+        return rc;
+    }
+    if (pt->linear < 0) return qs_errorf(err, QS_ERR_USAGE, "%s is not a matrix the sweep can perturb", pt->t->name);
+    return qs_engine_override_stored(s->e, pt->layer, pt->linear, st, err);
+}
+
 /* chunks run together: up to 4096 tokens, and their logits in at most 512 MiB */
 static int batch_chunks(const qs_sens *s) {
     const double logits = 4.0 * (s->ctx - s->first) * (double)s->p->m->arch.n_vocab;
@@ -388,7 +401,14 @@ int qs_sens_measure_whole(qs_sens *s, int f, uint64_t mask, qs_db_eval_figures *
     qs_profile *p = s->p;
     const qs_format *fmt = p->formats_sens[f];
     float **wq = calloc((size_t)p->n_tensors, sizeof(float *));
-    if (!wq) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    char *stored = calloc((size_t)p->n_tensors, 1);
+    qs_tensor *st = calloc((size_t)p->n_tensors, sizeof(qs_tensor)); /* borrowed by the engine while it runs */
+    if (!wq || !stored || !st) {
+        free(wq);
+        free(stored);
+        free(st);
+        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    }
     int rc = 0, nq = 0;
     double bits = 0, params = 0;
     for (int i = 0; i < p->n_tensors && !rc; i++) {
@@ -399,16 +419,20 @@ int qs_sens_measure_whole(qs_sens *s, int f, uint64_t mask, qs_db_eval_figures *
             bits += 8.0 * (double)pt->t->nbytes; /* stays as stored */
             continue;
         }
-        rc = qs_profile_candidate(p, i, fmt, NULL, &wq[i], err);
-        if (!rc) rc = apply(s, i, wq[i], err);
+        /* a GGUF type runs from its blocks (the whole model at about its quantized size), others in f32 */
+        rc = qs_profile_candidate_blocks(p, i, fmt, &st[i], (void **)&wq[i], err);
+        stored[i] = !rc;
+        if (!rc) rc = apply_stored(s, i, &st[i], err);
+        else if (rc == 1 && !(rc = qs_profile_candidate(p, i, fmt, NULL, &wq[i], err))) rc = apply(s, i, wq[i], err);
         bits += qs_format_bpw(fmt, pt->rows, pt->cols) * (double)(pt->rows * pt->cols);
         nq++;
     }
     tally t[64] = {{0}};
     if (!rc) rc = run_domains(s, mask, 0, t, err);
     qs_error ignore;
-    for (int i = 0; i < p->n_tensors; i++)
-        if (wq[i]) apply(s, i, NULL, &ignore);
+    for (int i = 0; i < p->n_tensors; i++) /* the model's own weights back */
+        if (stored[i]) apply_stored(s, i, p->tensors[i].t, &ignore);
+        else if (wq[i]) apply(s, i, NULL, &ignore);
     for (int d = 0; d < s->n_domains && !rc; d++)
         if (mask >> d & 1) figs[d] = tally_figures(&s->d[d], &t[d]);
     *n_quantized = nq;
@@ -416,6 +440,8 @@ int qs_sens_measure_whole(qs_sens *s, int f, uint64_t mask, qs_db_eval_figures *
     free_tallies(t, s->n_domains);
     for (int i = 0; i < p->n_tensors; i++) free(wq[i]);
     free(wq);
+    free(stored);
+    free(st);
     return rc;
 }
 
