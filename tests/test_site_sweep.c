@@ -32,7 +32,7 @@ static double one(const char *db, const char *sql) {
 /* measured KL per domain of a plan with qsense check (its table: "domain KL ..."), in order */
 static int check_kls(const char *dir, const char *plan, const char *model, double kl[3]) {
     char *out;
-    int rc = run_in(dir, &out, "$Q check --plan %s --base '%s' --data debian 2>/dev/null", plan, model);
+    int rc = run_in(dir, &out, "$Q check --plan %s --base '%s' --data debian --db s.db 2>/dev/null", plan, model);
     CHECK(rc == 0, "check --plan %s: exit %d: %s", plan, rc, out);
     const char *domains[3] = {"legal", "c-headers", "python"};
     int found = 0;
@@ -109,6 +109,25 @@ static void check_plan(const char *dir, const char *db, const char *model) {
         CHECK(got[d] > 1.2 * weights_only[d], "domain %d: KL %.6f with activations, %.6f without", d, got[d], weights_only[d]);
     }
     cJSON_Delete(plan);
+    /* a static per-tensor int8 input: check takes each input's range from the profile's calibration,
+     * as the site sweep the plan was costed with did */
+    rc = run_in(dir, &out, "$Q plan --db s.db --budget-bpw 12 --target llm-compressor --act a-int8-tensor --out s8.json");
+    CHECK(rc == 0, "plan --act a-int8-tensor: exit %d: %s", rc, out);
+    free(out);
+    snprintf(path, sizeof path, "%s/s8.json", dir);
+    plan = read_json(path);
+    CHECK(plan != NULL, "read %s", path);
+    if (plan) {
+        pd = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(plan, "predicted"), "per_domain");
+        const double want_s[3] = {json_num((cJSON *)pd, "legal"), json_num((cJSON *)pd, "c-headers"), json_num((cJSON *)pd, "python")};
+        double got_s[3] = {NAN, NAN, NAN};
+        CHECK(check_kls(dir, "s8.json", model, got_s), "static W8A8 check table");
+        for (int d = 0; d < 3; d++) CHECK_REL(got_s[d], want_s[d], 0.25, "static W8A8 plan: measured vs predicted KL");
+        cJSON_Delete(plan);
+    }
+    rc = run_in(dir, &out, "$Q check --plan s8.json --base '%s' --data debian", model);
+    CHECK(rc == 2 && strstr(out, "--db"), "a static activation format without the database: exit %d: %s", rc, out);
+    free(out);
     rc = run_in(dir, &out, "$Q plan --db s.db --budget-bpw 12 --act a-int8-token --out x.json");
     CHECK(rc == 2 && strstr(out, "llm-compressor"), "a W+A plan for llama.cpp: exit %d: %s", rc, out);
     free(out);

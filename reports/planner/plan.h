@@ -101,6 +101,10 @@ int qs_plan_needs_importance(const qs_plan *p);
  * the tensor when the database lacks it (a profile from before qsense measured it). */
 int qs_plan_load_mean_abs(const char *db_path, const char *model_fingerprint, const char *tensor, int64_t cols, float **mean_abs,
                           qs_error *err);
+/* The largest |x| among a tensor's calibration inputs (from its channel_absmax array): the range a
+ * static activation format's scale is set from; QS_ERR_INPUT naming the tensor when missing. */
+int qs_plan_load_input_absmax(const char *db_path, const char *model_fingerprint, const char *tensor, int64_t cols, float *absmax,
+                              qs_error *err);
 int qs_plan_load_calib(const char *db_path, const char *model_fingerprint, const char *tensor, int64_t cols, int want_gram,
                        float **importance, float **gram, qs_error *err);
 

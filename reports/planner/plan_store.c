@@ -77,6 +77,26 @@ int qs_plan_load_mean_abs(const char *db_path, const char *model_fingerprint, co
     return rc;
 }
 
+int qs_plan_load_input_absmax(const char *db_path, const char *model_fingerprint, const char *tensor, int64_t cols, float *absmax,
+                              qs_error *err) {
+    float *ch = NULL;
+    qs_db *db;
+    int rc = qs_db_open(&db, db_path, QS_DB_READ, err);
+    if (rc) return rc;
+    char dataset[200];
+    snprintf(dataset, sizeof dataset, "/activations/%s/channel_absmax", tensor);
+    const int found = qs_db_model_f32_array(db, model_fingerprint, dataset, cols, &ch, err);
+    if (found < 0) rc = found;
+    else if (!found)
+        rc = qs_errorf(err, QS_ERR_INPUT, "%s: no calibrated range of %s's inputs (%s) for the model with sha256 %.16s...", db_path,
+                       tensor, dataset, model_fingerprint);
+    *absmax = 0;
+    for (int64_t c = 0; !rc && c < cols; c++) *absmax = ch[c] > *absmax ? ch[c] : *absmax;
+    free(ch);
+    qs_db_close(db);
+    return rc;
+}
+
 int qs_plan_load_calib(const char *db_path, const char *model_fingerprint, const char *tensor, int64_t cols, int want_gram,
                        float **importance, float **gram, qs_error *err) {
     *importance = NULL;

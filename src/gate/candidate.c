@@ -86,8 +86,22 @@ static int substitute(qs_engine *e, const qs_model *ref, const qs_tensor *t, con
     return rc;
 }
 
-/* a W+A plan: each planned input group's activation format at its site */
-static int apply_acts(qs_engine *e, const qs_plan *p, qs_check_overrides *ov, qs_error *err) {
+/* a static activation format's range: the largest |x| the profile's calibration saw at the
+ * tensor's input (what the planner's site sweep used) */
+static int calibrated_absmax(const qs_check_options *o, const qs_plan *p, const qs_model *ref, const char *tensor, float *absmax,
+                             qs_error *err) {
+    const qs_tensor *t = qs_model_find(ref, tensor);
+    if (!o->db)
+        return qs_errorf(err, QS_ERR_USAGE, "%s: the static activation format on %s takes its scale from calibration: give --db with "
+                                            "the database the plan came from", p->source_path, tensor);
+    if (!t) return qs_errorf(err, QS_ERR_INPUT, "%s: no tensor %s in the model", p->source_path, tensor);
+    return qs_plan_load_input_absmax(o->db, p->model_fingerprint, tensor, t->ne[0], absmax, err);
+}
+
+/* a W+A plan: each planned input group's activation format at its site; a static format with the
+ * calibrated range of its input */
+static int apply_acts(const qs_check_options *o, const qs_model *ref, qs_engine *e, const qs_plan *p, qs_check_overrides *ov,
+                      qs_error *err) {
     static const char *const kinds[] = {"attn_in", "attn_out", "ffn_in", "ffn_down_in"};
     static const int sites[] = {QS_SITE_ATTN_IN, QS_SITE_ATTN_OUT, QS_SITE_FFN_IN, QS_SITE_FFN_DOWN_IN};
     int rc = 0;
@@ -100,12 +114,11 @@ static int apply_acts(qs_engine *e, const qs_plan *p, qs_check_overrides *ov, qs
             return qs_errorf(err, QS_ERR_INPUT, "%s: 'act' on %s, whose input a W+A plan does not quantize", p->source_path, t->name);
         const qs_act_format *f = qs_act_format_find(t->act, err);
         if (!f) return QS_ERR_INPUT;
-        if (f->is_static)
-            return qs_errorf(err, QS_ERR_USAGE, "%s: %s on %s takes a static scale that the runtime's tool calibrates; qsense check "
-                                                "applies dynamic activation formats only", p->source_path, t->act, t->name);
+        float absmax = NAN;
+        if (f->is_static && (rc = calibrated_absmax(o, p, ref, t->name, &absmax, err))) return rc;
         if (!ov->sites && (rc = qs_site_quant_new(&ov->sites, e, err))) return rc;
         for (int k = 0; k < 4; k++)
-            if (!strcmp(kind, kinds[k])) rc = qs_site_quant_set_input(ov->sites, layer, sites[k], f, NAN, err);
+            if (!strcmp(kind, kinds[k])) rc = qs_site_quant_set_input(ov->sites, layer, sites[k], f, absmax, err);
     }
     if (!rc && ov->sites) qs_site_quant_attach(e, ov->sites);
     return rc;
@@ -145,7 +158,7 @@ int qs_check_candidate_engine(const qs_check_options *o, qs_model *ref, qs_model
         if (!rc) rc = quantize_one(o, p, t, f, ov, i, err);
         if (!rc) rc = substitute(*e, ref, t, ov, i, err);
     }
-    if (!rc) rc = apply_acts(*e, p, ov, err);
+    if (!rc) rc = apply_acts(o, ref, *e, p, ov, err);
     qs_plan_free(p);
     return rc;
 }
