@@ -71,7 +71,7 @@ int main(void) {
     char *dir = temp_dir(), *model = model_path("stories260K.gguf"), *out;
     int rc = run_in(dir, &out,
                     "$Q profile '%s' --db a.db --formats int4-g128-asym,int4-g128-asym-awq,q4_0,q4_0-awq --sensitivity "
-                    "--sens-formats q4_0,q4_0-awq --quiet",
+                    "--sens-formats q4_0,q4_0-awq,int4-g128-asym,int4-g128-asym-awq --quiet",
                     model);
     CHECK(rc == 0, "profile: exit %d: %s", rc, out);
     free(out);
@@ -128,6 +128,40 @@ int main(void) {
     const double kl_awq = kl_of(dir, "awq.gguf", model), kl_rtn = kl_of(dir, "rtn.gguf", model);
     CHECK_REL(kl_awq, predicted, 0.15, "AWQ file: KL on GPL-3 vs the plan's prediction");
     CHECK(kl_awq < kl_rtn, "AWQ plan KL %.5f, round-to-nearest plan of the same size %.5f", kl_awq, kl_rtn);
+    /* for llm-compressor: an AWQModifier stage smoothing exactly the inputs whose linears took AWQ */
+    rc = run_in(dir, &out, "$Q plan --db a.db --budget-bpw 8 --target llm-compressor --out llmc.json --emit llm-compressor");
+    CHECK(rc == 0, "plan --target llm-compressor: exit %d: %s", rc, out);
+    free(out);
+    snprintf(path, sizeof path, "%s/llmc.json", dir);
+    plan = read_json(path);
+    int awq_qkv = 0, awq_ffn = 0, awq_down = 0;
+    tensors = plan ? cJSON_GetObjectItemCaseSensitive(plan, "tensors") : NULL;
+    cJSON_ArrayForEach(t, tensors) {
+        const char *name = cJSON_GetObjectItemCaseSensitive(t, "name")->valuestring;
+        if (!strstr(cJSON_GetObjectItemCaseSensitive(t, "format")->valuestring, "-awq") || strncmp(name, "blk.0.", 6)) continue;
+        awq_qkv |= strstr(name, "attn_q.") || strstr(name, "attn_k.") || strstr(name, "attn_v.");
+        awq_ffn |= strstr(name, "ffn_gate.") || strstr(name, "ffn_up.");
+        awq_down |= strstr(name, "ffn_down.") != NULL;
+    }
+    cJSON_Delete(plan);
+    char *recipe = NULL;
+    size_t nr;
+    snprintf(path, sizeof path, "%s/llmc.json.recipe.yaml", dir);
+    CHECK(qs_read_file(path, &recipe, &nr, NULL) == 0, "read %s", path);
+    if (recipe) {
+        CHECK(awq_qkv + awq_ffn + awq_down > 0, "layer 0 takes AWQ somewhere in the llm-compressor plan");
+        CHECK(!awq_qkv == !strstr(recipe, "smooth_layer: 're:^model\\.layers\\.0\\.input_layernorm$'\n          balance_layers: "
+                                          "['re:^model\\.layers\\.0\\.self_attn\\.q_proj$', "),
+              "q/k/v mapping (%d): %s", awq_qkv, recipe);
+        CHECK(!awq_ffn == !strstr(recipe, "smooth_layer: 're:^model\\.layers\\.0\\.post_attention_layernorm$'"), "gate/up mapping (%d)",
+              awq_ffn);
+        CHECK(!awq_down == !strstr(recipe, "smooth_layer: 're:^model\\.layers\\.0\\.mlp\\.up_proj$'\n          balance_layers: "
+                                           "['re:^model\\.layers\\.0\\.mlp\\.down_proj$']"),
+              "down mapping (%d)", awq_down);
+        const char *awq = strstr(recipe, "AWQModifier:"), *qm = strstr(recipe, "QuantizationModifier:");
+        CHECK(awq && qm && awq < qm, "AWQModifier before QuantizationModifier");
+        free(recipe);
+    }
     free(dir), free(model);
     return test_done("test_awq");
 }

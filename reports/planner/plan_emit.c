@@ -101,6 +101,81 @@ int qs_plan_llmc_expressible(const char *name, const char *fmt) {
     return qs_format_is_float(fmt) || (hf_module(name, mod, sizeof mod) && scheme(fmt, sc, sizeof sc));
 }
 
+/* An -awq format's tensors: llm-compressor's AWQModifier, before the QuantizationModifier, with a
+ * mapping per input the plan smooths (the layer that feeds it and every Linear it feeds, since the
+ * scales divide that layer's output): q/k/v after input_layernorm, o after v, gate/up after
+ * post_attention_layernorm, down after up (Llama-family module names). llm-compressor searches
+ * its own scales on its calibration text, as qsense's quantize does on the profile's. */
+enum { AWQ_QKV, AWQ_O, AWQ_GATE_UP, AWQ_DOWN };
+
+static int awq_group_of(const char *kind) {
+    if (!strcmp(kind, "attn_q") || !strcmp(kind, "attn_k") || !strcmp(kind, "attn_v") || !strcmp(kind, "attn_qkv")) return AWQ_QKV;
+    if (!strcmp(kind, "attn_output")) return AWQ_O;
+    if (!strcmp(kind, "ffn_gate") || !strcmp(kind, "ffn_up")) return AWQ_GATE_UP;
+    if (!strcmp(kind, "ffn_down")) return AWQ_DOWN;
+    return -1;
+}
+
+static void put_pattern(FILE *f, const char *module) {
+    fprintf(f, "'re:^");
+    put_escaped(f, module);
+    fprintf(f, "$'");
+}
+
+static void write_awq_mapping(FILE *f, int layer, int group, int fused) {
+    char smooth[128], bal[3][128];
+    int nb = 0;
+    const char *up = fused ? "mlp.gate_up_proj" : "mlp.up_proj";
+    switch (group) {
+    case AWQ_QKV:
+        snprintf(smooth, sizeof smooth, "model.layers.%d.input_layernorm", layer);
+        if (fused) snprintf(bal[nb++], 128, "model.layers.%d.self_attn.qkv_proj", layer);
+        else
+            for (int k = 0; k < 3; k++) snprintf(bal[nb++], 128, "model.layers.%d.self_attn.%c_proj", layer, "qkv"[k]);
+        break;
+    case AWQ_O:
+        snprintf(smooth, sizeof smooth, "model.layers.%d.self_attn.%s", layer, fused ? "qkv_proj" : "v_proj");
+        snprintf(bal[nb++], 128, "model.layers.%d.self_attn.o_proj", layer);
+        break;
+    case AWQ_GATE_UP:
+        snprintf(smooth, sizeof smooth, "model.layers.%d.post_attention_layernorm", layer);
+        if (!fused) snprintf(bal[nb++], 128, "model.layers.%d.mlp.gate_proj", layer);
+        snprintf(bal[nb++], 128, "model.layers.%d.%s", layer, up);
+        break;
+    default:
+        snprintf(smooth, sizeof smooth, "model.layers.%d.%s", layer, up);
+        snprintf(bal[nb++], 128, "model.layers.%d.mlp.down_proj", layer);
+    }
+    fprintf(f, "        - smooth_layer: ");
+    put_pattern(f, smooth);
+    fprintf(f, "\n          balance_layers: [");
+    for (int k = 0; k < nb; k++) {
+        if (k) fprintf(f, ", ");
+        put_pattern(f, bal[k]);
+    }
+    fprintf(f, "]\n");
+}
+
+/* the mappings of every (layer, input) with an -awq member, each once; returns how many */
+static int write_awq(FILE *f, const qs_plan *p, int fused) {
+    int n = 0, max_layer = -1, layer;
+    char kind[64];
+    for (int i = 0; i < p->n_tensors; i++)
+        if (sscanf(p->tensors[i].name, "blk.%d.", &layer) == 1 && layer > max_layer) max_layer = layer;
+    unsigned char *seen = calloc((size_t)(max_layer + 1) * 4 + 1, 1);
+    for (int i = 0; seen && i < p->n_tensors; i++) {
+        const qs_format *fmt = qs_format_find(p->tensors[i].format, NULL);
+        if (!fmt || !fmt->awq || sscanf(p->tensors[i].name, "blk.%d.%63[^.]", &layer, kind) != 2) continue;
+        const int g = awq_group_of(kind);
+        if (g < 0 || seen[layer * 4 + g]) continue;
+        seen[layer * 4 + g] = 1;
+        if (!n++) fprintf(f, "    AWQModifier:\n      mappings:\n");
+        write_awq_mapping(f, layer, g, fused);
+    }
+    free(seen);
+    return n;
+}
+
 int qs_plan_write_llm_compressor(const qs_plan *p, const char *path, qs_error *err) {
     char bad[600] = "";
     int n_bad = 0, fused = 0;
@@ -128,8 +203,10 @@ int qs_plan_write_llm_compressor(const qs_plan *p, const char *path, qs_error *e
     FILE *f = qs_output_stream(o);
     fprintf(f, "# llm-compressor recipe for the qsense plan of %s (model sha256 %s)\n"
                "# predicted KL %.6f, %.0f bytes of tensor data; tensors kept in floating point are ignored\n"
-               "quant_stage:\n  quant_modifiers:\n    QuantizationModifier:\n",
+               "quant_stage:\n  quant_modifiers:\n",
             p->model_path, p->model_fingerprint, p->predicted_kl, p->total_bytes);
+    write_awq(f, p, fused);
+    fprintf(f, "    QuantizationModifier:\n");
     /* the Linear modules left unquantized */
     int n_ignored = 0;
     for (int i = 0; i < p->n_tensors; i++) {
