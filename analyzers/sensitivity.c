@@ -382,6 +382,18 @@ int qs_sens_measure_tensor(qs_sens *s, int i, uint64_t mask, const float *wq, qs
     return rc;
 }
 
+int qs_sens_measure_tensor_stored(qs_sens *s, int i, uint64_t mask, const qs_tensor *st, qs_db_eval_figures *figs, qs_error *err) {
+    tally t[64] = {{0}};
+    int rc = apply_stored(s, i, st, err);
+    if (!rc) rc = run_domains(s, mask, start_layer(s, i), t, err);
+    qs_error ignore;
+    apply_stored(s, i, s->p->tensors[i].t, &ignore); /* the model's own weights back */
+    for (int d = 0; d < s->n_domains && !rc; d++)
+        if (mask >> d & 1) figs[d] = tally_figures(&s->d[d], &t[d]);
+    free_tallies(t, s->n_domains);
+    return rc;
+}
+
 int qs_sens_measure_as_set(qs_sens *s, int start, uint64_t mask, qs_db_eval_figures *figs, qs_error *err) {
     tally t[64] = {{0}};
     int rc = run_domains(s, mask, start, t, err);

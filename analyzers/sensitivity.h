@@ -46,6 +46,8 @@ int qs_sens_put_domains(qs_sens *s, qs_error *err);
  * on every domain whose bit is set in mask, their chunks run several at a time (one expansion
  * of each stored weight per batch, whatever domain the chunks come from); figs[d] for each. */
 int qs_sens_measure_tensor(qs_sens *s, int i, uint64_t mask, const float *wq, qs_db_eval_figures *figs, qs_error *err);
+/* The same with tensor i replaced by a stored tensor (its blocks: qs_profile_candidate_blocks) */
+int qs_sens_measure_tensor_stored(qs_sens *s, int i, uint64_t mask, const qs_tensor *st, qs_db_eval_figures *figs, qs_error *err);
 int qs_sens_measure_whole(qs_sens *s, int f, uint64_t mask, qs_db_eval_figures *figs, int *n_quantized, double *bpw,
                           qs_error *err);
 /* The same with the engine as the caller set it up (its site quantization, say), rerun from layer

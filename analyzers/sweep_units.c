@@ -16,21 +16,30 @@ int qs_sweep_unit_measure(qs_sens *s, const qs_sweep_unit *u, qs_sweep_result_fn
     qs_profile *p = qs_sens_profile(s);
     const qs_format *fmt = p->formats_sens[u->f];
     float *wq = NULL;
+    void *blocks = NULL;
+    qs_tensor st;
     int rc = 0;
-    if (u->i < p->n_tensors && qs_profile_format_applies(p, u->i, fmt, NULL, 0)) rc = qs_profile_candidate(p, u->i, fmt, NULL, &wq, err);
+    /* the candidate in its GGUF type's blocks where it has one (the engine expands them as it does
+     * the model's), else in f32 */
+    if (u->i < p->n_tensors && qs_profile_format_applies(p, u->i, fmt, NULL, 0)) {
+        rc = qs_profile_candidate_blocks(p, u->i, fmt, &st, &blocks, err);
+        if (rc == 1) rc = qs_profile_candidate(p, u->i, fmt, NULL, &wq, err);
+    }
     qs_db_eval_figures figs[QS_SWEEP_MAX_DOMAINS];
     int nq = 0;
     double bpw = 0;
     if (!rc && u->i == p->n_tensors) rc = qs_sens_measure_whole(s, u->f, u->domains, figs, &nq, &bpw, err);
+    else if (!rc && blocks) rc = qs_sens_measure_tensor_stored(s, u->i, u->domains, &st, figs, err);
     else if (!rc && wq) rc = qs_sens_measure_tensor(s, u->i, u->domains, wq, figs, err);
     for (int d = 0; d < qs_sens_n_domains(s) && !rc; d++) {
         if (!(u->domains >> d & 1)) continue;
-        qs_sweep_result r = {.i = u->i, .f = u->f, .d = d, .applicable = u->i == p->n_tensors || wq != NULL,
+        qs_sweep_result r = {.i = u->i, .f = u->f, .d = d, .applicable = u->i == p->n_tensors || wq != NULL || blocks != NULL,
                              .n_quantized = nq, .bpw = bpw};
         if (r.applicable) r.fig = figs[d];
         rc = fn(user, &r, err);
     }
     free(wq);
+    free(blocks);
     return rc;
 }
 
