@@ -319,7 +319,8 @@ static int apply_stored(qs_sens *s, int i, const qs_tensor *st, qs_error *err) {
     int rc = 0;
     if (!strcmp(pt->kind, "token_embd")) {
         rc = qs_engine_override_embedding_stored(s->e, st, err);
-        if (!rc && pt->linear == QS_LIN_OUTPUT) rc = qs_engine_override_stored(s->e, s->p->m->arch.n_layers, QS_LIN_OUTPUT, st, err);
+        if (!rc && pt->linear == QS_LIN_OUTPUT)
+            rc = qs_engine_override_stored(s->e, s->p->m->arch.n_layers, QS_LIN_OUTPUT, st, err);
         return rc;
     }
     if (pt->linear < 0) return qs_errorf(err, QS_ERR_USAGE, "%s is not a matrix the sweep can perturb", pt->t->name);

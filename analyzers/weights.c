@@ -130,7 +130,8 @@ static int run(qs_profile *p, int i, qs_error *err) {
                  .low = calloc((size_t)N_PCT * N_BUCKETS, sizeof(uint64_t)), .rowmax = malloc(sizeof(float) * (size_t)pt->rows)};
     float *sorted_rows = malloc(sizeof(float) * (size_t)pt->rows);
     int rc = 0;
-    if (!s.buf || !m.high || !m.low || !m.rowmax || !sorted_rows) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory reading %s", pt->t->name);
+    if (!s.buf || !m.high || !m.low || !m.rowmax || !sorted_rows)
+        rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory reading %s", pt->t->name);
     const double ps[N_PCT] = {0.1, 1, 50, 99, 99.9};
     int64_t within[N_PCT];
     double pv[N_PCT];
