@@ -42,7 +42,11 @@ int qs_db_find_run(qs_db *db, int64_t id, qs_db_run_choice choice, qs_db_run *r,
     sqlite3_finalize(st);
     st = qs_store_prepare(db, "SELECT path, fingerprint, format, arch, n_params, n_layers, dim, hidden_dim, n_heads, n_kv_heads,"
                               " n_vocab FROM models WHERE id = ?");
-    if (!st) return qs_store_fail(db, err, "reading models");
+    if (!st) { /* an error leaves nothing to free */
+        free(r->settings);
+        r->settings = NULL;
+        return qs_store_fail(db, err, "reading models");
+    }
     sqlite3_bind_int64(st, 1, r->model_id);
     if (sqlite3_step(st) == SQLITE_ROW) {
         qs_store_text(st, 0, r->model_path, sizeof r->model_path);
