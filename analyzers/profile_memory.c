@@ -69,7 +69,7 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
         if (opt->sens_formats && !qs_format_parse_list(opt->sens_formats, &sf, &ns, &ignored)) {
             double worst = 0;
             for (int k = 0; k < ns; k++) {
-                const int blocks = (sf[k]->family == QS_FAM_GGML || sf[k]->family == QS_FAM_FLOAT16) && !sf[k]->awq;
+                const int blocks = qs_format_has_blocks(sf[k], 0);
                 double bytes = 0;
                 for (int i = 0; i < m->n_tensors; i++) {
                     const qs_tensor *t = &m->tensors[i];

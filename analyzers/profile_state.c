@@ -94,9 +94,8 @@ int qs_profile_candidate(const qs_profile *p, int i, const qs_format *f, float *
 int qs_profile_candidate_blocks(const qs_profile *p, int i, const qs_format *f, qs_tensor *st, void **blocks, qs_error *err) {
     const qs_prof_tensor *pt = &p->tensors[i];
     *blocks = NULL;
-    if (!(f->family == QS_FAM_GGML || f->family == QS_FAM_FLOAT16) || f->awq) return 1;
+    if (!qs_format_has_blocks(f, pt->cols)) return 1;
     const size_t row_bytes = qs_dtype_row_bytes(f->ggml_type, pt->cols);
-    if (!row_bytes) return 1;
     float *w = qs_profile_weights(p, i);
     void *b = malloc(row_bytes * (size_t)pt->rows);
     qs_calib cal;

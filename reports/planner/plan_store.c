@@ -60,40 +60,40 @@ int qs_plan_needs_importance(const qs_plan *p) {
     return 0;
 }
 
-int qs_plan_load_mean_abs(const char *db_path, const char *model_fingerprint, const char *tensor, int64_t cols, float **mean_abs,
-                          qs_error *err) {
-    *mean_abs = NULL;
+/* the per-input-channel array /activations/<tensor>/<what> (cols floats, malloc'd) of the model's
+ * profile; QS_ERR_INPUT naming it, and what it is for, when the database lacks it */
+static int load_input_array(const char *db_path, const char *model_fingerprint, const char *tensor, const char *what, int64_t cols,
+                            const char *missing, float **out, qs_error *err) {
+    *out = NULL;
     qs_db *db;
     int rc = qs_db_open(&db, db_path, QS_DB_READ, err);
     if (rc) return rc;
     char dataset[200];
-    snprintf(dataset, sizeof dataset, "/activations/%s/channel_mean_abs", tensor);
-    const int found = qs_db_model_f32_array(db, model_fingerprint, dataset, cols, mean_abs, err);
+    snprintf(dataset, sizeof dataset, "/activations/%s/%s", tensor, what);
+    const int found = qs_db_model_f32_array(db, model_fingerprint, dataset, cols, out, err);
     if (found < 0) rc = found;
     else if (!found)
-        rc = qs_errorf(err, QS_ERR_INPUT, "%s: no mean |x| of the inputs (%s) for the model with sha256 %.16s...: AWQ rounding needs "
-                                          "a profile run of this model by this version of qsense", db_path, dataset, model_fingerprint);
+        rc = qs_errorf(err, QS_ERR_INPUT, "%s: no %s (%s) for the model with sha256 %.16s...", db_path, missing, dataset,
+                       model_fingerprint);
     qs_db_close(db);
     return rc;
 }
 
+int qs_plan_load_mean_abs(const char *db_path, const char *model_fingerprint, const char *tensor, int64_t cols, float **mean_abs,
+                          qs_error *err) {
+    return load_input_array(db_path, model_fingerprint, tensor, "channel_mean_abs", cols,
+                            "mean |x| of the inputs: AWQ rounding needs a profile run of this model by this version of qsense",
+                            mean_abs, err);
+}
+
 int qs_plan_load_input_absmax(const char *db_path, const char *model_fingerprint, const char *tensor, int64_t cols, float *absmax,
                               qs_error *err) {
-    float *ch = NULL;
-    qs_db *db;
-    int rc = qs_db_open(&db, db_path, QS_DB_READ, err);
-    if (rc) return rc;
-    char dataset[200];
-    snprintf(dataset, sizeof dataset, "/activations/%s/channel_absmax", tensor);
-    const int found = qs_db_model_f32_array(db, model_fingerprint, dataset, cols, &ch, err);
-    if (found < 0) rc = found;
-    else if (!found)
-        rc = qs_errorf(err, QS_ERR_INPUT, "%s: no calibrated range of %s's inputs (%s) for the model with sha256 %.16s...", db_path,
-                       tensor, dataset, model_fingerprint);
+    float *ch;
+    const int rc = load_input_array(db_path, model_fingerprint, tensor, "channel_absmax", cols, "calibrated range of the inputs",
+                                    &ch, err);
     *absmax = 0;
     for (int64_t c = 0; !rc && c < cols; c++) *absmax = ch[c] > *absmax ? ch[c] : *absmax;
     free(ch);
-    qs_db_close(db);
     return rc;
 }
 

@@ -26,7 +26,7 @@ static int quantize_one(const qs_check_options *o, const qs_plan *p, const qs_te
                         int i, qs_error *err) {
     const int64_t rows = qs_tensor_numel(t) / t->ne[0], n = rows * t->ne[0];
     /* AWQ: f32, its own scales applied both ways (a written file folds a group's scales instead) */
-    const int blocks = (f->family == QS_FAM_GGML || f->family == QS_FAM_FLOAT16) && !f->awq && qs_dtype_row_bytes(f->ggml_type, t->ne[0]);
+    const int blocks = qs_format_has_blocks(f, t->ne[0]);
     float *w = malloc(sizeof(float) * (size_t)n), *imp = NULL, *gram = NULL, *mag = NULL;
     ov->bufs[i] = malloc(blocks ? qs_dtype_row_bytes(f->ggml_type, t->ne[0]) * (size_t)rows : sizeof(float) * (size_t)n);
     if (!w || !ov->bufs[i]) {

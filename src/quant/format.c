@@ -137,6 +137,11 @@ static void build(void) {
     }
 }
 
+int qs_format_has_blocks(const qs_format *f, int64_t cols) {
+    if (!(f->family == QS_FAM_GGML || f->family == QS_FAM_FLOAT16) || f->awq) return 0;
+    return cols <= 0 || qs_dtype_row_bytes(f->ggml_type, cols) > 0;
+}
+
 int qs_format_rows_independent(const qs_format *f) {
     if (f->awq || f->gptq) return 0;
     switch (f->family) {

@@ -130,6 +130,9 @@ int qs_format_fake_quantize_calib(const qs_format *f, const float *w, float *out
  * rows of qs_dtype_row_bytes(f->ggml_type, cols) bytes at blocks; cal as for fake quantizing.
  * Returns 0, -1 out of memory, -2 for a format without a GGUF type (or the shape does not fit,
  * or a GPTQ format without cal->gram, or an AWQ format: its blocks need the scales folded), -3 an unusable Gram matrix. (ggml_format.c) */
+/* 1 when qs_format_quantize_blocks can give f's blocks for rows of `cols` values (a GGUF type that
+ * fits the width; not AWQ, whose blocks need the scales folded); cols <= 0: whatever the width */
+int qs_format_has_blocks(const qs_format *f, int64_t cols);
 int qs_format_quantize_blocks(const qs_format *f, const float *w, int64_t rows, int64_t cols, const qs_calib *cal, void *blocks);
 
 /* 1 when quantizing a block of a matrix's rows gives exactly those rows of quantizing the whole
