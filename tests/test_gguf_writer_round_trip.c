@@ -1,7 +1,9 @@
 /* qsense's GGUF writer: stories260K.gguf copied through it (metadata verbatim, tensors as f32,
  * f16 and bf16) reads back identical and gives the same perplexity (f32) or nearly (f16, bf16);
  * a write that hits the file size limit (a full disk) fails cleanly and leaves no file; a key
- * added twice is written once. */
+ * added twice is written once; a streamed write (the header first, then the tensors' bytes in
+ * pieces) gives the same file, and one with too few or too many bytes, or abandoned, none. */
+#include <dirent.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -41,6 +43,43 @@ static qs_gguf_writer *copy_as(const qs_gguf *g, int type, void **bufs) {
         CHECK(qs_gguf_add_tensor(w, name, ty, (int)t->n_dims, t->ne, data) == 0, "add %s", name);
     }
     return w;
+}
+
+/* the same model declared for a streamed write; `short_by` bytes left out of the last tensor,
+ * or that many extra (negative); abandon: freed before the end. Returns the write's status. */
+static int stream_copy(const qs_gguf *g, const char *path, int short_by, int abandon, qs_error *err) {
+    qs_gguf_writer *w = qs_gguf_writer_new();
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        char key[256];
+        snprintf(key, sizeof key, "%.*s", (int)g->kv[i].key.len, g->kv[i].key.ptr);
+        qs_gguf_add_raw(w, key, (uint32_t)g->kv[i].type, g->map.data + g->kv[i].offset, g->kv[i].nbytes);
+    }
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)g->tensors[i].name.len, g->tensors[i].name.ptr);
+        qs_gguf_add_tensor(w, name, g->tensors[i].type, (int)g->tensors[i].n_dims, g->tensors[i].ne, NULL);
+    }
+    int rc = qs_gguf_write_begin(w, path, err);
+    for (uint64_t i = 0; !rc && i < g->n_tensors; i++) {
+        const uint8_t *p = g->tensors[i].data;
+        size_t n = g->tensors[i].nbytes;
+        if (i + 1 == g->n_tensors) n -= short_by > 0 ? (size_t)short_by : 0;
+        for (size_t at = 0; !rc && at < n; at += 4093) /* pieces that cross tensors' ends and padding */
+            rc = qs_gguf_write_data(w, p + at, n - at < 4093 ? n - at : 4093, err);
+    }
+    static const uint8_t extra[64];
+    if (!rc && short_by < 0) rc = qs_gguf_write_data(w, extra, (size_t)-short_by, err);
+    if (!rc && !abandon) rc = qs_gguf_write_end(w, err);
+    qs_gguf_writer_free(w);
+    return rc;
+}
+
+static int files_in(const char *dir) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) n += e->d_name[0] != '.';
+    if (d) closedir(d);
+    return n;
 }
 
 static double ppl(const char *path) {
@@ -109,6 +148,26 @@ int main(void) {
             char tmpf[720];
             snprintf(tmpf, sizeof tmpf, "%s.tmp", full);
             CHECK(!qs_path_exists(full) && !qs_path_exists(tmpf), "a failed write left a file behind");
+
+            /* streamed: the same bytes as the one-shot write */
+            char streamed[700];
+            snprintf(streamed, sizeof streamed, "%s/streamed.gguf", dir);
+            CHECK(stream_copy(g, streamed, 0, 0, &err) == 0, "streamed write: %s", err.msg);
+            size_t na = 0, nb = 0;
+            char *a = NULL, *b = NULL;
+            qs_read_file(out, &a, &na, &err);
+            qs_read_file(streamed, &b, &nb, &err);
+            CHECK(a && b && na == nb && !memcmp(a, b, na), "the streamed file differs from the one-shot one (%zu vs %zu bytes)",
+                  nb, na);
+            free(a);
+            free(b);
+            const int before = files_in(dir);
+            char bad[700];
+            snprintf(bad, sizeof bad, "%s/bad.gguf", dir);
+            CHECK(stream_copy(g, bad, 3, 0, &err) != 0 && strstr(err.msg, "ended early"), "3 bytes short must fail: %s", err.msg);
+            CHECK(stream_copy(g, bad, -5, 0, &err) != 0 && strstr(err.msg, "more tensor data"), "5 bytes too many must fail");
+            CHECK(stream_copy(g, bad, 0, 1, &err) == 0, "an abandoned write reports nothing");
+            CHECK(files_in(dir) == before && !qs_path_exists(bad), "a failed or abandoned streamed write left a file behind");
         }
         qs_gguf_writer_free(w);
         for (uint64_t i = 0; i < g->n_tensors; i++) free(bufs[i]);

@@ -36,12 +36,17 @@ struct qs_gguf_writer {
     size_t n_kv;
     tensor *ts;
     size_t n_t;
+    /* a write in progress (qs_gguf_write_begin): the tensor being filled and its bytes so far */
+    qs_output *out;
+    size_t cur;
+    uint64_t cur_done;
 };
 
 qs_gguf_writer *qs_gguf_writer_new(void) { return calloc(1, sizeof(qs_gguf_writer)); }
 
 void qs_gguf_writer_free(qs_gguf_writer *w) {
     if (!w) return;
+    qs_output_discard(w->out); /* a write never finished leaves no file */
     for (size_t i = 0; i < w->n_kv; i++) { free(w->kvs[i].key); free(w->kvs[i].val); }
     for (size_t i = 0; i < w->n_t; i++) free(w->ts[i].name);
     free(w->kvs);
@@ -168,7 +173,8 @@ static int pad(FILE *f, uint64_t pos) {
     return put(f, zeros, n);
 }
 
-int qs_gguf_write(qs_gguf_writer *w, const char *path, qs_error *err) {
+int qs_gguf_write_begin(qs_gguf_writer *w, const char *path, qs_error *err) {
+    if (w->out) return qs_errorf(err, QS_ERR_INTERNAL, "a GGUF write is already in progress");
     qs_output *o;
     int rc = qs_output_open(&o, path, "output", 0, err);
     if (rc) return rc;
@@ -193,14 +199,60 @@ int qs_gguf_write(qs_gguf_writer *w, const char *path, qs_error *err) {
         pos += 8 + nl + 4 + 8 * (uint64_t)t->n_dims + 4 + 8;
     }
     bad |= pad(f, pos);
-    uint64_t dpos = 0;
-    for (size_t i = 0; i < w->n_t && !bad; i++) {
-        const tensor *t = &w->ts[i];
-        bad |= pad(f, dpos);
-        dpos = t->offset;
-        bad |= put(f, t->data, t->nbytes);
-        dpos += t->nbytes;
-    }
     if (bad) return qs_output_fail(o, errno ? errno : EIO, err);
+    w->out = o;
+    w->cur = 0;
+    w->cur_done = 0;
+    return 0;
+}
+
+int qs_gguf_write_data(qs_gguf_writer *w, const void *data, size_t n, qs_error *err) {
+    if (!w->out) return qs_errorf(err, QS_ERR_INTERNAL, "no GGUF write in progress");
+    FILE *f = qs_output_stream(w->out);
+    const uint8_t *p = data;
+    while (n) {
+        while (w->cur < w->n_t && w->cur_done == w->ts[w->cur].nbytes) { /* the next tensor, at its aligned offset */
+            const tensor *t = &w->ts[w->cur];
+            w->cur++;
+            if (w->cur < w->n_t && pad(f, t->offset + t->nbytes)) goto failed;
+            w->cur_done = 0;
+        }
+        if (w->cur == w->n_t) {
+            qs_output_discard(w->out);
+            w->out = NULL;
+            return qs_errorf(err, QS_ERR_INTERNAL, "more tensor data than the GGUF's tensors declare");
+        }
+        const uint64_t left = w->ts[w->cur].nbytes - w->cur_done;
+        const size_t k = n < left ? n : (size_t)left;
+        if (put(f, p, k)) goto failed;
+        p += k;
+        n -= k;
+        w->cur_done += k;
+    }
+    return 0;
+failed:;
+    int rc = qs_output_fail(w->out, errno ? errno : EIO, err);
+    w->out = NULL;
+    return rc;
+}
+
+int qs_gguf_write_end(qs_gguf_writer *w, qs_error *err) {
+    if (!w->out) return qs_errorf(err, QS_ERR_INTERNAL, "no GGUF write in progress");
+    /* every declared byte must have come */
+    for (size_t i = w->cur; i < w->n_t; i++)
+        if ((i == w->cur ? w->cur_done : 0) != w->ts[i].nbytes) {
+            qs_output_discard(w->out);
+            w->out = NULL;
+            return qs_errorf(err, QS_ERR_INTERNAL, "the GGUF's tensor data ended early, in tensor '%s'", w->ts[i].name);
+        }
+    qs_output *o = w->out;
+    w->out = NULL;
     return qs_output_commit(o, err);
+}
+
+int qs_gguf_write(qs_gguf_writer *w, const char *path, qs_error *err) {
+    int rc = qs_gguf_write_begin(w, path, err);
+    for (size_t i = 0; !rc && i < w->n_t; i++)
+        if (w->ts[i].nbytes) rc = qs_gguf_write_data(w, w->ts[i].data, w->ts[i].nbytes, err);
+    return rc ? rc : qs_gguf_write_end(w, err);
 }

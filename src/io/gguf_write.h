@@ -30,10 +30,18 @@ int qs_gguf_add_arr_bool(qs_gguf_writer *w, const char *key, const uint8_t *v, s
 int qs_gguf_add_raw(qs_gguf_writer *w, const char *key, uint32_t type, const void *value, size_t nbytes);
 
 /* A tensor of ggml type `type` with ne[0..n_dims) (ne[0] = row length). data holds its bytes in
- * that type and is borrowed until qs_gguf_write returns. */
+ * that type and is borrowed until qs_gguf_write returns (NULL for a streamed write, below). */
 int qs_gguf_add_tensor(qs_gguf_writer *w, const char *name, int type, int n_dims, const int64_t *ne, const void *data);
 
 /* Writes the file (alignment 32). */
 int qs_gguf_write(qs_gguf_writer *w, const char *path, qs_error *err);
+
+/* The same, streamed, for a model larger than memory: declare every tensor (data may be NULL),
+ * then begin writes the header; data appends the tensors' bytes in the order they were added, in
+ * pieces of any size; end checks that every declared byte came and puts the file in place. On an
+ * error, or when the writer is freed before end, no file is left behind. */
+int qs_gguf_write_begin(qs_gguf_writer *w, const char *path, qs_error *err);
+int qs_gguf_write_data(qs_gguf_writer *w, const void *data, size_t n, qs_error *err);
+int qs_gguf_write_end(qs_gguf_writer *w, qs_error *err);
 
 #endif

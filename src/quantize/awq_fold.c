@@ -137,27 +137,28 @@ const float *qs_awq_fold_scales(const qs_awq_fold *a, const char *tensor) {
     return in >= 0 ? a->s[l * N_INPUTS + in] : NULL;
 }
 
-void qs_awq_fold_tensor(const qs_awq_fold *a, const qs_tensor *t, float *f, int64_t rows, int64_t cols) {
+void qs_awq_fold_tensor(const qs_awq_fold *a, const qs_tensor *t, float *f, int64_t row0, int64_t rows, int64_t cols) {
     if (!a) return;
     const float *s = qs_awq_fold_scales(a, t->name);
     if (s && cols == t->ne[0])
         for (int64_t r = 0; r < rows; r++)
             for (int64_t c = 0; c < cols; c++) f[r * cols + c] *= s[c];
-    /* the producers: a norm's values, or rows [r0, r0 + n) feeding the next input */
+    /* the producers: a norm's values, or rows [r0, r0 + len) feeding the next input */
     int l, off = 0;
     char kind[32], part[16];
     if (sscanf(t->name, "blk.%d.%31[a-z_].%15[a-z]%n", &l, kind, part, &off) != 3 || t->name[off] || l < 0 || l >= a->n_layers) return;
     const float *d = NULL;
+    const int64_t all_rows = qs_tensor_numel(t) / t->ne[0];
     int64_t r0 = 0;
     if (!strcmp(kind, "attn_norm")) d = a->s[l * N_INPUTS + IN_ATTN];
     else if (!strcmp(kind, "ffn_norm")) d = a->s[l * N_INPUTS + IN_FFN];
     else if (!strcmp(kind, "attn_v")) d = a->s[l * N_INPUTS + IN_ATTN_OUT];
     else if (!strcmp(kind, "attn_qkv")) d = a->s[l * N_INPUTS + IN_ATTN_OUT], r0 = a->qd + a->kvd;
-    else if (!strcmp(kind, "ffn_up")) d = a->s[l * N_INPUTS + IN_DOWN], r0 = rows == 2 * (int64_t)a->hid ? a->hid : 0;
+    else if (!strcmp(kind, "ffn_up")) d = a->s[l * N_INPUTS + IN_DOWN], r0 = all_rows == 2 * (int64_t)a->hid ? a->hid : 0;
     if (!d) return;
-    const int vector = t->n_dims == 1; /* a norm or a bias: one value per output */
-    const int64_t n_out = vector ? rows * cols : rows, width = vector ? 1 : cols;
+    const int vector = t->n_dims == 1; /* a norm or a bias: one value per output, given whole */
+    const int64_t n_out = vector ? rows * cols : row0 + rows, width = vector ? 1 : cols, first = vector ? 0 : row0;
     const int64_t len = !strcmp(kind, "attn_norm") || !strcmp(kind, "ffn_norm") ? n_out : !strcmp(kind, "ffn_up") ? a->hid : a->kvd;
-    for (int64_t r = r0; r < r0 + len && r < n_out; r++)
-        for (int64_t c = 0; c < width; c++) f[r * width + c] /= d[r - r0];
+    for (int64_t r = r0 > first ? r0 : first; r < r0 + len && r < n_out; r++)
+        for (int64_t c = 0; c < width; c++) f[(r - first) * width + c] /= d[r - r0];
 }

@@ -20,10 +20,11 @@ typedef struct qs_awq_fold qs_awq_fold;
 int qs_awq_fold_new(qs_awq_fold **out, const qs_model *m, const qs_plan *plan, const char *db_path, qs_error *err);
 void qs_awq_fold_free(qs_awq_fold *a);
 
-/* Rewrites tensor t's values f ((rows, cols) as the model stores it, before any row reordering)
- * as the folded model holds them: columns times the scales of its input group, and for a
- * producer, its rows (a norm: its values) divided by the scales of the input it feeds. */
-void qs_awq_fold_tensor(const qs_awq_fold *a, const qs_tensor *t, float *f, int64_t rows, int64_t cols);
+/* Rewrites rows [row0, row0 + rows) of tensor t, given in f ((rows, cols) as the model stores
+ * them, before any row reordering), as the folded model holds them: columns times the scales of
+ * its input group, and for a producer, its rows (a norm: its values) divided by the scales of
+ * the input it feeds. A 1-D tensor (norm, bias) comes whole, row0 0. */
+void qs_awq_fold_tensor(const qs_awq_fold *a, const qs_tensor *t, float *f, int64_t row0, int64_t rows, int64_t cols);
 /* The scales of the group t reads its input from, or NULL (then its statistics stand). */
 const float *qs_awq_fold_scales(const qs_awq_fold *a, const char *tensor);
 

@@ -27,6 +27,84 @@ static int dtype_of(const char *fmt) {
     return -1;
 }
 
+/* Rows of f32 expanded at a time for a tensor whose rows are rounded independently: an 8B
+ * model's 525M-value embedding is never whole in f32. */
+#define BLOCK_BYTES ((int64_t)32 << 20)
+
+/* The activation statistics a weighted or GPTQ format rounds with, in the inputs' scale after
+ * an AWQ fold; *imp uniform for a tensor without inputs (an untied embedding: *lookup set). */
+static int load_statistics(const qs_tensor *t, const qs_format *fmt, const qs_awq_fold *awq, const char *db_path,
+                           const char *fingerprint, float **imp, float **gram, int *lookup, qs_error *err) {
+    const int64_t cols = t->ne[0];
+    int rc = qs_plan_load_calib(db_path, fingerprint, t->name, cols, fmt->gptq, imp, gram, err);
+    if (rc) return rc;
+    const float *s = qs_awq_fold_scales(awq, t->name);
+    if (s && *imp) /* its inputs arrive divided by s now */
+        for (int64_t c = 0; c < cols; c++) {
+            (*imp)[c] /= s[c] * s[c];
+            for (int64_t k = 0; *gram && k < cols; k++) (*gram)[c * cols + k] /= s[c] * s[k];
+        }
+    *lookup = !*imp;
+    if (!*imp && (*imp = malloc(sizeof(float) * (size_t)cols)))
+        for (int64_t c = 0; c < cols; c++) (*imp)[c] = 1.0f; /* uniform, as the profile measured it */
+    return *imp ? 0 : qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+}
+
+/* Quantizes tensor t into format and appends its blocks to the file being written: a block of
+ * rows at a time, or whole where rows depend on each other (GPTQ's shared Hessian, RoPE's row
+ * order by heads, a 1-D tensor). */
+static int write_tensor(const qs_model *m, const qs_tensor *t, const char *format, const qs_awq_fold *awq, const char *db_path,
+                        const char *fingerprint, qs_gguf_writer *w, qs_error *err) {
+    const int type = dtype_of(qs_format_stored_type(format));
+    const qs_format *fmt = qs_format_find(format, NULL);
+    const int64_t cols = t->ne[0], rows = qs_tensor_numel(t) / cols;
+    const uint64_t rb = qs_dtype_row_bytes(type, cols);
+    const int reorder = qs_llama_needs_row_order(m, t->name);
+    const int calib = fmt && qs_format_needs_calib(fmt) && !fmt->awq;
+    float *imp = NULL, *gram = NULL;
+    int lookup = 0, rc = 0;
+    if (calib) rc = load_statistics(t, fmt, awq, db_path, fingerprint, &imp, &gram, &lookup, err);
+    const int gptq = calib && fmt->gptq && !lookup;
+    int64_t step = rows;
+    if (t->n_dims > 1 && !reorder && !gptq) {
+        step = BLOCK_BYTES / (int64_t)(sizeof(float) * (size_t)cols);
+        if (step < 1) step = 1;
+        if (step > rows) step = rows;
+    }
+    float *f = rc ? NULL : malloc(sizeof(float) * (size_t)(step * cols));
+    uint8_t *q = rc ? NULL : malloc(rb * (size_t)step);
+    if (!rc && (!f || !q)) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %s", t->name);
+    for (int64_t r0 = 0; r0 < rows && !rc; r0 += step) {
+        const int64_t n = rows - r0 < step ? rows - r0 : step;
+        qs_tensor_dequantize_rows(t, r0, n, f);
+        qs_awq_fold_tensor(awq, t, f, r0, n, cols); /* W diag(s), and 1/s where an input is made */
+        /* statistics (importance, Gram) are per input column: reordering rows leaves them valid */
+        const int64_t perm_rows = t->n_dims == 1 ? cols : n, perm_cols = t->n_dims == 1 ? 1 : cols; /* a bias */
+        if (reorder && qs_llama_rows_for_gguf(f, perm_rows, perm_cols, m->arch.head_dim)) {
+            rc = qs_errorf(err, QS_ERR_INPUT, "tensor '%s': %lld rows are not whole heads of %d", t->name, (long long)rows,
+                           m->arch.head_dim);
+            break;
+        }
+        if (gptq) {
+            const int gr = qs_gptq_quantize(type, f, n, cols, gram, q);
+            if (gr == -3)
+                rc = qs_errorf(err, QS_ERR_INPUT, "tensor '%s': the Gram matrix of its inputs in %s has a non-finite value or "
+                                                  "is not positive definite; re-run the profile", t->name, db_path);
+            else if (gr) rc = qs_errorf(err, QS_ERR_INTERNAL, "tensor '%s': out of memory for GPTQ", t->name);
+        } else if (calib && !fmt->gptq) {
+            qs_ggml_quantize_weighted(type, f, q, n, cols, imp);
+        } else {
+            qs_ggml_quantize(type, f, q, n * cols);
+        }
+        if (!rc) rc = qs_gguf_write_data(w, q, rb * (size_t)n, err);
+    }
+    free(f);
+    free(q);
+    free(imp);
+    free(gram);
+    return rc;
+}
+
 int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const qs_plan *plan, const char *db_path,
                      const char *out_path, qs_quantize_result *res, qs_error *err) {
     memset(res, 0, sizeof *res);
@@ -37,7 +115,6 @@ int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const q
     qs_vocab *v = NULL;
     qs_gguf_writer *w = NULL;
     qs_awq_fold *awq = NULL;
-    void **bufs = NULL;
     char fp[65];
     if ((rc = qs_model_fingerprint(m, fp, err))) goto done;
     if (strcmp(fp, plan->model_fingerprint)) {
@@ -83,8 +160,8 @@ int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const q
     if (plan->plan_sha256[0]) qs_gguf_add_str(w, "qsense.plan.sha256", plan->plan_sha256);
     qs_gguf_add_f32(w, "qsense.plan.predicted_kl", (float)plan->predicted_kl);
     qs_gguf_add_str(w, "qsense.version", QS_VERSION);
-    bufs = calloc((size_t)m->n_tensors, sizeof(void *));
-    for (int i = 0; bufs && i < m->n_tensors && !rc; i++) {
+    /* every tensor declared (and every plan entry checked) before a byte is written */
+    for (int i = 0; i < m->n_tensors && !rc; i++) {
         const qs_tensor *t = &m->tensors[i];
         const qs_plan_tensor *pt = qs_plan_find(plan, t->name);
         if (!pt) {
@@ -98,74 +175,34 @@ int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const q
                            "--target llama.cpp)", pp, t->name, pt->format);
             break;
         }
-        const int64_t n = qs_tensor_numel(t), rows = n / t->ne[0];
+        const int64_t rows = qs_tensor_numel(t) / t->ne[0];
         uint64_t rb = qs_dtype_row_bytes(type, t->ne[0]);
         if (!rb) {
             rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensor '%s': rows of %lld do not fit %s blocks", pp, t->name, (long long)t->ne[0],
                            pt->format);
             break;
         }
-        float *f = malloc(sizeof(float) * (size_t)n);
-        bufs[i] = malloc(rb * (size_t)rows);
-        if (!f || !bufs[i]) {
-            free(f);
-            rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %s", t->name);
-            break;
-        }
-        qs_tensor_dequantize_rows(t, 0, rows, f);
-        qs_awq_fold_tensor(awq, t, f, rows, t->ne[0]); /* W diag(s), and 1/s where an input is made */
-        /* statistics (importance, Gram) are per input column: reordering rows leaves them valid */
-        const int64_t perm_rows = t->n_dims == 1 ? t->ne[0] : rows, perm_cols = t->n_dims == 1 ? 1 : t->ne[0]; /* a bias */
-        if (qs_llama_needs_row_order(m, t->name) && qs_llama_rows_for_gguf(f, perm_rows, perm_cols, m->arch.head_dim)) {
-            free(f);
-            rc = qs_errorf(err, QS_ERR_INPUT, "tensor '%s': %lld rows are not whole heads of %d", t->name, (long long)rows,
-                           m->arch.head_dim);
-            break;
-        }
-        if (fmt && qs_format_needs_calib(fmt) && !fmt->awq) {
-            float *imp, *gram = NULL;
-            rc = qs_plan_load_calib(db_path, plan->model_fingerprint, t->name, t->ne[0], fmt->gptq, &imp, &gram, err);
-            const float *s = qs_awq_fold_scales(awq, t->name);
-            if (!rc && s && imp) /* its inputs arrive divided by s now */
-                for (int64_t c = 0; c < t->ne[0]; c++) {
-                    imp[c] /= s[c] * s[c];
-                    for (int64_t k = 0; gram && k < t->ne[0]; k++) gram[c * t->ne[0] + k] /= s[c] * s[k];
-                }
-            const int lookup = !rc && !imp; /* an untied embedding: no inputs, GPTQ rounds it to nearest */
-            if (!rc && !imp && (imp = malloc(sizeof(float) * (size_t)t->ne[0])))
-                for (int64_t c = 0; c < t->ne[0]; c++) imp[c] = 1.0f; /* uniform, as the profile measured it */
-            if (!rc && !imp) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-            if (!rc && fmt->gptq && lookup) qs_ggml_quantize(type, f, bufs[i], n);
-            else if (!rc && fmt->gptq) {
-                const int g = qs_gptq_quantize(type, f, rows, t->ne[0], gram, bufs[i]);
-                if (g == -3)
-                    rc = qs_errorf(err, QS_ERR_INPUT, "tensor '%s': the Gram matrix of its inputs in %s has a non-finite value or "
-                                                      "is not positive definite; re-run the profile", t->name, db_path);
-                else if (g) rc = qs_errorf(err, QS_ERR_INTERNAL, "tensor '%s': out of memory for GPTQ", t->name);
-            } else if (!rc && !fmt->gptq) qs_ggml_quantize_weighted(type, f, bufs[i], rows, t->ne[0], imp);
-            free(imp);
-            free(gram);
-        } else {
-            qs_ggml_quantize(type, f, bufs[i], n);
-        }
-        free(f);
-        if (rc) break;
-        qs_gguf_add_tensor(w, t->name, type, t->n_dims, t->ne, bufs[i]);
+        if (qs_gguf_add_tensor(w, t->name, type, t->n_dims, t->ne, NULL)) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
         res->tensor_bytes += (int64_t)(rb * (size_t)rows);
         res->n_quantized += qs_dtype_get(type)->block_size > 1;
     }
     /* Llama 3 RoPE scaling read from a config.json: llama.cpp takes it as this tensor */
     const int64_t n_freqs[1] = {m->arch.head_dim / 2};
-    if (!rc && !g && m->arch.rope_freqs && qs_gguf_add_tensor(w, "rope_freqs.weight", QS_DT_F32, 1, n_freqs, m->arch.rope_freqs))
+    const int rope_freqs = !g && m->arch.rope_freqs;
+    if (!rc && rope_freqs && qs_gguf_add_tensor(w, "rope_freqs.weight", QS_DT_F32, 1, n_freqs, NULL))
         rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-    if (!rc) rc = qs_gguf_write(w, out_path, err);
+    if (!rc) rc = qs_gguf_write_begin(w, out_path, err);
+    for (int i = 0; i < m->n_tensors && !rc; i++) {
+        const qs_plan_tensor *pt = qs_plan_find(plan, m->tensors[i].name);
+        rc = write_tensor(m, &m->tensors[i], pt->format, awq, db_path, plan->model_fingerprint, w, err);
+    }
+    if (!rc && rope_freqs) rc = qs_gguf_write_data(w, m->arch.rope_freqs, sizeof(float) * (size_t)n_freqs[0], err);
+    if (!rc) rc = qs_gguf_write_end(w, err);
     if (!rc) {
         struct stat st;
         if (stat(out_path, &st) == 0) res->file_bytes = st.st_size;
     }
 done:
-    for (int i = 0; bufs && i < m->n_tensors; i++) free(bufs[i]);
-    free(bufs);
     qs_gguf_writer_free(w);
     qs_awq_fold_free(awq);
     qs_vocab_free(v);
