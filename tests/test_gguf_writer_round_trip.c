@@ -157,17 +157,20 @@ int main(void) {
             char *a = NULL, *b = NULL;
             qs_read_file(out, &a, &na, &err);
             qs_read_file(streamed, &b, &nb, &err);
-            CHECK(a && b && na == nb && !memcmp(a, b, na), "the streamed file differs from the one-shot one (%zu vs %zu bytes)",
-                  nb, na);
+            CHECK(a && b && na == nb && !memcmp(a, b, na),
+                  "the streamed file differs from the one-shot one (%zu vs %zu bytes)", nb, na);
             free(a);
             free(b);
             const int before = files_in(dir);
             char bad[700];
             snprintf(bad, sizeof bad, "%s/bad.gguf", dir);
-            CHECK(stream_copy(g, bad, 3, 0, &err) != 0 && strstr(err.msg, "ended early"), "3 bytes short must fail: %s", err.msg);
-            CHECK(stream_copy(g, bad, -5, 0, &err) != 0 && strstr(err.msg, "more tensor data"), "5 bytes too many must fail");
+            CHECK(stream_copy(g, bad, 3, 0, &err) != 0 && strstr(err.msg, "ended early"), "3 bytes short must fail: %s",
+                  err.msg);
+            CHECK(stream_copy(g, bad, -5, 0, &err) != 0 && strstr(err.msg, "more tensor data"),
+                  "5 bytes too many must fail");
             CHECK(stream_copy(g, bad, 0, 1, &err) == 0, "an abandoned write reports nothing");
-            CHECK(files_in(dir) == before && !qs_path_exists(bad), "a failed or abandoned streamed write left a file behind");
+            CHECK(files_in(dir) == before && !qs_path_exists(bad),
+                  "a failed or abandoned streamed write left a file behind");
         }
         qs_gguf_writer_free(w);
         for (uint64_t i = 0; i < g->n_tensors; i++) free(bufs[i]);

@@ -154,7 +154,8 @@ void qs_awq_fold_tensor(const qs_awq_fold *a, const qs_tensor *t, float *f, int6
     else if (!strcmp(kind, "ffn_norm")) d = a->s[l * N_INPUTS + IN_FFN];
     else if (!strcmp(kind, "attn_v")) d = a->s[l * N_INPUTS + IN_ATTN_OUT];
     else if (!strcmp(kind, "attn_qkv")) d = a->s[l * N_INPUTS + IN_ATTN_OUT], r0 = a->qd + a->kvd;
-    else if (!strcmp(kind, "ffn_up")) d = a->s[l * N_INPUTS + IN_DOWN], r0 = all_rows == 2 * (int64_t)a->hid ? a->hid : 0;
+    else if (!strcmp(kind, "ffn_up"))
+        d = a->s[l * N_INPUTS + IN_DOWN], r0 = all_rows == 2 * (int64_t)a->hid ? a->hid : 0;
     if (!d) return;
     const int vector = t->n_dims == 1; /* a norm or a bias: one value per output, given whole */
     const int64_t n_out = vector ? rows * cols : row0 + rows, width = vector ? 1 : cols, first = vector ? 0 : row0;

@@ -53,8 +53,8 @@ static int load_statistics(const qs_tensor *t, const qs_format *fmt, const qs_aw
 /* Quantizes tensor t into format and appends its blocks to the file being written: a block of
  * rows at a time, or whole where rows depend on each other (GPTQ's shared Hessian, RoPE's row
  * order by heads, a 1-D tensor). */
-static int write_tensor(const qs_model *m, const qs_tensor *t, const char *format, const qs_awq_fold *awq, const char *db_path,
-                        const char *fingerprint, qs_gguf_writer *w, qs_error *err) {
+static int write_tensor(const qs_model *m, const qs_tensor *t, const char *format, const qs_awq_fold *awq,
+                        const char *db_path, const char *fingerprint, qs_gguf_writer *w, qs_error *err) {
     const int type = dtype_of(qs_format_stored_type(format));
     const qs_format *fmt = qs_format_find(format, NULL);
     const int64_t cols = t->ne[0], rows = qs_tensor_numel(t) / cols;
@@ -81,16 +81,19 @@ static int write_tensor(const qs_model *m, const qs_tensor *t, const char *forma
         /* statistics (importance, Gram) are per input column: reordering rows leaves them valid */
         const int64_t perm_rows = t->n_dims == 1 ? cols : n, perm_cols = t->n_dims == 1 ? 1 : cols; /* a bias */
         if (reorder && qs_llama_rows_for_gguf(f, perm_rows, perm_cols, m->arch.head_dim)) {
-            rc = qs_errorf(err, QS_ERR_INPUT, "tensor '%s': %lld rows are not whole heads of %d", t->name, (long long)rows,
-                           m->arch.head_dim);
+            rc = qs_errorf(err, QS_ERR_INPUT, "tensor '%s': %lld rows are not whole heads of %d", t->name,
+                           (long long)rows, m->arch.head_dim);
             break;
         }
         if (gptq) {
             const int gr = qs_gptq_quantize(type, f, n, cols, gram, q);
             if (gr == -3)
-                rc = qs_errorf(err, QS_ERR_INPUT, "tensor '%s': the Gram matrix of its inputs in %s has a non-finite value or "
-                                                  "is not positive definite; re-run the profile", t->name, db_path);
-            else if (gr) rc = qs_errorf(err, QS_ERR_INTERNAL, "tensor '%s': out of memory for GPTQ", t->name);
+                rc = qs_errorf(err, QS_ERR_INPUT,
+                               "tensor '%s': the Gram matrix of its inputs in %s has a non-finite value or "
+                               "is not positive definite; re-run the profile",
+                               t->name, db_path);
+            else if (gr)
+                rc = qs_errorf(err, QS_ERR_INTERNAL, "tensor '%s': out of memory for GPTQ", t->name);
         } else if (calib && !fmt->gptq) {
             qs_ggml_quantize_weighted(type, f, q, n, cols, imp);
         } else {
@@ -182,7 +185,8 @@ int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const q
                            pt->format);
             break;
         }
-        if (qs_gguf_add_tensor(w, t->name, type, t->n_dims, t->ne, NULL)) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+        if (qs_gguf_add_tensor(w, t->name, type, t->n_dims, t->ne, NULL))
+            rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
         res->tensor_bytes += (int64_t)(rb * (size_t)rows);
         res->n_quantized += qs_dtype_get(type)->block_size > 1;
     }
