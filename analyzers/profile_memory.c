@@ -63,24 +63,36 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
             out->sens += tokens * (4 * dim * (a->n_layers + 1) + 8 * topk + 8);
             all_tokens += tokens;
         }
-        /* the whole model at each format: a GGUF type's blocks, any other format in f32 */
+        /* the whole model at each format: a GGUF type's blocks all at once; any other format
+         * layer-major, one layer's tensors in f32 at a time (the embedding and head whole, as
+         * counted in `tensors`) while every chunk's residual stream waits (spillable) */
         const qs_format **sf;
         int ns;
         if (opt->sens_formats && !qs_format_parse_list(opt->sens_formats, &sf, &ns, &ignored)) {
-            double worst = 0;
-            for (int k = 0; k < ns; k++) {
+            double worst = 0, streams = 0;
+            double *layer = calloc((size_t)a->n_layers + 1, sizeof(double));
+            for (int k = 0; k < ns && layer; k++) {
                 const int blocks = qs_format_has_blocks(sf[k], 0);
                 double bytes = 0;
+                memset(layer, 0, sizeof(double) * ((size_t)a->n_layers + 1));
                 for (int i = 0; i < m->n_tensors; i++) {
                     const qs_tensor *t = &m->tensors[i];
                     const double numel = (double)qs_tensor_numel(t);
+                    int l = -1;
                     if (t->n_dims < 2 || numel <= (double)t->ne[0]) continue;
-                    bytes += blocks ? qs_format_bpw(sf[k], (int64_t)(numel / (double)t->ne[0]), t->ne[0]) / 8 * numel : 4 * numel;
+                    if (blocks)
+                        bytes += qs_format_bpw(sf[k], (int64_t)(numel / (double)t->ne[0]), t->ne[0]) / 8 * numel;
+                    else if (sscanf(t->name, "blk.%d.", &l) == 1 && l >= 0 && l < a->n_layers)
+                        layer[l] += 4 * numel;
                 }
+                for (int l = 0; !blocks && l < a->n_layers; l++) bytes = layer[l] > bytes ? layer[l] : bytes;
+                if (!blocks) streams = all_tokens * 4 * dim;
                 if (bytes > worst) worst = bytes;
             }
+            free(layer);
             free(sf);
-            out->sens += worst;
+            out->sens += worst + streams;
+            out->sens_cache += streams;
             out->whole = worst;
         }
         if (opt->sens_mode && !strcmp(opt->sens_mode, QS_SENS_GRADIENT)) /* + three heads' logits */
@@ -106,16 +118,20 @@ int qs_profile_check_memory(const qs_model *m, const qs_profile_options *opt, co
         return 0;
     }
     char own[32], file[32], stats[32], widest[32], tensors[32], sens[32], bud[32], whole[32];
-    return qs_errorf(err, QS_ERR_INPUT,
-                     "%s: this profile would hold about %s besides the %s model file (calibration statistics %s: X^T X of "
-                     "%s, the widest %s; tensor copies %s; sensitivity %s, of which the whole model quantized at once %s), over the %s%s budget; it "
-                     "would be killed, not finish (even with the sweep's caches in a file). Give --mem-budget SIZE if the machine has "
-                     "the memory (or swap)%s%s",
-                     m->path, human(own, est.own), human(file, est.file), human(stats, est.stats),
-                     all_grams ? "every linear input of every layer (a GPTQ format keeps them all)" : "one layer's inputs at a time",
-                     human(widest, est.widest), human(tensors, est.tensors), human(sens, est.sens), human(whole, est.whole),
-                     opt->mem_budget > 0 ? "--mem-budget " : "default (80 % of memory) ", human(bud, budget),
-                     all_grams ? ", or leave the -gptq formats out" : "",
-                     est.whole > 0.25 * budget ? "; in --sens-formats, llama.cpp's types run the whole model from their blocks, "
-                                                 "int, fp8, nf4 and MX formats in f32" : "");
+    return qs_errorf(
+        err, QS_ERR_INPUT,
+        "%s: this profile would hold about %s besides the %s model file (calibration statistics %s: X^T X of "
+        "%s, the widest %s; tensor copies %s; sensitivity %s, of which the whole-model rows' weights %s), over the "
+        "%s%s budget; it "
+        "would be killed, not finish (even with the sweep's caches in a file). Give --mem-budget SIZE if the machine "
+        "has "
+        "the memory (or swap)%s%s",
+        m->path, human(own, est.own), human(file, est.file), human(stats, est.stats),
+        all_grams ? "every linear input of every layer (a GPTQ format keeps them all)" : "one layer's inputs at a time",
+        human(widest, est.widest), human(tensors, est.tensors), human(sens, est.sens), human(whole, est.whole),
+        opt->mem_budget > 0 ? "--mem-budget " : "default (80 % of memory) ", human(bud, budget),
+        all_grams ? ", or leave the -gptq formats out" : "",
+        est.whole > 0.25 * budget ? "; the sweep's whole-model rows hold the whole model in a llama.cpp type's "
+                                    "blocks: leave the widest types out of --sens-formats"
+                                  : "");
 }

@@ -20,8 +20,10 @@ typedef struct {
     double tensors;   /* the analyzers' row blocks, and the largest tensor whole where a format or the sweep needs it */
     double engine;    /* weight scratch and one chunk's activations and logits */
     double sens;      /* the sweep's base-run caches (residual stream per layer, top-k), 0 without */
-    double sens_cache;/* of which the residual stream of every layer, which can go to a file */
-    double whole;     /* of which the whole model quantized at once (the sweep's whole-model rows), at the worst format */
+    double sens_cache; /* of which the residual streams (every layer's, and the whole-model rows' waiting
+                        * chunks), which can go to a file */
+    double whole;      /* of which the whole-model rows' quantized weights at the worst format: a GGUF
+                        * type's blocks of the whole model, another format's one layer in f32 */
     double own;       /* everything but the file */
 } qs_profile_memory;
 

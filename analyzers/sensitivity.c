@@ -335,16 +335,20 @@ static int batch_chunks(const qs_sens *s) {
     return b < 1 ? 1 : b;
 }
 
+static int alloc_tallies(const qs_sens *s, uint64_t mask, tally *t, qs_error *err) {
+    for (int d = 0; d < s->n_domains; d++)
+        if (mask >> d & 1 && !(t[d].kls = malloc(sizeof(float) * (size_t)s->d[d].n_scored)))
+            return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    return 0;
+}
+
 /* Runs every chunk of the domains in mask from layer `start` (0: from the embeddings) with the
  * current overrides, several chunks of any domains per forward pass, and scores each against
  * its domain's base into t[d]. */
 static int run_domains(qs_sens *s, uint64_t mask, int start, tally *t, qs_error *err) {
     const int dim = s->p->m->arch.dim, rows = s->ctx - s->first;
     const size_t V = (size_t)s->p->m->arch.n_vocab;
-    int rc = 0;
-    for (int d = 0; d < s->n_domains && !rc; d++)
-        if (mask >> d & 1 && !(t[d].kls = malloc(sizeof(float) * (size_t)s->d[d].n_scored)))
-            rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    int rc = alloc_tallies(s, mask, t, err);
     int bd[64], bc[64], nb = 0; /* the batch: (domain, chunk) pairs */
     const int cap = batch_chunks(s) < 64 ? batch_chunks(s) : 64;
     for (int d = 0; d <= s->n_domains && !rc; d++) {
@@ -409,20 +413,95 @@ int qs_sens_put_tensor(qs_sens *s, int i, int f, int di, const qs_db_eval_figure
     return qs_db_put_sensitivity(p->db, p->run_id, p->tensors[i].db_id, p->format_ids_sens[f], s->d[di].src->name, fig, err);
 }
 
+/* Tensor i quantized to fmt and put in the engine: as its GGUF blocks where fmt has them (*blocks
+ * set), else in f32 (*wq set). */
+static int apply_candidate(qs_sens *s, int i, const qs_format *fmt, qs_tensor *st, void **blocks, float **wq,
+                           qs_error *err) {
+    int rc = qs_profile_candidate_blocks(s->p, i, fmt, st, blocks, err);
+    if (!rc) return apply_stored(s, i, st, err);
+    if (rc == 1 && !(rc = qs_profile_candidate(s->p, i, fmt, NULL, wq, err))) rc = apply(s, i, *wq, err);
+    return rc;
+}
+
+/* Undoes apply_candidate and frees the candidate. */
+static void restore_candidate(qs_sens *s, int i, void **blocks, float **wq) {
+    qs_error ignore;
+    if (*blocks)
+        apply_stored(s, i, s->p->tensors[i].t, &ignore);
+    else if (*wq)
+        apply(s, i, NULL, &ignore);
+    free(*blocks);
+    free(*wq);
+    *blocks = NULL;
+    *wq = NULL;
+}
+
+/* The whole model in a format without GGUF blocks (int, fp8, MX, AWQ ...), layer-major: every
+ * chunk of the masked domains passes layer L, with layer L's tensors quantized, before layer
+ * L + 1, so one layer's candidates are in f32 at a time instead of the whole model (30 GiB for an
+ * 8B model). The chunks' residual streams wait between layers (in the scratch file when the
+ * profile spills its caches). lst, lblocks, lwq: one slot per tensor for the candidates. */
+static int run_whole_layer_major(qs_sens *s, const qs_format *fmt, const char *quantized, qs_tensor *lst,
+                                 void **lblocks, float **lwq, uint64_t mask, tally *t, qs_error *err) {
+    qs_profile *p = s->p;
+    const int L = p->m->arch.n_layers;
+    const size_t per = (size_t)s->ctx * (size_t)p->m->arch.dim;
+    int n = 0, emb = -1, head = -1;
+    for (int d = 0; d < s->n_domains; d++) n += mask >> d & 1 ? s->d[d].n_chunks : 0;
+    for (int i = 0; i < p->n_tensors; i++) {
+        if (!quantized[i]) continue;
+        if (!strcmp(p->tensors[i].kind, "token_embd"))
+            emb = i;
+        else if (p->tensors[i].linear == QS_LIN_OUTPUT)
+            head = i;
+    }
+    const size_t bytes = sizeof(float) * per * (size_t)(n ? n : 1);
+    float *x = p->spill_caches ? qs_scratch_map(p->db_path, bytes, err) : malloc(bytes);
+    if (!x)
+        return p->spill_caches ? err->code : qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %d chunks' streams", n);
+    int rc = alloc_tallies(s, mask, t, err);
+    qs_tensor st = {0};
+    void *blocks = NULL;
+    float *wq = NULL;
+    /* the embedding rows; a tied embedding is the head too, quantized again at the end */
+    if (!rc && emb >= 0) rc = apply_candidate(s, emb, fmt, &st, &blocks, &wq, err);
+    for (int d = 0, k = 0; d < s->n_domains && !rc; d++)
+        for (int c = 0; mask >> d & 1 && c < s->d[d].n_chunks && !rc; c++, k++)
+            rc = qs_engine_embed(s->e, s->d[d].tokens + (size_t)c * s->ctx, s->ctx, x + (size_t)k * per, err);
+    if (emb >= 0) restore_candidate(s, emb, &blocks, &wq);
+    for (int l = 0; l < L && !rc; l++) {
+        for (int i = 0; i < p->n_tensors && !rc; i++)
+            if (quantized[i] && i != emb && i != head && p->tensors[i].layer == l)
+                rc = apply_candidate(s, i, fmt, &lst[i], &lblocks[i], &lwq[i], err);
+        for (int k = 0; k < n && !rc; k++) rc = qs_engine_run_layer(s->e, l, x + (size_t)k * per, s->ctx, err);
+        for (int i = 0; i < p->n_tensors; i++)
+            if (i != emb && i != head) restore_candidate(s, i, &lblocks[i], &lwq[i]);
+    }
+    const int tail = head >= 0 ? head : emb >= 0 && p->tensors[emb].linear == QS_LIN_OUTPUT ? emb : -1;
+    if (!rc && tail >= 0) rc = apply_candidate(s, tail, fmt, &st, &blocks, &wq, err);
+    for (int d = 0, k = 0; d < s->n_domains && !rc; d++)
+        for (int c = 0; mask >> d & 1 && c < s->d[d].n_chunks && !rc; c++, k++) {
+            rc = qs_engine_forward_from(s->e, L, x + (size_t)k * per, s->ctx, s->first, s->logits, err);
+            if (!rc) score_chunk(s, &s->d[d], c, s->logits, &t[d]);
+        }
+    if (tail >= 0) restore_candidate(s, tail, &blocks, &wq);
+    if (p->spill_caches)
+        qs_scratch_unmap(x, bytes);
+    else
+        free(x);
+    return rc;
+}
+
 int qs_sens_measure_whole(qs_sens *s, int f, uint64_t mask, qs_db_eval_figures *figs, int *n_quantized, double *bpw,
                           qs_error *err) {
     qs_profile *p = s->p;
     const qs_format *fmt = p->formats_sens[f];
+    char *quantized = calloc((size_t)p->n_tensors, 1);
+    void **blocks = calloc((size_t)p->n_tensors, sizeof(void *));
     float **wq = calloc((size_t)p->n_tensors, sizeof(float *));
-    char *stored = calloc((size_t)p->n_tensors, 1);
     qs_tensor *st = calloc((size_t)p->n_tensors, sizeof(qs_tensor)); /* borrowed by the engine while it runs */
-    if (!wq || !stored || !st) {
-        free(wq);
-        free(stored);
-        free(st);
-        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-    }
-    int rc = 0, nq = 0;
+    int rc = quantized && blocks && wq && st ? 0 : qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    int nq = 0;
     double bits = 0, params = 0;
     for (int i = 0; i < p->n_tensors && !rc; i++) {
         const qs_prof_tensor *pt = &p->tensors[i];
@@ -432,28 +511,28 @@ int qs_sens_measure_whole(qs_sens *s, int f, uint64_t mask, qs_db_eval_figures *
             bits += 8.0 * (double)pt->t->nbytes; /* stays as stored */
             continue;
         }
-        /* a GGUF type runs from its blocks (the whole model at about its quantized size), others in f32 */
-        rc = qs_profile_candidate_blocks(p, i, fmt, &st[i], (void **)&wq[i], err);
-        stored[i] = !rc;
-        if (!rc) rc = apply_stored(s, i, &st[i], err);
-        else if (rc == 1 && !(rc = qs_profile_candidate(p, i, fmt, NULL, &wq[i], err))) rc = apply(s, i, wq[i], err);
+        quantized[i] = 1;
         bits += qs_format_bpw(fmt, pt->rows, pt->cols) * (double)(pt->rows * pt->cols);
         nq++;
     }
     tally t[64] = {{0}};
-    if (!rc) rc = run_domains(s, mask, 0, t, err);
-    qs_error ignore;
-    for (int i = 0; i < p->n_tensors; i++) /* the model's own weights back */
-        if (stored[i]) apply_stored(s, i, p->tensors[i].t, &ignore);
-        else if (wq[i]) apply(s, i, NULL, &ignore);
+    if (!rc && !qs_format_has_blocks(fmt, 0)) {
+        rc = run_whole_layer_major(s, fmt, quantized, st, blocks, wq, mask, t, err);
+    } else if (!rc) { /* a GGUF type: the whole model at about its quantized size, from its blocks */
+        for (int i = 0; i < p->n_tensors && !rc; i++)
+            if (quantized[i]) rc = apply_candidate(s, i, fmt, &st[i], &blocks[i], &wq[i], err);
+        if (!rc) rc = run_domains(s, mask, 0, t, err);
+        for (int i = 0; i < p->n_tensors && blocks; i++) /* the model's own weights back */
+            restore_candidate(s, i, &blocks[i], &wq[i]);
+    }
     for (int d = 0; d < s->n_domains && !rc; d++)
         if (mask >> d & 1) figs[d] = tally_figures(&s->d[d], &t[d]);
     *n_quantized = nq;
     *bpw = bits / params;
     free_tallies(t, s->n_domains);
-    for (int i = 0; i < p->n_tensors; i++) free(wq[i]);
+    free(quantized);
+    free(blocks);
     free(wq);
-    free(stored);
     free(st);
     return rc;
 }

@@ -6,7 +6,8 @@
 #include "quantize/quantize.h"
 
 static void help(void) {
-    printf("usage: qsense quantize MODEL --plan plan.json -o OUT.gguf [--db DB] [--tokenizer FILE]\n"
+    printf("usage: qsense quantize MODEL --plan plan.json -o OUT.gguf [--db DB] [--tokenizer FILE] [--threads T]\n"
+           "                      [--quiet]\n"
            "\n"
            "Writes a GGUF v3 with every tensor in the format the plan gives it (llama.cpp block types,\n"
            "encoded byte for byte as llama-quantize does; f16/f32). MODEL is a GGUF (metadata and\n"
@@ -21,17 +22,35 @@ static void help(void) {
            "                    take each tensor's inputs' mean square from it, as llama-quantize\n"
            "                    takes an imatrix; GPTQ formats (q4_k-gptq ...) also the inputs' Gram\n"
            "                    matrix, which the profile stores when its sweep has a -gptq format\n"
-           "  --tokenizer FILE  a llama2.c model's tokenizer.bin (default: tokenizer.bin beside it)\n");
+           "  --tokenizer FILE  a llama2.c model's tokenizer.bin (default: tokenizer.bin beside it)\n"
+           "  --threads T       threads rounding rows (default: all cores)\n"
+           "  --quiet           no progress on stderr\n"
+           "\n"
+           "Memory: the model file (mapped) and one tensor's rows in f32, at most 32 MiB at a time\n"
+           "(a GPTQ tensor, or a llama's attn_q / attn_k reordered for RoPE, whole); the output is\n"
+           "written as it is made.\n");
 }
 
 int cmd_quantize(int argc, char **argv) {
-    const char *model = NULL, *plan_path = NULL, *out = NULL, *db = NULL, *tokenizer = NULL;
+    const char *model = NULL, *plan_path = NULL, *out = NULL;
+    qs_quantize_options opt = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { help(); return 0; }
-        else if (!strcmp(a, "--plan")) { if (!val) return cli_usage("quantize", "--plan needs a file"); plan_path = val; i++; }
-        else if (!strcmp(a, "--tokenizer")) { if (!val) return cli_usage("quantize", "--tokenizer needs a file"); tokenizer = val; i++; }
-        else if (!strcmp(a, "--db")) { if (!val) return cli_usage("quantize", "--db needs a path"); db = val; i++; }
+        else if (!strcmp(a, "--plan")) { if (!val) return cli_usage("quantize", "--plan needs a file"); plan_path = val; i++;
+        } else if (!strcmp(a, "--tokenizer")) {
+            if (!val) return cli_usage("quantize", "--tokenizer needs a file");
+            opt.tokenizer_path = val;
+            i++;
+        } else if (!strcmp(a, "--db")) {
+            if (!val) return cli_usage("quantize", "--db needs a path");
+            opt.db_path = val;
+            i++;
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
+            if ((opt.threads = cli_int("quantize", a, val, 1, 1024)) < 0) return 2;
+            i++;
+        } else if (!strcmp(a, "--quiet"))
+            opt.quiet = 1;
         else if (!strcmp(a, "-o") || !strcmp(a, "--out")) { if (!val) return cli_usage("quantize", "-o needs a file"); out = val; i++; }
         else if (a[0] == '-') return cli_usage("quantize", "unknown option '%s'", a);
         else if (!model) model = a;
@@ -42,7 +61,7 @@ int cmd_quantize(int argc, char **argv) {
     qs_plan *p;
     if (qs_plan_read_json(&p, plan_path, &err)) return cli_fail(&err);
     qs_quantize_result r;
-    int rc = qs_quantize_gguf(model, tokenizer, p, db, out, &r, &err);
+    int rc = qs_quantize_gguf(model, p, out, &opt, &r, &err);
     qs_plan_free(p);
     if (rc) return cli_fail(&err);
     printf("wrote %s: %lld bytes (%lld of tensor data, %d tensors in block types)\n", out, (long long)r.file_bytes,

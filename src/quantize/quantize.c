@@ -8,6 +8,8 @@
 
 #include "core/qs_dtype.h"
 #include "core/qs_output.h"
+#include "core/qs_parallel.h"
+#include "core/qs_progress.h"
 #include "io/gguf.h"
 #include "io/gguf_write.h"
 #include "io/model.h"
@@ -50,11 +52,31 @@ static int load_statistics(const qs_tensor *t, const qs_format *fmt, const qs_aw
     return *imp ? 0 : qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
 }
 
+/* rows [begin, end) of a block rounded into their blocks, on one of the threads */
+typedef struct {
+    int type;
+    const float *f, *imp;
+    uint8_t *q;
+    int64_t cols;
+    uint64_t rb;
+} round_job;
+
+static void round_rows(void *ctx, long begin, long end) {
+    const round_job *j = ctx;
+    const float *f = j->f + (size_t)begin * (size_t)j->cols;
+    uint8_t *q = j->q + (size_t)begin * j->rb;
+    if (j->imp)
+        qs_ggml_quantize_weighted(j->type, f, q, end - begin, j->cols, j->imp);
+    else
+        qs_ggml_quantize(j->type, f, q, (end - begin) * j->cols);
+}
+
 /* Quantizes tensor t into format and appends its blocks to the file being written: a block of
  * rows at a time, or whole where rows depend on each other (GPTQ's shared Hessian, RoPE's row
  * order by heads, a 1-D tensor). */
 static int write_tensor(const qs_model *m, const qs_tensor *t, const char *format, const qs_awq_fold *awq,
-                        const char *db_path, const char *fingerprint, qs_gguf_writer *w, qs_error *err) {
+                        const char *db_path, const char *fingerprint, int threads, qs_progress *pr, int64_t *done,
+                        qs_gguf_writer *w, qs_error *err) {
     const int type = dtype_of(qs_format_stored_type(format));
     const qs_format *fmt = qs_format_find(format, NULL);
     const int64_t cols = t->ne[0], rows = qs_tensor_numel(t) / cols;
@@ -94,12 +116,13 @@ static int write_tensor(const qs_model *m, const qs_tensor *t, const char *forma
                                t->name, db_path);
             else if (gr)
                 rc = qs_errorf(err, QS_ERR_INTERNAL, "tensor '%s': out of memory for GPTQ", t->name);
-        } else if (calib && !fmt->gptq) {
-            qs_ggml_quantize_weighted(type, f, q, n, cols, imp);
         } else {
-            qs_ggml_quantize(type, f, q, n * cols);
+            round_job j = {type, f, calib && !fmt->gptq ? imp : NULL, q, cols, rb};
+            qs_parallel_for((long)n, threads, round_rows, &j);
         }
         if (!rc) rc = qs_gguf_write_data(w, q, rb * (size_t)n, err);
+        *done += n * cols;
+        qs_progress_update(pr, (long)(*done >> 10), t->name);
     }
     free(f);
     free(q);
@@ -108,9 +131,10 @@ static int write_tensor(const qs_model *m, const qs_tensor *t, const char *forma
     return rc;
 }
 
-int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const qs_plan *plan, const char *db_path,
-                     const char *out_path, qs_quantize_result *res, qs_error *err) {
+int qs_quantize_gguf(const char *model_path, const qs_plan *plan, const char *out_path, const qs_quantize_options *opt,
+                     qs_quantize_result *res, qs_error *err) {
     memset(res, 0, sizeof *res);
+    const char *tokenizer_path = opt->tokenizer_path, *db_path = opt->db_path;
     qs_model *m;
     const qs_model_options mo = {tokenizer_path};
     int rc = qs_model_open(&m, model_path, &mo, err);
@@ -196,10 +220,18 @@ int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const q
     if (!rc && rope_freqs && qs_gguf_add_tensor(w, "rope_freqs.weight", QS_DT_F32, 1, n_freqs, NULL))
         rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
     if (!rc) rc = qs_gguf_write_begin(w, out_path, err);
+    int64_t total = 0, done_values = 0;
+    for (int i = 0; i < m->n_tensors; i++) total += qs_tensor_numel(&m->tensors[i]);
+    qs_progress pr;
+    qs_progress_start(&pr, "quantize", (long)(total >> 10), opt->quiet);
+    pr.percent_only = 1;
+    const int threads = opt->threads > 0 ? opt->threads : qs_parallel_default_threads();
     for (int i = 0; i < m->n_tensors && !rc; i++) {
         const qs_plan_tensor *pt = qs_plan_find(plan, m->tensors[i].name);
-        rc = write_tensor(m, &m->tensors[i], pt->format, awq, db_path, plan->model_fingerprint, w, err);
+        rc = write_tensor(m, &m->tensors[i], pt->format, awq, db_path, plan->model_fingerprint, threads, &pr,
+                          &done_values, w, err);
     }
+    qs_progress_end(&pr);
     if (!rc && rope_freqs) rc = qs_gguf_write_data(w, m->arch.rope_freqs, sizeof(float) * (size_t)n_freqs[0], err);
     if (!rc) rc = qs_gguf_write_end(w, err);
     if (!rc) {

@@ -16,10 +16,17 @@ typedef struct {
     int n_quantized;
 } qs_quantize_result;
 
-/* tokenizer_path: a llama2.c tokenizer.bin (NULL: the one beside the model); db_path: the
- * profile database, for the statistics that weighted ("-w") and GPTQ ("-gptq") formats need;
- * may be NULL when the plan has none. */
-int qs_quantize_gguf(const char *model_path, const char *tokenizer_path, const qs_plan *plan, const char *db_path,
-                     const char *out_path, qs_quantize_result *res, qs_error *err);
+typedef struct {
+    const char *tokenizer_path; /* a llama2.c tokenizer.bin (NULL: the one beside the model) */
+    const char *db_path;        /* the profile database, for the statistics that weighted ("-w") and
+                                   GPTQ ("-gptq") formats need; NULL when the plan has none */
+    int threads;                /* rows are rounded on this many threads (0: every core) */
+    int quiet;                  /* no progress line on stderr */
+} qs_quantize_options;
+
+/* The output is written as it is made: the header first, then each tensor's blocks, a block of
+ * rows at a time, so memory stays about one tensor's f32 rows whatever the model's size. */
+int qs_quantize_gguf(const char *model_path, const qs_plan *plan, const char *out_path, const qs_quantize_options *opt,
+                     qs_quantize_result *res, qs_error *err);
 
 #endif
