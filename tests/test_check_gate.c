@@ -2,7 +2,9 @@
  * figures (KL 0.045 for Q4_K_M, 0.19 for Q2_K on GPL-3), the Q4_K_M mix passes (exit 0) and the
  * Q2_K mix fails (exit 1, JUnit failures naming the domain and metric, a Markdown table);
  * per-domain thresholds; baseline mode against the last passing run in the database; a plan
- * applied in memory equals the same plan written by qsense quantize; malformed thresholds exit 3. */
+ * applied in memory equals the same plan written by qsense quantize; a plan in formats without
+ * GGUF blocks gives the same figures held as f32 copies or, under a small --mem-budget, rounded
+ * as the engine reads the rows; malformed thresholds exit 3. */
 #include <string.h>
 
 #include "tests/test_util.h"
@@ -111,6 +113,41 @@ int main(void) {
     CHECK(a && b && !strcmp(a, b), "in-memory plan and written file differ:\n%s\n%s", a, b);
     free(a);
     free(b);
+
+    /* formats without GGUF blocks: f32 copies, or with a memory budget too small for them, rounded
+     * as the engine reads the rows (a per-tensor format stays a copy): the same figures */
+    snprintf(path, sizeof path, "%s/plan-int.json", dir);
+    f = fopen(path, "w");
+    fprintf(f, "{\"qsense_plan_version\": \"1\", \"model\": {\"sha256\": \"%s\"}, \"target\": \"any\", \"tensors\": [",
+            sha);
+    const char *ifmts[] = {"int4-g32-asym",   "mxfp6-e2m3", "nf4-g64", "fp8-e4m3-channel", "int4-g32-sym-mse", "q4_0",
+                           "int8-tensor-sym", "f32",        "f32"};
+    const char *down[] = {"fp8-e4m3-channel", "int4-channel-asym", "int8-tensor-sym"}; /* rows of 172: per channel */
+    for (int l = 0; l < 5; l++)
+        for (int k = 0; k < 9; k++)
+            fprintf(f, "{\"name\": \"blk.%d.%s.weight\", \"format\": \"%s\"},", l, kinds[k],
+                    k == 6  ? down[l % 3]
+                    : k > 6 ? "f32"
+                            : ifmts[(k + l) % 7]);
+    fprintf(f, "{\"name\": \"token_embd.weight\", \"format\": \"int8-channel-sym\"}, {\"name\": \"output.weight\", "
+               "\"format\": "
+               "\"int4-g32-asym\"}, {\"name\": \"output_norm.weight\", \"format\": \"f32\"}]}");
+    fclose(f);
+    for (int numerics = 0; numerics < 2; numerics++) {
+        const char *nm = numerics ? "--llamacpp-numerics" : "";
+        snprintf(args, sizeof args, "--plan plan-int.json --base '%s' --data %s --ctx 128 --thresholds th.json %s",
+                 base, gpl, nm);
+        const int ra = check(args, &a);
+        snprintf(args, sizeof args,
+                 "--plan plan-int.json --base '%s' --data %s --ctx 128 --thresholds th.json --mem-budget 1K %s", base,
+                 gpl, nm);
+        const int rb = check(args, &b);
+        CHECK((ra == 0 || ra == 1) && ra == rb && a && b && !strcmp(a, b),
+              "rows rounded as read differ from f32 copies (%s):\n%s\n%s", nm, a, b);
+        CHECK(a && !strstr(a, " 0.00000 "), "the int plan changes the model: %s", a);
+        free(a);
+        free(b);
+    }
 
     /* malformed thresholds: exit 3 */
     const char *bad[] = {"{\"default\": {\"max_kld\": 0.1}}", "{\"default\": {\"max_kl\": -1}}", "not json", "{\"limits\": {}}"};

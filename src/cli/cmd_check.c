@@ -8,7 +8,7 @@
 static void help(void) {
     printf("usage: qsense check (--model CANDIDATE | --plan plan.json) --base REFERENCE --data SET\n"
            "                    [--thresholds FILE] [--db PATH] [--junit FILE] [--markdown FILE] [--ctx N]\n"
-           "                    [--threads T] [--llamacpp-numerics]\n"
+           "                    [--threads T] [--llamacpp-numerics] [--mem-budget SIZE]\n"
            "\n"
            "For every domain of the evaluation set, compares the candidate with the reference the way\n"
            "llama-perplexity --kl-divergence does (mean and p99 KL, perplexity ratio, top-1\n"
@@ -22,6 +22,13 @@ static void help(void) {
            "  --junit FILE       JUnit XML, one test case per domain x metric\n"
            "  --markdown FILE    a Markdown summary table for a pull-request comment\n"
            "  --ctx N            chunk length (default 512)\n"
+           "  --threads T        threads (default: all cores)\n"
+           "  --llamacpp-numerics  round activations as llama.cpp's CPU backend does\n"
+           "  --mem-budget SIZE  --plan: memory for f32 copies of tensors planned in formats without\n"
+           "                     GGUF blocks (int, fp8, nf4, MX ...; 800M, 16G; default 80 %% of\n"
+           "                     physical memory). Beyond it, a format whose rows round independently\n"
+           "                     is applied to the rows as they are read (no copy; slower: every\n"
+           "                     chunk rounds them again); llama.cpp types stay in their blocks\n"
            "\n"
            "exit codes: 0 every domain passes, 1 a check failed, 2 usage error, 3 bad input\n");
 }
@@ -39,9 +46,15 @@ int cmd_check(int argc, char **argv) {
             if (!val) return cli_usage("check", "%s needs a value", a);
             *dst = val;
             i++;
-        } else if (!strcmp(a, "--ctx")) { if ((o.ctx = cli_int("check", a, val, 4, 1 << 20)) < 0) return 2; i++; }
-        else if (!strcmp(a, "--threads")) { if ((o.threads = cli_int("check", a, val, 1, 1024)) < 0) return 2; i++; }
-        else if (!strcmp(a, "--llamacpp-numerics")) o.llamacpp_numerics = 1;
+        } else if (!strcmp(a, "--ctx")) { if ((o.ctx = cli_int("check", a, val, 4, 1 << 20)) < 0) return 2; i++;
+        } else if (!strcmp(a, "--mem-budget")) {
+            if ((o.mem_budget = cli_size("check", a, val)) < 0) return 2;
+            i++;
+        } else if (!strcmp(a, "--threads")) {
+            if ((o.threads = cli_int("check", a, val, 1, 1024)) < 0) return 2;
+            i++;
+        } else if (!strcmp(a, "--llamacpp-numerics"))
+            o.llamacpp_numerics = 1;
         else return cli_usage("check", "unknown argument '%s'", a);
     }
     if (!o.candidate == !o.plan) return cli_usage("check", "give exactly one of --model CANDIDATE or --plan plan.json");

@@ -167,6 +167,7 @@ void qs_engine_free(qs_engine *e) {
     free(e->owned);
     free(e->layers);
     free(e->wbuf);
+    free(e->xf);
     free_scratch(e);
     free(e);
 }
@@ -195,8 +196,13 @@ static int same_shape(const qs_tensor *a, const qs_tensor *b, qs_error *err) {
 
 /* grows the scratch that expanded rows go to, for a replacement stored in another type than the
  * model's weights (an f32 model has none) */
+static int fit_wbuf_for(qs_engine *e, const qs_tensor *t, qs_error *err);
 static int fit_wbuf(qs_engine *e, const qs_tensor *t, qs_error *err) {
     if (f32_in_place(t)) return 0;
+    return fit_wbuf_for(e, t, err);
+}
+
+static int fit_wbuf_for(qs_engine *e, const qs_tensor *t, qs_error *err) {
     const size_t need = (size_t)qs_tensor_numel(t) < WBUF_MAX_FLOATS ? (size_t)qs_tensor_numel(t) : WBUF_MAX_FLOATS;
     if (need <= e->wbuf_cap) return 0;
     float *grown = realloc(e->wbuf, need * sizeof(float));
@@ -220,6 +226,30 @@ int qs_engine_override_stored(qs_engine *e, int layer_i, int kind, const qs_tens
     int rc = same_shape(L->w[kind], t, err);
     if (!rc) L->w[kind] = t, L->over[kind] = NULL;
     return rc;
+}
+
+static const struct qse_transform *transform_of(const qs_engine *e, const qs_tensor *t) {
+    for (int i = 0; i < e->n_xf; i++)
+        if (e->xf[i].t == t) return &e->xf[i];
+    return NULL;
+}
+
+int qs_engine_transform_weights(qs_engine *e, const qs_tensor *t, qs_weight_fn fn, void *user, qs_error *err) {
+    struct qse_transform *x = (struct qse_transform *)transform_of(e, t);
+    if (!fn) {
+        if (x) *x = e->xf[--e->n_xf];
+        return 0;
+    }
+    int rc = fit_wbuf_for(e, t, err); /* an f32 tensor is copied there too, not used in place */
+    if (rc) return rc;
+    if (!x) {
+        struct qse_transform *grown = realloc(e->xf, sizeof *grown * (size_t)(e->n_xf + 1));
+        if (!grown) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+        e->xf = grown;
+        x = &e->xf[e->n_xf++];
+    }
+    *x = (struct qse_transform){t, fn, user};
+    return 0;
 }
 
 int qs_engine_override_embedding_stored(qs_engine *e, const qs_tensor *t, qs_error *err) {
@@ -360,9 +390,11 @@ int64_t qse_weight_block(const qs_engine *e, int in, int64_t out) {
 
 const float *qse_weight_rows(qs_engine *e, const qs_tensor *t, const float *over, int64_t row0, int64_t nr, int in) {
     if (over) return over + row0 * in;
-    if (f32_in_place(t)) return (const float *)t->data + row0 * in;
+    const struct qse_transform *xf = transform_of(e, t);
+    if (!xf && f32_in_place(t)) return (const float *)t->data + row0 * in;
     expand_job j = {t, row0, e->wbuf};
     qs_parallel_for((long)nr, (long)nr * in >= (1L << 22) ? e->threads : 1, expand_rows, &j);
+    if (xf) xf->fn(xf->user, t, row0, nr, e->wbuf);
     return e->wbuf;
 }
 
@@ -374,14 +406,15 @@ static void matmul(qs_engine *e, float *y, const float *x, const qs_tensor *t, c
  * expert's matrix inside a stacked ffn_*_exps tensor */
 void qse_matmul_rows(qs_engine *e, float *y, const float *x, const qs_tensor *t, const float *over, int64_t row0, int n,
                         int in, int out) {
-    const int wtype = over ? QS_DT_F32 : t->type;
+    const struct qse_transform *xf = over ? NULL : transform_of(e, t);
+    const int wtype = over || xf ? QS_DT_F32 : t->type;
     if (e->llamacpp_numerics) {
         int rounded = 0;
         for (int i = 0; i < n; i++)
             rounded |= qs_act_round(wtype, x + (size_t)i * in, e->xr + (size_t)i * in, in);
         if (rounded) x = e->xr;
     }
-    const float *w = over ? over + row0 * in : f32_in_place(t) ? (const float *)t->data + row0 * in : NULL;
+    const float *w = over ? over + row0 * in : f32_in_place(t) && !xf ? (const float *)t->data + row0 * in : NULL;
     double t0 = now_s();
     if (w) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
@@ -398,6 +431,7 @@ void qse_matmul_rows(qs_engine *e, float *y, const float *x, const qs_tensor *t,
          * while, and on small blocks the pool's wake-ups lose to them (SmolLM2: one thread is as
          * fast; an 8B model's 32 MiB blocks: 2 threads save 6 % of the forward) */
         qs_parallel_for(nr, (long)nr * in >= (1L << 22) ? e->threads : 1, expand_rows, &j);
+        if (xf) xf->fn(xf->user, t, row0 + r0, nr, e->wbuf);
         double t1 = now_s();
         e->expand_s += t1 - t0;
         /* y[:, r0:r0+nr] = x W[r0:r0+nr]^T: (n, in) x (nr, in)^T, into y's columns (ldc = out) */
@@ -791,7 +825,11 @@ int qs_engine_embed(qs_engine *e, const int *tokens, int n, float *x, qs_error *
     const qs_tensor *emb = e->emb_stored ? e->emb_stored : qs_model_find(e->m, "token_embd.weight");
     for (int t = 0; t < n; t++) {
         if (e->emb_over) memcpy(x + (size_t)t * a->dim, e->emb_over + (size_t)tokens[t] * a->dim, sizeof(float) * (size_t)a->dim);
-        else qs_tensor_dequantize_rows(emb, tokens[t], 1, x + (size_t)t * a->dim);
+        else {
+            qs_tensor_dequantize_rows(emb, tokens[t], 1, x + (size_t)t * a->dim);
+            const struct qse_transform *xf = transform_of(e, emb);
+            if (xf) xf->fn(xf->user, emb, tokens[t], 1, x + (size_t)t * a->dim);
+        }
         if (a->embed_scale != 1.0f)
             for (int i = 0; i < a->dim; i++) x[(size_t)t * a->dim + i] *= a->embed_scale;
     }

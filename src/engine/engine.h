@@ -84,6 +84,16 @@ int qs_engine_override_stored(qs_engine *e, int layer, int kind, const qs_tensor
 /* The same for the token embedding table (rows looked up by token id). */
 int qs_engine_override_embedding_stored(qs_engine *e, const qs_tensor *t, qs_error *err);
 
+/* Rewrites tensor t's rows as the engine reads them: each block of rows [row0, row0 + n) it is
+ * about to use, expanded to f32 in w ((n, t->ne[0]), row-major), goes through fn, which may
+ * change it in place (a check runs a planned format whose rows are rounded independently this
+ * way, without an f32 copy of the model). t is a tensor the engine reads (the model's, or one
+ * given to qs_engine_override_stored), matched by address, in every use (a linear, the head, the
+ * embedding rows); it then counts as f32 weights (no llama.cpp activation rounding beside it).
+ * fn NULL removes the transform. */
+typedef void (*qs_weight_fn)(void *user, const qs_tensor *t, int64_t row0, int64_t n, float *w);
+int qs_engine_transform_weights(qs_engine *e, const qs_tensor *t, qs_weight_fn fn, void *user, qs_error *err);
+
 /* Prefix cache support for per-tensor sensitivity. With capture set, every forward stores the
  * residual stream entering each layer: capture[l] (n, dim) for l in [0, n_layers), and
  * capture[n_layers] the final hidden state before the output norm (caller-owned buffers of at

@@ -57,6 +57,13 @@ struct qs_engine {
     double *rope_cos, *rope_sin;         /* (cap, head_dim/2), the global layers' RoPE */
     double *rope_cos_swa, *rope_sin_swa; /* the sliding layers' (their own base), or NULL */
     double matmul_s, expand_s;
+    /* qs_engine_transform_weights: tensors whose rows are rewritten as they are expanded */
+    struct qse_transform {
+        const qs_tensor *t;
+        qs_weight_fn fn;
+        void *user;
+    } * xf;
+    int n_xf;
 };
 
 /* y = x W^T with W = rows [row0, row0 + out) of the stored tensor t (or of the f32 override):

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/qs_dtype.h"
 #include "engine/site_quant.h"
@@ -16,17 +17,71 @@ void qs_check_overrides_free(qs_check_overrides *ov) {
     for (int i = 0; ov->bufs && i < ov->n; i++) free(ov->bufs[i]);
     free(ov->bufs);
     free(ov->stored);
+    free(ov->rows);
+    free(ov->scratch);
     qs_site_quant_free(ov->sites);
     memset(ov, 0, sizeof *ov);
 }
 
+/* the engine's transform for a tensor planned in a row-independent format: its expanded rows
+ * rounded in place */
+static void round_rows(void *user, const qs_tensor *t, int64_t row0, int64_t n, float *w) {
+    qs_check_overrides *ov = user;
+    (void)row0;
+    const qs_format *f = ov->rows[t - ov->ref->tensors];
+    const size_t need = (size_t)n * (size_t)t->ne[0];
+    if (need > ov->scratch_cap) {
+        float *grown = realloc(ov->scratch, sizeof(float) * need);
+        if (!grown) {
+            ov->failed = 1;
+            snprintf(ov->why, sizeof ov->why, "out of memory rounding %.100s", t->name);
+            return;
+        }
+        ov->scratch = grown;
+        ov->scratch_cap = need;
+    }
+    qs_error err = {0};
+    if (qs_format_fake_quantize(f, w, ov->scratch, n, t->ne[0], &err)) {
+        ov->failed = 1;
+        snprintf(ov->why, sizeof ov->why, "%.100s in %.40s: %.100s", t->name, f->name, err.msg);
+    } else
+        memcpy(w, ov->scratch, sizeof(float) * need);
+}
+
+/* a format check can apply to rows as the engine reads them: no GGUF blocks (those are held at
+ * their stored size), rows rounded independently, no statistics */
+static int rounds_rows(const qs_format *f, const qs_tensor *t) {
+    return !qs_format_has_blocks(f, t->ne[0]) && qs_format_rows_independent(f) && !qs_format_needs_calib(f);
+}
+
+/* the f32 copies a plan's row-rounded tensors would take: over the budget, they are rounded on the fly */
+static int round_on_the_fly(const qs_check_options *o, const qs_model *ref, const qs_plan *p) {
+    double bytes = 0;
+    for (int i = 0; i < ref->n_tensors; i++) {
+        const qs_tensor *t = &ref->tensors[i];
+        const qs_plan_tensor *pt = qs_plan_find(p, t->name);
+        const qs_format *f = pt && t->n_dims >= 2 ? qs_format_find(pt->format, NULL) : NULL;
+        if (f && rounds_rows(f, t)) bytes += 4.0 * (double)qs_tensor_numel(t);
+    }
+    const double budget = o->mem_budget > 0 ? (double)o->mem_budget
+                                            : 0.8 * (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    return bytes > budget;
+}
+
 /* tensor t of the reference in format f, into ov's slot i: blocks when f has a GGUF type, else
  * f32 values; the statistics weighted and GPTQ rounding need come from --db */
-static int quantize_one(const qs_check_options *o, const qs_plan *p, const qs_tensor *t, const qs_format *f, qs_check_overrides *ov,
-                        int i, qs_error *err) {
+static int quantize_one(const qs_check_options *o, const qs_plan *p, const qs_tensor *t, const qs_format *f,
+                        qs_check_overrides *ov, int i, int on_the_fly, qs_error *err) {
     const int64_t rows = qs_tensor_numel(t) / t->ne[0], n = rows * t->ne[0];
     /* AWQ: f32, its own scales applied both ways (a written file folds a group's scales instead) */
     const int blocks = qs_format_has_blocks(f, t->ne[0]);
+    if (on_the_fly && rounds_rows(f, t)) { /* rounded as the engine reads the rows: refuse a misfit now, not mid-run */
+        char why[256];
+        if (!qs_format_applies(f, rows, t->ne[0], why, sizeof why))
+            return qs_errorf(err, QS_ERR_INPUT, "%s: tensor %s: %s", o->plan, t->name, why);
+        ov->rows[i] = f;
+        return 0;
+    }
     float *w = malloc(sizeof(float) * (size_t)n), *imp = NULL, *gram = NULL, *mag = NULL;
     ov->bufs[i] = malloc(blocks ? qs_dtype_row_bytes(f->ggml_type, t->ne[0]) * (size_t)rows : sizeof(float) * (size_t)n);
     if (!w || !ov->bufs[i]) {
@@ -63,7 +118,9 @@ static int quantize_one(const qs_check_options *o, const qs_plan *p, const qs_te
 }
 
 /* hands slot i to the engine in place of tensor t (a linear, the head or the embedding table) */
-static int substitute(qs_engine *e, const qs_model *ref, const qs_tensor *t, const qs_check_overrides *ov, int i, qs_error *err) {
+static int substitute(qs_engine *e, const qs_model *ref, const qs_tensor *t, qs_check_overrides *ov, int i,
+                      qs_error *err) {
+    if (ov->rows[i]) return qs_engine_transform_weights(e, t, round_rows, ov, err); /* every use of t */
     const qs_tensor *st = ov->stored[i].data ? &ov->stored[i] : NULL;
     const float *f32 = st ? NULL : ov->bufs[i];
     const int L = ref->arch.n_layers;
@@ -148,14 +205,17 @@ int qs_check_candidate_engine(const qs_check_options *o, qs_model *ref, qs_model
     ov->n = ref->n_tensors;
     ov->bufs = calloc((size_t)ref->n_tensors, sizeof(void *));
     ov->stored = calloc((size_t)ref->n_tensors, sizeof(qs_tensor));
-    if (!ov->bufs || !ov->stored) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    ov->rows = calloc((size_t)ref->n_tensors, sizeof(qs_format *));
+    ov->ref = ref;
+    if (!ov->bufs || !ov->stored || !ov->rows) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    const int on_the_fly = round_on_the_fly(o, ref, p);
     for (int i = 0; i < ref->n_tensors && !rc; i++) {
         const qs_tensor *t = &ref->tensors[i];
         const qs_plan_tensor *pt = qs_plan_find(p, t->name);
         if (!pt || !strcmp(pt->format, "f32") || t->n_dims < 2) continue;
         const qs_format *f = qs_format_find(pt->format, err);
         if (!f) rc = QS_ERR_INPUT;
-        if (!rc) rc = quantize_one(o, p, t, f, ov, i, err);
+        if (!rc) rc = quantize_one(o, p, t, f, ov, i, on_the_fly, err);
         if (!rc) rc = substitute(*e, ref, t, ov, i, err);
     }
     if (!rc) rc = apply_acts(o, ref, *e, p, ov, err);

@@ -2,7 +2,10 @@
  * (each planned tensor quantized, weighted and GPTQ rounding with the statistics from the
  * profile database, and substituted through the engine's overrides; no file written). A format
  * with a GGUF type is held in its blocks, as a written file would hold it, and expanded by the
- * engine a block of rows at a time; other formats (int, fp8, nf4, ...) as f32 copies. A W+A
+ * engine a block of rows at a time; other formats (int, fp8, nf4, MX ...) as f32 copies, unless
+ * those would exceed the memory budget: then a format whose rows round independently is applied
+ * to each block of the reference's rows as the engine expands them (no copy, but rounded again
+ * on every pass); a per-tensor scale or search (AWQ, int*-tensor) stays an f32 copy. A W+A
  * plan's activation formats quantize the planned tensors' inputs (dynamic formats: a static
  * one's scale is calibrated by the runtime's own tool, which a check cannot reproduce). */
 #ifndef QS_CANDIDATE_H
@@ -13,11 +16,18 @@
 #include "io/model.h"
 
 /* The substituted weights of a plan, one slot per reference tensor (NULL where none): f32
- * values, or blocks described by stored[i] */
+ * values, or blocks described by stored[i], or (rows[i] set) the reference's own rows rounded
+ * to that format as the engine reads them */
 typedef struct {
     int n;
     void **bufs;
     qs_tensor *stored;
+    const struct qs_format **rows; /* a format whose rows round independently, applied on the fly */
+    const qs_model *ref;
+    float *scratch; /* one block of rows, for rounding them */
+    size_t scratch_cap;
+    int failed; /* rounding rows on the fly failed, and why */
+    char why[256];
     struct qs_site_quant *sites; /* a W+A plan's activation formats on the inputs, or NULL */
 } qs_check_overrides;
 

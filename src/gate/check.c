@@ -85,6 +85,8 @@ static int measure(check_state *c, const qs_check_options *o, qs_check_summary *
         qs_compare_result r;
         rc = qs_compare_run(c->re, c->ce, ids, use, o->ctx, c->v->add_bos ? c->v->bos : -1, 0, NULL, NULL, &r, err);
         free(ids);
+        if (!rc && c->ov.failed)
+            rc = qs_errorf(err, QS_ERR_INTERNAL, "rounding the planned tensors' rows: %s", c->ov.why);
         if (rc) return qs_error_prefix(err, "%.300s: domain '%s'", dom->files ? dom->files : o->data, dom->name);
         snprintf(x->domain, sizeof x->domain, "%s", dom->name);
         x->value[QS_CHECK_KL] = r.kl_mean;

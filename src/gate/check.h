@@ -7,6 +7,8 @@
 #ifndef QS_CHECK_H
 #define QS_CHECK_H
 
+#include <stdint.h>
+
 #include "core/qs_error.h"
 
 typedef struct {
@@ -15,6 +17,8 @@ typedef struct {
     const char *thresholds;                     /* JSON file, or NULL for the defaults */
     const char *db, *junit, *markdown;
     int ctx, threads, llamacpp_numerics;
+    int64_t mem_budget; /* bytes the planned tensors' f32 copies may take (0: 80 % of physical memory);
+                           beyond it a row-independent format is rounded as the engine reads the rows */
 } qs_check_options;
 
 enum { QS_CHECK_KL, QS_CHECK_KL_P99, QS_CHECK_PPL_RATIO, QS_CHECK_TOP1, QS_CHECK_N_METRICS };
