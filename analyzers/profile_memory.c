@@ -8,6 +8,7 @@
 
 #include "analyzers/analyzer.h"
 #include "analyzers/sens_gradient.h"
+#include "analyzers/sensitivity.h"
 #include "io/gguf.h"
 
 /* "36.8 GiB", "412 MiB" */
@@ -52,7 +53,24 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
         free(fl);
     }
     out->tensors = 4.0 * (double)QS_PROFILE_BLOCK_BYTES + (whole ? 2 * 4 * largest : 0);
-    if (opt->sensitivity && 2 * 4 * largest > out->tensors) out->tensors = 4.0 * (double)QS_PROFILE_BLOCK_BYTES + 2 * 4 * largest;
+    /* the sweep's candidate of the largest tensor at its worst format: none where the engine rounds
+     * rows as it reads them (sensitivity.h), its blocks where the format has them (made a block of
+     * rows at a time), else the weights and the candidate in f32 */
+    const qs_format **cf;
+    int nc;
+    if (opt->sensitivity && opt->sens_formats && !qs_format_parse_list(opt->sens_formats, &cf, &nc, &ignored)) {
+        double worst = 0;
+        for (int k = 0; k < nc; k++) {
+            double b = qs_sens_rounds_rows(cf[k], 0) ? 0
+                       : qs_format_has_blocks(cf[k], 0) && qs_format_rows_independent(cf[k])
+                           ? qs_format_bpw(cf[k], 1, 256) / 8 * largest
+                           : 2 * 4 * largest;
+            worst = b > worst ? b : worst;
+        }
+        free(cf);
+        if (4.0 * (double)QS_PROFILE_BLOCK_BYTES + worst > out->tensors)
+            out->tensors = 4.0 * (double)QS_PROFILE_BLOCK_BYTES + worst;
+    }
     out->engine = 32.0 * 1024 * 1024 + 4 * ctx * (6 * dim + 2 * hid + V) + 4 * 2 * ctx * ctx;
     if (opt->sensitivity && set) {
         const double ectx = opt->eval_ctx > 0 ? opt->eval_ctx : ctx, topk = opt->topk > 0 ? opt->topk : 64;
@@ -63,9 +81,10 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
             out->sens += tokens * (4 * dim * (a->n_layers + 1) + 8 * topk + 8);
             all_tokens += tokens;
         }
-        /* the whole model at each format: a GGUF type's blocks all at once; any other format
-         * layer-major, one layer's tensors in f32 at a time (the embedding and head whole, as
-         * counted in `tensors`) while every chunk's residual stream waits (spillable) */
+        /* the whole-model rows run layer-major: one layer's tensors quantized at a time (a GGUF
+         * type's blocks; a format the engine rounds as it reads rows, nothing; another in f32;
+         * the embedding and head whole, as counted in `tensors`) while every chunk's residual
+         * stream waits (spillable) */
         const qs_format **sf;
         int ns;
         if (opt->sens_formats && !qs_format_parse_list(opt->sens_formats, &sf, &ns, &ignored)) {
@@ -80,13 +99,13 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
                     const double numel = (double)qs_tensor_numel(t);
                     int l = -1;
                     if (t->n_dims < 2 || numel <= (double)t->ne[0]) continue;
-                    if (blocks)
-                        bytes += qs_format_bpw(sf[k], (int64_t)(numel / (double)t->ne[0]), t->ne[0]) / 8 * numel;
-                    else if (sscanf(t->name, "blk.%d.", &l) == 1 && l >= 0 && l < a->n_layers)
-                        layer[l] += 4 * numel;
+                    if (sscanf(t->name, "blk.%d.", &l) != 1 || l < 0 || l >= a->n_layers) continue;
+                    layer[l] += blocks ? qs_format_bpw(sf[k], (int64_t)(numel / (double)t->ne[0]), t->ne[0]) / 8 * numel
+                                : qs_sens_rounds_rows(sf[k], t->ne[0]) ? 0 /* rounded as the engine reads the rows */
+                                                                       : 4 * numel;
                 }
-                for (int l = 0; !blocks && l < a->n_layers; l++) bytes = layer[l] > bytes ? layer[l] : bytes;
-                if (!blocks) streams = all_tokens * 4 * dim;
+                for (int l = 0; l < a->n_layers; l++) bytes = layer[l] > bytes ? layer[l] : bytes;
+                streams = all_tokens * 4 * dim;
                 if (bytes > worst) worst = bytes;
             }
             free(layer);
@@ -125,13 +144,10 @@ int qs_profile_check_memory(const qs_model *m, const qs_profile_options *opt, co
         "%s%s budget; it "
         "would be killed, not finish (even with the sweep's caches in a file). Give --mem-budget SIZE if the machine "
         "has "
-        "the memory (or swap)%s%s",
+        "the memory (or swap)%s",
         m->path, human(own, est.own), human(file, est.file), human(stats, est.stats),
         all_grams ? "every linear input of every layer (a GPTQ format keeps them all)" : "one layer's inputs at a time",
         human(widest, est.widest), human(tensors, est.tensors), human(sens, est.sens), human(whole, est.whole),
         opt->mem_budget > 0 ? "--mem-budget " : "default (80 % of memory) ", human(bud, budget),
-        all_grams ? ", or leave the -gptq formats out" : "",
-        est.whole > 0.25 * budget ? "; the sweep's whole-model rows hold the whole model in a llama.cpp type's "
-                                    "blocks: leave the widest types out of --sens-formats"
-                                  : "");
+        all_grams ? ", or leave the -gptq formats out" : "");
 }

@@ -22,8 +22,8 @@ typedef struct {
     double sens;      /* the sweep's base-run caches (residual stream per layer, top-k), 0 without */
     double sens_cache; /* of which the residual streams (every layer's, and the whole-model rows' waiting
                         * chunks), which can go to a file */
-    double whole;      /* of which the whole-model rows' quantized weights at the worst format: a GGUF
-                        * type's blocks of the whole model, another format's one layer in f32 */
+    double whole;      /* of which the whole-model rows' quantized weights at the worst format: one
+                        * layer's, in a GGUF type's blocks or else in f32 */
     double own;       /* everything but the file */
 } qs_profile_memory;
 

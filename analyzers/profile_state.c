@@ -96,14 +96,22 @@ int qs_profile_candidate_blocks(const qs_profile *p, int i, const qs_format *f, 
     *blocks = NULL;
     if (!qs_format_has_blocks(f, pt->cols)) return 1;
     const size_t row_bytes = qs_dtype_row_bytes(f->ggml_type, pt->cols);
-    float *w = qs_profile_weights(p, i);
+    /* rows of a block type round independently (weighted rounding too: its statistics are per
+     * column), so the tensor is read a block of rows at a time; GPTQ's updates need it whole */
+    int64_t step = !qs_format_rows_independent(f)
+                       ? pt->rows
+                       : QS_PROFILE_BLOCK_BYTES / (int64_t)(sizeof(float) * (size_t)pt->cols);
+    step = step < 1 ? 1 : step > pt->rows ? pt->rows : step;
+    float *w = malloc(sizeof(float) * (size_t)(step * pt->cols));
     void *b = malloc(row_bytes * (size_t)pt->rows);
     qs_calib cal;
     float *imp = qs_profile_calib(p, i, &cal);
     int rc = 0;
     if (!w || !b) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing %s", pt->t->name);
-    else {
-        const int q = qs_format_quantize_blocks(f, w, pt->rows, pt->cols, &cal, b);
+    for (int64_t r0 = 0; !rc && r0 < pt->rows; r0 += step) {
+        const int64_t n = pt->rows - r0 < step ? pt->rows - r0 : step;
+        qs_tensor_dequantize_rows(pt->t, r0, n, w);
+        const int q = qs_format_quantize_blocks(f, w, n, pt->cols, &cal, (uint8_t *)b + (size_t)r0 * row_bytes);
         if (q == -3) rc = qs_errorf(err, QS_ERR_INPUT, "tensor %s: the Gram matrix of its inputs is unusable", pt->t->name);
         else if (q) rc = qs_errorf(err, QS_ERR_INTERNAL, "tensor %s: quantizing to %s failed", pt->t->name, f->name);
     }

@@ -32,6 +32,14 @@ struct qs_sens {
     int n_domains;
     float *logits;   /* (batch, ctx - first, vocab) */
     float *batch;    /* (batch, ctx, dim): the chunks run together (batch_chunks) */
+    /* the format the engine rounds rows to as it reads them (qs_engine_transform_weights) */
+    struct {
+        const qs_format *f;
+        float *scratch;
+        size_t cap;
+        int failed;
+        char why[256];
+    } rr;
 };
 
 static int batch_chunks(const qs_sens *s);
@@ -212,6 +220,7 @@ void qs_sens_free(qs_sens *s) {
     free(s->d);
     free(s->logits);
     free(s->batch);
+    free(s->rr.scratch);
     qs_engine_free(s->e);
     free(s);
 }
@@ -413,10 +422,49 @@ int qs_sens_put_tensor(qs_sens *s, int i, int f, int di, const qs_db_eval_figure
     return qs_db_put_sensitivity(p->db, p->run_id, p->tensors[i].db_id, p->format_ids_sens[f], s->d[di].src->name, fig, err);
 }
 
-/* Tensor i quantized to fmt and put in the engine: as its GGUF blocks where fmt has them (*blocks
- * set), else in f32 (*wq set). */
+int qs_sens_rounds_rows(const qs_format *f, int64_t cols) {
+    return !qs_format_has_blocks(f, cols) && qs_format_rows_independent(f) && !qs_format_needs_calib(f);
+}
+
+/* the engine's transform: a block of rows rounded in place to s->rr.f */
+static void round_rows(void *user, const qs_tensor *t, int64_t row0, int64_t n, float *w) {
+    qs_sens *s = user;
+    (void)row0;
+    const size_t need = (size_t)n * (size_t)t->ne[0];
+    if (need > s->rr.cap) {
+        float *grown = realloc(s->rr.scratch, sizeof(float) * need);
+        if (!grown) {
+            s->rr.failed = 1;
+            snprintf(s->rr.why, sizeof s->rr.why, "out of memory rounding %.100s", t->name);
+            return;
+        }
+        s->rr.scratch = grown;
+        s->rr.cap = need;
+    }
+    qs_error err = {0};
+    if (qs_format_fake_quantize(s->rr.f, w, s->rr.scratch, n, t->ne[0], &err)) {
+        s->rr.failed = 1;
+        snprintf(s->rr.why, sizeof s->rr.why, "%.100s in %.40s: %.100s", t->name, s->rr.f->name, err.msg);
+    } else {
+        memcpy(w, s->rr.scratch, sizeof(float) * need);
+    }
+}
+
+static int rounding_failed(qs_sens *s, qs_error *err) {
+    if (!s->rr.failed) return 0;
+    s->rr.failed = 0;
+    return qs_errorf(err, QS_ERR_INTERNAL, "rounding rows as they are read: %s", s->rr.why);
+}
+
+/* Tensor i quantized to fmt and put in the engine: rounded as the engine reads its rows where fmt
+ * allows (qs_sens_rounds_rows), else as its GGUF blocks where fmt has them (*blocks set), else in
+ * f32 (*wq set). */
 static int apply_candidate(qs_sens *s, int i, const qs_format *fmt, qs_tensor *st, void **blocks, float **wq,
                            qs_error *err) {
+    if (qs_sens_rounds_rows(fmt, s->p->tensors[i].cols)) { /* no copy: rounded as read */
+        s->rr.f = fmt;
+        return qs_engine_transform_weights(s->e, s->p->tensors[i].t, round_rows, s, err);
+    }
     int rc = qs_profile_candidate_blocks(s->p, i, fmt, st, blocks, err);
     if (!rc) return apply_stored(s, i, st, err);
     if (rc == 1 && !(rc = qs_profile_candidate(s->p, i, fmt, NULL, wq, err))) rc = apply(s, i, *wq, err);
@@ -426,6 +474,7 @@ static int apply_candidate(qs_sens *s, int i, const qs_format *fmt, qs_tensor *s
 /* Undoes apply_candidate and frees the candidate. */
 static void restore_candidate(qs_sens *s, int i, void **blocks, float **wq) {
     qs_error ignore;
+    qs_engine_transform_weights(s->e, s->p->tensors[i].t, NULL, NULL, &ignore);
     if (*blocks)
         apply_stored(s, i, s->p->tensors[i].t, &ignore);
     else if (*wq)
@@ -436,11 +485,12 @@ static void restore_candidate(qs_sens *s, int i, void **blocks, float **wq) {
     *wq = NULL;
 }
 
-/* The whole model in a format without GGUF blocks (int, fp8, MX, AWQ ...), layer-major: every
- * chunk of the masked domains passes layer L, with layer L's tensors quantized, before layer
- * L + 1, so one layer's candidates are in f32 at a time instead of the whole model (30 GiB for an
- * 8B model). The chunks' residual streams wait between layers (in the scratch file when the
- * profile spills its caches). lst, lblocks, lwq: one slot per tensor for the candidates. */
+/* The whole model in format fmt, layer-major: every chunk of the masked domains passes layer L,
+ * with layer L's tensors quantized (in their GGUF blocks where fmt has them, else in f32), before
+ * layer L + 1, so one layer's candidates are alive at a time instead of the whole model (an 8B
+ * model: 4.5 GB of q4_k blocks, 30 GiB in f32). The chunks' residual streams wait between layers
+ * (in the scratch file when the profile spills its caches). The numbers are those of running
+ * each chunk through the whole quantized model. lst, lblocks, lwq: one slot per tensor for the candidates. */
 static int run_whole_layer_major(qs_sens *s, const qs_format *fmt, const char *quantized, qs_tensor *lst,
                                  void **lblocks, float **lwq, uint64_t mask, tally *t, qs_error *err) {
     qs_profile *p = s->p;
@@ -489,6 +539,24 @@ static int run_whole_layer_major(qs_sens *s, const qs_format *fmt, const char *q
         qs_scratch_unmap(x, bytes);
     else
         free(x);
+    return rc ? rc : rounding_failed(s, err);
+}
+
+int qs_sens_measure_tensor_rows(qs_sens *s, int i, uint64_t mask, const qs_format *f, qs_db_eval_figures *figs,
+                                qs_error *err) {
+    tally t[64] = {{0}};
+    qs_tensor st;
+    void *blocks = NULL;
+    float *wq = NULL;
+    int rc = qs_sens_rounds_rows(f, s->p->tensors[i].cols)
+                 ? apply_candidate(s, i, f, &st, &blocks, &wq, err)
+                 : qs_errorf(err, QS_ERR_USAGE, "%s is not rounded row by row", f->name);
+    if (!rc) rc = run_domains(s, mask, start_layer(s, i), t, err);
+    restore_candidate(s, i, &blocks, &wq);
+    if (!rc) rc = rounding_failed(s, err);
+    for (int d = 0; d < s->n_domains && !rc; d++)
+        if (mask >> d & 1) figs[d] = tally_figures(&s->d[d], &t[d]);
+    free_tallies(t, s->n_domains);
     return rc;
 }
 
@@ -516,15 +584,7 @@ int qs_sens_measure_whole(qs_sens *s, int f, uint64_t mask, qs_db_eval_figures *
         nq++;
     }
     tally t[64] = {{0}};
-    if (!rc && !qs_format_has_blocks(fmt, 0)) {
-        rc = run_whole_layer_major(s, fmt, quantized, st, blocks, wq, mask, t, err);
-    } else if (!rc) { /* a GGUF type: the whole model at about its quantized size, from its blocks */
-        for (int i = 0; i < p->n_tensors && !rc; i++)
-            if (quantized[i]) rc = apply_candidate(s, i, fmt, &st[i], &blocks[i], &wq[i], err);
-        if (!rc) rc = run_domains(s, mask, 0, t, err);
-        for (int i = 0; i < p->n_tensors && blocks; i++) /* the model's own weights back */
-            restore_candidate(s, i, &blocks[i], &wq[i]);
-    }
+    if (!rc) rc = run_whole_layer_major(s, fmt, quantized, st, blocks, wq, mask, t, err);
     for (int d = 0; d < s->n_domains && !rc; d++)
         if (mask >> d & 1) figs[d] = tally_figures(&s->d[d], &t[d]);
     *n_quantized = nq;

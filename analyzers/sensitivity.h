@@ -48,6 +48,12 @@ int qs_sens_put_domains(qs_sens *s, qs_error *err);
 int qs_sens_measure_tensor(qs_sens *s, int i, uint64_t mask, const float *wq, qs_db_eval_figures *figs, qs_error *err);
 /* The same with tensor i replaced by a stored tensor (its blocks: qs_profile_candidate_blocks) */
 int qs_sens_measure_tensor_stored(qs_sens *s, int i, uint64_t mask, const qs_tensor *st, qs_db_eval_figures *figs, qs_error *err);
+/* The same with tensor i's rows rounded to format f as the engine reads them, no copy of the
+ * tensor: for a format without GGUF blocks whose rows round independently and without
+ * statistics (qs_sens_rounds_rows). */
+int qs_sens_rounds_rows(const qs_format *f, int64_t cols);
+int qs_sens_measure_tensor_rows(qs_sens *s, int i, uint64_t mask, const qs_format *f, qs_db_eval_figures *figs,
+                                qs_error *err);
 int qs_sens_measure_whole(qs_sens *s, int f, uint64_t mask, qs_db_eval_figures *figs, int *n_quantized, double *bpw,
                           qs_error *err);
 /* The same with the engine as the caller set it up (its site quantization, say), rerun from layer

@@ -19,22 +19,31 @@ int qs_sweep_unit_measure(qs_sens *s, const qs_sweep_unit *u, qs_sweep_result_fn
     void *blocks = NULL;
     qs_tensor st;
     int rc = 0;
-    /* the candidate in its GGUF type's blocks where it has one (the engine expands them as it does
-     * the model's), else in f32 */
+    /* the candidate rounded row by row as the engine reads it where the format allows, else in its
+     * GGUF type's blocks where it has one (the engine expands them as it does the model's), else in
+     * f32 */
+    int rows = 0;
     if (u->i < p->n_tensors && qs_profile_format_applies(p, u->i, fmt, NULL, 0)) {
-        rc = qs_profile_candidate_blocks(p, u->i, fmt, &st, &blocks, err);
+        rows = qs_sens_rounds_rows(fmt, p->tensors[u->i].cols);
+        rc = rows ? 0 : qs_profile_candidate_blocks(p, u->i, fmt, &st, &blocks, err);
         if (rc == 1) rc = qs_profile_candidate(p, u->i, fmt, NULL, &wq, err);
     }
     qs_db_eval_figures figs[QS_SWEEP_MAX_DOMAINS];
     int nq = 0;
     double bpw = 0;
     if (!rc && u->i == p->n_tensors) rc = qs_sens_measure_whole(s, u->f, u->domains, figs, &nq, &bpw, err);
+    else if (!rc && rows)
+        rc = qs_sens_measure_tensor_rows(s, u->i, u->domains, fmt, figs, err);
     else if (!rc && blocks) rc = qs_sens_measure_tensor_stored(s, u->i, u->domains, &st, figs, err);
     else if (!rc && wq) rc = qs_sens_measure_tensor(s, u->i, u->domains, wq, figs, err);
     for (int d = 0; d < qs_sens_n_domains(s) && !rc; d++) {
         if (!(u->domains >> d & 1)) continue;
-        qs_sweep_result r = {.i = u->i, .f = u->f, .d = d, .applicable = u->i == p->n_tensors || wq != NULL || blocks != NULL,
-                             .n_quantized = nq, .bpw = bpw};
+        qs_sweep_result r = {.i = u->i,
+                             .f = u->f,
+                             .d = d,
+                             .applicable = u->i == p->n_tensors || rows || wq != NULL || blocks != NULL,
+                             .n_quantized = nq,
+                             .bpw = bpw};
         if (r.applicable) r.fig = figs[d];
         rc = fn(user, &r, err);
     }

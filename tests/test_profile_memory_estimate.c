@@ -1,7 +1,9 @@
-/* The profile's memory estimate for the sweep's whole-model rows (analyzers/profile_memory.h):
- * a format with GGUF blocks holds the whole model in them (q8_0: 8.5 bits per weight of every
- * matrix); any other format runs layer-major, so it holds one layer's matrices in f32 (never
- * the whole model's 4 bytes per weight) and every chunk's residual stream, which may spill. */
+/* The profile's memory estimate for the sweep (analyzers/profile_memory.h): the whole-model rows
+ * run layer-major, so they hold one layer's matrices quantized (a format with GGUF blocks in them,
+ * q8_0: 8.5 bits per weight; a format whose rows the engine rounds as it reads them, nothing;
+ * any other, a per-tensor int4, in f32), never the whole model, and every chunk's residual
+ * stream, which may spill; a per-tensor candidate of the largest tensor likewise (its blocks,
+ * nothing, or it and its weights in f32). */
 #include <stdio.h>
 #include <string.h>
 
@@ -17,12 +19,13 @@ int main(void) {
     CHECK(qs_model_open(&m, path, &mo, &err) == 0, "%s", err.msg);
     if (!m) return test_done("test_profile_memory_estimate");
     /* the figures the estimate should give, from the tensor list */
-    double all_matrices = 0, layer0 = 0;
+    double all_matrices = 0, layer0 = 0, largest = 0;
     for (int i = 0; i < m->n_tensors; i++) {
         const qs_tensor *t = &m->tensors[i];
         const double n = (double)qs_tensor_numel(t);
         if (t->n_dims < 2 || n <= (double)t->ne[0]) continue;
         all_matrices += n;
+        largest = n > largest ? n : largest;
         if (!strncmp(t->name, "blk.0.", 6)) layer0 += n;
     }
     qs_eval_domain doms[2] = {{.name = "a", .tokens = 1024}, {.name = "b", .tokens = 600}};
@@ -30,20 +33,35 @@ int main(void) {
     const double tokens = 1024 + 512; /* whole chunks of 512 */
     qs_profile_options opt = {
         .formats = "q8_0", .ctx = 512, .calib_tokens = 512, .sensitivity = 1, .sens_formats = "q8_0"};
-    qs_profile_memory q8, i4, both;
+    qs_profile_memory q8, i4, rows, both;
     qs_profile_estimate_memory(m, &opt, &set, 0, &q8);
-    opt.sens_formats = "int4-g128-asym";
+    opt.sens_formats = "int4-tensor-sym";
     qs_profile_estimate_memory(m, &opt, &set, 0, &i4);
-    opt.sens_formats = "q8_0,int4-g128-asym";
+    opt.sens_formats = "int4-g32-asym";
+    qs_profile_estimate_memory(m, &opt, &set, 0, &rows);
+    opt.sens_formats = "q8_0,int4-tensor-sym,int4-g32-asym";
     qs_profile_estimate_memory(m, &opt, &set, 0, &both);
-    CHECK_REL(q8.whole, all_matrices * 8.5 / 8, 1e-9, "q8_0: the whole model in its blocks");
-    CHECK_REL(i4.whole, 4 * layer0, 1e-9, "int4: one layer's matrices in f32");
-    CHECK(i4.whole < 4 * all_matrices / 4, "int4: far below the whole model in f32 (%.0f vs %.0f)", i4.whole,
-          4 * all_matrices);
+    CHECK_REL(q8.whole, layer0 * 8.5 / 8, 1e-9, "q8_0: one layer in its blocks");
+    CHECK_REL(i4.whole, 4 * layer0, 1e-9, "per-tensor int4: one layer's matrices in f32");
+    CHECK(i4.whole < all_matrices, "far below the whole model in f32 (%.0f vs %.0f)", i4.whole, 4 * all_matrices);
+    CHECK(rows.whole == 0, "int4-g32: rounded as read, no copy (%.0f)", rows.whole);
+    const double block = 4.0 * 32 * 1024 * 1024; /* the analyzers' four row blocks */
+    CHECK_REL(q8.tensors - block, largest * 8.5 / 8, 1e-9, "q8_0: the largest tensor's candidate in its blocks");
+    CHECK_REL(i4.tensors - block, 2 * 4 * largest, 1e-9,
+              "per-tensor int4: the largest tensor and its candidate in f32");
+    CHECK(rows.tensors == block, "int4-g32: no candidate copy");
     const double streams = 4 * tokens * m->arch.dim;
-    CHECK_REL(i4.sens_cache - q8.sens_cache, streams, 1e-9, "int4: every chunk's stream, spillable");
-    CHECK_REL(both.whole, q8.whole > i4.whole ? q8.whole : i4.whole, 1e-9, "two formats: the worst");
-    CHECK_REL(both.sens - q8.sens, (both.whole - q8.whole) + streams, 1e-9, "two formats: the worst, and the streams");
+    CHECK_REL(i4.sens_cache - q8.sens_cache, 0, 1e-9, "both: every chunk's stream, spillable");
+    CHECK_REL(i4.sens - i4.whole - (q8.sens - q8.whole), 0, 1e-9, "the formats differ by their layer's weights only");
+    CHECK_REL(both.whole, i4.whole, 1e-9, "three formats: the worst");
+    CHECK_REL(both.tensors, i4.tensors, 1e-9, "three formats: the worst candidate");
+    opt.sensitivity = 0;
+    qs_profile_memory none;
+    qs_profile_estimate_memory(m, &opt, &set, 0, &none);
+    CHECK(none.sens == 0 && none.whole == 0, "no sweep, no sweep memory");
+    const double cache = 4 * tokens * m->arch.dim * (m->arch.n_layers + 1);
+    CHECK_REL(q8.sens_cache, cache + streams, 1e-9,
+              "the caches: every layer's stream, and the whole-model rows' waiting chunks");
     qs_model_close(m);
     free(path);
     return test_done("test_profile_memory_estimate");
