@@ -8,7 +8,9 @@
  * gives each sequence's logits as its own forward pass does, from the embeddings and from a
  * middle layer, within 1e-5 of the row's scale: every row is its own dot products, but the BLAS
  * may block a taller matrix differently (OpenBLAS's SkylakeX kernels gave bit-identical rows,
- * its Zen kernels 1.3e-6 after five layers, ~20 f32 ulps). */
+ * its Zen kernels 1.3e-6 after five layers, ~20 f32 ulps). A weight transform (rows rewritten
+ * as the engine reads them) that zeros a matrix gives the zero override's logits bit for bit,
+ * sees every row once per forward, and removed, leaves the original logits. */
 #include <stdint.h>
 #include <string.h>
 
@@ -17,6 +19,20 @@
 #include "io/model.h"
 #include "tests/test_util.h"
 #include "tok/vocab.h"
+
+typedef struct {
+    const qs_tensor *t;
+    int64_t rows_seen;
+    int wrong_tensor;
+} zeroing;
+
+static void zero_rows(void *user, const qs_tensor *t, int64_t row0, int64_t n, float *w) {
+    zeroing *z = user;
+    (void)row0;
+    z->wrong_tensor += t != z->t;
+    z->rows_seen += n;
+    memset(w, 0, sizeof(float) * (size_t)(n * t->ne[0]));
+}
 
 typedef struct {
     int calls[16][QS_LIN_COUNT];
@@ -160,9 +176,21 @@ int main(void) {
     double diff = 0;
     for (int i = 0; i < (T / 2) * V; i++) diff += fabs(base[i] - got[i]);
     CHECK(diff > 1.0, "zeroing blk.2.ffn_down left the logits unchanged (sum |diff| %g)", diff);
+    float *zeroed = malloc(sizeof(float) * (T / 2) * V);
+    memcpy(zeroed, got, sizeof(float) * (T / 2) * V);
     qs_engine_override(e, 2, QS_LIN_DOWN, NULL, &err);
     qs_engine_forward(e, ids, T, T / 2, got, &err);
     CHECK(!memcmp(base, got, sizeof(float) * (T / 2) * V), "restoring the weights did not restore the logits");
+    zeroing z = {t, 0, 0};
+    CHECK(qs_engine_transform_weights(e, t, zero_rows, &z, &err) == 0, "%s", err.msg);
+    qs_engine_forward(e, ids, T, T / 2, got, &err);
+    CHECK(!memcmp(zeroed, got, sizeof(float) * (T / 2) * V), "a zeroing transform differs from a zero override");
+    CHECK(z.rows_seen == t->ne[1] && !z.wrong_tensor, "the transform saw %lld rows of %lld", (long long)z.rows_seen,
+          (long long)t->ne[1]);
+    qs_engine_transform_weights(e, t, NULL, NULL, &err);
+    qs_engine_forward(e, ids, T, T / 2, got, &err);
+    CHECK(!memcmp(base, got, sizeof(float) * (T / 2) * V), "removing the transform did not restore the logits");
+    free(zeroed);
     CHECK(qs_engine_override(e, 99, QS_LIN_Q, same, &err) == QS_ERR_USAGE, "override of a layer that does not exist");
 
     char *q4 = model_path("stories260K-llamacpp-Q4_K_M.gguf");

@@ -195,13 +195,7 @@ static int same_shape(const qs_tensor *a, const qs_tensor *b, qs_error *err) {
 }
 
 /* grows the scratch that expanded rows go to, for a replacement stored in another type than the
- * model's weights (an f32 model has none) */
-static int fit_wbuf_for(qs_engine *e, const qs_tensor *t, qs_error *err);
-static int fit_wbuf(qs_engine *e, const qs_tensor *t, qs_error *err) {
-    if (f32_in_place(t)) return 0;
-    return fit_wbuf_for(e, t, err);
-}
-
+ * model's weights (an f32 model has none), or a tensor whose rows are transformed as read */
 static int fit_wbuf_for(qs_engine *e, const qs_tensor *t, qs_error *err) {
     const size_t need = (size_t)qs_tensor_numel(t) < WBUF_MAX_FLOATS ? (size_t)qs_tensor_numel(t) : WBUF_MAX_FLOATS;
     if (need <= e->wbuf_cap) return 0;
@@ -210,6 +204,11 @@ static int fit_wbuf_for(qs_engine *e, const qs_tensor *t, qs_error *err) {
     e->wbuf = grown;
     e->wbuf_cap = need;
     return 0;
+}
+
+static int fit_wbuf(qs_engine *e, const qs_tensor *t, qs_error *err) {
+    if (f32_in_place(t)) return 0;
+    return fit_wbuf_for(e, t, err);
 }
 
 int qs_engine_override_stored(qs_engine *e, int layer_i, int kind, const qs_tensor *t, qs_error *err) {
