@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analyzers/analyzer.h"
 #include "engine/engine.h"
 
 /* one layer's linear inputs (stored under the kind whose input they are: qs_linear_input_of)
@@ -109,73 +110,125 @@ static int head_pass(grad_run *r, qs_error *err) {
     return 0;
 }
 
-/* a linear of the current layer: 1/2 sum g^2 (X dW^T)^2 per chunk, over its scored positions */
-static int score_linear(grad_run *r, int i, int f, float *dy, qs_error *err) {
+/* Rows [r0, r0 + n) of tensor i's candidate error dW = Q(W) - W in f32 ((n, cols) into dw; w is
+ * scratch), rounded from those rows alone: call it with every row at once unless the format's
+ * rows round independently. */
+static int candidate_error_rows(const grad_run *r, int i, const qs_format *f, const qs_calib *cal, int64_t r0,
+                                int64_t n, float *w, float *dw, qs_error *err) {
     const qs_prof_tensor *pt = &r->p->tensors[i];
-    const int in = (int)pt->cols, out = (int)pt->rows, kind = pt->linear;
-    const float *X = r->col.x[qs_linear_input_of(kind)], *G = r->col.g[kind];
-    if (!X || !G) return qs_errorf(err, QS_ERR_INTERNAL, "%s: the backward pass did not reach it", pt->t->name);
-    float *w = NULL, *wq = NULL;
-    int rc = qs_profile_candidate(r->p, i, r->p->formats_sens[f], &w, &wq, err);
-    if (!rc) {
-        for (size_t j = 0; j < (size_t)in * out; j++) wq[j] -= w[j]; /* dW */
-        double *kc = kc_of(r, i, f);
-        for (int k = 0; k < r->n_chunks; k++) {
-            const size_t row0 = (size_t)k * r->ctx;
-            /* dY = X dW^T: (ctx, in) x (out, in)^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r->ctx, out, in, 1.0f, X + row0 * in, in, wq, in, 0.0f, dy, out);
-            const float *g = G + row0 * out;
-            double s = 0;
-            for (size_t j = 0; j < (size_t)r->ctx * out; j++) s += (double)(g[j] * g[j]) * (double)(dy[j] * dy[j]);
-            kc[k] += 0.5 * s / r->per;
-        }
-    }
-    free(w);
-    free(wq);
+    qs_tensor_dequantize_rows(pt->t, r0, n, w);
+    int rc = qs_format_fake_quantize_calib(f, w, dw, n, pt->cols, cal, err);
+    for (size_t j = 0; !rc && j < (size_t)n * (size_t)pt->cols; j++) dw[j] -= w[j];
     return rc;
 }
 
-/* the embedding table: x_0 = scale E[token], so dX = scale dE[token], weighted by the gradient
- * entering the first layer (r->dr at the end) */
-static int score_embedding(grad_run *r, int i, int f, qs_error *err) {
-    const int dim = r->a->dim;
-    float *w = NULL, *wq = NULL;
-    int rc = qs_profile_candidate(r->p, i, r->p->formats_sens[f], &w, &wq, err);
-    if (!rc) {
-        double *kc = kc_of(r, i, f);
-        const double sc = r->a->embed_scale;
+/* rows of tensor i scored at a time: a block of QS_PROFILE_BLOCK_BYTES where the format's rows
+ * round independently (an 8B model's 525M-value head is never whole in f32), else all */
+static int64_t rows_per_block(const grad_run *r, int i, const qs_format *f) {
+    const qs_prof_tensor *pt = &r->p->tensors[i];
+    if (!qs_format_rows_independent(f)) return pt->rows;
+    const int64_t b = QS_PROFILE_BLOCK_BYTES / (int64_t)(sizeof(float) * (size_t)pt->cols);
+    return b < 1 ? 1 : b > pt->rows ? pt->rows : b;
+}
+
+/* a linear of the current layer: 1/2 sum g^2 (X dW^T)^2 per chunk, over its scored positions,
+ * summed over blocks of dW's rows (dY's columns) */
+static int score_linear(grad_run *r, int i, int f, float *dy, qs_error *err) {
+    const qs_prof_tensor *pt = &r->p->tensors[i];
+    const qs_format *fmt = r->p->formats_sens[f];
+    const int in = (int)pt->cols, out = (int)pt->rows, kind = pt->linear;
+    const float *X = r->col.x[qs_linear_input_of(kind)], *G = r->col.g[kind];
+    if (!X || !G) return qs_errorf(err, QS_ERR_INTERNAL, "%s: the backward pass did not reach it", pt->t->name);
+    const int64_t step = rows_per_block(r, i, fmt);
+    qs_calib cal;
+    float *imp = qs_profile_calib(r->p, i, &cal);
+    float *w = malloc(sizeof(float) * (size_t)(step * in)), *dw = malloc(sizeof(float) * (size_t)(step * in));
+    int rc = w && dw ? 0 : qs_errorf(err, QS_ERR_INTERNAL, "out of memory scoring %s", pt->t->name);
+    double *kc = kc_of(r, i, f);
+    for (int64_t r0 = 0; r0 < out && !rc; r0 += step) {
+        const int n = (int)(out - r0 < step ? out - r0 : step);
+        if ((rc = candidate_error_rows(r, i, fmt, &cal, r0, n, w, dw, err))) break;
         for (int k = 0; k < r->n_chunks; k++) {
-            const int *tok = qs_sens_tokens(r->s, r->chunk_domain[k], r->chunk_index[k]);
+            const size_t row0 = (size_t)k * r->ctx;
+            /* dY[:, r0:r0+n] = X dW[r0:r0+n]^T: (ctx, in) x (n, in)^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r->ctx, n, in, 1.0f, X + row0 * in, in, dw, in, 0.0f,
+                        dy, n);
             double s = 0;
             for (int t = 0; t < r->ctx; t++) {
-                const float *g = r->dr + ((size_t)k * r->ctx + t) * dim;
-                const size_t e0 = (size_t)tok[t] * dim;
-                for (int j = 0; j < dim; j++) {
-                    const double dx = sc * (double)(wq[e0 + j] - w[e0 + j]);
-                    s += (double)g[j] * g[j] * dx * dx;
-                }
+                const float *g = G + (row0 + (size_t)t) * out + r0, *d = dy + (size_t)t * n;
+                for (int j = 0; j < n; j++) s += (double)(g[j] * g[j]) * (double)(d[j] * d[j]);
             }
             kc[k] += 0.5 * s / r->per;
         }
     }
+    free(imp);
     free(w);
-    free(wq);
+    free(dw);
+    return rc;
+}
+
+/* the embedding table: x_0 = scale E[token], so dX = scale dE[token], weighted by the gradient
+ * entering the first layer (r->dr at the end); only the rows of the evaluation's tokens matter,
+ * each rounded alone where the format's rows round independently */
+static int score_embedding(grad_run *r, int i, int f, qs_error *err) {
+    const int dim = r->a->dim;
+    const qs_format *fmt = r->p->formats_sens[f];
+    const int by_row = qs_format_rows_independent(fmt);
+    qs_calib cal;
+    float *imp = qs_profile_calib(r->p, i, &cal);
+    float *w = NULL, *dw = NULL;
+    int rc = 0;
+    if (by_row) {
+        w = malloc(sizeof(float) * (size_t)dim);
+        dw = malloc(sizeof(float) * (size_t)dim);
+        if (!w || !dw) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    } else if (!(rc = qs_profile_candidate(r->p, i, fmt, &w, &dw, err))) {
+        for (size_t j = 0; j < (size_t)r->p->tensors[i].rows * (size_t)dim; j++) dw[j] -= w[j];
+    }
+    double *kc = kc_of(r, i, f);
+    const double sc = r->a->embed_scale;
+    for (int k = 0; k < r->n_chunks && !rc; k++) {
+        const int *tok = qs_sens_tokens(r->s, r->chunk_domain[k], r->chunk_index[k]);
+        double s = 0;
+        for (int t = 0; t < r->ctx && !rc; t++) {
+            const float *g = r->dr + ((size_t)k * r->ctx + t) * dim;
+            const float *d = dw + (by_row ? 0 : (size_t)tok[t] * dim);
+            if (by_row) rc = candidate_error_rows(r, i, fmt, &cal, tok[t], 1, w, dw, err);
+            for (int j = 0; j < dim && !rc; j++) {
+                const double dx = sc * (double)d[j];
+                s += (double)g[j] * g[j] * dx * dx;
+            }
+        }
+        kc[k] += 0.5 * s / r->per;
+    }
+    free(imp);
+    free(w);
+    free(dw);
     return rc;
 }
 
 /* a tied table's head: the exact KL of the perturbed logits over the whole vocabulary */
 static int score_tied_head(grad_run *r, int i, int f, qs_error *err) {
     const int V = r->a->n_vocab, nl = r->a->n_layers;
+    const qs_format *fmt = r->p->formats_sens[f];
+    const qs_tensor *t = r->p->tensors[i].t;
+    /* the candidate rounded as the engine reads the rows where the format allows, else in f32 */
+    const int rows = qs_sens_rounds_rows(fmt, t->ne[0]);
     float *wq = NULL;
-    int rc = qs_profile_candidate(r->p, i, r->p->formats_sens[f], NULL, &wq, err);
+    int rc = rows ? 0 : qs_profile_candidate(r->p, i, fmt, NULL, &wq, err);
     double *kc = kc_of(r, i, f);
     for (int k = 0; k < r->n_chunks && !rc; k++) {
         const float *x = qs_sens_residual(r->s, r->chunk_domain[k], r->chunk_index[k], nl);
         rc = qs_engine_forward_from(r->e, nl, x, r->ctx, r->first, r->logits, err);
-        if (!rc) rc = qs_engine_override(r->e, nl, QS_LIN_OUTPUT, wq, err);
+        if (!rc)
+            rc = rows ? qs_sens_round_rows_as_read(r->s, t, fmt, err)
+                      : qs_engine_override(r->e, nl, QS_LIN_OUTPUT, wq, err);
         if (!rc) rc = qs_engine_forward_from(r->e, nl, x, r->ctx, r->first, r->lq, err);
         qs_error ignore;
-        qs_engine_override(r->e, nl, QS_LIN_OUTPUT, NULL, &ignore);
+        if (rows)
+            qs_sens_round_rows_as_read(r->s, t, NULL, &ignore);
+        else
+            qs_engine_override(r->e, nl, QS_LIN_OUTPUT, NULL, &ignore);
         double s = 0;
         for (int t = 0; t < r->per && !rc; t++) {
             float *pb = r->logits + (size_t)t * V, *pq = r->lq + (size_t)t * V;
@@ -186,6 +239,7 @@ static int score_tied_head(grad_run *r, int i, int f, qs_error *err) {
         }
         kc[k] += s / r->per;
     }
+    if (!rc && rows) rc = qs_sens_rounding_failed(r->s, err);
     free(wq);
     return rc;
 }

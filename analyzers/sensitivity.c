@@ -456,6 +456,14 @@ static int rounding_failed(qs_sens *s, qs_error *err) {
     return qs_errorf(err, QS_ERR_INTERNAL, "rounding rows as they are read: %s", s->rr.why);
 }
 
+int qs_sens_rounding_failed(qs_sens *s, qs_error *err) { return rounding_failed(s, err); }
+
+int qs_sens_round_rows_as_read(qs_sens *s, const qs_tensor *t, const qs_format *f, qs_error *err) {
+    if (!f) return qs_engine_transform_weights(s->e, t, NULL, NULL, err);
+    s->rr.f = f;
+    return qs_engine_transform_weights(s->e, t, round_rows, s, err);
+}
+
 /* Tensor i quantized to fmt and put in the engine: rounded as the engine reads its rows where fmt
  * allows (qs_sens_rounds_rows), else as its GGUF blocks where fmt has them (*blocks set), else in
  * f32 (*wq set). */

@@ -52,6 +52,10 @@ int qs_sens_measure_tensor_stored(qs_sens *s, int i, uint64_t mask, const qs_ten
  * tensor: for a format without GGUF blocks whose rows round independently and without
  * statistics (qs_sens_rounds_rows). */
 int qs_sens_rounds_rows(const qs_format *f, int64_t cols);
+/* The sweep's engine rounds tensor t's rows to f as it reads them (f NULL: stops); a rounding
+ * that failed since is reported by qs_sens_rounding_failed. */
+int qs_sens_round_rows_as_read(qs_sens *s, const qs_tensor *t, const qs_format *f, qs_error *err);
+int qs_sens_rounding_failed(qs_sens *s, qs_error *err);
 int qs_sens_measure_tensor_rows(qs_sens *s, int i, uint64_t mask, const qs_format *f, qs_db_eval_figures *figs,
                                 qs_error *err);
 int qs_sens_measure_whole(qs_sens *s, int f, uint64_t mask, qs_db_eval_figures *figs, int *n_quantized, double *bpw,
