@@ -430,23 +430,10 @@ int qs_sens_rounds_rows(const qs_format *f, int64_t cols) {
 static void round_rows(void *user, const qs_tensor *t, int64_t row0, int64_t n, float *w) {
     qs_sens *s = user;
     (void)row0;
-    const size_t need = (size_t)n * (size_t)t->ne[0];
-    if (need > s->rr.cap) {
-        float *grown = realloc(s->rr.scratch, sizeof(float) * need);
-        if (!grown) {
-            s->rr.failed = 1;
-            snprintf(s->rr.why, sizeof s->rr.why, "out of memory rounding %.100s", t->name);
-            return;
-        }
-        s->rr.scratch = grown;
-        s->rr.cap = need;
-    }
     qs_error err = {0};
-    if (qs_format_fake_quantize(s->rr.f, w, s->rr.scratch, n, t->ne[0], &err)) {
+    if (qs_format_fake_quantize_in_place(s->rr.f, w, n, t->ne[0], &s->rr.scratch, &s->rr.cap, &err)) {
         s->rr.failed = 1;
         snprintf(s->rr.why, sizeof s->rr.why, "%.100s in %.40s: %.100s", t->name, s->rr.f->name, err.msg);
-    } else {
-        memcpy(w, s->rr.scratch, sizeof(float) * need);
     }
 }
 

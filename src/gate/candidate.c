@@ -29,23 +29,11 @@ static void round_rows(void *user, const qs_tensor *t, int64_t row0, int64_t n, 
     qs_check_overrides *ov = user;
     (void)row0;
     const qs_format *f = ov->rows[t - ov->ref->tensors];
-    const size_t need = (size_t)n * (size_t)t->ne[0];
-    if (need > ov->scratch_cap) {
-        float *grown = realloc(ov->scratch, sizeof(float) * need);
-        if (!grown) {
-            ov->failed = 1;
-            snprintf(ov->why, sizeof ov->why, "out of memory rounding %.100s", t->name);
-            return;
-        }
-        ov->scratch = grown;
-        ov->scratch_cap = need;
-    }
     qs_error err = {0};
-    if (qs_format_fake_quantize(f, w, ov->scratch, n, t->ne[0], &err)) {
+    if (qs_format_fake_quantize_in_place(f, w, n, t->ne[0], &ov->scratch, &ov->scratch_cap, &err)) {
         ov->failed = 1;
         snprintf(ov->why, sizeof ov->why, "%.100s in %.40s: %.100s", t->name, f->name, err.msg);
-    } else
-        memcpy(w, ov->scratch, sizeof(float) * need);
+    }
 }
 
 /* a format check can apply to rows as the engine reads them: no GGUF blocks (those are held at
