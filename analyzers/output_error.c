@@ -4,9 +4,10 @@
  * ||(W - W^) X^T||^2 / ||W X^T||^2 over all calibration tokens, computed exactly from the
  * inputs' Gram matrix G = X^T X as sum_r dW_r G dW_r^T / sum_r W_r G W_r^T.
  * Memory: the tensor is streamed from its stored blocks a block of rows at a time (at most
- * QS_PROFILE_BLOCK_BYTES of f32 per buffer) through the formats whose rows are independent
- * (qs_format_rows_independent); only a format with a per-tensor scale, threshold or search
- * makes it hold the tensor twice in f32 (the weights and their quantized copy). */
+ * QS_PROFILE_BLOCK_BYTES of f32 per buffer) through every format that rounds by rows
+ * (quant/row_rounding.h: a per-tensor scale or sparse threshold is found first by scans over the
+ * rows, each expanding the tensor again); only AWQ's search and GPTQ make it hold the tensor twice
+ * in f32 (the weights and their quantized copy). */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 
 #include "analyzers/analyzer.h"
 #include "quant/qerror.h"
+#include "quant/row_rounding.h"
 
 static int applies(const qs_profile *p, int i) { return p->tensors[i].rows > 1 && p->tensors[i].cols > 1; }
 
@@ -37,7 +39,7 @@ typedef struct {
     const qs_prof_tensor *pt;
     const float *gram;  /* NULL: no calibrated inputs */
     int64_t block_rows;
-    float *w_whole, *wq_whole; /* NULL unless a format is not row-independent */
+    float *w_whole, *wq_whole; /* NULL unless a format takes the tensor whole (AWQ, GPTQ) */
     float *w, *wq, *dw, *scratch;
 } streams;
 
@@ -71,17 +73,24 @@ static int run(qs_profile *p, int i, qs_error *err) {
     const qs_prof_tensor *pt = &p->tensors[i];
     const int64_t rows = pt->rows, cols = pt->cols;
     const qs_act_stats *st = qs_profile_input_stats(p, i);
-    int *ok = calloc((size_t)p->n_formats, sizeof(int)), whole = 0, rc = 0;
+    int *ok = calloc((size_t)p->n_formats, sizeof(int)), whole = 0, scans = 0, rc = 0;
     format_acc *acc = calloc((size_t)p->n_formats, sizeof(format_acc));
-    if (!ok || !acc) {
+    qs_row_rounding **by_rows = calloc((size_t)p->n_formats, sizeof *by_rows); /* NULL: taken whole */
+    if (!ok || !acc || !by_rows) {
         free(ok);
         free(acc);
+        free(by_rows);
         return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %s", pt->t->name);
     }
     for (int k = 0; k < p->n_formats && !rc; k++) {
         char why[200] = "";
-        ok[k] = qs_profile_format_applies(p, i, p->formats[k], why, sizeof why);
-        if (ok[k]) whole |= !qs_format_rows_independent(p->formats[k]);
+        const qs_format *f = p->formats[k];
+        ok[k] = qs_profile_format_applies(p, i, f, why, sizeof why);
+        if (ok[k] && qs_format_rounds_by_rows(f)) {
+            rc = qs_row_rounding_open(&by_rows[k], f, rows, cols, err);
+            scans = qs_format_row_scans(f) > scans ? qs_format_row_scans(f) : scans;
+        } else if (ok[k])
+            whole = 1;
         else {
             qs_db_qerror_row row = {.run_id = p->run_id, .tensor_id = pt->db_id, .format_id = p->format_ids[k], .applicable = 0,
                                     .reason = why};
@@ -108,20 +117,29 @@ static int run(qs_profile *p, int i, qs_error *err) {
     qs_calib cal;
     float *importance = rc ? NULL : qs_profile_calib(p, i, &cal);
     double denom = 0;
-    /* the row-independent formats, one block of rows at a time, each block expanded once */
+    /* the per-tensor figures of the formats that need them, a pass over the rows each */
+    for (int pass = 0; pass < scans && !rc; pass++)
+        for (int64_t r0 = 0; r0 < rows && !rc; r0 += br) {
+            const int64_t nr = rows - r0 < br ? rows - r0 : br;
+            const float *w = weight_rows(&s, r0, nr);
+            for (int k = 0; k < p->n_formats && !rc; k++)
+                if (by_rows[k] && qs_format_row_scans(p->formats[k]) > pass)
+                    rc = qs_row_rounding_scan(by_rows[k], pass, w, nr, err);
+        }
+    /* the formats that round by rows, one block of rows at a time, each block expanded once */
     for (int64_t r0 = 0; r0 < rows && !rc; r0 += br) {
         const int64_t nr = rows - r0 < br ? rows - r0 : br;
         const float *w = weight_rows(&s, r0, nr);
         if (s.gram) denom += quad_form(w, s.gram, nr, (int)cols, s.scratch);
         for (int k = 0; k < p->n_formats && !rc; k++) {
-            if (!ok[k] || !qs_format_rows_independent(p->formats[k])) continue;
-            if ((rc = qs_format_fake_quantize_calib(p->formats[k], w, s.wq, nr, cols, &cal, err))) break;
+            if (!by_rows[k]) continue;
+            if ((rc = qs_row_rounding_round(by_rows[k], w, s.wq, r0, nr, &cal, err))) break;
             accumulate(&s, &acc[k], w, s.wq, nr);
         }
     }
     /* the others on the whole tensor, their sums still taken a block of rows at a time */
     for (int k = 0; k < p->n_formats && !rc; k++) {
-        if (!ok[k] || qs_format_rows_independent(p->formats[k])) continue;
+        if (!ok[k] || by_rows[k]) continue;
         if ((rc = qs_format_fake_quantize_calib(p->formats[k], s.w_whole, s.wq_whole, rows, cols, &cal, err))) break;
         for (int64_t r0 = 0; r0 < rows; r0 += br) {
             const int64_t nr = rows - r0 < br ? rows - r0 : br;
@@ -131,7 +149,11 @@ static int run(qs_profile *p, int i, qs_error *err) {
     for (int k = 0; k < p->n_formats && !rc; k++)
         if (ok[k]) rc = put_row(p, i, k, &acc[k], s.gram ? denom : NAN, err);
     free(s.w_whole); free(s.wq_whole); free(s.w); free(s.wq); free(s.dw); free(s.scratch);
-    free(importance); free(ok); free(acc);
+    for (int k = 0; k < p->n_formats; k++) qs_row_rounding_close(by_rows[k]);
+    free(importance);
+    free(ok);
+    free(acc);
+    free(by_rows);
     return rc;
 }
 

@@ -142,6 +142,20 @@ static int add_sweep_formats(qs_profile *p, qs_error *err) {
     return 0;
 }
 
+/* How many tokens each evaluation domain's text gives, so that the estimate counts what a short
+ * text will use rather than its budget */
+static int count_eval_tokens(run_state *r, qs_error *err) {
+    int rc = r->v ? 0 : qs_vocab_for_model(&r->v, r->m, err);
+    for (int d = 0; !rc && d < r->evalset->n_domains; d++) {
+        qs_eval_domain *dom = &r->evalset->domains[d];
+        int *ids = NULL;
+        size_t n = 0;
+        if (!(rc = qs_tokenize(r->v, dom->text, dom->n_text, 1, &ids, &n, err))) dom->n_text_tokens = (int64_t)n;
+        free(ids);
+    }
+    return rc;
+}
+
 /* The formats, the evaluation set, and the refusal of a run that cannot fit (now, with the
  * figures, not killed hours later); then the calibration text and the fingerprints. */
 static int prepare(run_state *r, const qs_profile_options *opt, qs_profile_progress_fn progress, void *user, qs_error *err) {
@@ -160,6 +174,7 @@ static int prepare(run_state *r, const qs_profile_options *opt, qs_profile_progr
     if (opt->sensitivity && !strcmp(opt->sens_mode, "calibrated") && (rc = add_sweep_formats(p, err))) return rc;
     for (int k = 0; k < p->n_formats; k++) p->store_gram |= p->formats[k]->gptq || p->formats[k]->awq;
     for (int k = 0; opt->sensitivity && k < p->n_formats_sens; k++) p->store_gram |= p->formats_sens[k]->gptq || p->formats_sens[k]->awq;
+    if (opt->sensitivity && (rc = count_eval_tokens(r, err))) return rc;
     if ((rc = qs_profile_check_memory(r->m, opt, r->evalset, p->store_gram, &p->spill_caches, err))) return rc;
     p->db_path = opt->db_path;
     if (progress) {
@@ -336,7 +351,7 @@ static int pending_jobs(const qs_profile *p, qs_profile_summary *sum, job_list *
 /* The calibration pass, opened: the text tokenized, the statistics allocated (p->want_gram set) */
 static int open_calibration(run_state *r, const qs_profile_options *opt, qs_calib_cursor *cur, int64_t *tokens, qs_error *err) {
     qs_profile *p = &r->p;
-    int rc = qs_vocab_for_model(&r->v, r->m, err);
+    int rc = r->v ? 0 : qs_vocab_for_model(&r->v, r->m, err);
     if (!rc) rc = qs_tokenize(r->v, r->text, r->n_text, 1, &r->ids, &r->n_ids, err);
     if (!rc && r->n_ids < QS_PROFILE_MIN_CALIB_TOKENS)
         rc = qs_errorf(err, QS_ERR_INPUT,

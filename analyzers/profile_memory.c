@@ -10,6 +10,7 @@
 #include "analyzers/sens_gradient.h"
 #include "analyzers/sensitivity.h"
 #include "io/gguf.h"
+#include "quant/row_rounding.h"
 
 /* "36.8 GiB", "412 MiB" */
 static const char *human(char *buf, double b) {
@@ -42,14 +43,13 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
     for (int i = 0; i < m->n_tensors; i++)
         if ((double)qs_tensor_numel(&m->tensors[i]) > largest) largest = (double)qs_tensor_numel(&m->tensors[i]);
     /* the analyzers stream a tensor by blocks of rows (weights, quantized, error, product) unless
-     * a format needs it whole (a per-tensor scale or search): then it and its quantized copy in
-     * f32; the sweep quantizes a candidate whole (the weights and its quantized copy) */
+     * a format needs it whole (AWQ's search, GPTQ): then it and its quantized copy in f32 */
     const qs_format **fl;
     int nf, whole = 1;
     qs_error ignored = {0};
     if (!qs_format_parse_list(opt->formats ? opt->formats : "default", &fl, &nf, &ignored)) {
         whole = 0;
-        for (int k = 0; k < nf; k++) whole |= !qs_format_rows_independent(fl[k]);
+        for (int k = 0; k < nf; k++) whole |= !qs_format_rounds_by_rows(fl[k]);
         free(fl);
     }
     out->tensors = 4.0 * (double)QS_PROFILE_BLOCK_BYTES + (whole ? 2 * 4 * largest : 0);
@@ -80,7 +80,11 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
         const double ectx = opt->eval_ctx > 0 ? opt->eval_ctx : ctx, topk = opt->topk > 0 ? opt->topk : 64;
         double all_tokens = 0;
         for (int d = 0; d < set->n_domains; d++) {
-            double tokens = (double)(int64_t)(set->domains[d].tokens / (int64_t)ectx) * ectx;
+            /* the budget, or what the text gives when it has been counted and is shorter */
+            const qs_eval_domain *dom = &set->domains[d];
+            const int64_t n =
+                dom->n_text_tokens > 0 && dom->n_text_tokens < dom->tokens ? dom->n_text_tokens : dom->tokens;
+            double tokens = (double)(n / (int64_t)ectx) * ectx;
             out->sens_cache += tokens * 4 * dim * (a->n_layers + 1);
             out->sens += tokens * (4 * dim * (a->n_layers + 1) + 8 * topk + 8);
             all_tokens += tokens;

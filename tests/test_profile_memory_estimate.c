@@ -62,6 +62,16 @@ int main(void) {
     const double cache = 4 * tokens * m->arch.dim * (m->arch.n_layers + 1);
     CHECK_REL(q8.sens_cache, cache + streams, 1e-9,
               "the caches: every layer's stream, and the whole-model rows' waiting chunks");
+    /* a domain whose text gives fewer tokens than its budget: the sweep uses what it gives */
+    opt.sensitivity = 1;
+    doms[0].n_text_tokens = 700; /* one chunk of 512 instead of two */
+    qs_profile_memory shorter;
+    qs_profile_estimate_memory(m, &opt, &set, 0, &shorter);
+    CHECK_REL(both.sens_cache - shorter.sens_cache, 4.0 * 512 * m->arch.dim * (m->arch.n_layers + 2), 1e-9,
+              "a short text: its caches for the tokens it has");
+    doms[0].n_text_tokens = 5000; /* more than the budget: the budget */
+    qs_profile_estimate_memory(m, &opt, &set, 0, &shorter);
+    CHECK_REL(shorter.sens_cache, both.sens_cache, 1e-12, "a long text: the budget");
     qs_model_close(m);
     free(path);
     return test_done("test_profile_memory_estimate");

@@ -12,6 +12,7 @@
 typedef struct {
     char name[64];
     int64_t tokens;  /* budget */
+    int64_t n_text_tokens; /* the tokens its text gives, once a user has tokenized it (0: not known) */
     char *text;
     size_t n_text;
     char sha256[65];

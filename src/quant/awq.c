@@ -90,4 +90,4 @@ static int awq_fake(const qs_format *f, const float *w, float *out, int64_t rows
     return rc;
 }
 
-const qs_format_ops qs_awq_ops = {awq_applies, awq_bpw, awq_fake};
+const qs_format_ops qs_awq_ops = {awq_applies, awq_bpw, awq_fake, NULL};

@@ -30,7 +30,7 @@ static int f16_fake(const qs_format *f, const float *w, float *out, int64_t rows
     return 0;
 }
 
-const qs_format_ops qs_float16_ops = {any_shape, f16_bpw, f16_fake};
+const qs_format_ops qs_float16_ops = {any_shape, f16_bpw, f16_fake, NULL};
 
 /* ---- fp8 ---- */
 
@@ -67,12 +67,22 @@ static int fp8_fake(const qs_format *f, const float *w, float *out, int64_t rows
     return 0;
 }
 
+/* a block of a per-tensor fp8 format's rows, scaled by the whole tensor's absmax */
+static int fp8_fake_rows(const qs_format *f, qs_tensor_figures *t, const float *w, float *out, int64_t rows,
+                         int64_t cols, const qs_calib *cal) {
+    if (f->granularity != QS_GRAN_TENSOR) return fp8_fake(f, w, out, rows, cols, cal);
+    const float fmax = f->fp8_exp == 4 ? 448.0f : 57344.0f, amax = fmaxf(-t->lo, t->hi);
+    const float scale = amax > 0 ? amax / fmax : 1.0f;
+    for (int64_t i = 0; i < rows * cols; i++) out[i] = fp8_round(f, w[i] / scale) * scale;
+    return 0;
+}
+
 static double fp8_bpw(const qs_format *f, int64_t rows, int64_t cols) {
     double n = (double)rows * (double)cols;
     return 8 + 32.0 * (f->granularity == QS_GRAN_TENSOR ? 1 : (double)rows) / n;
 }
 
-const qs_format_ops qs_fp8_ops = {any_shape, fp8_bpw, fp8_fake};
+const qs_format_ops qs_fp8_ops = {any_shape, fp8_bpw, fp8_fake, fp8_fake_rows};
 
 /* ---- NF4 ---- */
 
@@ -111,4 +121,4 @@ static double nf4_bpw(const qs_format *f, int64_t rows, int64_t cols) {
     return 4 + 32.0 * groups / ((double)rows * (double)cols);
 }
 
-const qs_format_ops qs_nf4_ops = {any_shape, nf4_bpw, nf4_fake};
+const qs_format_ops qs_nf4_ops = {any_shape, nf4_bpw, nf4_fake, NULL};

@@ -65,6 +65,16 @@ typedef struct {
     const float *mean_abs; /* (cols) the inputs' mean absolute value (AWQ's statistic) */
 } qs_calib;
 
+/* What a format with a per-tensor figure takes from the whole tensor before it rounds any row
+ * (gathered by scans over the rows: row_rounding.h) */
+typedef struct {
+    float lo, hi;    /* min(w, 0) and max(w, 0) over the tensor (its absmax is max(-lo, hi)) */
+    float alpha;     /* a per-tensor "-mse" int format: the range factor with the lowest squared error */
+    float threshold; /* dense-and-sparse: magnitudes above it are kept in fp16 ... */
+    int64_t ties;    /* ... and as many of those equal to it as this says, first in row order; the
+                      * rows' rounding counts them down */
+} qs_tensor_figures;
+
 typedef struct {
     /* 1 when the format can store a (rows, cols) matrix; else 0 and a reason in why */
     int (*applies)(const qs_format *f, int64_t rows, int64_t cols, char *why, size_t cap);
@@ -77,6 +87,11 @@ typedef struct {
      * with a non-finite value, or not positive definite even with heavy dampening). */
     int (*fake_quantize)(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
                          const qs_calib *cal);
+    /* NULL, or for a format with a per-tensor figure: the same for a block of the tensor's rows,
+     * given the whole tensor's figures; the blocks, taken in row order, give exactly what
+     * fake_quantize gives on the whole tensor */
+    int (*fake_quantize_rows)(const qs_format *f, qs_tensor_figures *t, const float *w, float *out, int64_t rows,
+                              int64_t cols, const qs_calib *cal);
 } qs_format_ops;
 
 struct qs_format {

@@ -66,4 +66,4 @@ static int ggml_fake(const qs_format *f, const float *w, float *out, int64_t row
     return rc;
 }
 
-const qs_format_ops qs_ggml_ops = {ggml_applies, ggml_bpw, ggml_fake};
+const qs_format_ops qs_ggml_ops = {ggml_applies, ggml_bpw, ggml_fake, NULL};

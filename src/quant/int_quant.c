@@ -13,6 +13,7 @@
 #include "core/qs_half.h"
 #include "core/qs_parallel.h"
 #include "quant/format.h"
+#include "quant/tensor_scan.h"
 
 /* round to nearest, ties to even, for |x| < 2^22 (always true here: |x| <= 2^8 + 1): adding
  * 1.5 x 2^23 leaves no fraction bits. Much faster than nearbyintf, which is a libm call. */
@@ -20,28 +21,34 @@ static inline float rint22(float x) { return (x + 12582912.0f) - 12582912.0f; }
 
 static float round_scale(float s, int per_tensor) { return per_tensor ? s : qs_f16_to_f32(qs_f32_to_f16(s)); }
 
-/* quantizes x[0..n) with range factor alpha into y; returns the squared error */
-static double quant_span(const qs_format *f, const float *x, float *y, int64_t n, float alpha, int per_tensor) {
-    double err = 0;
+/* lo = min(x, 0), hi = max(x, 0) over x[0..n), widening what they hold */
+static void widen_range(const float *x, int64_t n, float *lo, float *hi) {
+    for (int64_t i = 0; i < n; i++) {
+        *lo = fminf(*lo, x[i]);
+        *hi = fmaxf(*hi, x[i]);
+    }
+}
+
+/* quantizes x[0..n) into y with the range [lo, hi] (lo <= 0 <= hi: the span's, or the whole
+ * tensor's) shrunk by alpha; adds the squared error to *err, element by element in order, so
+ * that a tensor's spans summed in turn give its whole sum exactly */
+static void quant_range(const qs_format *f, const float *x, float *y, int64_t n, float lo, float hi, float alpha,
+                        int per_tensor, double *err) {
+    double e = *err;
     if (f->symmetric) {
         const int qmax = (1 << (f->bits - 1)) - 1;
-        float amax = 0;
-        for (int64_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+        const float amax = fmaxf(-lo, hi); /* max |x| exactly */
         float s = round_scale(amax * alpha / (float)qmax, per_tensor), inv = s > 0 ? 1.0f / s : 0.0f;
         for (int64_t i = 0; i < n; i++) {
             float q = rint22(x[i] * inv);
             q = fminf(fmaxf(q, (float)-qmax), (float)qmax);
             y[i] = q * s;
-            err += (double)(y[i] - x[i]) * (y[i] - x[i]);
+            e += (double)(y[i] - x[i]) * (y[i] - x[i]);
         }
-        return err;
+        *err = e;
+        return;
     }
     const int qmax = (1 << f->bits) - 1;
-    float lo = 0, hi = 0;
-    for (int64_t i = 0; i < n; i++) {
-        lo = fminf(lo, x[i]);
-        hi = fmaxf(hi, x[i]);
-    }
     lo *= alpha;
     hi *= alpha;
     float s = round_scale((hi - lo) / (float)qmax, per_tensor), inv = s > 0 ? 1.0f / s : 0.0f;
@@ -49,23 +56,44 @@ static double quant_span(const qs_format *f, const float *x, float *y, int64_t n
     for (int64_t i = 0; i < n; i++) {
         float q = fminf(fmaxf(rint22(x[i] * inv) + z, 0), (float)qmax);
         y[i] = (q - z) * s;
-        err += (double)(y[i] - x[i]) * (y[i] - x[i]);
+        e += (double)(y[i] - x[i]) * (y[i] - x[i]);
     }
-    return err;
+    *err = e;
 }
 
-/* one span, with the clipping search if the format asks for it */
+/* the range factor of the clipping search's step k (0: the full range) */
+static float clip_alpha(int k) { return 1.0f - 0.025f * (float)k; }
+
+/* one span, with the clipping search if the format asks for it: the lowest squared error, the
+ * first step on a tie */
 static void quant_best(const qs_format *f, const float *x, float *y, float *tmp, int64_t n, int per_tensor) {
-    double best = quant_span(f, x, y, n, 1.0f, per_tensor);
+    float lo = 0, hi = 0;
+    widen_range(x, n, &lo, &hi);
+    double best = 0;
+    quant_range(f, x, y, n, lo, hi, 1.0f, per_tensor, &best);
     if (!f->clip_search) return;
-    for (int k = 1; k <= 20; k++) {
-        float alpha = 1.0f - 0.025f * (float)k;
-        double e = quant_span(f, x, tmp, n, alpha, per_tensor);
+    for (int k = 1; k < QS_INT_CLIP_STEPS; k++) {
+        double e = 0;
+        quant_range(f, x, tmp, n, lo, hi, clip_alpha(k), per_tensor, &e);
         if (e < best) {
             best = e;
             for (int64_t i = 0; i < n; i++) y[i] = tmp[i];
         }
     }
+}
+
+void qs_int_widen_range(const float *x, int64_t n, float *lo, float *hi) { widen_range(x, n, lo, hi); }
+
+void qs_int_add_clip_errors(const qs_format *f, const float *x, float *tmp, int64_t n, float lo, float hi,
+                            double err[QS_INT_CLIP_STEPS]) {
+    for (int k = 0; k < QS_INT_CLIP_STEPS; k++) quant_range(f, x, tmp, n, lo, hi, clip_alpha(k), 1, &err[k]);
+}
+
+float qs_int_best_clip(const double err[QS_INT_CLIP_STEPS]) {
+    int best = 0;
+    for (int k = 1; k < QS_INT_CLIP_STEPS; k++)
+        if (err[k] < err[best]) best = k;
+    return clip_alpha(best);
 }
 
 typedef struct {
@@ -118,6 +146,16 @@ static int int_fake(const qs_format *f, const float *w, float *out, int64_t rows
     return j.failed ? -1 : 0;
 }
 
+/* a block of a per-tensor format's rows, with the tensor's range and clipping factor */
+static int int_fake_rows(const qs_format *f, qs_tensor_figures *t, const float *w, float *out, int64_t rows,
+                         int64_t cols, const qs_calib *cal) {
+    (void)cal;
+    if (f->granularity != QS_GRAN_TENSOR) return int_fake(f, w, out, rows, cols, NULL);
+    double ignored = 0;
+    quant_range(f, w, out, rows * cols, t->lo, t->hi, f->clip_search ? t->alpha : 1.0f, 1, &ignored);
+    return 0;
+}
+
 static int int_applies(const qs_format *f, int64_t rows, int64_t cols, char *why, size_t cap) {
     (void)f; (void)why; (void)cap;
     return rows > 0 && cols > 0;
@@ -132,4 +170,4 @@ static double int_bpw(const qs_format *f, int64_t rows, int64_t cols) {
     return f->bits + groups * (scale_bits + zero_bits) / n;
 }
 
-const qs_format_ops qs_int_ops = {int_applies, int_bpw, int_fake};
+const qs_format_ops qs_int_ops = {int_applies, int_bpw, int_fake, int_fake_rows};

@@ -63,6 +63,18 @@ static void mx_block(const elem *e, const float *x, float *y, int64_t n) {
     }
 }
 
+/* NVIDIA's FP4: blocks of 16 with an E4M3 scale relative to the tensor's f32 scale g */
+static void nvfp4_blocks(const qs_format *f, const float *w, float *out, int64_t n, float amax) {
+    const float g = amax > 0 ? amax / (6.0f * 448.0f) : 1.0f; /* the tensor's f32 scale */
+    for (int64_t b = 0; b < n; b += f->group) {
+        float bmax = 0;
+        for (int64_t i = 0; i < f->group; i++) bmax = fmaxf(bmax, fabsf(w[b + i]));
+        const float s = qs_round_minifloat(bmax / 6.0f / g, 3, -6, 448.0f) * g; /* E4M3 block scale, times g */
+        for (int64_t i = 0; i < f->group; i++)
+            out[b + i] = s > 0 ? qs_round_minifloat(w[b + i] / s, 1, 0, 6.0f) * s : 0.0f * w[b + i];
+    }
+}
+
 static int mx_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const qs_calib *cal) {
     (void)cal;
     const elem e = elem_of(f);
@@ -72,15 +84,16 @@ static int mx_fake(const qs_format *f, const float *w, float *out, int64_t rows,
     }
     float amax = 0;
     for (int64_t i = 0; i < rows * cols; i++) amax = fmaxf(amax, fabsf(w[i]));
-    const float g = amax > 0 ? amax / (6.0f * 448.0f) : 1.0f; /* the tensor's f32 scale */
-    for (int64_t b = 0; b < rows * cols; b += f->group) {
-        float bmax = 0;
-        for (int64_t i = 0; i < f->group; i++) bmax = fmaxf(bmax, fabsf(w[b + i]));
-        const float s = qs_round_minifloat(bmax / 6.0f / g, 3, -6, 448.0f) * g; /* E4M3 block scale, times g */
-        for (int64_t i = 0; i < f->group; i++)
-            out[b + i] = s > 0 ? qs_round_minifloat(w[b + i] / s, 1, 0, 6.0f) * s : 0.0f * w[b + i];
-    }
+    nvfp4_blocks(f, w, out, rows * cols, amax);
     return 0;
 }
 
-const qs_format_ops qs_mx_ops = {whole_blocks, mx_bpw, mx_fake};
+/* a block of rows (whole blocks: cols is a multiple of the group) with the tensor's absmax */
+static int mx_fake_rows(const qs_format *f, qs_tensor_figures *t, const float *w, float *out, int64_t rows,
+                        int64_t cols, const qs_calib *cal) {
+    if (!f->nvfp4) return mx_fake(f, w, out, rows, cols, cal);
+    nvfp4_blocks(f, w, out, rows * cols, fmaxf(-t->lo, t->hi));
+    return 0;
+}
+
+const qs_format_ops qs_mx_ops = {whole_blocks, mx_bpw, mx_fake, mx_fake_rows};

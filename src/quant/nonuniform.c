@@ -13,6 +13,7 @@
 #include "core/qs_half.h"
 #include "core/qs_parallel.h"
 #include "quant/format.h"
+#include "quant/tensor_scan.h"
 
 typedef struct {
     float v, w;
@@ -133,11 +134,13 @@ static double nu_bpw(const qs_format *f, int64_t rows, int64_t cols) {
     return f->bits + (double)(1 << f->bits) * 16.0 / (double)cols;
 }
 
-const qs_format_ops qs_nonuniform_ops = {nu_applies, nu_bpw, nu_fake};
+const qs_format_ops qs_nonuniform_ops = {nu_applies, nu_bpw, nu_fake, NULL};
 
 /* ---- dense and sparse ---- */
 
 static int64_t n_outliers(const qs_format *f, int64_t n) { return (int64_t)ceil(f->sparse_pct / 100.0 * (double)n); }
+
+int64_t qs_sparse_outliers(const qs_format *f, int64_t n) { return n_outliers(f, n); }
 
 /* the k-th largest value of a[0..n) (k >= 1), by quickselect; a is reordered */
 static float kth_largest(float *a, int64_t n, int64_t k) {
@@ -161,24 +164,20 @@ static float kth_largest(float *a, int64_t n, int64_t k) {
     return a[target];
 }
 
-static int sp_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const qs_calib *cal) {
-    const int64_t n = rows * cols, keep = n_outliers(f, n);
-    float *dense = calloc((size_t)n, sizeof(float)), *mags = malloc(sizeof(float) * (size_t)n);
-    unsigned char *is_out = calloc((size_t)n, 1);
-    if (!dense || !mags || !is_out) {
+/* w's values above the threshold, then those equal to it while *ties lasts, in order, kept in
+ * fp16; the rest (outliers zeroed) rounded by the base format */
+static int split_and_round(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
+                           const qs_calib *cal, float thr, int64_t *ties) {
+    const int64_t n = rows * cols;
+    float *dense = calloc((size_t)n, sizeof(float));
+    unsigned char *is_out = malloc((size_t)n);
+    if (!dense || !is_out) {
         free(dense);
-        free(mags);
         free(is_out);
         return -1;
     }
-    for (int64_t i = 0; i < n; i++) mags[i] = fabsf(w[i]);
-    const float thr = keep > 0 ? kth_largest(mags, n, keep) : INFINITY;
-    /* exactly `keep` outliers: all above the threshold, then ties at it in order */
-    int64_t above = 0;
-    for (int64_t i = 0; i < n; i++) above += fabsf(w[i]) > thr;
-    int64_t ties_left = keep - above;
     for (int64_t i = 0; i < n; i++) {
-        int o = fabsf(w[i]) > thr || (fabsf(w[i]) == thr && ties_left-- > 0);
+        int o = fabsf(w[i]) > thr || (fabsf(w[i]) == thr && *ties > 0 && (*ties)-- > 0);
         is_out[i] = (unsigned char)o;
         dense[i] = o ? 0.0f : w[i];
     }
@@ -186,9 +185,29 @@ static int sp_fake(const qs_format *f, const float *w, float *out, int64_t rows,
     for (int64_t i = 0; i < n; i++)
         if (is_out[i]) out[i] = h16(w[i]);
     free(dense);
-    free(mags);
     free(is_out);
     return rc;
+}
+
+static int sp_fake(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, const qs_calib *cal) {
+    const int64_t n = rows * cols, keep = n_outliers(f, n);
+    float *mags = calloc((size_t)n, sizeof(float));
+    if (!mags) return -1;
+    for (int64_t i = 0; i < n; i++) mags[i] = fabsf(w[i]);
+    const float thr = keep > 0 ? kth_largest(mags, n, keep) : INFINITY;
+    free(mags);
+    /* exactly `keep` outliers: all above the threshold, then ties at it in order */
+    int64_t above = 0;
+    for (int64_t i = 0; i < n; i++) above += fabsf(w[i]) > thr;
+    int64_t ties = keep - above;
+    return split_and_round(f, w, out, rows, cols, cal, thr, &ties);
+}
+
+/* a block of rows, with the whole tensor's threshold and the ties still to keep (the base formats
+ * round rows independently) */
+static int sp_fake_rows(const qs_format *f, qs_tensor_figures *t, const float *w, float *out, int64_t rows,
+                        int64_t cols, const qs_calib *cal) {
+    return split_and_round(f, w, out, rows, cols, cal, t->threshold, &t->ties);
 }
 
 static int sp_applies(const qs_format *f, int64_t rows, int64_t cols, char *why, size_t cap) {
@@ -201,4 +220,4 @@ static double sp_bpw(const qs_format *f, int64_t rows, int64_t cols) {
            32.0 * (double)(rows + 1) / n;
 }
 
-const qs_format_ops qs_sparse_ops = {sp_applies, sp_bpw, sp_fake};
+const qs_format_ops qs_sparse_ops = {sp_applies, sp_bpw, sp_fake, sp_fake_rows};

@@ -1,0 +1,164 @@
+/* Row-block rounding (see row_rounding.h). The scans gather qs_tensor_figures; the sparse
+ * threshold is the k-th largest magnitude, found exactly by a 16-bit radix selection on the
+ * magnitudes' bit patterns (non-negative floats order as their bits): the first pass counts the
+ * high halves, the second the low halves within the bin that holds the k-th value. */
+#include "quant/row_rounding.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/tensor_scan.h"
+
+#define RADIX 65536
+
+struct qs_row_rounding {
+    const qs_format *f;
+    int64_t rows, cols;
+    int scans;             /* passes the format needs */
+    int pass;              /* the pass under way; == scans once the figures are complete */
+    int64_t scanned;       /* rows the current pass has seen */
+    qs_tensor_figures fig; /* the figures, as complete */
+    int64_t ties;          /* the sparse ties at row 0 (fig.ties counts down while rounding) */
+    int64_t next;          /* the row the next block of rounding starts at */
+    double clip_err[QS_INT_CLIP_STEPS];
+    int64_t *hist; /* sparse: RADIX counters */
+    uint32_t high; /* sparse: the high half of the threshold's bits */
+    int64_t above; /* sparse: magnitudes counted above the current bin */
+    float *tmp;    /* the clip errors' rounding of a block */
+    size_t tmp_cap;
+};
+
+static int needs_range(const qs_format *f) {
+    return (f->family == QS_FAM_INT || f->family == QS_FAM_FP8) ? f->granularity == QS_GRAN_TENSOR
+           : f->family == QS_FAM_MX                             ? f->nvfp4
+                                                                : 0;
+}
+
+int qs_format_row_scans(const qs_format *f) {
+    if (qs_format_rows_independent(f)) return 0;
+    if (needs_range(f)) return f->family == QS_FAM_INT && f->clip_search ? 2 : 1;
+    return f->family == QS_FAM_SPARSE ? 2 : -1;
+}
+
+int qs_format_rounds_by_rows(const qs_format *f) {
+    if (qs_format_rows_independent(f)) return 1;
+    if (!f->ops->fake_quantize_rows) return 0;
+    return f->family != QS_FAM_SPARSE || qs_format_rows_independent(f->base);
+}
+
+int qs_row_rounding_open(qs_row_rounding **out, const qs_format *f, int64_t rows, int64_t cols, qs_error *err) {
+    *out = NULL;
+    if (!qs_format_rounds_by_rows(f))
+        return qs_errorf(err, QS_ERR_USAGE, "format %s takes a tensor whole, not a block of rows at a time", f->name);
+    qs_row_rounding *r = calloc(1, sizeof *r);
+    if (!r) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    *r = (qs_row_rounding){.f = f, .rows = rows, .cols = cols, .scans = qs_format_row_scans(f)};
+    r->fig.alpha = 1.0f;
+    r->fig.threshold = INFINITY;
+    if (f->family == QS_FAM_SPARSE && !(r->hist = calloc(RADIX, sizeof(int64_t)))) {
+        free(r);
+        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    }
+    *out = r;
+    return 0;
+}
+
+void qs_row_rounding_close(qs_row_rounding *r) {
+    if (!r) return;
+    free(r->hist);
+    free(r->tmp);
+    free(r);
+}
+
+static uint32_t magnitude_bits(float x) {
+    const float a = fabsf(x);
+    uint32_t u;
+    memcpy(&u, &a, sizeof u);
+    return u;
+}
+
+/* the sparse threshold's pass 0 found the bin; pass 1 the value within it */
+static void sparse_scan(qs_row_rounding *r, const float *w, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const uint32_t u = magnitude_bits(w[i]);
+        if (r->pass == 0)
+            r->hist[u >> 16]++;
+        else if ((u >> 16) == r->high)
+            r->hist[u & 0xffff]++;
+    }
+}
+
+/* the bin (from the top) where the k-th largest falls, given `above` counted higher; updates it */
+static uint32_t bin_of_kth(const int64_t *hist, int64_t k, int64_t *above) {
+    for (int b = RADIX - 1; b > 0; b--) {
+        if (*above + hist[b] >= k) return (uint32_t)b;
+        *above += hist[b];
+    }
+    return 0;
+}
+
+/* a pass is complete: what it measured becomes the figures */
+static void finish_pass(qs_row_rounding *r) {
+    const qs_format *f = r->f;
+    if (f->family == QS_FAM_SPARSE) {
+        const int64_t keep = qs_sparse_outliers(f, r->rows * r->cols);
+        if (keep <= 0) { /* nothing to keep: no threshold reaches a value */
+            r->fig.threshold = INFINITY;
+            r->fig.ties = 0;
+        } else if (r->pass == 0) {
+            r->high = bin_of_kth(r->hist, keep, &r->above);
+            memset(r->hist, 0, sizeof(int64_t) * RADIX);
+        } else {
+            const uint32_t low = bin_of_kth(r->hist, keep, &r->above), bits = r->high << 16 | low;
+            memcpy(&r->fig.threshold, &bits, sizeof bits);
+            r->fig.ties = keep - r->above; /* `above` now counts every magnitude above the threshold */
+        }
+    } else if (r->pass == 1) { /* the per-tensor int clipping search */
+        r->fig.alpha = qs_int_best_clip(r->clip_err);
+    }
+    r->pass++;
+    r->scanned = 0;
+    if (r->pass == r->scans) r->ties = r->fig.ties;
+}
+
+int qs_row_rounding_scan(qs_row_rounding *r, int pass, const float *w, int64_t nr, qs_error *err) {
+    if (pass != r->pass || pass >= r->scans || nr < 0 || r->scanned + nr > r->rows)
+        return qs_errorf(err, QS_ERR_USAGE, "format %s: scan %d of rows %lld..%lld out of turn", r->f->name, pass,
+                         (long long)r->scanned, (long long)(r->scanned + nr));
+    const int64_t n = nr * r->cols;
+    if (r->f->family == QS_FAM_SPARSE)
+        sparse_scan(r, w, n);
+    else if (pass == 0)
+        qs_int_widen_range(w, n, &r->fig.lo, &r->fig.hi);
+    else {
+        if ((size_t)n > r->tmp_cap) {
+            free(r->tmp);
+            if (!(r->tmp = malloc(sizeof(float) * (size_t)n))) {
+                r->tmp_cap = 0;
+                return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+            }
+            r->tmp_cap = (size_t)n;
+        }
+        qs_int_add_clip_errors(r->f, w, r->tmp, n, r->fig.lo, r->fig.hi, r->clip_err);
+    }
+    if ((r->scanned += nr) == r->rows) finish_pass(r);
+    return 0;
+}
+
+int qs_row_rounding_round(qs_row_rounding *r, const float *w, float *out, int64_t r0, int64_t nr, const qs_calib *cal,
+                          qs_error *err) {
+    const qs_format *f = r->f;
+    if (r->pass < r->scans || r0 < 0 || nr < 0 || r0 + nr > r->rows || (r0 != 0 && r0 != r->next))
+        return qs_errorf(err, QS_ERR_USAGE, "format %s: rows %lld..%lld rounded out of turn (after %d of %d scans)",
+                         f->name, (long long)r0, (long long)(r0 + nr), r->pass, r->scans);
+    if (r->scans == 0) {
+        r->next = r0 + nr;
+        return qs_format_fake_quantize_calib(f, w, out, nr, r->cols, cal, err);
+    }
+    if (r0 == 0) r->fig.ties = r->ties;
+    const int rc = f->ops->fake_quantize_rows(f, &r->fig, w, out, nr, r->cols, cal);
+    if (rc) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing to %s", f->name);
+    r->next = r0 + nr;
+    return 0;
+}
