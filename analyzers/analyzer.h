@@ -12,6 +12,7 @@
 #include "io/model.h"
 #include "quant/act_format.h"
 #include "quant/format.h"
+#include "quant/row_rounding.h"
 #include "store/db.h"
 #include "store/measure_rows.h"
 #include "store/profile_rows.h"
@@ -102,5 +103,23 @@ int qs_profile_candidate(const qs_profile *p, int tensor, const qs_format *f, fl
  * stored size instead of an f32 copy. Returns 1 (and nothing allocated) when f has no GGUF type
  * for this shape (int, fp8, nf4, MX, AWQ ...: use qs_profile_candidate), 0, or an error. */
 int qs_profile_candidate_blocks(const qs_profile *p, int tensor, const qs_format *f, qs_tensor *st, void **blocks, qs_error *err);
+
+/* Tensor i rounded to a format a block of rows at a time, never whole (the format rounds by rows:
+ * qs_format_rounds_by_rows): opened, the format's scans have read the stored rows and the rounding
+ * has the tensor's calibration; then any rows, in any order. */
+typedef struct {
+    qs_row_rounding *r;
+    const qs_format *f;
+    qs_calib cal;
+    float *cal_buf; /* what cal points into */
+    float *copy;    /* rounding in place goes through a copy */
+    size_t copy_cap;
+} qs_prof_rows;
+int qs_profile_rows_open(const qs_profile *p, int tensor, const qs_format *f, qs_prof_rows *out, qs_error *err);
+/* out (n, cols) = the rounding of rows [r0, r0 + n), which w holds (out != w) */
+int qs_profile_rows_round(qs_prof_rows *pr, const float *w, float *out, int64_t r0, int64_t n, qs_error *err);
+/* the same in place */
+int qs_profile_rows_round_in_place(qs_prof_rows *pr, float *w, int64_t r0, int64_t n, int64_t cols, qs_error *err);
+void qs_profile_rows_close(qs_prof_rows *pr);
 
 #endif

@@ -60,11 +60,11 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
     int nc;
     if (opt->sensitivity && opt->sens_formats && !qs_format_parse_list(opt->sens_formats, &cf, &nc, &ignored)) {
         double worst = 0;
-        /* the gradient mode scores a candidate's error a block of rows at a time where its rows
-         * round independently, else from the tensor and its candidate in f32, whole */
+        /* the gradient mode scores a candidate's error a block of rows at a time where the format
+         * rounds by rows (quant/row_rounding.h), else from the tensor and its candidate in f32, whole */
         const int gradient = opt->sens_mode && !strcmp(opt->sens_mode, QS_SENS_GRADIENT);
         for (int k = 0; k < nc; k++) {
-            double b = gradient                        ? (qs_format_rows_independent(cf[k]) ? 0 : 2 * 4 * largest)
+            double b = gradient                        ? (qs_format_rounds_by_rows(cf[k]) ? 0 : 2 * 4 * largest)
                        : qs_sens_rounds_rows(cf[k], 0) ? 0
                        : qs_format_has_blocks(cf[k], 0) && qs_format_rows_independent(cf[k])
                            ? qs_format_bpw(cf[k], 1, 256) / 8 * largest

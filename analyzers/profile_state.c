@@ -3,6 +3,7 @@
  * apart from the driver (profile.c), which calls the analyzers: they call only this. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "analyzers/analyzer.h"
 #include "core/qs_dtype.h"
@@ -128,4 +129,53 @@ int qs_profile_candidate_blocks(const qs_profile *p, int i, const qs_format *f, 
     st->scales = NULL;
     *blocks = b;
     return 0;
+}
+
+int qs_profile_rows_open(const qs_profile *p, int i, const qs_format *f, qs_prof_rows *out, qs_error *err) {
+    const qs_prof_tensor *pt = &p->tensors[i];
+    *out = (qs_prof_rows){0};
+    int rc = qs_row_rounding_open(&out->r, f, pt->rows, pt->cols, err);
+    const int scans = rc ? 0 : qs_format_row_scans(f);
+    int64_t step = QS_PROFILE_BLOCK_BYTES / (int64_t)(sizeof(float) * (size_t)pt->cols);
+    step = step < 1 ? 1 : step > pt->rows ? pt->rows : step;
+    float *w = scans > 0 ? malloc(sizeof(float) * (size_t)(step * pt->cols)) : NULL;
+    if (scans > 0 && !w) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory scanning %s", pt->t->name);
+    for (int pass = 0; pass < scans && !rc; pass++)
+        for (int64_t r0 = 0; r0 < pt->rows && !rc; r0 += step) {
+            const int64_t n = pt->rows - r0 < step ? pt->rows - r0 : step;
+            qs_tensor_dequantize_rows(pt->t, r0, n, w);
+            rc = qs_row_rounding_scan(out->r, pass, w, n, err);
+        }
+    free(w);
+    if (!rc) {
+        out->cal_buf = qs_profile_calib(p, i, &out->cal);
+        out->f = f;
+    }
+    if (rc) qs_profile_rows_close(out);
+    return rc;
+}
+
+int qs_profile_rows_round(qs_prof_rows *pr, const float *w, float *out, int64_t r0, int64_t n, qs_error *err) {
+    return qs_row_rounding_round(pr->r, w, out, r0, n, &pr->cal, err);
+}
+
+int qs_profile_rows_round_in_place(qs_prof_rows *pr, float *w, int64_t r0, int64_t n, int64_t cols, qs_error *err) {
+    const size_t need = (size_t)n * (size_t)cols;
+    if (need > pr->copy_cap) {
+        free(pr->copy);
+        if (!(pr->copy = malloc(sizeof(float) * need))) {
+            pr->copy_cap = 0;
+            return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+        }
+        pr->copy_cap = need;
+    }
+    memcpy(pr->copy, w, sizeof(float) * need);
+    return qs_row_rounding_round(pr->r, pr->copy, w, r0, n, &pr->cal, err);
+}
+
+void qs_profile_rows_close(qs_prof_rows *pr) {
+    qs_row_rounding_close(pr->r);
+    free(pr->cal_buf);
+    free(pr->copy);
+    *pr = (qs_prof_rows){0};
 }

@@ -110,23 +110,44 @@ static int head_pass(grad_run *r, qs_error *err) {
     return 0;
 }
 
+/* Tensor i's candidate: a block of rows at a time where the format rounds by rows (after its scans
+ * for a per-tensor figure), else the whole tensor at once */
+typedef struct {
+    const qs_format *f;
+    qs_prof_rows rows; /* .r NULL: whole */
+    qs_calib cal;      /* the whole tensor's rounding */
+    float *cal_buf;
+} candidate;
+
+static int candidate_open(const grad_run *r, int i, const qs_format *f, candidate *c, qs_error *err) {
+    *c = (candidate){.f = f};
+    if (qs_format_rounds_by_rows(f)) return qs_profile_rows_open(r->p, i, f, &c->rows, err);
+    c->cal_buf = qs_profile_calib(r->p, i, &c->cal);
+    return 0;
+}
+
+static void candidate_close(candidate *c) {
+    qs_profile_rows_close(&c->rows);
+    free(c->cal_buf);
+}
+
 /* Rows [r0, r0 + n) of tensor i's candidate error dW = Q(W) - W in f32 ((n, cols) into dw; w is
- * scratch), rounded from those rows alone: call it with every row at once unless the format's
- * rows round independently. */
-static int candidate_error_rows(const grad_run *r, int i, const qs_format *f, const qs_calib *cal, int64_t r0,
-                                int64_t n, float *w, float *dw, qs_error *err) {
+ * scratch); every row at once unless the candidate rounds by rows */
+static int candidate_error_rows(const grad_run *r, int i, candidate *c, int64_t r0, int64_t n, float *w, float *dw,
+                                qs_error *err) {
     const qs_prof_tensor *pt = &r->p->tensors[i];
     qs_tensor_dequantize_rows(pt->t, r0, n, w);
-    int rc = qs_format_fake_quantize_calib(f, w, dw, n, pt->cols, cal, err);
+    int rc = c->rows.r ? qs_profile_rows_round(&c->rows, w, dw, r0, n, err)
+                       : qs_format_fake_quantize_calib(c->f, w, dw, n, pt->cols, &c->cal, err);
     for (size_t j = 0; !rc && j < (size_t)n * (size_t)pt->cols; j++) dw[j] -= w[j];
     return rc;
 }
 
-/* rows of tensor i scored at a time: a block of QS_PROFILE_BLOCK_BYTES where the format's rows
- * round independently (an 8B model's 525M-value head is never whole in f32), else all */
+/* rows of tensor i scored at a time: a block of QS_PROFILE_BLOCK_BYTES where the format rounds by
+ * rows (an 8B model's 525M-value head is never whole in f32), else all */
 static int64_t rows_per_block(const grad_run *r, int i, const qs_format *f) {
     const qs_prof_tensor *pt = &r->p->tensors[i];
-    if (!qs_format_rows_independent(f)) return pt->rows;
+    if (!qs_format_rounds_by_rows(f)) return pt->rows;
     const int64_t b = QS_PROFILE_BLOCK_BYTES / (int64_t)(sizeof(float) * (size_t)pt->cols);
     return b < 1 ? 1 : b > pt->rows ? pt->rows : b;
 }
@@ -140,14 +161,14 @@ static int score_linear(grad_run *r, int i, int f, float *dy, qs_error *err) {
     const float *X = r->col.x[qs_linear_input_of(kind)], *G = r->col.g[kind];
     if (!X || !G) return qs_errorf(err, QS_ERR_INTERNAL, "%s: the backward pass did not reach it", pt->t->name);
     const int64_t step = rows_per_block(r, i, fmt);
-    qs_calib cal;
-    float *imp = qs_profile_calib(r->p, i, &cal);
+    candidate c;
+    int rc = candidate_open(r, i, fmt, &c, err);
     float *w = malloc(sizeof(float) * (size_t)(step * in)), *dw = malloc(sizeof(float) * (size_t)(step * in));
-    int rc = w && dw ? 0 : qs_errorf(err, QS_ERR_INTERNAL, "out of memory scoring %s", pt->t->name);
+    if (!rc && (!w || !dw)) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory scoring %s", pt->t->name);
     double *kc = kc_of(r, i, f);
     for (int64_t r0 = 0; r0 < out && !rc; r0 += step) {
         const int n = (int)(out - r0 < step ? out - r0 : step);
-        if ((rc = candidate_error_rows(r, i, fmt, &cal, r0, n, w, dw, err))) break;
+        if ((rc = candidate_error_rows(r, i, &c, r0, n, w, dw, err))) break;
         for (int k = 0; k < r->n_chunks; k++) {
             const size_t row0 = (size_t)k * r->ctx;
             /* dY[:, r0:r0+n] = X dW[r0:r0+n]^T: (ctx, in) x (n, in)^T */
@@ -161,7 +182,7 @@ static int score_linear(grad_run *r, int i, int f, float *dy, qs_error *err) {
             kc[k] += 0.5 * s / r->per;
         }
     }
-    free(imp);
+    candidate_close(&c);
     free(w);
     free(dw);
     return rc;
@@ -173,15 +194,14 @@ static int score_linear(grad_run *r, int i, int f, float *dy, qs_error *err) {
 static int score_embedding(grad_run *r, int i, int f, qs_error *err) {
     const int dim = r->a->dim;
     const qs_format *fmt = r->p->formats_sens[f];
-    const int by_row = qs_format_rows_independent(fmt);
-    qs_calib cal;
-    float *imp = qs_profile_calib(r->p, i, &cal);
+    const int by_row = qs_format_rounds_by_rows(fmt);
+    candidate c;
     float *w = NULL, *dw = NULL;
-    int rc = 0;
+    int rc = by_row ? candidate_open(r, i, fmt, &c, err) : 0;
     if (by_row) {
         w = malloc(sizeof(float) * (size_t)dim);
         dw = malloc(sizeof(float) * (size_t)dim);
-        if (!w || !dw) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+        if (!rc && (!w || !dw)) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
     } else if (!(rc = qs_profile_candidate(r->p, i, fmt, &w, &dw, err))) {
         for (size_t j = 0; j < (size_t)r->p->tensors[i].rows * (size_t)dim; j++) dw[j] -= w[j];
     }
@@ -193,7 +213,7 @@ static int score_embedding(grad_run *r, int i, int f, qs_error *err) {
         for (int t = 0; t < r->ctx && !rc; t++) {
             const float *g = r->dr + ((size_t)k * r->ctx + t) * dim;
             const float *d = dw + (by_row ? 0 : (size_t)tok[t] * dim);
-            if (by_row) rc = candidate_error_rows(r, i, fmt, &cal, tok[t], 1, w, dw, err);
+            if (by_row) rc = candidate_error_rows(r, i, &c, tok[t], 1, w, dw, err);
             for (int j = 0; j < dim && !rc; j++) {
                 const double dx = sc * (double)d[j];
                 s += (double)g[j] * g[j] * dx * dx;
@@ -201,7 +221,7 @@ static int score_embedding(grad_run *r, int i, int f, qs_error *err) {
         }
         kc[k] += 0.5 * s / r->per;
     }
-    free(imp);
+    if (by_row) candidate_close(&c);
     free(w);
     free(dw);
     return rc;
@@ -221,12 +241,12 @@ static int score_tied_head(grad_run *r, int i, int f, qs_error *err) {
         const float *x = qs_sens_residual(r->s, r->chunk_domain[k], r->chunk_index[k], nl);
         rc = qs_engine_forward_from(r->e, nl, x, r->ctx, r->first, r->logits, err);
         if (!rc)
-            rc = rows ? qs_sens_round_rows_as_read(r->s, t, fmt, err)
+            rc = rows ? qs_sens_round_rows_as_read(r->s, i, fmt, err)
                       : qs_engine_override(r->e, nl, QS_LIN_OUTPUT, wq, err);
         if (!rc) rc = qs_engine_forward_from(r->e, nl, x, r->ctx, r->first, r->lq, err);
         qs_error ignore;
         if (rows)
-            qs_sens_round_rows_as_read(r->s, t, NULL, &ignore);
+            qs_sens_round_rows_as_read(r->s, i, NULL, &ignore); /* paused: the next chunk's base run */
         else
             qs_engine_override(r->e, nl, QS_LIN_OUTPUT, NULL, &ignore);
         double s = 0;
@@ -240,6 +260,7 @@ static int score_tied_head(grad_run *r, int i, int f, qs_error *err) {
         kc[k] += s / r->per;
     }
     if (!rc && rows) rc = qs_sens_rounding_failed(r->s, err);
+    if (rows) qs_sens_round_rows_close(r->s, i);
     free(wq);
     return rc;
 }

@@ -32,11 +32,10 @@ struct qs_sens {
     int n_domains;
     float *logits;   /* (batch, ctx - first, vocab) */
     float *batch;    /* (batch, ctx, dim): the chunks run together (batch_chunks) */
-    /* the format the engine rounds rows to as it reads them (qs_engine_transform_weights) */
+    /* tensors the engine rounds as it reads their rows (qs_engine_transform_weights) */
     struct {
-        const qs_format *f;
-        float *scratch;
-        size_t cap;
+        qs_prof_rows *by_tensor; /* one per profile tensor, open while it is rounded as read */
+        int last;                /* the tensor the transform found last */
         int failed;
         char why[256];
     } rr;
@@ -220,7 +219,8 @@ void qs_sens_free(qs_sens *s) {
     free(s->d);
     free(s->logits);
     free(s->batch);
-    free(s->rr.scratch);
+    for (int i = 0; s->rr.by_tensor && i < s->p->n_tensors; i++) qs_profile_rows_close(&s->rr.by_tensor[i]);
+    free(s->rr.by_tensor);
     qs_engine_free(s->e);
     free(s);
 }
@@ -423,17 +423,27 @@ int qs_sens_put_tensor(qs_sens *s, int i, int f, int di, const qs_db_eval_figure
 }
 
 int qs_sens_rounds_rows(const qs_format *f, int64_t cols) {
-    return !qs_format_has_blocks(f, cols) && qs_format_rows_independent(f) && !qs_format_needs_calib(f);
+    return !qs_format_has_blocks(f, cols) && qs_format_rounds_by_rows(f) && !qs_format_needs_calib(f);
 }
 
-/* the engine's transform: a block of rows rounded in place to s->rr.f */
+/* the profile tensor the engine's transform was called for */
+static int rounded_tensor(qs_sens *s, const qs_tensor *t) {
+    const qs_profile *p = s->p;
+    if (s->rr.last < p->n_tensors && p->tensors[s->rr.last].t == t && s->rr.by_tensor[s->rr.last].r) return s->rr.last;
+    for (int i = 0; i < p->n_tensors; i++)
+        if (p->tensors[i].t == t && s->rr.by_tensor[i].r) return s->rr.last = i;
+    return -1;
+}
+
+/* the engine's transform: a block of rows rounded in place to the tensor's format */
 static void round_rows(void *user, const qs_tensor *t, int64_t row0, int64_t n, float *w) {
     qs_sens *s = user;
-    (void)row0;
+    const int i = rounded_tensor(s, t);
     qs_error err = {0};
-    if (qs_format_fake_quantize_in_place(s->rr.f, w, n, t->ne[0], &s->rr.scratch, &s->rr.cap, &err)) {
+    if (i < 0) snprintf(err.msg, sizeof err.msg, "no rounding is open for it");
+    if (i < 0 || qs_profile_rows_round_in_place(&s->rr.by_tensor[i], w, row0, n, t->ne[0], &err)) {
         s->rr.failed = 1;
-        snprintf(s->rr.why, sizeof s->rr.why, "%.100s in %.40s: %.100s", t->name, s->rr.f->name, err.msg);
+        snprintf(s->rr.why, sizeof s->rr.why, "%.100s: %.140s", t->name, err.msg);
     }
 }
 
@@ -445,10 +455,24 @@ static int rounding_failed(qs_sens *s, qs_error *err) {
 
 int qs_sens_rounding_failed(qs_sens *s, qs_error *err) { return rounding_failed(s, err); }
 
-int qs_sens_round_rows_as_read(qs_sens *s, const qs_tensor *t, const qs_format *f, qs_error *err) {
-    if (!f) return qs_engine_transform_weights(s->e, t, NULL, NULL, err);
-    s->rr.f = f;
-    return qs_engine_transform_weights(s->e, t, round_rows, s, err);
+int qs_sens_round_rows_as_read(qs_sens *s, int i, const qs_format *f, qs_error *err) {
+    const qs_tensor *t = s->p->tensors[i].t;
+    if (!s->rr.by_tensor && !(s->rr.by_tensor = calloc((size_t)s->p->n_tensors, sizeof(qs_prof_rows))))
+        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    qs_prof_rows *pr = &s->rr.by_tensor[i];
+    if (!f) return qs_engine_transform_weights(s->e, t, NULL, NULL, err); /* paused: the rounding stays open */
+    if (pr->r && pr->f != f) qs_profile_rows_close(pr);
+    int rc = pr->r ? 0 : qs_profile_rows_open(s->p, i, f, pr, err); /* its scans read the tensor once */
+    if (!rc) rc = qs_engine_transform_weights(s->e, t, round_rows, s, err);
+    if (rc) qs_profile_rows_close(pr);
+    return rc;
+}
+
+void qs_sens_round_rows_close(qs_sens *s, int i) {
+    qs_error ignore;
+    if (!s->rr.by_tensor || !s->rr.by_tensor[i].r) return;
+    qs_engine_transform_weights(s->e, s->p->tensors[i].t, NULL, NULL, &ignore);
+    qs_profile_rows_close(&s->rr.by_tensor[i]);
 }
 
 /* Tensor i quantized to fmt and put in the engine: rounded as the engine reads its rows where fmt
@@ -456,10 +480,8 @@ int qs_sens_round_rows_as_read(qs_sens *s, const qs_tensor *t, const qs_format *
  * f32 (*wq set). */
 static int apply_candidate(qs_sens *s, int i, const qs_format *fmt, qs_tensor *st, void **blocks, float **wq,
                            qs_error *err) {
-    if (qs_sens_rounds_rows(fmt, s->p->tensors[i].cols)) { /* no copy: rounded as read */
-        s->rr.f = fmt;
-        return qs_engine_transform_weights(s->e, s->p->tensors[i].t, round_rows, s, err);
-    }
+    if (qs_sens_rounds_rows(fmt, s->p->tensors[i].cols)) /* no copy: rounded as read */
+        return qs_sens_round_rows_as_read(s, i, fmt, err);
     int rc = qs_profile_candidate_blocks(s->p, i, fmt, st, blocks, err);
     if (!rc) return apply_stored(s, i, st, err);
     if (rc == 1 && !(rc = qs_profile_candidate(s->p, i, fmt, NULL, wq, err))) rc = apply(s, i, *wq, err);
@@ -469,7 +491,7 @@ static int apply_candidate(qs_sens *s, int i, const qs_format *fmt, qs_tensor *s
 /* Undoes apply_candidate and frees the candidate. */
 static void restore_candidate(qs_sens *s, int i, void **blocks, float **wq) {
     qs_error ignore;
-    qs_engine_transform_weights(s->e, s->p->tensors[i].t, NULL, NULL, &ignore);
+    qs_sens_round_rows_close(s, i);
     if (*blocks)
         apply_stored(s, i, s->p->tensors[i].t, &ignore);
     else if (*wq)
@@ -518,7 +540,9 @@ static int run_whole_layer_major(qs_sens *s, const qs_format *fmt, const char *q
         for (int i = 0; i < p->n_tensors && !rc; i++)
             if (quantized[i] && i != emb && i != head && p->tensors[i].layer == l)
                 rc = apply_candidate(s, i, fmt, &lst[i], &lblocks[i], &lwq[i], err);
-        for (int k = 0; k < n && !rc; k++) rc = qs_engine_run_layer(s->e, l, x + (size_t)k * per, s->ctx, err);
+        /* the chunks in batches: the layer's weights expanded (and rounded) once a batch */
+        for (int k = 0, nb = batch_chunks(s); k < n && !rc; k += nb)
+            rc = qs_engine_run_layer_batch(s->e, l, x + (size_t)k * per, n - k < nb ? n - k : nb, s->ctx, err);
         for (int i = 0; i < p->n_tensors; i++)
             if (i != emb && i != head) restore_candidate(s, i, &lblocks[i], &lwq[i]);
     }

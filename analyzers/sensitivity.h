@@ -49,12 +49,15 @@ int qs_sens_measure_tensor(qs_sens *s, int i, uint64_t mask, const float *wq, qs
 /* The same with tensor i replaced by a stored tensor (its blocks: qs_profile_candidate_blocks) */
 int qs_sens_measure_tensor_stored(qs_sens *s, int i, uint64_t mask, const qs_tensor *st, qs_db_eval_figures *figs, qs_error *err);
 /* The same with tensor i's rows rounded to format f as the engine reads them, no copy of the
- * tensor: for a format without GGUF blocks whose rows round independently and without
- * statistics (qs_sens_rounds_rows). */
+ * tensor: for a format without GGUF blocks that rounds by rows (after scans for a per-tensor
+ * figure: quant/row_rounding.h) and not with weighted or GPTQ rounding (qs_sens_rounds_rows). */
 int qs_sens_rounds_rows(const qs_format *f, int64_t cols);
-/* The sweep's engine rounds tensor t's rows to f as it reads them (f NULL: stops); a rounding
+/* The sweep's engine rounds profile tensor i's rows to f, with its calibration, as it reads them
+ * (f NULL: pauses, keeping the format's figures for the next call with the same f); a rounding
  * that failed since is reported by qs_sens_rounding_failed. */
-int qs_sens_round_rows_as_read(qs_sens *s, const qs_tensor *t, const qs_format *f, qs_error *err);
+int qs_sens_round_rows_as_read(qs_sens *s, int i, const qs_format *f, qs_error *err);
+/* Stops rounding tensor i as read and forgets its figures */
+void qs_sens_round_rows_close(qs_sens *s, int i);
 int qs_sens_rounding_failed(qs_sens *s, qs_error *err);
 int qs_sens_measure_tensor_rows(qs_sens *s, int i, uint64_t mask, const qs_format *f, qs_db_eval_figures *figs,
                                 qs_error *err);

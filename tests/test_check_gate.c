@@ -115,20 +115,22 @@ int main(void) {
     free(b);
 
     /* formats without GGUF blocks: f32 copies, or with a memory budget too small for them, rounded
-     * as the engine reads the rows (a per-tensor format stays a copy): the same figures */
+     * as the engine reads the rows (a per-tensor scale or sparse threshold found first by scans over
+     * the rows): the same figures */
     snprintf(path, sizeof path, "%s/plan-int.json", dir);
     f = fopen(path, "w");
     fprintf(f, "{\"qsense_plan_version\": \"1\", \"model\": {\"sha256\": \"%s\"}, \"target\": \"any\", \"tensors\": [",
             sha);
-    const char *ifmts[] = {"int4-g32-asym",   "mxfp6-e2m3", "nf4-g64", "fp8-e4m3-channel", "int4-g32-sym-mse", "q4_0",
-                           "int8-tensor-sym", "f32",        "f32"};
+    const char *ifmts[] = {"int4-g32-asym",    "mxfp6-e2m3",       "nf4-g64",
+                           "fp8-e4m3-channel", "int4-g32-sym-mse", "q4_0",
+                           "int8-tensor-sym",  "nvidia-nvfp4",     "int3-g128-asym-sp0.45"};
     const char *down[] = {"fp8-e4m3-channel", "int4-channel-asym", "int8-tensor-sym"}; /* rows of 172: per channel */
     for (int l = 0; l < 5; l++)
         for (int k = 0; k < 9; k++)
             fprintf(f, "{\"name\": \"blk.%d.%s.weight\", \"format\": \"%s\"},", l, kinds[k],
                     k == 6  ? down[l % 3]
                     : k > 6 ? "f32"
-                            : ifmts[(k + l) % 7]);
+                            : ifmts[(k + l) % 9]);
     fprintf(f, "{\"name\": \"token_embd.weight\", \"format\": \"int8-channel-sym\"}, {\"name\": \"output.weight\", "
                "\"format\": "
                "\"int4-g32-asym\"}, {\"name\": \"output_norm.weight\", \"format\": \"f32\"}]}");

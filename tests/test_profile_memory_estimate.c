@@ -1,9 +1,9 @@
 /* The profile's memory estimate for the sweep (analyzers/profile_memory.h): the whole-model rows
  * run layer-major, so they hold one layer's matrices quantized (a format with GGUF blocks in them,
- * q8_0: 8.5 bits per weight; a format whose rows the engine rounds as it reads them, nothing;
- * any other, a per-tensor int4, in f32), never the whole model, and every chunk's residual
- * stream, which may spill; a per-tensor candidate of the largest tensor likewise (its blocks,
- * nothing, or it and its weights in f32). */
+ * q8_0: 8.5 bits per weight; a format whose rows the engine rounds as it reads them, int4-g32 or a
+ * per-tensor int4 after its scans, nothing; any other, AWQ's int4, in f32), never the whole model,
+ * and every chunk's residual stream, which may spill; a per-tensor candidate of the largest tensor
+ * likewise (its blocks, nothing, or it and its weights in f32). */
 #include <stdio.h>
 #include <string.h>
 
@@ -33,23 +33,26 @@ int main(void) {
     const double tokens = 1024 + 512; /* whole chunks of 512 */
     qs_profile_options opt = {
         .formats = "q8_0", .ctx = 512, .calib_tokens = 512, .sensitivity = 1, .sens_formats = "q8_0"};
-    qs_profile_memory q8, i4, rows, both;
+    qs_profile_memory q8, i4, rows, both, scanned;
     qs_profile_estimate_memory(m, &opt, &set, 0, &q8);
-    opt.sens_formats = "int4-tensor-sym";
+    opt.sens_formats = "int4-g128-asym-awq";
     qs_profile_estimate_memory(m, &opt, &set, 0, &i4);
     opt.sens_formats = "int4-g32-asym";
     qs_profile_estimate_memory(m, &opt, &set, 0, &rows);
-    opt.sens_formats = "q8_0,int4-tensor-sym,int4-g32-asym";
+    opt.sens_formats = "int4-tensor-sym";
+    qs_profile_estimate_memory(m, &opt, &set, 0, &scanned);
+    opt.sens_formats = "q8_0,int4-g128-asym-awq,int4-g32-asym";
     qs_profile_estimate_memory(m, &opt, &set, 0, &both);
     CHECK_REL(q8.whole, layer0 * 8.5 / 8, 1e-9, "q8_0: one layer in its blocks");
-    CHECK_REL(i4.whole, 4 * layer0, 1e-9, "per-tensor int4: one layer's matrices in f32");
+    CHECK_REL(i4.whole, 4 * layer0, 1e-9, "AWQ int4: one layer's matrices in f32");
     CHECK(i4.whole < all_matrices, "far below the whole model in f32 (%.0f vs %.0f)", i4.whole, 4 * all_matrices);
     CHECK(rows.whole == 0, "int4-g32: rounded as read, no copy (%.0f)", rows.whole);
+    CHECK(scanned.whole == 0, "per-tensor int4: rounded as read after its scan, no copy (%.0f)", scanned.whole);
     const double block = 4.0 * 32 * 1024 * 1024; /* the analyzers' four row blocks */
     CHECK_REL(q8.tensors - block, largest * 8.5 / 8, 1e-9, "q8_0: the largest tensor's candidate in its blocks");
-    CHECK_REL(i4.tensors - block, 2 * 4 * largest, 1e-9,
-              "per-tensor int4: the largest tensor and its candidate in f32");
+    CHECK_REL(i4.tensors - block, 2 * 4 * largest, 1e-9, "AWQ int4: the largest tensor and its candidate in f32");
     CHECK(rows.tensors == block, "int4-g32: no candidate copy");
+    CHECK(scanned.tensors == block, "per-tensor int4: no candidate copy");
     const double streams = 4 * tokens * m->arch.dim;
     CHECK_REL(i4.sens_cache - q8.sens_cache, 0, 1e-9, "both: every chunk's stream, spillable");
     CHECK_REL(i4.sens - i4.whole - (q8.sens - q8.whole), 0, 1e-9, "the formats differ by their layer's weights only");
@@ -64,6 +67,7 @@ int main(void) {
               "the caches: every layer's stream, and the whole-model rows' waiting chunks");
     /* a domain whose text gives fewer tokens than its budget: the sweep uses what it gives */
     opt.sensitivity = 1;
+    opt.sens_formats = "q8_0,int4-g128-asym-awq,int4-g32-asym";
     doms[0].n_text_tokens = 700; /* one chunk of 512 instead of two */
     qs_profile_memory shorter;
     qs_profile_estimate_memory(m, &opt, &set, 0, &shorter);

@@ -4,8 +4,8 @@
  * (whose threshold is found by radix selection over the blocks, with values tied at it kept in row
  * order), and the row-independent formats. The matrix has a heavy tail and planted ties at the
  * sparse threshold; scans and rounding use different uneven block sizes, and the rounding runs
- * twice (a restart at row 0). Blocks out of turn are refused; AWQ and GPTQ formats say they take
- * the tensor whole. */
+ * twice, the second time from the last block back (the engine reads an embedding's rows in token
+ * order). Scans out of turn are refused; AWQ and GPTQ formats say they take the tensor whole. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,11 +31,11 @@ static int round_by_rows(const qs_format *f, const float *w, float *out, const q
     for (int p = 0; !rc && p < qs_format_row_scans(f); p++)
         for (int64_t r0 = 0; !rc && r0 < ROWS; r0 += scan_rows)
             rc = qs_row_rounding_scan(r, p, w + r0 * COLS, ROWS - r0 < scan_rows ? ROWS - r0 : scan_rows, err);
-    for (int pass = 0; pass < 2 && !rc; pass++) { /* the second from row 0 again */
+    for (int pass = 0; pass < 2 && !rc; pass++) { /* the second from the last block back */
         memset(out, 0, sizeof(float) * ROWS * COLS);
-        const int step = pass ? round_rows + 4 : round_rows;
-        for (int64_t r0 = 0; !rc && r0 < ROWS; r0 += step) {
-            const int64_t n = ROWS - r0 < step ? ROWS - r0 : step;
+        const int step = pass ? round_rows + 4 : round_rows, blocks = (ROWS + step - 1) / step;
+        for (int b = 0; !rc && b < blocks; b++) {
+            const int64_t r0 = (int64_t)(pass ? blocks - 1 - b : b) * step, n = ROWS - r0 < step ? ROWS - r0 : step;
             rc = qs_row_rounding_round(r, w + r0 * COLS, out + r0 * COLS, r0, n, cal, err);
         }
     }
@@ -106,7 +106,7 @@ int main(void) {
               err.msg);
         CHECK(qs_row_rounding_scan(r, 1, w, 1, &err) == QS_ERR_USAGE, "a third scan");
         CHECK(qs_row_rounding_round(r, w, rows, 0, 5, NULL, &err) == 0, "%s", err.msg);
-        CHECK(qs_row_rounding_round(r, w + 10 * COLS, rows, 10, 5, NULL, &err) == QS_ERR_USAGE, "a gap");
+        CHECK(qs_row_rounding_round(r, w, rows, ROWS - 2, 5, NULL, &err) == QS_ERR_USAGE, "past the last row");
         qs_row_rounding_close(r);
     }
     return test_done("test_row_rounding");

@@ -836,9 +836,15 @@ int qs_engine_embed(qs_engine *e, const int *tokens, int n, float *x, qs_error *
 }
 
 int qs_engine_run_layer(qs_engine *e, int layer, float *x, int n, qs_error *err) {
-    if (n <= 0 || layer < 0 || layer > e->a.n_layers)
-        return qs_errorf(err, QS_ERR_USAGE, "run_layer: bad range (layer %d, n %d)", layer, n);
-    if (qse_grow(e, n, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
+    return qs_engine_run_layer_batch(e, layer, x, 1, n, err);
+}
+
+int qs_engine_run_layer_batch(qs_engine *e, int layer, float *x, int n_seq, int seq, qs_error *err) {
+    const int n = n_seq * seq;
+    if (n_seq <= 0 || seq <= 0 || layer < 0 || layer > e->a.n_layers)
+        return qs_errorf(err, QS_ERR_USAGE, "run_layer: bad range (layer %d, %d x %d)", layer, n_seq, seq);
+    if (qse_grow(e, n, seq))
+        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %d chunks of %d tokens", n_seq, seq);
     openblas_set_num_threads(e->threads);
     const size_t bytes = sizeof(float) * (size_t)n * (size_t)e->a.dim;
     memcpy(e->x, x, bytes);

@@ -120,6 +120,9 @@ int qs_engine_forward_batch_from(qs_engine *e, int layer, const float *x, int n_
  * arithmetic as qs_engine_forward, so the numbers are identical. */
 int qs_engine_embed(qs_engine *e, const int *tokens, int n, float *x, qs_error *err);
 int qs_engine_run_layer(qs_engine *e, int layer, float *x, int n, qs_error *err);
+/* run_layer for n_seq independent sequences of seq positions, x (n_seq * seq, dim) one after
+ * another: each weight is expanded once for all of them, attention stays within each sequence */
+int qs_engine_run_layer_batch(qs_engine *e, int layer, float *x, int n_seq, int seq, qs_error *err);
 
 /* Backward pass (backward.c), for gradient-based sensitivity: the gradient of a loss with respect
  * to every linear's output. fn sees each linear's input x (n, n_in) and d loss / d its output

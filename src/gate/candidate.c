@@ -10,6 +10,7 @@
 #include "core/qs_dtype.h"
 #include "engine/site_quant.h"
 #include "quant/format.h"
+#include "quant/row_rounding.h"
 #include "reports/planner/plan.h"
 #include "reports/planner/plan_act.h"
 
@@ -17,29 +18,56 @@ void qs_check_overrides_free(qs_check_overrides *ov) {
     for (int i = 0; ov->bufs && i < ov->n; i++) free(ov->bufs[i]);
     free(ov->bufs);
     free(ov->stored);
+    for (int i = 0; ov->rows && i < ov->n; i++) qs_row_rounding_close(ov->rows[i]);
     free(ov->rows);
     free(ov->scratch);
     qs_site_quant_free(ov->sites);
     memset(ov, 0, sizeof *ov);
 }
 
-/* the engine's transform for a tensor planned in a row-independent format: its expanded rows
- * rounded in place */
+/* the engine's transform for a tensor planned in a format that rounds by rows: its expanded rows
+ * rounded in place (through a copy) */
 static void round_rows(void *user, const qs_tensor *t, int64_t row0, int64_t n, float *w) {
     qs_check_overrides *ov = user;
-    (void)row0;
-    const qs_format *f = ov->rows[t - ov->ref->tensors];
     qs_error err = {0};
-    if (qs_format_fake_quantize_in_place(f, w, n, t->ne[0], &ov->scratch, &ov->scratch_cap, &err)) {
+    const size_t need = (size_t)n * (size_t)t->ne[0];
+    if (need > ov->scratch_cap) {
+        free(ov->scratch);
+        ov->scratch_cap = (ov->scratch = malloc(sizeof(float) * need)) ? need : 0;
+    }
+    if (!ov->scratch)
+        snprintf(err.msg, sizeof err.msg, "out of memory");
+    else
+        memcpy(ov->scratch, w, sizeof(float) * need);
+    if (!ov->scratch || qs_row_rounding_round(ov->rows[t - ov->ref->tensors], ov->scratch, w, row0, n, NULL, &err)) {
         ov->failed = 1;
-        snprintf(ov->why, sizeof ov->why, "%.100s in %.40s: %.100s", t->name, f->name, err.msg);
+        snprintf(ov->why, sizeof ov->why, "%.100s: %.140s", t->name, err.msg);
     }
 }
 
 /* a format check can apply to rows as the engine reads them: no GGUF blocks (those are held at
- * their stored size), rows rounded independently, no statistics */
+ * their stored size), rounded by rows (after scans for a per-tensor figure), no statistics */
 static int rounds_rows(const qs_format *f, const qs_tensor *t) {
-    return !qs_format_has_blocks(f, t->ne[0]) && qs_format_rows_independent(f) && !qs_format_needs_calib(f);
+    return !qs_format_has_blocks(f, t->ne[0]) && qs_format_rounds_by_rows(f) && !qs_format_needs_calib(f);
+}
+
+/* tensor t's rounding to f by rows, its scans run over the reference's rows */
+static int open_rows(const qs_tensor *t, const qs_format *f, qs_row_rounding **out, qs_error *err) {
+    const int64_t cols = t->ne[0], rows = qs_tensor_numel(t) / cols;
+    int rc = qs_row_rounding_open(out, f, rows, cols, err);
+    const int scans = rc ? 0 : qs_format_row_scans(f);
+    int64_t step = ((int64_t)32 << 20) / (int64_t)(sizeof(float) * (size_t)cols);
+    step = step < 1 ? 1 : step > rows ? rows : step;
+    float *w = scans > 0 ? malloc(sizeof(float) * (size_t)(step * cols)) : NULL;
+    if (scans > 0 && !w) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory scanning %s", t->name);
+    for (int pass = 0; pass < scans && !rc; pass++)
+        for (int64_t r0 = 0; r0 < rows && !rc; r0 += step) {
+            const int64_t nr = rows - r0 < step ? rows - r0 : step;
+            qs_tensor_dequantize_rows(t, r0, nr, w);
+            rc = qs_row_rounding_scan(*out, pass, w, nr, err);
+        }
+    free(w);
+    return rc;
 }
 
 /* the f32 copies a plan's row-rounded tensors would take: over the budget, they are rounded on the fly */
@@ -67,8 +95,7 @@ static int quantize_one(const qs_check_options *o, const qs_plan *p, const qs_te
         char why[256];
         if (!qs_format_applies(f, rows, t->ne[0], why, sizeof why))
             return qs_errorf(err, QS_ERR_INPUT, "%s: tensor %s: %s", o->plan, t->name, why);
-        ov->rows[i] = f;
-        return 0;
+        return open_rows(t, f, &ov->rows[i], err);
     }
     float *w = malloc(sizeof(float) * (size_t)n), *imp = NULL, *gram = NULL, *mag = NULL;
     ov->bufs[i] = malloc(blocks ? qs_dtype_row_bytes(f->ggml_type, t->ne[0]) * (size_t)rows : sizeof(float) * (size_t)n);
@@ -193,7 +220,7 @@ int qs_check_candidate_engine(const qs_check_options *o, qs_model *ref, qs_model
     ov->n = ref->n_tensors;
     ov->bufs = calloc((size_t)ref->n_tensors, sizeof(void *));
     ov->stored = calloc((size_t)ref->n_tensors, sizeof(qs_tensor));
-    ov->rows = calloc((size_t)ref->n_tensors, sizeof(qs_format *));
+    ov->rows = calloc((size_t)ref->n_tensors, sizeof(qs_row_rounding *));
     ov->ref = ref;
     if (!ov->bufs || !ov->stored || !ov->rows) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
     const int on_the_fly = round_on_the_fly(o, ref, p);

@@ -22,7 +22,7 @@ typedef struct {
     int n;
     void **bufs;
     qs_tensor *stored;
-    const struct qs_format **rows; /* a format whose rows round independently, applied on the fly */
+    struct qs_row_rounding **rows; /* a format that rounds by rows (quant/row_rounding.h), applied on the fly */
     const qs_model *ref;
     float *scratch; /* one block of rows, for rounding them */
     size_t scratch_cap;

@@ -233,20 +233,6 @@ int qs_format_fake_quantize(const qs_format *f, const float *w, float *out, int6
     return qs_format_fake_quantize_weighted(f, w, out, rows, cols, NULL, err);
 }
 
-int qs_format_fake_quantize_in_place(const qs_format *f, float *w, int64_t rows, int64_t cols, float **scratch,
-                                     size_t *cap, qs_error *err) {
-    const size_t need = (size_t)rows * (size_t)cols;
-    if (need > *cap) {
-        float *grown = realloc(*scratch, sizeof(float) * need);
-        if (!grown) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory rounding %zu values", need);
-        *scratch = grown;
-        *cap = need;
-    }
-    int rc = qs_format_fake_quantize(f, w, *scratch, rows, cols, err);
-    if (!rc) memcpy(w, *scratch, sizeof(float) * need);
-    return rc;
-}
-
 int qs_format_fake_quantize_weighted(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
                                      const float *importance, qs_error *err) {
     const qs_calib cal = {importance, NULL, 0, NULL};

@@ -134,10 +134,6 @@ static inline double qs_format_bpw(const qs_format *f, int64_t rows, int64_t col
 }
 /* Returns 0, or QS_ERR_USAGE when the format does not apply to the shape. */
 int qs_format_fake_quantize(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols, qs_error *err);
-/* The same in place: w (rows, cols) replaced by its rounding, through *scratch (a buffer of *cap
- * floats, grown as needed; the caller frees it). */
-int qs_format_fake_quantize_in_place(const qs_format *f, float *w, int64_t rows, int64_t cols, float **scratch,
-                                     size_t *cap, qs_error *err);
 /* The same with per-input-column importance (NULL = uniform). */
 int qs_format_fake_quantize_weighted(const qs_format *f, const float *w, float *out, int64_t rows, int64_t cols,
                                      const float *importance, qs_error *err);

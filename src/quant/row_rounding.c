@@ -1,7 +1,9 @@
 /* Row-block rounding (see row_rounding.h). The scans gather qs_tensor_figures; the sparse
  * threshold is the k-th largest magnitude, found exactly by a 16-bit radix selection on the
  * magnitudes' bit patterns (non-negative floats order as their bits): the first pass counts the
- * high halves, the second the low halves within the bin that holds the k-th value. */
+ * high halves, the second the low halves within the bin that holds the k-th value; a third counts
+ * each row's values equal to the threshold, so that a block of rows anywhere knows how many of the
+ * ties (kept first in row order) fall before it. */
 #include "quant/row_rounding.h"
 
 #include <math.h>
@@ -19,8 +21,8 @@ struct qs_row_rounding {
     int pass;              /* the pass under way; == scans once the figures are complete */
     int64_t scanned;       /* rows the current pass has seen */
     qs_tensor_figures fig; /* the figures, as complete */
-    int64_t ties;          /* the sparse ties at row 0 (fig.ties counts down while rounding) */
-    int64_t next;          /* the row the next block of rounding starts at */
+    int64_t ties;          /* sparse: the values equal to the threshold to keep, from row 0 */
+    int64_t *equal_before; /* sparse: (rows + 1) values equal to the threshold before each row */
     double clip_err[QS_INT_CLIP_STEPS];
     int64_t *hist; /* sparse: RADIX counters */
     uint32_t high; /* sparse: the high half of the threshold's bits */
@@ -30,15 +32,14 @@ struct qs_row_rounding {
 };
 
 static int needs_range(const qs_format *f) {
-    return (f->family == QS_FAM_INT || f->family == QS_FAM_FP8) ? f->granularity == QS_GRAN_TENSOR
-           : f->family == QS_FAM_MX                             ? f->nvfp4
-                                                                : 0;
+    if (f->family == QS_FAM_INT || f->family == QS_FAM_FP8) return f->granularity == QS_GRAN_TENSOR;
+    return f->family == QS_FAM_MX && f->nvfp4;
 }
 
 int qs_format_row_scans(const qs_format *f) {
     if (qs_format_rows_independent(f)) return 0;
     if (needs_range(f)) return f->family == QS_FAM_INT && f->clip_search ? 2 : 1;
-    return f->family == QS_FAM_SPARSE ? 2 : -1;
+    return f->family == QS_FAM_SPARSE ? 3 : -1;
 }
 
 int qs_format_rounds_by_rows(const qs_format *f) {
@@ -56,9 +57,13 @@ int qs_row_rounding_open(qs_row_rounding **out, const qs_format *f, int64_t rows
     *r = (qs_row_rounding){.f = f, .rows = rows, .cols = cols, .scans = qs_format_row_scans(f)};
     r->fig.alpha = 1.0f;
     r->fig.threshold = INFINITY;
-    if (f->family == QS_FAM_SPARSE && !(r->hist = calloc(RADIX, sizeof(int64_t)))) {
-        free(r);
-        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    if (f->family == QS_FAM_SPARSE) {
+        r->hist = calloc(RADIX, sizeof(int64_t));
+        r->equal_before = calloc((size_t)rows + 1, sizeof(int64_t));
+        if (!r->hist || !r->equal_before) {
+            qs_row_rounding_close(r);
+            return qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+        }
     }
     *out = r;
     return 0;
@@ -67,6 +72,7 @@ int qs_row_rounding_open(qs_row_rounding **out, const qs_format *f, int64_t rows
 void qs_row_rounding_close(qs_row_rounding *r) {
     if (!r) return;
     free(r->hist);
+    free(r->equal_before);
     free(r->tmp);
     free(r);
 }
@@ -78,9 +84,18 @@ static uint32_t magnitude_bits(float x) {
     return u;
 }
 
-/* the sparse threshold's pass 0 found the bin; pass 1 the value within it */
-static void sparse_scan(qs_row_rounding *r, const float *w, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
+/* the sparse threshold: pass 0 finds its bin, pass 1 the value within it, pass 2 counts the values
+ * equal to it row by row */
+static void sparse_scan(qs_row_rounding *r, const float *w, int64_t nr) {
+    if (r->pass == 2) {
+        for (int64_t k = 0; k < nr; k++) {
+            int64_t eq = 0;
+            for (int64_t c = 0; c < r->cols; c++) eq += fabsf(w[k * r->cols + c]) == r->fig.threshold;
+            r->equal_before[r->scanned + k + 1] = r->equal_before[r->scanned + k] + eq;
+        }
+        return;
+    }
+    for (int64_t i = 0; i < nr * r->cols; i++) {
         const uint32_t u = magnitude_bits(w[i]);
         if (r->pass == 0)
             r->hist[u >> 16]++;
@@ -105,21 +120,20 @@ static void finish_pass(qs_row_rounding *r) {
         const int64_t keep = qs_sparse_outliers(f, r->rows * r->cols);
         if (keep <= 0) { /* nothing to keep: no threshold reaches a value */
             r->fig.threshold = INFINITY;
-            r->fig.ties = 0;
+            r->ties = 0;
         } else if (r->pass == 0) {
             r->high = bin_of_kth(r->hist, keep, &r->above);
             memset(r->hist, 0, sizeof(int64_t) * RADIX);
-        } else {
+        } else if (r->pass == 1) {
             const uint32_t low = bin_of_kth(r->hist, keep, &r->above), bits = r->high << 16 | low;
             memcpy(&r->fig.threshold, &bits, sizeof bits);
-            r->fig.ties = keep - r->above; /* `above` now counts every magnitude above the threshold */
+            r->ties = keep - r->above; /* `above` now counts every magnitude above the threshold */
         }
     } else if (r->pass == 1) { /* the per-tensor int clipping search */
         r->fig.alpha = qs_int_best_clip(r->clip_err);
     }
     r->pass++;
     r->scanned = 0;
-    if (r->pass == r->scans) r->ties = r->fig.ties;
 }
 
 int qs_row_rounding_scan(qs_row_rounding *r, int pass, const float *w, int64_t nr, qs_error *err) {
@@ -128,7 +142,7 @@ int qs_row_rounding_scan(qs_row_rounding *r, int pass, const float *w, int64_t n
                          (long long)r->scanned, (long long)(r->scanned + nr));
     const int64_t n = nr * r->cols;
     if (r->f->family == QS_FAM_SPARSE)
-        sparse_scan(r, w, n);
+        sparse_scan(r, w, nr);
     else if (pass == 0)
         qs_int_widen_range(w, n, &r->fig.lo, &r->fig.hi);
     else {
@@ -149,16 +163,15 @@ int qs_row_rounding_scan(qs_row_rounding *r, int pass, const float *w, int64_t n
 int qs_row_rounding_round(qs_row_rounding *r, const float *w, float *out, int64_t r0, int64_t nr, const qs_calib *cal,
                           qs_error *err) {
     const qs_format *f = r->f;
-    if (r->pass < r->scans || r0 < 0 || nr < 0 || r0 + nr > r->rows || (r0 != 0 && r0 != r->next))
-        return qs_errorf(err, QS_ERR_USAGE, "format %s: rows %lld..%lld rounded out of turn (after %d of %d scans)",
-                         f->name, (long long)r0, (long long)(r0 + nr), r->pass, r->scans);
-    if (r->scans == 0) {
-        r->next = r0 + nr;
-        return qs_format_fake_quantize_calib(f, w, out, nr, r->cols, cal, err);
+    if (r->pass < r->scans || r0 < 0 || nr < 0 || r0 + nr > r->rows)
+        return qs_errorf(err, QS_ERR_USAGE, "format %s: rows %lld..%lld of %lld rounded after %d of %d scans", f->name,
+                         (long long)r0, (long long)(r0 + nr), (long long)r->rows, r->pass, r->scans);
+    if (r->scans == 0) return qs_format_fake_quantize_calib(f, w, out, nr, r->cols, cal, err);
+    if (r->equal_before) { /* the ties kept in the rows before r0 are spent */
+        const int64_t before = r->equal_before[r0];
+        r->fig.ties = r->ties > before ? r->ties - before : 0;
     }
-    if (r0 == 0) r->fig.ties = r->ties;
-    const int rc = f->ops->fake_quantize_rows(f, &r->fig, w, out, nr, r->cols, cal);
-    if (rc) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing to %s", f->name);
-    r->next = r0 + nr;
+    if (f->ops->fake_quantize_rows(f, &r->fig, w, out, nr, r->cols, cal))
+        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing to %s", f->name);
     return 0;
 }

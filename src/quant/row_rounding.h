@@ -5,7 +5,8 @@
  *   a per-tensor int "-mse" format                          its range, then every clipping
  *                                                           factor's squared error: two passes
  *   dense-and-sparse                                        the outlier threshold, by radix
- *                                                           selection of the magnitudes: two passes
+ *                                                           selection of the magnitudes, and the
+ *                                                           values tied at it, row by row: three
  * then rounds any block of rows with those figures, exactly as the whole tensor would be rounded
  * (test_row_rounding). AWQ's search and GPTQ's updates are not covered: they take the tensor whole. */
 #ifndef QS_ROW_ROUNDING_H
@@ -32,9 +33,9 @@ void qs_row_rounding_close(qs_row_rounding *r);
  * per pass, in order, the passes in turn. QS_ERR_USAGE out of turn. */
 int qs_row_rounding_scan(qs_row_rounding *r, int pass, const float *w, int64_t nr, qs_error *err);
 
-/* out = the rounding of rows [r0, r0 + nr), which w holds (out may equal w); after the scans.
- * The blocks come in row order from row 0 (starting again at 0 is allowed: the figures are
- * restored). cal as for qs_format_fake_quantize_calib. */
+/* out = the rounding of rows [r0, r0 + nr), which w holds (out must not alias w: a
+ * dense-and-sparse format reads w after writing out); after the scans, any rows in any order (the
+ * engine reads an embedding's rows by token). cal as for qs_format_fake_quantize_calib. */
 int qs_row_rounding_round(qs_row_rounding *r, const float *w, float *out, int64_t r0, int64_t nr, const qs_calib *cal,
                           qs_error *err);
 
