@@ -192,7 +192,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     qs_ppl_result r;
-    qs_ppl_run(e, ids, n_ids, 128, v->bos, 0, NULL, NULL, &r, &err);
+    qs_ppl_run(e, ids, n_ids, 128, v->bos, 0, 0, NULL, &r, &err);
     printf("\n[2] stories260K, GPL-3, ctx 128: %d chunks in %.2f s: %.0f tokens/s (ppl %.4f)\n", r.n_chunks, r.seconds,
            r.tokens_per_second, r.ppl);
     double sf_small = sensitivity_fraction(m, e, 128, 20);

@@ -51,7 +51,8 @@ int main(void) {
             CHECK(!strcmp(m->arch.arch, families[f]) && m->arch.rope_type == QS_ROPE_NEOX, "%s read as %s", name, m->arch.arch);
             CHECK(f == 0 ? qs_model_find(m, "blk.1.attn_k.bias") != NULL : m->arch.qk_norm == 1, "%s: its family's tensors", name);
             qs_ppl_result r = {0};
-            CHECK(qs_ppl_run(e, ids, n_ids, 128, v->bos, 0, on_chunk, NULL, &r, &err) == 0, "%s", err.msg);
+            CHECK(qs_ppl_run(e, ids, n_ids, 128, v->bos, 0, 0, &(qs_ppl_progress){on_chunk, NULL, NULL}, &r, &err) == 0,
+                  "%s", err.msg);
             cJSON *want = cJSON_GetObjectItemCaseSensitive(ref, families[f]);
             cJSON *run = cJSON_GetObjectItemCaseSensitive(want, "per_chunk_running_ppl");
             CHECK(r.n_chunks == cJSON_GetArraySize(run), "%s: %d chunks, llama.cpp %d", name, r.n_chunks, cJSON_GetArraySize(run));

@@ -41,7 +41,9 @@ static void check_text(qs_model *m, qs_vocab *v, const char *text_path, int ctx,
     const int n_want = cJSON_GetArraySize(running);
     trace tr = {{0}};
     qs_ppl_result r = {0};
-    if (ok) CHECK(qs_ppl_run(e, ids, n_ids, ctx, v->bos, n_want, on_chunk, &tr, &r, &err) == 0, "%s: %s", what, err.msg);
+    if (ok)
+        CHECK(qs_ppl_run(e, ids, n_ids, ctx, v->bos, n_want, 0, &(qs_ppl_progress){on_chunk, NULL, &tr}, &r, &err) == 0,
+              "%s: %s", what, err.msg);
     CHECK(r.n_chunks == n_want, "%s: %d chunks, llama.cpp %d", what, r.n_chunks, n_want);
     for (int c = 0; c < n_want && c < 256; c++) {
         char label[160];

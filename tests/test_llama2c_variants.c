@@ -23,7 +23,7 @@ static double ppl(const char *path, const char *tok) {
     int ok = qs_model_open(&m, path, &opt, &err) == 0 && qs_vocab_for_model(&v, m, &err) == 0 &&
              qs_read_file("/usr/share/common-licenses/GPL-3", &text, &n, &err) == 0 &&
              qs_tokenize(v, text, n, 1, &ids, &n_ids, &err) == 0 && qs_engine_new(&e, m, 0, &err) == 0 &&
-             qs_ppl_run(e, ids, n_ids, 128, v->bos, 20, NULL, NULL, &r, &err) == 0;
+             qs_ppl_run(e, ids, n_ids, 128, v->bos, 20, 0, NULL, &r, &err) == 0;
     CHECK(ok, "%s: %s", path, err.msg);
     if (ok) CHECK(strcmp(m->format, "") != 0 && m->arch.tied_output == (strstr(path, "untied") == NULL), "%s tied flag", path);
     if (ok) free(text);

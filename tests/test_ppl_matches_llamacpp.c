@@ -41,7 +41,8 @@ static qs_ppl_result run(const char *file, const char *tokenizer, int llamacpp, 
     CHECK(ok, "%s: %s", file, err.msg);
     if (ok) {
         qs_engine_set_llamacpp_numerics(e, llamacpp);
-        CHECK(qs_ppl_run(e, ids, n_ids, 128, v->bos, 0, on_chunk, tr, &r, &err) == 0, "%s", err.msg);
+        CHECK(qs_ppl_run(e, ids, n_ids, 128, v->bos, 0, 0, &(qs_ppl_progress){on_chunk, NULL, tr}, &r, &err) == 0, "%s",
+              err.msg);
         free(text);
     }
     free(ids);

@@ -15,7 +15,8 @@
 #include "tok/vocab.h"
 
 static void help(void) {
-    printf("usage: qsense ppl MODEL --text FILE [--ctx N] [--chunks N] [--threads T] [--tokenizer FILE]\n"
+    printf("usage: qsense ppl MODEL --text FILE [--ctx N] [--chunks N] [--batch N] [--threads T]\n"
+           "                  [--tokenizer FILE]"
            "                  [--base BASE_MODEL] [--act FORMAT] [--kv-cache FORMAT] [--llamacpp-numerics]\n"
            "                  [--json] [--quiet]\n"
            "\n"
@@ -27,6 +28,10 @@ static void help(void) {
            "  --ctx N           chunk length in tokens (default 512, or the model's training\n"
            "                    context if smaller)\n"
            "  --chunks N        evaluate only the first N chunks\n"
+           "  --batch N         chunks that pass each layer together: each weight is expanded\n"
+           "                    from its stored blocks once per batch (default: as many as fit\n"
+           "                    512 MiB of activations, at most 4096 tokens; 1: chunk by chunk).\n"
+           "                    The figures do not depend on it\n"
            "  --threads T       threads (default: all cores)\n"
            "  --tokenizer FILE  tokenizer.bin (llama2.c), tokenizer.json or a GGUF vocabulary\n"
            "                    (default: the model's own, or tokenizer.bin beside a llama2.c model)\n"
@@ -48,22 +53,30 @@ static void help(void) {
            "  --llamacpp-numerics  round activations as llama.cpp's CPU backend does (q8 next to\n"
            "                    quantized weights, f16 next to f16 weights and in the KV cache), to\n"
            "                    reproduce llama-perplexity's figures; default: exact f32 arithmetic\n"
-           "  --json            print one JSON object: ppl, stderr, n_tokens, n_chunks, n_scored,\n"
+           "  --json            print one JSON object: ppl, stderr, n_tokens, n_chunks, n_scored, batch,\n"
            "                    ctx, seconds, tokens_per_second\n"
            "  --quiet           no progress on stderr\n");
 }
 
 typedef struct {
     qs_progress pr;
+    char extra[64];
 } progress_ctx;
 
+/* progress in hundredths of a chunk: a batch of a large model's chunks takes minutes to pass
+ * the layers before its first chunk is scored */
 static void on_chunk(void *user, int chunk, int n_chunks, double running, double elapsed) {
+    (void)elapsed;
+    progress_ctx *p = user;
+    snprintf(p->extra, sizeof p->extra, "%d/%d chunks, running ppl %.4f", chunk, n_chunks, running);
+    qs_progress_update(&p->pr, 100L * chunk, p->extra);
+}
+
+static void on_layer(void *user, double done, int n_chunks, double elapsed) {
     (void)n_chunks;
     (void)elapsed;
     progress_ctx *p = user;
-    char extra[64];
-    snprintf(extra, sizeof extra, "running ppl %.4f", running);
-    qs_progress_update(&p->pr, chunk, extra);
+    qs_progress_update(&p->pr, (long)(100.0 * done), p->extra[0] ? p->extra : NULL);
 }
 
 static void on_compare_chunk(void *user, int chunk, int n) {
@@ -146,7 +159,7 @@ static int site_formats(qs_engine *e, const char *act, const char *kv, int llama
 
 int cmd_ppl(int argc, char **argv) {
     const char *model_path = NULL, *text_path = NULL, *tok_path = NULL, *base_path = NULL, *act = NULL, *kv = NULL;
-    int ctx = 0, threads = 0, chunks = 0, json = 0, quiet = 0, llamacpp = 0;
+    int ctx = 0, threads = 0, chunks = 0, batch = 0, json = 0, quiet = 0, llamacpp = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -160,9 +173,15 @@ int cmd_ppl(int argc, char **argv) {
         else if (!strcmp(a, "--kv-cache")) { if (!val) return cli_usage("ppl", "--kv-cache needs a format"); kv = val; i++; }
         else if (!strcmp(a, "--base")) { if (!val) return cli_usage("ppl", "--base needs a model"); base_path = val; i++; }
         else if (!strcmp(a, "--ctx")) { if ((ctx = cli_int("ppl", a, val, 4, 1 << 20)) < 0) return 2; i++; }
-        else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) { if ((threads = cli_int("ppl", a, val, 1, 1024)) < 0) return 2; i++; }
-        else if (!strcmp(a, "--chunks")) { if ((chunks = cli_int("ppl", a, val, 1, 1 << 30)) < 0) return 2; i++; }
-        else if (a[0] == '-') return cli_usage("ppl", "unknown option '%s'", a);
+        else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) { if ((threads = cli_int("ppl", a, val, 1, 1024)) < 0) return 2; i++;
+        } else if (!strcmp(a, "--batch")) {
+            if ((batch = cli_int("ppl", a, val, 1, 1 << 20)) < 0) return 2;
+            i++;
+        } else if (!strcmp(a, "--chunks")) {
+            if ((chunks = cli_int("ppl", a, val, 1, 1 << 30)) < 0) return 2;
+            i++;
+        } else if (a[0] == '-')
+            return cli_usage("ppl", "unknown option '%s'", a);
         else if (!model_path) model_path = a;
         else return cli_usage("ppl", "unexpected argument '%s'", a);
     }
@@ -201,12 +220,14 @@ int cmd_ppl(int argc, char **argv) {
                      quiet, model_path, text_path, &err);
         goto out;
     }
-    progress_ctx pc;
+    progress_ctx pc = {0};
     int n_chunks = (int)(n_ids / (size_t)ctx);
     if (chunks && chunks < n_chunks) n_chunks = chunks;
-    qs_progress_start(&pc.pr, "ppl: chunk", n_chunks, quiet);
+    qs_progress_start(&pc.pr, "ppl", 100L * n_chunks, quiet);
+    pc.pr.percent_only = 1;
     qs_ppl_result r;
-    rc = qs_ppl_run(e, ids, n_ids, ctx, v->add_bos ? v->bos : -1, chunks, on_chunk, &pc, &r, &err);
+    const qs_ppl_progress prog = {on_chunk, on_layer, &pc};
+    rc = qs_ppl_run(e, ids, n_ids, ctx, v->add_bos ? v->bos : -1, chunks, batch, &prog, &r, &err);
     qs_progress_end(&pc.pr);
     if (!rc && sq && qs_site_quant_failed(sq)) rc = qs_errorf(&err, QS_ERR_INTERNAL, "out of memory quantizing activations");
     if (rc) goto out;
@@ -215,20 +236,22 @@ int cmd_ppl(int argc, char **argv) {
         cli_json_str(model_path);
         printf(", \"text\": ");
         cli_json_str(text_path);
-        printf(", \"ppl\": %.6f, \"stderr\": %.6f, \"n_tokens\": %zu, \"n_chunks\": %d, \"n_scored\": %zu, \"ctx\": %d, "
-               "\"threads\": %d, \"llamacpp_numerics\": %s, \"seconds\": %.4f, \"tokens_per_second\": %.2f, "
-               "\"blas_core\": \"%s\", \"blas_core_chosen_by\": \"%s\", \"act\": \"%s\", \"kv_cache\": \"%s\"}\n",
-               r.ppl, r.ppl_stderr, r.n_tokens, r.n_chunks, r.n_scored, ctx, qs_engine_threads(e),
-               llamacpp ? "true" : "false", r.seconds, r.tokens_per_second, qs_blas_core(), qs_blas_how(), act ? act : "",
-               kv ? kv : "");
+        printf(
+            ", \"ppl\": %.6f, \"stderr\": %.6f, \"n_tokens\": %zu, \"n_chunks\": %d, \"n_scored\": %zu, \"ctx\": %d, "
+            "\"batch\": %d, \"threads\": %d, \"llamacpp_numerics\": %s, \"seconds\": %.4f, \"tokens_per_second\": "
+            "%.2f, "
+            "\"blas_core\": \"%s\", \"blas_core_chosen_by\": \"%s\", \"act\": \"%s\", \"kv_cache\": \"%s\"}\n",
+            r.ppl, r.ppl_stderr, r.n_tokens, r.n_chunks, r.n_scored, ctx, r.batch_chunks, qs_engine_threads(e),
+            llamacpp ? "true" : "false", r.seconds, r.tokens_per_second, qs_blas_core(), qs_blas_how(), act ? act : "",
+            kv ? kv : "");
     } else {
         printf("model:   %s (%s)\n", model_path, m->format);
         printf("text:    %s (%zu tokens, %d chunks of %d, %zu scored)\n", text_path, r.n_tokens, r.n_chunks, ctx,
                r.n_scored);
         if (act || kv) printf("quantized activations: %s, KV cache: %s\n", act ? act : "none", kv ? kv : "exact");
         printf("PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_stderr);
-        printf("speed:   %.1f tokens/s on %d threads (%.2f s), OpenBLAS %s kernels\n", r.tokens_per_second, qs_engine_threads(e),
-               r.seconds, qs_blas_core());
+        printf("speed:   %.1f tokens/s on %d threads (%.2f s, %d chunks a pass), OpenBLAS %s kernels\n",
+               r.tokens_per_second, qs_engine_threads(e), r.seconds, r.batch_chunks, qs_blas_core());
     }
 out:
     free(ids);

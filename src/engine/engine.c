@@ -271,6 +271,7 @@ int qs_engine_threads(const qs_engine *e) { return e->threads; }
 void qs_engine_set_llamacpp_numerics(qs_engine *e, int on) { e->llamacpp_numerics = on; }
 int qs_engine_n_vocab(const qs_engine *e) { return e->a.n_vocab; }
 int qs_engine_n_dim(const qs_engine *e) { return e->a.dim; }
+const qs_arch *qs_engine_arch(const qs_engine *e) { return &e->a; }
 double qs_engine_matmul_seconds(const qs_engine *e) { return e->matmul_s; }
 double qs_engine_expand_seconds(const qs_engine *e) { return e->expand_s; }
 

@@ -158,5 +158,7 @@ int qs_engine_threads(const qs_engine *e);
 void qs_engine_set_llamacpp_numerics(qs_engine *e, int on);
 int qs_engine_n_vocab(const qs_engine *e);
 int qs_engine_n_dim(const qs_engine *e);
+/* the architecture the engine runs (borrowed: valid while the engine lives) */
+const qs_arch *qs_engine_arch(const qs_engine *e);
 
 #endif

@@ -19,14 +19,30 @@ typedef struct {
     double seconds;
     double tokens_per_second; /* tokens evaluated (n_chunks * n_ctx) per second */
     double matmul_seconds;
+    int batch_chunks; /* chunks that passed each layer together */
 } qs_ppl_result;
 
-/* Called after each chunk with the running perplexity. */
-typedef void (*qs_ppl_progress_fn)(void *user, int chunk, int n_chunks, double running_ppl, double elapsed_s);
+/* Optional callbacks, each may be NULL. chunk: after each chunk is scored (1-based, in order),
+ * with the running perplexity. layer: after each layer of a batch of chunks, with the chunks done
+ * so far counting the batch's fraction (for a progress line: a batch of an 8B model's chunks
+ * takes minutes before its first chunk is scored). */
+typedef struct {
+    void (*chunk)(void *user, int chunk, int n_chunks, double running_ppl, double elapsed_s);
+    void (*layer)(void *user, double chunks_done, int n_chunks, double elapsed_s);
+    void *user;
+} qs_ppl_progress;
 
-/* max_chunks <= 0: all chunks. bos < 0: keep the first token of each chunk as it is. */
-int qs_ppl_run(qs_engine *e, const int *tokens, size_t n_tokens, int n_ctx, int bos, int max_chunks,
-               qs_ppl_progress_fn progress, void *user, qs_ppl_result *res, qs_error *err);
+/* Chunks run together through each layer: as many as fit QS_PPL_BATCH_BYTES of the engine's
+ * activations, at most QS_PPL_BATCH_ROWS tokens (where sgemm stops gaining), at least one. */
+#define QS_PPL_BATCH_BYTES (512.0 * 1024 * 1024)
+#define QS_PPL_BATCH_ROWS 4096
+int qs_ppl_batch_chunks(const qs_arch *a, int n_ctx, int n_chunks);
+
+/* max_chunks <= 0: all chunks. bos < 0: keep the first token of each chunk as it is. The chunks
+ * go through the layers `batch` at a time (<= 0: qs_ppl_batch_chunks; 1: chunk-major), each
+ * scored exactly as if run alone. */
+int qs_ppl_run(qs_engine *e, const int *tokens, size_t n_tokens, int n_ctx, int bos, int max_chunks, int batch,
+               const qs_ppl_progress *progress, qs_ppl_result *res, qs_error *err);
 
 /* log p(target) from one row of logits, as llama.cpp computes it (max in float, sum in double). */
 double qs_log_softmax_at(const float *logits, int n_vocab, int target);
