@@ -30,7 +30,8 @@ static void help(void) {
            "  --chunks N        evaluate only the first N chunks\n"
            "  --batch N         chunks that pass each layer together: each weight is expanded\n"
            "                    from its stored blocks once per batch (default: as many as fit\n"
-           "                    512 MiB of activations, at most 4096 tokens; 1: chunk by chunk).\n"
+           "                    512 MiB of activations and half the model's size, at most 4096\n"
+           "                    tokens; 1: chunk by chunk).\n"
            "                    The figures do not depend on it\n"
            "  --threads T       threads (default: all cores)\n"
            "  --tokenizer FILE  tokenizer.bin (llama2.c), tokenizer.json or a GGUF vocabulary\n"
@@ -85,9 +86,9 @@ static void on_compare_chunk(void *user, int chunk, int n) {
 }
 
 /* qsense ppl MODEL --base BASE: KL divergence and friends, llama-perplexity's convention */
-static int compare(const char *base_path, const char *tok_path, const qs_model *m, qs_engine *e, const int *ids, size_t n_ids,
-                   int ctx, int bos, int chunks, int threads, int llamacpp, int json, int quiet, const char *model_path,
-                   const char *text_path, qs_error *err) {
+static int compare(const char *base_path, const char *tok_path, const qs_model *m, qs_engine *e, const int *ids,
+                   size_t n_ids, int ctx, int bos, int chunks, int batch, int threads, int llamacpp, int json,
+                   int quiet, const char *model_path, const char *text_path, qs_error *err) {
     qs_model *bm = NULL;
     qs_engine *be = NULL;
     qs_model_options opt = {tok_path};
@@ -103,7 +104,7 @@ static int compare(const char *base_path, const char *tok_path, const qs_model *
         if (chunks && chunks < n_chunks) n_chunks = chunks;
         qs_progress_start(&pr, "ppl --base: chunk", n_chunks, quiet);
         qs_compare_result r;
-        rc = qs_compare_run(be, e, ids, n_ids, ctx, bos, chunks, on_compare_chunk, &pr, &r, err);
+        rc = qs_compare_run(be, e, ids, n_ids, ctx, bos, chunks, batch, on_compare_chunk, &pr, &r, err);
         if (rc == QS_ERR_INPUT) qs_error_prefix(err, "%s", text_path);
         qs_progress_end(&pr);
         if (!rc && json) {
@@ -216,8 +217,8 @@ int cmd_ppl(int argc, char **argv) {
     qs_engine_set_llamacpp_numerics(e, llamacpp);
     if ((rc = site_formats(e, act, kv, llamacpp, &sq, &err))) goto out;
     if (base_path) {
-        rc = compare(base_path, tok_path, m, e, ids, n_ids, ctx, v->add_bos ? v->bos : -1, chunks, threads, llamacpp, json,
-                     quiet, model_path, text_path, &err);
+        rc = compare(base_path, tok_path, m, e, ids, n_ids, ctx, v->add_bos ? v->bos : -1, chunks, batch, threads,
+                     llamacpp, json, quiet, model_path, text_path, &err);
         goto out;
     }
     progress_ctx pc = {0};

@@ -1,6 +1,8 @@
 /* Base vs candidate comparison (see compare.h). */
 #include "engine/compare.h"
 
+#include "engine/chunk_pass.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +29,45 @@ static void log_softmax(const float *l, int n, double *out) {
     for (int i = 0; i < n; i++) out[i] = l[i] - ln;
 }
 
+/* sums over the scored positions, for the means and standard errors */
+typedef struct {
+    double nll_b, nll_c, d, d2, kl, kl2, same, dp2;
+    size_t n;
+} sums;
+
+/* Scores one chunk's `per` positions: lb, lc (per, V) the base's and candidate's logits,
+ * targets[i] the token each position predicts; each position's KL goes to kls[acc->n]. */
+static void score_chunk(sums *acc, const float *lb, const float *lc, const int *targets, int per, int V, double *pb,
+                        double *pc, double *kls) {
+    for (int i = 0; i < per; i++) {
+        const int target = targets[i];
+        log_softmax(lb + (size_t)i * V, V, pb);
+        log_softmax(lc + (size_t)i * V, V, pc);
+        double k = 0;
+        int ab = 0, ac = 0;
+        for (int v = 0; v < V; v++) {
+            k += exp(pb[v]) * (pb[v] - pc[v]);
+            if (pb[v] > pb[ab]) ab = v;
+            if (pc[v] > pc[ac]) ac = v;
+        }
+        k = fmax(k, 0.0);
+        kls[acc->n++] = k;
+        acc->kl += k;
+        acc->kl2 += k * k;
+        acc->same += ab == ac;
+        acc->nll_b -= pb[target];
+        acc->nll_c -= pc[target];
+        const double dn = pb[target] - pc[target];
+        acc->d += dn;
+        acc->d2 += dn * dn;
+        const double dp = exp(pc[target]) - exp(pb[target]);
+        acc->dp2 += dp * dp;
+    }
+}
+
 int qs_compare_run(qs_engine *base, qs_engine *cand, const int *tokens, size_t n_tokens, int n_ctx, int bos,
-                   int max_chunks, void (*progress)(void *, int, int), void *user, qs_compare_result *res, qs_error *err) {
+                   int max_chunks, int batch, void (*progress)(void *, int, int), void *user, qs_compare_result *res,
+                   qs_error *err) {
     memset(res, 0, sizeof *res);
     const int V = qs_engine_n_vocab(base);
     if (qs_engine_n_vocab(cand) != V)
@@ -39,68 +78,70 @@ int qs_compare_run(qs_engine *base, qs_engine *cand, const int *tokens, size_t n
     if (max_chunks > 0 && max_chunks < n_chunks) n_chunks = max_chunks;
     const int first = n_ctx / 2, per = n_ctx - 1 - first;
     const size_t rows = (size_t)(n_ctx - first);
+    if (batch <= 0) batch = qs_chunk_batch(base, n_ctx, n_chunks) / 2; /* both engines hold a batch */
+    if (batch < 1) batch = 1;
+    if (batch > n_chunks) batch = n_chunks;
+    const size_t stream = (size_t)n_ctx * (size_t)qs_engine_arch(base)->dim; /* one chunk's residual stream */
     float *lb = malloc(sizeof(float) * rows * (size_t)V), *lc = malloc(sizeof(float) * rows * (size_t)V);
+    float *xb = malloc(sizeof(float) * stream * (size_t)batch), *xc = malloc(sizeof(float) * stream * (size_t)batch);
     double *pb = malloc(sizeof(double) * (size_t)V), *pc = malloc(sizeof(double) * (size_t)V);
     double *kls = malloc(sizeof(double) * (size_t)n_chunks * (size_t)per);
-    int *chunk = malloc(sizeof(int) * (size_t)n_ctx);
-    if (!lb || !lc || !pb || !pc || !kls || !chunk) {
-        free(lb); free(lc); free(pb); free(pc); free(kls); free(chunk);
-        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %zu x %d logits", rows, V);
+    if (!lb || !lc || !xb || !xc || !pb || !pc || !kls) {
+        free(lb);
+        free(lc);
+        free(xb);
+        free(xc);
+        free(pb);
+        free(pc);
+        free(kls);
+        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %d chunks of %d tokens and %zu x %d logits", batch,
+                         n_ctx, rows, V);
     }
-    double nll_b = 0, nll_c = 0, d = 0, d2 = 0, kl = 0, kl2 = 0, same = 0, dp2 = 0, t0 = now_s();
-    size_t n = 0;
+    sums acc = {0};
+    const double t0 = now_s();
+    const int n_layers = qs_engine_arch(base)->n_layers;
     int rc = 0;
-    for (int c = 0; c < n_chunks && !rc; c++) {
-        memcpy(chunk, tokens + (size_t)c * n_ctx, sizeof(int) * (size_t)n_ctx);
-        if (bos >= 0) chunk[0] = bos;
-        if ((rc = qs_engine_forward(base, chunk, n_ctx, first, lb, err)) || (rc = qs_engine_forward(cand, chunk, n_ctx, first, lc, err)))
+    for (int c0 = 0; c0 < n_chunks && !rc; c0 += batch) {
+        const int nb = n_chunks - c0 < batch ? n_chunks - c0 : batch;
+        const int *src = tokens + (size_t)c0 * n_ctx;
+        if ((rc = qs_chunks_through_layers(base, src, nb, n_ctx, bos, xb, NULL, NULL, err)) ||
+            (rc = qs_chunks_through_layers(cand, src, nb, n_ctx, bos, xc, NULL, NULL, err)))
             break;
-        for (int i = 0; i < per; i++) {
-            const int target = tokens[(size_t)c * n_ctx + first + i + 1];
-            log_softmax(lb + (size_t)i * V, V, pb);
-            log_softmax(lc + (size_t)i * V, V, pc);
-            double k = 0;
-            int ab = 0, ac = 0;
-            for (int v = 0; v < V; v++) {
-                k += exp(pb[v]) * (pb[v] - pc[v]);
-                if (pb[v] > pb[ab]) ab = v;
-                if (pc[v] > pc[ac]) ac = v;
-            }
-            k = fmax(k, 0.0);
-            kls[n] = k;
-            kl += k;
-            kl2 += k * k;
-            same += ab == ac;
-            nll_b -= pb[target];
-            nll_c -= pc[target];
-            const double dn = pb[target] - pc[target];
-            d += dn;
-            d2 += dn * dn;
-            const double dp = exp(pc[target]) - exp(pb[target]);
-            dp2 += dp * dp;
-            n++;
+        for (int k = 0; k < nb && !rc; k++) { /* the heads one chunk at a time: the logits are the largest buffers */
+            const int c = c0 + k;
+            if ((rc = qs_engine_forward_from(base, n_layers, xb + (size_t)k * stream, n_ctx, first, lb, err)) ||
+                (rc = qs_engine_forward_from(cand, n_layers, xc + (size_t)k * stream, n_ctx, first, lc, err)))
+                break;
+            score_chunk(&acc, lb, lc, tokens + (size_t)c * n_ctx + first + 1, per, V, pb, pc, kls);
+            if (progress) progress(user, c + 1, n_chunks);
         }
-        if (progress) progress(user, c + 1, n_chunks);
     }
     if (!rc) {
-        const double N = (double)n;
+        const size_t n = acc.n;
+        const double N = (double)n, d = acc.d;
         res->n_scored = n;
         res->n_chunks = n_chunks;
-        res->ppl_base = exp(nll_b / N);
-        res->ppl = exp(nll_c / N);
+        res->ppl_base = exp(acc.nll_b / N);
+        res->ppl = exp(acc.nll_c / N);
         res->ppl_ratio = res->ppl / res->ppl_base;
-        const double vd = fmax(0, d2 / N - (d / N) * (d / N));
+        const double vd = fmax(0, acc.d2 / N - (d / N) * (d / N));
         res->ppl_ratio_se = N > 1 ? res->ppl_ratio * sqrt(vd / (N - 1)) : 0;
-        res->kl_mean = kl / N;
-        res->kl_se = N > 1 ? sqrt(fmax(0, kl2 / N - res->kl_mean * res->kl_mean) / (N - 1)) : 0;
+        res->kl_mean = acc.kl / N;
+        res->kl_se = N > 1 ? sqrt(fmax(0, acc.kl2 / N - res->kl_mean * res->kl_mean) / (N - 1)) : 0;
         qsort(kls, n, sizeof(double), cmp_double);
         res->kl_p99 = kls[(size_t)fmax(0, ceil(0.99 * N) - 1)];
         res->kl_max = kls[n - 1];
-        res->same_top1 = same / N;
+        res->same_top1 = acc.same / N;
         res->same_top1_se = sqrt(res->same_top1 * (1 - res->same_top1) / N);
-        res->rms_dp = sqrt(dp2 / N);
+        res->rms_dp = sqrt(acc.dp2 / N);
         res->seconds = now_s() - t0;
     }
-    free(lb); free(lc); free(pb); free(pc); free(kls); free(chunk);
+    free(lb);
+    free(lc);
+    free(xb);
+    free(xc);
+    free(pb);
+    free(pc);
+    free(kls);
     return rc;
 }

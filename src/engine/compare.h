@@ -1,7 +1,8 @@
 /* Comparing a candidate model with a base model on the same tokens, as llama-perplexity
  * --kl-divergence does: the same chunks (BOS first, second half scored), and per scored
  * position the full-vocabulary KL(base || candidate), whether the most likely token is the
- * same, and the change in the probability of the true token. */
+ * same, and the change in the probability of the true token. Both models run their chunks
+ * layer-major in batches (chunk_pass.h); progress is called after each chunk is scored. */
 #ifndef QS_COMPARE_H
 #define QS_COMPARE_H
 
@@ -20,7 +21,10 @@ typedef struct {
     double seconds;
 } qs_compare_result;
 
+/* batch: chunks through the layers together (<= 0: half of qs_chunk_batch, both engines holding a
+ * batch's activations; 1: chunk by chunk); the figures do not depend on it */
 int qs_compare_run(qs_engine *base, qs_engine *cand, const int *tokens, size_t n_tokens, int n_ctx, int bos,
-                   int max_chunks, void (*progress)(void *, int, int), void *user, qs_compare_result *res, qs_error *err);
+                   int max_chunks, int batch, void (*progress)(void *, int, int), void *user, qs_compare_result *res,
+                   qs_error *err);
 
 #endif

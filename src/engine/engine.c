@@ -272,6 +272,12 @@ void qs_engine_set_llamacpp_numerics(qs_engine *e, int on) { e->llamacpp_numeric
 int qs_engine_n_vocab(const qs_engine *e) { return e->a.n_vocab; }
 int qs_engine_n_dim(const qs_engine *e) { return e->a.dim; }
 const qs_arch *qs_engine_arch(const qs_engine *e) { return &e->a; }
+
+uint64_t qs_engine_weight_bytes(const qs_engine *e) {
+    uint64_t sum = 0;
+    for (int i = 0; i < e->m->n_tensors; i++) sum += e->m->tensors[i].nbytes;
+    return sum;
+}
 double qs_engine_matmul_seconds(const qs_engine *e) { return e->matmul_s; }
 double qs_engine_expand_seconds(const qs_engine *e) { return e->expand_s; }
 

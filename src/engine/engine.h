@@ -160,5 +160,7 @@ int qs_engine_n_vocab(const qs_engine *e);
 int qs_engine_n_dim(const qs_engine *e);
 /* the architecture the engine runs (borrowed: valid while the engine lives) */
 const qs_arch *qs_engine_arch(const qs_engine *e);
+/* the model's tensors as stored in its file(s), in bytes */
+uint64_t qs_engine_weight_bytes(const qs_engine *e);
 
 #endif

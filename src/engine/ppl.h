@@ -32,14 +32,8 @@ typedef struct {
     void *user;
 } qs_ppl_progress;
 
-/* Chunks run together through each layer: as many as fit QS_PPL_BATCH_BYTES of the engine's
- * activations, at most QS_PPL_BATCH_ROWS tokens (where sgemm stops gaining), at least one. */
-#define QS_PPL_BATCH_BYTES (512.0 * 1024 * 1024)
-#define QS_PPL_BATCH_ROWS 4096
-int qs_ppl_batch_chunks(const qs_arch *a, int n_ctx, int n_chunks);
-
 /* max_chunks <= 0: all chunks. bos < 0: keep the first token of each chunk as it is. The chunks
- * go through the layers `batch` at a time (<= 0: qs_ppl_batch_chunks; 1: chunk-major), each
+ * go through the layers `batch` at a time (<= 0: qs_chunk_batch; 1: chunk-major), each
  * scored exactly as if run alone. */
 int qs_ppl_run(qs_engine *e, const int *tokens, size_t n_tokens, int n_ctx, int bos, int max_chunks, int batch,
                const qs_ppl_progress *progress, qs_ppl_result *res, qs_error *err);

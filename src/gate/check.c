@@ -83,7 +83,7 @@ static int measure(check_state *c, const qs_check_options *o, qs_check_summary *
         if (rc) return rc;
         size_t use = (size_t)dom->tokens < n_ids ? (size_t)dom->tokens : n_ids;
         qs_compare_result r;
-        rc = qs_compare_run(c->re, c->ce, ids, use, o->ctx, c->v->add_bos ? c->v->bos : -1, 0, NULL, NULL, &r, err);
+        rc = qs_compare_run(c->re, c->ce, ids, use, o->ctx, c->v->add_bos ? c->v->bos : -1, 0, 0, NULL, NULL, &r, err);
         free(ids);
         if (!rc && c->ov.failed)
             rc = qs_errorf(err, QS_ERR_INTERNAL, "rounding the planned tensors' rows: %s", c->ov.why);
