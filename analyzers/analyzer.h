@@ -59,6 +59,7 @@ typedef struct qs_profile {
     int64_t *format_ids_sens;
     int threads;
     int store_gram;       /* a GPTQ format is swept: keep each input's Gram matrix in the database */
+    int keep_gram;        /* a sweep format rounds with them (GPTQ, AWQ): every layer's stay in memory */
     const struct qs_engine *calib_engine; /* the calibration pass's engine while it runs (its routing counts) */
     unsigned char *want_gram; /* [n_layers + 1]: accumulate X^T X for this layer's inputs */
     int spill_caches;     /* the sweep's residual caches do not fit the memory budget: map them from a

@@ -124,7 +124,7 @@ static int run(qs_profile *p, int i, qs_error *err) {
             const float *w = weight_rows(&s, r0, nr);
             for (int k = 0; k < p->n_formats && !rc; k++)
                 if (by_rows[k] && qs_format_row_scans(p->formats[k]) > pass)
-                    rc = qs_row_rounding_scan(by_rows[k], pass, w, nr, err);
+                    rc = qs_row_rounding_scan(by_rows[k], pass, w, nr, &cal, err);
         }
     /* the formats that round by rows, one block of rows at a time, each block expanded once */
     for (int64_t r0 = 0; r0 < rows && !rc; r0 += br) {

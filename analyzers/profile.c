@@ -173,13 +173,15 @@ static int prepare(run_state *r, const qs_profile_options *opt, qs_profile_progr
     if (opt->sensitivity && (rc = check_sweep_mode(opt, err))) return rc;
     if (opt->sensitivity && !strcmp(opt->sens_mode, "calibrated") && (rc = add_sweep_formats(p, err))) return rc;
     for (int k = 0; k < p->n_formats; k++) p->store_gram |= p->formats[k]->gptq || p->formats[k]->awq;
-    for (int k = 0; opt->sensitivity && k < p->n_formats_sens; k++) p->store_gram |= p->formats_sens[k]->gptq || p->formats_sens[k]->awq;
+    for (int k = 0; opt->sensitivity && k < p->n_formats_sens; k++)
+        p->keep_gram |= p->formats_sens[k]->gptq || p->formats_sens[k]->awq;
+    p->store_gram |= p->keep_gram;
     if (opt->sensitivity && (rc = count_eval_tokens(r, err))) return rc;
-    if ((rc = qs_profile_check_memory(r->m, opt, r->evalset, p->store_gram, &p->spill_caches, err))) return rc;
+    if ((rc = qs_profile_check_memory(r->m, opt, r->evalset, p->keep_gram, &p->spill_caches, err))) return rc;
     p->db_path = opt->db_path;
     if (progress) {
         qs_profile_memory est;
-        qs_profile_estimate_memory(r->m, opt, r->evalset, p->store_gram, &est);
+        qs_profile_estimate_memory(r->m, opt, r->evalset, p->keep_gram, &est);
         const double mib = 1024.0 * 1024.0;
         progress(user, "memory", (long)((est.own - (p->spill_caches ? est.sens_cache : 0)) / mib),
                  (long)(qs_profile_memory_budget(opt) / mib), (int)(est.file / mib), p->spill_caches ? (int)(est.sens_cache / mib) : 0);
@@ -384,7 +386,9 @@ static int run_jobs(run_state *r, const qs_profile_options *opt, qs_profile_prog
     if (!p->want_gram) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
     for (int k = 0; k < jobs.n && !rc; k++)
         if (jobs.layer[k] >= 0) p->want_gram[jobs.layer[k]] = 1;
-    if (!rc && p->store_gram) memset(p->want_gram, 1, (size_t)L + 1); /* GPTQ: the sweep and the arrays need every layer's */
+    /* a GPTQ or AWQ sweep format rounds with every layer's; the analyzers store a layer's in the
+     * database with its jobs and free them after (an 8B model's would be 32 GB together) */
+    if (!rc && p->keep_gram) memset(p->want_gram, 1, (size_t)L + 1);
     /* weighted-rounding and GPTQ formats in the sweep need the inputs' statistics even when every
      * analyzer job is done (a resumed run): the calibration is deterministic, so recompute it */
     const int sweep_needs_acts = sweep_needs_statistics(p, opt);
@@ -417,7 +421,7 @@ static int run_jobs(run_state *r, const qs_profile_options *opt, qs_profile_prog
         if ((rc = qs_db_commit(p->db, err))) break;
         sum->jobs_run++;
         const int l = jobs.layer[k];
-        if (l >= 0 && !p->store_gram && (k + 1 == jobs.n || jobs.layer[k + 1] != l)) qs_calib_free_grams(p, l);
+        if (l >= 0 && !p->keep_gram && (k + 1 == jobs.n || jobs.layer[k + 1] != l)) qs_calib_free_grams(p, l);
     }
     /* the sweep rounds with every layer's statistics */
     if (!rc && cur.e && sweep_needs_acts) rc = qs_calib_advance(&cur, L, err);
@@ -493,7 +497,8 @@ int qs_profile_serve(const qs_profile_options *options, qs_error *err) {
             int64_t tokens;
             r.p.want_gram = calloc((size_t)r.m->arch.n_layers + 1, 1);
             if (!r.p.want_gram) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-            else if (r.p.store_gram) memset(r.p.want_gram, 1, (size_t)r.m->arch.n_layers + 1);
+            else if (r.p.keep_gram)
+                memset(r.p.want_gram, 1, (size_t)r.m->arch.n_layers + 1);
             if (!rc) rc = open_calibration(&r, opt, &cur, &tokens, err);
             if (!rc) rc = qs_calib_advance(&cur, r.m->arch.n_layers, err);
             qs_calib_close(&cur);

@@ -42,17 +42,23 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
     double largest = 0;
     for (int i = 0; i < m->n_tensors; i++)
         if ((double)qs_tensor_numel(&m->tensors[i]) > largest) largest = (double)qs_tensor_numel(&m->tensors[i]);
-    /* the analyzers stream a tensor by blocks of rows (weights, quantized, error, product) unless
-     * a format needs it whole (AWQ's search, GPTQ): then it and its quantized copy in f32 */
+    /* the analyzers stream a tensor by blocks of rows (weights, quantized, error, product; AWQ's
+     * search two more) unless a format needs it whole: then it and its quantized copy in f32. GPTQ
+     * holds the factor of the widest input's Gram matrix, and twice that in doubles making it. */
     const qs_format **fl;
-    int nf, whole = 1;
+    int nf, whole = 1, gptq = 0, awq = 0;
     qs_error ignored = {0};
     if (!qs_format_parse_list(opt->formats ? opt->formats : "default", &fl, &nf, &ignored)) {
         whole = 0;
-        for (int k = 0; k < nf; k++) whole |= !qs_format_rounds_by_rows(fl[k]);
+        for (int k = 0; k < nf; k++) {
+            whole |= !qs_format_rounds_by_rows(fl[k]);
+            gptq |= fl[k]->gptq;
+            awq |= fl[k]->awq;
+        }
         free(fl);
     }
-    out->tensors = 4.0 * (double)QS_PROFILE_BLOCK_BYTES + (whole ? 2 * 4 * largest : 0);
+    out->tensors = (awq ? 6.0 : 4.0) * (double)QS_PROFILE_BLOCK_BYTES + (whole ? 2 * 4 * largest : 0) +
+                   (gptq ? 3 * out->widest : 0);
     /* the sweep's candidate of the largest tensor at its worst format: none where the engine rounds
      * rows as it reads them (sensitivity.h), its blocks where the format has them (made a block of
      * rows at a time), else the weights and the candidate in f32 */
@@ -66,9 +72,10 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
         for (int k = 0; k < nc; k++) {
             double b = gradient                        ? (qs_format_rounds_by_rows(cf[k]) ? 0 : 2 * 4 * largest)
                        : qs_sens_rounds_rows(cf[k], 0) ? 0
-                       : qs_format_has_blocks(cf[k], 0) && qs_format_rows_independent(cf[k])
+                       : qs_format_has_blocks(cf[k], 0) && (qs_format_rows_independent(cf[k]) || cf[k]->gptq)
                            ? qs_format_bpw(cf[k], 1, 256) / 8 * largest
                            : 2 * 4 * largest;
+            b += cf[k]->gptq ? 3 * out->widest : 0;
             worst = b > worst ? b : worst;
         }
         free(cf);

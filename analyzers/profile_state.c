@@ -8,6 +8,7 @@
 #include "analyzers/analyzer.h"
 #include "core/qs_dtype.h"
 #include "engine/engine.h"
+#include "quant/ggml_quant.h"
 
 const qs_act_stats *qs_profile_input_stats(const qs_profile *p, int i) {
     const qs_prof_tensor *pt = &p->tensors[i];
@@ -98,26 +99,34 @@ int qs_profile_candidate_blocks(const qs_profile *p, int i, const qs_format *f, 
     if (!qs_format_has_blocks(f, pt->cols)) return 1;
     const size_t row_bytes = qs_dtype_row_bytes(f->ggml_type, pt->cols);
     /* rows of a block type round independently (weighted rounding too: its statistics are per
-     * column), so the tensor is read a block of rows at a time; GPTQ's updates need it whole */
-    int64_t step = !qs_format_rows_independent(f)
-                       ? pt->rows
-                       : QS_PROFILE_BLOCK_BYTES / (int64_t)(sizeof(float) * (size_t)pt->cols);
+     * column; GPTQ given its factor of H), so the tensor is read a block of rows at a time */
+    int64_t step = QS_PROFILE_BLOCK_BYTES / (int64_t)(sizeof(float) * (size_t)pt->cols);
     step = step < 1 ? 1 : step > pt->rows ? pt->rows : step;
     float *w = malloc(sizeof(float) * (size_t)(step * pt->cols));
     void *b = malloc(row_bytes * (size_t)pt->rows);
     qs_calib cal;
     float *imp = qs_profile_calib(p, i, &cal);
+    qs_gptq_factor g = {0};
     int rc = 0;
     if (!w || !b) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing %s", pt->t->name);
+    const int gptq = !rc && f->gptq && cal.gram;
+    const int made = gptq ? qs_gptq_factor_make(cal.gram, pt->cols, &g) : 0;
+    if (made == -3)
+        rc = qs_errorf(err, QS_ERR_INPUT, "tensor %s: the Gram matrix of its inputs is unusable", pt->t->name);
+    else if (made)
+        rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing %s", pt->t->name);
     for (int64_t r0 = 0; !rc && r0 < pt->rows; r0 += step) {
         const int64_t n = pt->rows - r0 < step ? pt->rows - r0 : step;
         qs_tensor_dequantize_rows(pt->t, r0, n, w);
-        const int q = qs_format_quantize_blocks(f, w, n, pt->cols, &cal, (uint8_t *)b + (size_t)r0 * row_bytes);
+        uint8_t *dst = (uint8_t *)b + (size_t)r0 * row_bytes;
+        const int q = gptq ? qs_gptq_quantize_factored(f->ggml_type, w, n, &g, dst)
+                           : qs_format_quantize_blocks(f, w, n, pt->cols, &cal, dst);
         if (q == -3) rc = qs_errorf(err, QS_ERR_INPUT, "tensor %s: the Gram matrix of its inputs is unusable", pt->t->name);
         else if (q) rc = qs_errorf(err, QS_ERR_INTERNAL, "tensor %s: quantizing to %s failed", pt->t->name, f->name);
     }
     free(w);
     free(imp);
+    qs_gptq_factor_free(&g);
     if (rc) {
         free(b);
         return rc;
@@ -136,6 +145,10 @@ int qs_profile_rows_open(const qs_profile *p, int i, const qs_format *f, qs_prof
     *out = (qs_prof_rows){0};
     int rc = qs_row_rounding_open(&out->r, f, pt->rows, pt->cols, err);
     const int scans = rc ? 0 : qs_format_row_scans(f);
+    if (!rc) { /* the statistics before the scans: AWQ's search weighs its errors with them */
+        out->cal_buf = qs_profile_calib(p, i, &out->cal);
+        out->f = f;
+    }
     int64_t step = QS_PROFILE_BLOCK_BYTES / (int64_t)(sizeof(float) * (size_t)pt->cols);
     step = step < 1 ? 1 : step > pt->rows ? pt->rows : step;
     float *w = scans > 0 ? malloc(sizeof(float) * (size_t)(step * pt->cols)) : NULL;
@@ -144,13 +157,9 @@ int qs_profile_rows_open(const qs_profile *p, int i, const qs_format *f, qs_prof
         for (int64_t r0 = 0; r0 < pt->rows && !rc; r0 += step) {
             const int64_t n = pt->rows - r0 < step ? pt->rows - r0 : step;
             qs_tensor_dequantize_rows(pt->t, r0, n, w);
-            rc = qs_row_rounding_scan(out->r, pass, w, n, err);
+            rc = qs_row_rounding_scan(out->r, pass, w, n, &out->cal, err);
         }
     free(w);
-    if (!rc) {
-        out->cal_buf = qs_profile_calib(p, i, &out->cal);
-        out->f = f;
-    }
     if (rc) qs_profile_rows_close(out);
     return rc;
 }

@@ -76,6 +76,22 @@ int main(void) {
     doms[0].n_text_tokens = 5000; /* more than the budget: the budget */
     qs_profile_estimate_memory(m, &opt, &set, 0, &shorter);
     CHECK_REL(shorter.sens_cache, both.sens_cache, 1e-12, "a long text: the budget");
+    /* the analyzers: AWQ searches over the rows (two more row blocks), GPTQ holds the factor of the
+     * widest input's Gram matrix (and twice that in doubles making it); neither a tensor whole */
+    opt = (qs_profile_options){.formats = "int4-g128-asym-awq", .ctx = 512, .calib_tokens = 512};
+    qs_profile_memory awq, gptq;
+    qs_profile_estimate_memory(m, &opt, &set, 0, &awq);
+    CHECK_REL(awq.tensors, 1.5 * block, 1e-12, "AWQ analyzers: six row blocks, no f32 copy of a tensor");
+    opt.formats = "q4_0-gptq";
+    qs_profile_estimate_memory(m, &opt, &set, 1, &gptq);
+    const double hid = m->arch.hidden_dim > m->arch.dim ? m->arch.hidden_dim : m->arch.dim;
+    CHECK_REL(gptq.tensors, block + 3 * 4 * hid * hid, 1e-12, "GPTQ analyzers: four row blocks and the factor");
+    opt.sensitivity = 1;
+    opt.formats = "q8_0";
+    opt.sens_formats = "q4_0-gptq";
+    qs_profile_estimate_memory(m, &opt, &set, 1, &gptq);
+    CHECK_REL(gptq.tensors - block, largest * 4.5 / 8 + 3 * 4 * hid * hid, 1e-9,
+              "GPTQ sweep: the largest tensor's blocks, made by rows after the factor");
     qs_model_close(m);
     free(path);
     return test_done("test_profile_memory_estimate");

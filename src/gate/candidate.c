@@ -64,7 +64,7 @@ static int open_rows(const qs_tensor *t, const qs_format *f, qs_row_rounding **o
         for (int64_t r0 = 0; r0 < rows && !rc; r0 += step) {
             const int64_t nr = rows - r0 < step ? rows - r0 : step;
             qs_tensor_dequantize_rows(t, r0, nr, w);
-            rc = qs_row_rounding_scan(*out, pass, w, nr, err);
+            rc = qs_row_rounding_scan(*out, pass, w, nr, NULL, err);
         }
     free(w);
     return rc;

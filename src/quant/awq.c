@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define N_ALPHA 21
-
 /* s_c = m_c^alpha normalized, clamped so neither W diag(s) nor the folded 1/s overflows */
 static void scales_for(const float *magnitude, int64_t cols, float alpha, float *s) {
     float lo = INFINITY, hi = 0;
@@ -29,39 +27,53 @@ int qs_awq_apply(const qs_format *fmt, const float *w, float *out, int64_t rows,
     return 0;
 }
 
-/* tr(dW G dW^T) with dW = wq - w, (rows, cols); tmp (rows, cols) */
-static double output_error(const float *w, float *wq, int64_t rows, int64_t cols, const float *gram, float *tmp) {
+/* e += tr(dW G dW^T) with dW = wq - w, (rows, cols), summed in row order so that blocks of rows
+ * in turn sum as the whole tensor does; tmp (rows, cols) */
+static void add_output_error(const float *w, float *wq, int64_t rows, int64_t cols, const float *gram, float *tmp,
+                             double *e) {
     for (int64_t i = 0; i < rows * cols; i++) wq[i] -= w[i];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)cols, (int)cols, 1.0f, wq, (int)cols, gram, (int)cols,
-                0.0f, tmp, (int)cols);
-    double e = 0;
-    for (int64_t i = 0; i < rows * cols; i++) e += (double)tmp[i] * wq[i];
-    return e;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)cols, (int)cols, 1.0f, wq, (int)cols, gram,
+                (int)cols, 0.0f, tmp, (int)cols);
+    for (int64_t i = 0; i < rows * cols; i++) *e += (double)tmp[i] * wq[i];
+}
+
+static float alpha_at(int a) { return (float)a / (QS_AWQ_ALPHAS - 1); }
+
+int qs_awq_add_errors(const qs_format *fmt, const float *w, int64_t rows, int64_t cols, const float *magnitude,
+                      const float *gram, float *wq, float *tmp, double *err) {
+    float *trial = malloc(sizeof(float) * (size_t)cols);
+    int rc = trial ? 0 : -1;
+    for (int a = 0; a < QS_AWQ_ALPHAS && !rc; a++) {
+        scales_for(magnitude, cols, alpha_at(a), trial);
+        if (!(rc = qs_awq_apply(fmt, w, wq, rows, cols, trial)))
+            add_output_error(w, wq, rows, cols, gram, tmp, &err[a]);
+    }
+    free(trial);
+    return rc;
+}
+
+void qs_awq_pick(const double *err, const float *magnitude, int64_t cols, float *s, float *alpha) {
+    int best = 0;
+    for (int a = 1; a < QS_AWQ_ALPHAS; a++) /* ties keep the smaller alpha: plain rounding first */
+        if (err[a] < err[best]) best = a;
+    *alpha = alpha_at(best);
+    scales_for(magnitude, cols, *alpha, s);
 }
 
 int qs_awq_search(const qs_awq_member *m, int n, int64_t cols, const float *magnitude, const float *gram, float *s,
                   float *alpha) {
     int64_t max_rows = 0;
     for (int k = 0; k < n; k++) max_rows = m[k].rows > max_rows ? m[k].rows : max_rows;
-    float *trial = malloc(sizeof(float) * (size_t)cols), *wq = malloc(sizeof(float) * (size_t)(max_rows * cols));
-    float *tmp = malloc(sizeof(float) * (size_t)(max_rows * cols));
-    int rc = !trial || !wq || !tmp ? -1 : 0;
-    double best = INFINITY;
-    for (int a = 0; a < N_ALPHA && !rc; a++) {
-        const float al = (float)a / (N_ALPHA - 1);
-        scales_for(magnitude, cols, al, trial);
-        double err = 0;
-        for (int k = 0; k < n && !rc; k++) {
-            rc = qs_awq_apply(m[k].fmt, m[k].w, wq, m[k].rows, cols, trial);
-            if (!rc) err += output_error(m[k].w, wq, m[k].rows, cols, gram, tmp);
-        }
-        if (!rc && (a == 0 || err < best)) { /* ties keep the smaller alpha: plain rounding first */
-            best = err;
-            *alpha = al;
-            memcpy(s, trial, sizeof(float) * (size_t)cols);
-        }
+    float *wq = malloc(sizeof(float) * (size_t)(max_rows * cols)),
+          *tmp = malloc(sizeof(float) * (size_t)(max_rows * cols));
+    double err[QS_AWQ_ALPHAS] = {0};
+    int rc = !wq || !tmp ? -1 : 0;
+    for (int k = 0; k < n && !rc; k++) { /* each member's error summed alone, then added */
+        double e[QS_AWQ_ALPHAS] = {0};
+        rc = qs_awq_add_errors(m[k].fmt, m[k].w, m[k].rows, cols, magnitude, gram, wq, tmp, e);
+        for (int a = 0; a < QS_AWQ_ALPHAS; a++) err[a] += e[a];
     }
-    free(trial);
+    if (!rc) qs_awq_pick(err, magnitude, cols, s, alpha);
     free(wq);
     free(tmp);
     return rc;

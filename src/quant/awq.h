@@ -28,6 +28,15 @@ typedef struct {
 int qs_awq_search(const qs_awq_member *m, int n, int64_t cols, const float *magnitude, const float *gram, float *s,
                   float *alpha);
 
+/* The search over a tensor a block of rows at a time, giving what qs_awq_search gives for the
+ * tensor alone: every block once, in order, adds each trial exponent's output error to err
+ * (QS_AWQ_ALPHAS sums, zero to begin with; wq and tmp: rows * cols floats of scratch); then
+ * qs_awq_pick turns the sums into s and *alpha. add: 0, -1 out of memory. */
+#define QS_AWQ_ALPHAS 21
+int qs_awq_add_errors(const qs_format *fmt, const float *w, int64_t rows, int64_t cols, const float *magnitude,
+                      const float *gram, float *wq, float *tmp, double *err);
+void qs_awq_pick(const double *err, const float *magnitude, int64_t cols, float *s, float *alpha);
+
 /* out = dequantize(fmt(w diag(s))) diag(1/s) (out may be w) */
 int qs_awq_apply(const qs_format *fmt, const float *w, float *out, int64_t rows, int64_t cols, const float *s);
 

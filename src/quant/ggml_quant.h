@@ -37,4 +37,17 @@ void qs_ggml_code_set(int type, void *block, int e, int code);
 int qs_gptq_quantize(int type, const float *w, int64_t rows, int64_t cols, const float *gram, void *dst);
 int qs_gptq_supports(int type);
 
+/* The same in two steps, so a large matrix can be quantized a block of rows at a time (its rows
+ * are compensated independently, given H): the factor of H, made once (cols^2 floats, and twice
+ * that in doubles while it is made), then any rows with it, giving the blocks the whole matrix
+ * would get. make: 0, -1 out of memory, -3 as above. quantize: 0, -1, -2 as above. */
+typedef struct {
+    int64_t cols;
+    float *u;   /* (cols, cols) upper triangular, (H + dampening)^-1 = U^T U */
+    float *imp; /* (cols) the block scales' fit importance: H's diagonal, normalized */
+} qs_gptq_factor;
+int qs_gptq_factor_make(const float *gram, int64_t cols, qs_gptq_factor *out);
+void qs_gptq_factor_free(qs_gptq_factor *g);
+int qs_gptq_quantize_factored(int type, const float *w, int64_t rows, const qs_gptq_factor *g, void *dst);
+
 #endif

@@ -78,28 +78,57 @@ static void block_affine(int type, const uint8_t *block, int bs, int ts, uint8_t
     for (int e = 0; e < bs; e++) a[e] -= b[e];
 }
 
+int qs_gptq_factor_make(const float *gram, int64_t cols, qs_gptq_factor *out) {
+    *out = (qs_gptq_factor){.cols = cols};
+    if (cols <= 0 || cols > 1 << 20) return -3;
+    const int n = (int)cols;
+    out->u = malloc(sizeof(float) * (size_t)n * (size_t)n);
+    out->imp = malloc(sizeof(float) * (size_t)n);
+    int rc = !out->u || !out->imp ? -1 : inverse_cholesky(gram, n, out->u);
+    if (rc) {
+        qs_gptq_factor_free(out);
+        return rc;
+    }
+    double mean_diag = 0;
+    for (int i = 0; i < n; i++) mean_diag += fmax(0.0, gram[(size_t)i * n + i]);
+    mean_diag = mean_diag > 0 ? mean_diag / n : 1;
+    /* the scale fit's importance: the inputs' mean square up to a factor, never exactly 0 */
+    for (int i = 0; i < n; i++) out->imp[i] = (float)(fmax(0.0, gram[(size_t)i * n + i]) / mean_diag + 1e-6);
+    return 0;
+}
+
+void qs_gptq_factor_free(qs_gptq_factor *g) {
+    free(g->u);
+    free(g->imp);
+    g->u = g->imp = NULL;
+}
+
 int qs_gptq_quantize(int type, const float *w, int64_t rows, int64_t cols, const float *gram, void *dst) {
+    if (!qs_gptq_supports(type)) return -2;
+    if (cols % qs_dtype_get(type)->block_size || cols > 1 << 20) return -2;
+    qs_gptq_factor g;
+    int rc = qs_gptq_factor_make(gram, cols, &g);
+    if (!rc) rc = qs_gptq_quantize_factored(type, w, rows, &g, dst);
+    qs_gptq_factor_free(&g);
+    return rc;
+}
+
+int qs_gptq_quantize_factored(int type, const float *w, int64_t rows, const qs_gptq_factor *g, void *dst) {
     if (!qs_gptq_supports(type)) return -2;
     const qs_dtype_traits *tr = qs_dtype_get(type);
     const int bs = tr->block_size, ts = tr->type_size, code_max = qs_ggml_code_max(type);
+    const int64_t cols = g->cols;
     if (cols % bs || cols > 1 << 20) return -2;
     const int n = (int)cols, batch = bs >= 128 ? bs : 128;
     const uint64_t rb = qs_dtype_row_bytes(type, cols);
+    const float *u = g->u, *imp = g->imp;
     float *wk = malloc(sizeof(float) * (size_t)rows * (size_t)n);
-    float *u = malloc(sizeof(float) * (size_t)n * (size_t)n);
     float *errs = malloc(sizeof(float) * (size_t)rows * (size_t)batch);
-    float *a = malloc(sizeof(float) * (size_t)rows * (size_t)bs), *b = malloc(sizeof(float) * (size_t)rows * (size_t)bs);
-    float *imp = malloc(sizeof(float) * (size_t)n);
+    float *a = malloc(sizeof(float) * (size_t)rows * (size_t)bs),
+          *b = malloc(sizeof(float) * (size_t)rows * (size_t)bs);
     uint8_t *tmp = malloc((size_t)ts);
-    int rc = !wk || !u || !errs || !a || !b || !imp || !tmp ? -1 : inverse_cholesky(gram, n, u);
-    if (!rc) {
-        memcpy(wk, w, sizeof(float) * (size_t)rows * (size_t)n);
-        double mean_diag = 0;
-        for (int i = 0; i < n; i++) mean_diag += fmax(0.0, gram[(size_t)i * n + i]);
-        mean_diag = mean_diag > 0 ? mean_diag / n : 1;
-        /* the scale fit's importance: the inputs' mean square up to a factor, never exactly 0 */
-        for (int i = 0; i < n; i++) imp[i] = (float)(fmax(0.0, gram[(size_t)i * n + i]) / mean_diag + 1e-6);
-    }
+    int rc = !wk || !errs || !a || !b || !tmp ? -1 : 0;
+    if (!rc) memcpy(wk, w, sizeof(float) * (size_t)rows * (size_t)n);
     const int fit_weighted = qs_ggml_can_quantize_weighted(type);
     for (int i1 = 0; i1 < n && !rc; i1 += batch) {
         const int i2 = i1 + batch < n ? i1 + batch : n, cnt = i2 - i1;
@@ -132,11 +161,9 @@ int qs_gptq_quantize(int type, const float *w, int64_t rows, int64_t cols, const
                         u + (size_t)i1 * n + i2, n, 1.0f, wk + i2, n);
     }
     free(wk);
-    free(u);
     free(errs);
     free(a);
     free(b);
-    free(imp);
     free(tmp);
     return rc;
 }

@@ -7,8 +7,11 @@
  *   dense-and-sparse                                        the outlier threshold, by radix
  *                                                           selection of the magnitudes, and the
  *                                                           values tied at it, row by row: three
+ *   AWQ ("-awq" over a row-independent base)                every trial exponent's output error:
+ *                                                           one pass, with the inputs' statistics
  * then rounds any block of rows with those figures, exactly as the whole tensor would be rounded
- * (test_row_rounding). AWQ's search and GPTQ's updates are not covered: they take the tensor whole. */
+ * (test_row_rounding). GPTQ needs no scan: it factors the inputs' Gram matrix when it rounds its
+ * first rows (cols^2 floats, kept), then compensates each row along itself. */
 #ifndef QS_ROW_ROUNDING_H
 #define QS_ROW_ROUNDING_H
 
@@ -30,8 +33,9 @@ int qs_row_rounding_open(qs_row_rounding **out, const qs_format *f, int64_t rows
 void qs_row_rounding_close(qs_row_rounding *r);
 
 /* Scan `pass` (0 .. qs_format_row_scans - 1) over the next nr rows, w (nr, cols); every row once
- * per pass, in order, the passes in turn. QS_ERR_USAGE out of turn. */
-int qs_row_rounding_scan(qs_row_rounding *r, int pass, const float *w, int64_t nr, qs_error *err);
+ * per pass, in order, the passes in turn. QS_ERR_USAGE out of turn. cal: the tensor's statistics
+ * as for rounding (AWQ's search needs gram and mean_abs, or lookup), the same on every call. */
+int qs_row_rounding_scan(qs_row_rounding *r, int pass, const float *w, int64_t nr, const qs_calib *cal, qs_error *err);
 
 /* out = the rounding of rows [r0, r0 + nr), which w holds (out must not alias w: a
  * dense-and-sparse format reads w after writing out); after the scans, any rows in any order (the

@@ -72,8 +72,8 @@ static void round_rows(void *ctx, long begin, long end) {
 }
 
 /* Quantizes tensor t into format and appends its blocks to the file being written: a block of
- * rows at a time, or whole where rows depend on each other (GPTQ's shared Hessian, RoPE's row
- * order by heads, a 1-D tensor). */
+ * rows at a time (GPTQ's rows after the factor of their shared Hessian), or whole where rows depend
+ * on each other (RoPE's row order by heads, a 1-D tensor). */
 static int write_tensor(const qs_model *m, const qs_tensor *t, const char *format, const qs_awq_fold *awq,
                         const char *db_path, const char *fingerprint, int threads, qs_progress *pr, int64_t *done,
                         qs_gguf_writer *w, qs_error *err) {
@@ -87,8 +87,19 @@ static int write_tensor(const qs_model *m, const qs_tensor *t, const char *forma
     int lookup = 0, rc = 0;
     if (calib) rc = load_statistics(t, fmt, awq, db_path, fingerprint, &imp, &gram, &lookup, err);
     const int gptq = calib && fmt->gptq && !lookup;
+    /* GPTQ compensates each row along itself given the factor of the inputs' Gram matrix: the
+     * factor once, then the rows a block at a time */
+    qs_gptq_factor factor = {0};
+    const int made = gptq && !rc ? qs_gptq_factor_make(gram, cols, &factor) : 0;
+    if (made == -3)
+        rc = qs_errorf(err, QS_ERR_INPUT,
+                       "tensor '%s': the Gram matrix of its inputs in %s has a non-finite value or is not positive "
+                       "definite; re-run the profile",
+                       t->name, db_path);
+    else if (made)
+        rc = qs_errorf(err, QS_ERR_INTERNAL, "tensor '%s': out of memory for GPTQ", t->name);
     int64_t step = rows;
-    if (t->n_dims > 1 && !reorder && !gptq) {
+    if (t->n_dims > 1 && !reorder) {
         step = BLOCK_BYTES / (int64_t)(sizeof(float) * (size_t)cols);
         if (step < 1) step = 1;
         if (step > rows) step = rows;
@@ -108,14 +119,12 @@ static int write_tensor(const qs_model *m, const qs_tensor *t, const char *forma
             break;
         }
         if (gptq) {
-            const int gr = qs_gptq_quantize(type, f, n, cols, gram, q);
-            if (gr == -3)
-                rc = qs_errorf(err, QS_ERR_INPUT,
-                               "tensor '%s': the Gram matrix of its inputs in %s has a non-finite value or "
-                               "is not positive definite; re-run the profile",
-                               t->name, db_path);
-            else if (gr)
+            const int gr = qs_gptq_quantize_factored(type, f, n, &factor, q);
+            if (gr == -1)
                 rc = qs_errorf(err, QS_ERR_INTERNAL, "tensor '%s': out of memory for GPTQ", t->name);
+            else if (gr)
+                rc = qs_errorf(err, QS_ERR_USAGE, "tensor '%s': GPTQ does not round rows of %lld in %s", t->name,
+                               (long long)cols, format);
         } else {
             round_job j = {type, f, calib && !fmt->gptq ? imp : NULL, q, cols, rb};
             qs_parallel_for((long)n, threads, round_rows, &j);
@@ -128,6 +137,7 @@ static int write_tensor(const qs_model *m, const qs_tensor *t, const char *forma
     free(q);
     free(imp);
     free(gram);
+    qs_gptq_factor_free(&factor);
     return rc;
 }
 
