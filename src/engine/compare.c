@@ -86,21 +86,13 @@ int qs_compare_run(qs_engine *base, qs_engine *cand, const int *tokens, size_t n
     float *xb = malloc(sizeof(float) * stream * (size_t)batch), *xc = malloc(sizeof(float) * stream * (size_t)batch);
     double *pb = malloc(sizeof(double) * (size_t)V), *pc = malloc(sizeof(double) * (size_t)V);
     double *kls = malloc(sizeof(double) * (size_t)n_chunks * (size_t)per);
-    if (!lb || !lc || !xb || !xc || !pb || !pc || !kls) {
-        free(lb);
-        free(lc);
-        free(xb);
-        free(xc);
-        free(pb);
-        free(pc);
-        free(kls);
-        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %d chunks of %d tokens and %zu x %d logits", batch,
-                         n_ctx, rows, V);
-    }
+    int rc = 0;
+    if (!lb || !lc || !xb || !xc || !pb || !pc || !kls)
+        rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %d chunks of %d tokens and %zu x %d logits", batch, n_ctx,
+                       rows, V);
     sums acc = {0};
     const double t0 = now_s();
     const int n_layers = qs_engine_arch(base)->n_layers;
-    int rc = 0;
     for (int c0 = 0; c0 < n_chunks && !rc; c0 += batch) {
         const int nb = n_chunks - c0 < batch ? n_chunks - c0 : batch;
         const int *src = tokens + (size_t)c0 * n_ctx;
