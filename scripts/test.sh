@@ -15,11 +15,12 @@ if [ "${QSENSE_SANITIZE:-1}" != 0 ]; then
   # Left out: the plan-vs-llama.cpp test (5 minutes under ASan, the same code paths as the
   # plan/check/llm-compressor tests; it passes), Gemma 3's end-to-end test (the same commands as
   # the stories260K ones; Gemma's forward pass runs under ASan in test_gemma3_matches_llamacpp),
-  # the notebook test (Python), and valgrind (it cannot run an ASan binary).
+  # the notebook test (Python), and valgrind (it cannot run an ASan binary). Gemma 3 against
+  # llama.cpp checks two chunks of each text here (every chunk in the Release pass above).
   echo "== sanitizer build (ASan + UBSan) =="
   QSENSE_BUILD_DIR=build-asan QSENSE_BUILD_TYPE=RelWithDebInfo QSENSE_CMAKE_ARGS="-DQSENSE_SANITIZE=ON" bash scripts/build.sh
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --output-on-failure -j1 -L 'unit|cli|model|browser' -E 'plan_beats|gemma3_end_to_end')
+    QSENSE_TEST_MAX_CHUNKS=2 ctest --output-on-failure -j1 -L 'unit|cli|model|browser' -E 'plan_beats|gemma3_end_to_end')
 fi
 if [ "${QSENSE_FUZZ_SECONDS:-15}" != 0 ]; then
   echo "== fuzzing (${QSENSE_FUZZ_SECONDS:-15}s per target) =="

@@ -122,10 +122,11 @@ int qs_engine_layer_backward(qs_engine *e, int l, const float *x, const float *d
         return qs_errorf(err, QS_ERR_USAGE, "layer_backward: bad range (layer %d, n %d)", l, n);
     const layer *L = &e->layers[l];
     if (L->moe)
-        return qs_errorf(err, QS_ERR_USAGE,
-                         "layer %d has experts: the backward pass (gradient sensitivity) does not handle mixture-of-experts "
-                         "layers yet; use --sensitivity-mode calibrated or exact",
-                         l);
+        return qs_errorf(
+            err, QS_ERR_USAGE,
+            "layer %d has experts: the backward pass (gradient sensitivity) does not handle mixture-of-experts "
+            "layers yet; use --sens-mode calibrated or exact",
+            l);
     if (qse_grow(e, n, n)) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for a %d-token chunk", n);
     const int dim = a->dim, qd = a->n_heads * a->head_dim, kvd = a->n_kv_heads * a->head_dim, hid = a->hidden_dim;
     const size_t N = (size_t)n, wqkv = (size_t)qd + 2 * (size_t)kvd;
