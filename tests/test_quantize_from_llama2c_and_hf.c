@@ -8,13 +8,17 @@
  *  - Hugging Face: SmolLM2-135M, exported from its llama.cpp GGUF to safetensors (f32, Q/K rows
  *    in Hugging Face's RoPE order) by tests/oracle/gguf_to_hf.py, quantized with a plan of the
  *    GGUF's own types, gives all 272 tensors byte-identical to that GGUF (the attn_q / attn_k
- *    rows put back in llama.cpp's order) and its tokenizer: tokens, types and 48,900 merges.
+ *    rows put back in llama.cpp's order) and its tokenizer: tokens, types and 48,900 merges;
+ *    the same when rows are expanded a few at a time (a head of attn_q at a time, 65 rows of
+ *    the others), as an 8B model's are.
  *    stories260K exported the same way has a SentencePiece tokenizer.json, which a llama.cpp
  *    vocabulary cannot express: refused, naming the way out. */
 #include <string.h>
 
 #include "core/qs_dtype.h"
 #include "io/model.h"
+#include "quantize/quantize.h"
+#include "reports/planner/plan.h"
 #include "tests/test_util.h"
 #include "tok/vocab.h"
 
@@ -152,6 +156,18 @@ int main(void) {
     free(o);
     CHECK(same_tensors(out, smol, &n) == n && n == 272, "SmolLM2 from safetensors: %d tensors, not all as in its llama.cpp GGUF", n);
     same_vocab(out, smol);
+    /* rows a block at a time: 150,000 bytes hold 65 rows of 576, rounded down to one 64-row head where
+     * RoPE's order is redone head by head */
+    qs_plan *p = NULL;
+    qs_error err = {0};
+    qs_quantize_result res;
+    const qs_quantize_options small = {.quiet = 1, .block_bytes = 150000};
+    snprintf(out, sizeof out, "%s/smol-blocks.gguf", dir);
+    CHECK(qs_plan_read_json(&p, plan, &err) == 0 && qs_quantize_gguf(hf, p, out, &small, &res, &err) == 0, "%s",
+          err.msg);
+    qs_plan_free(p);
+    CHECK(same_tensors(out, smol, &n) == n && n == 272,
+          "SmolLM2 from safetensors, rows in blocks: %d tensors, not all as in its GGUF", n);
 
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     run_cmd(cmd, &o);

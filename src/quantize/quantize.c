@@ -29,9 +29,20 @@ static int dtype_of(const char *fmt) {
     return -1;
 }
 
-/* Rows of f32 expanded at a time for a tensor whose rows are rounded independently: an 8B
- * model's 525M-value embedding is never whole in f32. */
+/* Rows of f32 expanded at a time (qs_quantize_options.block_bytes 0): an 8B model's 525M-value
+ * embedding is never whole in f32. */
 #define BLOCK_BYTES ((int64_t)32 << 20)
+
+/* Rows per block: as many as block_bytes of f32 holds, whole heads where RoPE's order is redone
+ * head by head, the whole of a 1-D tensor (a bias, reordered as one column). */
+static int64_t rows_per_block(const qs_tensor *t, int64_t rows, int reorder, int head_dim, int64_t block_bytes) {
+    if (t->n_dims < 2) return rows;
+    int64_t step = (block_bytes > 0 ? block_bytes : BLOCK_BYTES) / (int64_t)(sizeof(float) * (size_t)t->ne[0]);
+    const int64_t unit = reorder && head_dim > 0 ? head_dim : 1;
+    step -= step % unit;
+    if (step < unit) step = unit;
+    return step < rows ? step : rows;
+}
 
 /* The activation statistics a weighted or GPTQ format rounds with, in the inputs' scale after
  * an AWQ fold; *imp uniform for a tensor without inputs (an untied embedding: *lookup set). */
@@ -72,11 +83,12 @@ static void round_rows(void *ctx, long begin, long end) {
 }
 
 /* Quantizes tensor t into format and appends its blocks to the file being written: a block of
- * rows at a time (GPTQ's rows after the factor of their shared Hessian), or whole where rows depend
- * on each other (RoPE's row order by heads, a 1-D tensor). */
+ * rows at a time (GPTQ's rows after the factor of their shared Hessian; whole heads where RoPE's
+ * row order is redone), a 1-D tensor whole. */
 static int write_tensor(const qs_model *m, const qs_tensor *t, const char *format, const qs_awq_fold *awq,
-                        const char *db_path, const char *fingerprint, int threads, qs_progress *pr, int64_t *done,
-                        qs_gguf_writer *w, qs_error *err) {
+                        const qs_quantize_options *opt, int threads, const char *fingerprint, qs_progress *pr,
+                        int64_t *done, qs_gguf_writer *w, qs_error *err) {
+    const char *db_path = opt->db_path;
     const int type = dtype_of(qs_format_stored_type(format));
     const qs_format *fmt = qs_format_find(format, NULL);
     const int64_t cols = t->ne[0], rows = qs_tensor_numel(t) / cols;
@@ -98,12 +110,7 @@ static int write_tensor(const qs_model *m, const qs_tensor *t, const char *forma
                        t->name, db_path);
     else if (made)
         rc = qs_errorf(err, QS_ERR_INTERNAL, "tensor '%s': out of memory for GPTQ", t->name);
-    int64_t step = rows;
-    if (t->n_dims > 1 && !reorder) {
-        step = BLOCK_BYTES / (int64_t)(sizeof(float) * (size_t)cols);
-        if (step < 1) step = 1;
-        if (step > rows) step = rows;
-    }
+    const int64_t step = rows_per_block(t, rows, reorder, m->arch.head_dim, opt->block_bytes);
     float *f = rc ? NULL : malloc(sizeof(float) * (size_t)(step * cols));
     uint8_t *q = rc ? NULL : malloc(rb * (size_t)step);
     if (!rc && (!f || !q)) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %s", t->name);
@@ -238,8 +245,8 @@ int qs_quantize_gguf(const char *model_path, const qs_plan *plan, const char *ou
     const int threads = opt->threads > 0 ? opt->threads : qs_parallel_default_threads();
     for (int i = 0; i < m->n_tensors && !rc; i++) {
         const qs_plan_tensor *pt = qs_plan_find(plan, m->tensors[i].name);
-        rc = write_tensor(m, &m->tensors[i], pt->format, awq, db_path, plan->model_fingerprint, threads, &pr,
-                          &done_values, w, err);
+        rc = write_tensor(m, &m->tensors[i], pt->format, awq, opt, threads, plan->model_fingerprint, &pr, &done_values,
+                          w, err);
     }
     qs_progress_end(&pr);
     if (!rc && rope_freqs) rc = qs_gguf_write_data(w, m->arch.rope_freqs, sizeof(float) * (size_t)n_freqs[0], err);

@@ -22,6 +22,7 @@ typedef struct {
                                    GPTQ ("-gptq") formats need; NULL when the plan has none */
     int threads;                /* rows are rounded on this many threads (0: every core) */
     int quiet;                  /* no progress line on stderr */
+    int64_t block_bytes;        /* f32 rows expanded at a time, at most (0: 32 MiB); tests make it small */
 } qs_quantize_options;
 
 /* The output is written as it is made: the header first, then each tensor's blocks, a block of
