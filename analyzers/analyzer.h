@@ -58,8 +58,10 @@ typedef struct qs_profile {
     int n_formats_sens;
     int64_t *format_ids_sens;
     int threads;
-    int store_gram;       /* a GPTQ format is swept: keep each input's Gram matrix in the database */
-    int keep_gram;        /* a sweep format rounds with them (GPTQ, AWQ): every layer's stay in memory */
+    int store_gram;                       /* a GPTQ or AWQ format is measured or swept: the analyzers store each input's
+                                           * Gram matrix in the database, where the sweep reads a tensor's back */
+    int keep_gram;                        /* every layer's stay in memory for the sweep: an MPI worker, which has no
+                                           * database (its copies normalized as the stored ones: qs_calib_normalize_grams) */
     const struct qs_engine *calib_engine; /* the calibration pass's engine while it runs (its routing counts) */
     unsigned char *want_gram; /* [n_layers + 1]: accumulate X^T X for this layer's inputs */
     int spill_caches;     /* the sweep's residual caches do not fit the memory budget: map them from a
@@ -85,11 +87,13 @@ const qs_act_stats *qs_profile_input_stats(const qs_profile *p, int tensor);
  * statistic), malloc'd; NULL when the run has no activation statistics for it. */
 float *qs_profile_importance(const qs_profile *p, int tensor);
 
-/* Everything calibration measured about tensor i's inputs, for qs_format_fake_quantize_calib:
- * cal->importance as qs_profile_importance and cal->mean_abs (one buffer, returned: the caller
- * frees it), cal->gram borrowed from the profile (NULL when no pass ran or the tensor has no
- * linear input). */
-float *qs_profile_calib(const qs_profile *p, int tensor, qs_calib *cal);
+/* Everything calibration measured about tensor i's inputs, for qs_format_fake_quantize_calib
+ * with format f (NULL: any the analyzers measure): cal->importance as qs_profile_importance and
+ * cal->mean_abs, in *buf (malloc'd, the caller frees it; NULL when no pass ran or the tensor has
+ * no linear input); cal->gram borrowed from the calibration pass while it holds the layer's, else
+ * for a GPTQ or AWQ f read back from the run's database into *buf (X^T X / tokens, as quantize
+ * reads it). 0 or an error (the database's, or no stored Gram matrix). */
+int qs_profile_calib(const qs_profile *p, int tensor, const qs_format *f, qs_calib *cal, float **buf, qs_error *err);
 /* qs_format_applies, and for GPTQ formats also calibrated inputs; else 0 with a reason. */
 int qs_profile_format_applies(const qs_profile *p, int tensor, const qs_format *f, char *why, size_t cap);
 

@@ -104,3 +104,11 @@ void qs_calib_free_grams(qs_profile *p, int layer) {
         p->acts[layer * QS_LIN_COUNT + k].gram = NULL;
     }
 }
+
+void qs_calib_normalize_grams(qs_profile *p) {
+    for (int i = 0; p->acts && i < (p->m->arch.n_layers + 1) * QS_LIN_COUNT; i++) {
+        qs_act_stats *s = &p->acts[i];
+        for (int64_t k = 0; s->gram && s->n_tokens > 0 && k < (int64_t)s->n_in * s->n_in; k++)
+            s->gram[k] = (float)(s->gram[k] / (double)s->n_tokens);
+    }
+}

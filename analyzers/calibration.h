@@ -30,5 +30,8 @@ int qs_calib_advance(qs_calib_cursor *c, int layer, qs_error *err);
 void qs_calib_close(qs_calib_cursor *c);
 /* Frees the X^T X matrices of one layer's inputs (after the last job that needed them). */
 void qs_calib_free_grams(qs_profile *p, int layer);
+/* Divides every X^T X held by the token count, exactly as the activations analyzer stores it
+ * (what the sweep reads back), for a process that keeps them in memory instead. */
+void qs_calib_normalize_grams(qs_profile *p);
 
 #endif

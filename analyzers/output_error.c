@@ -115,7 +115,8 @@ static int run(qs_profile *p, int i, qs_error *err) {
         rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %s", pt->t->name);
     /* codebook formats weight their fit by the inputs' mean square (llama-imatrix's statistic) */
     qs_calib cal;
-    float *importance = rc ? NULL : qs_profile_calib(p, i, &cal);
+    float *importance = NULL;
+    if (!rc) rc = qs_profile_calib(p, i, NULL, &cal, &importance, err); /* the pass's X^T X, in memory */
     double denom = 0;
     /* the per-tensor figures of the formats that need them, a pass over the rows each */
     for (int pass = 0; pass < scans && !rc; pass++)

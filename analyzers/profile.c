@@ -173,9 +173,11 @@ static int prepare(run_state *r, const qs_profile_options *opt, qs_profile_progr
     if (opt->sensitivity && (rc = check_sweep_mode(opt, err))) return rc;
     if (opt->sensitivity && !strcmp(opt->sens_mode, "calibrated") && (rc = add_sweep_formats(p, err))) return rc;
     for (int k = 0; k < p->n_formats; k++) p->store_gram |= p->formats[k]->gptq || p->formats[k]->awq;
+    int sweep_gram = 0; /* a sweep format rounds with the inputs' Gram matrices */
     for (int k = 0; opt->sensitivity && k < p->n_formats_sens; k++)
-        p->keep_gram |= p->formats_sens[k]->gptq || p->formats_sens[k]->awq;
-    p->store_gram |= p->keep_gram;
+        sweep_gram |= p->formats_sens[k]->gptq || p->formats_sens[k]->awq;
+    p->store_gram |= sweep_gram;
+    p->keep_gram = p->keep_gram && sweep_gram; /* an MPI worker set it: it has no database to read them from */
     if (opt->sensitivity && (rc = count_eval_tokens(r, err))) return rc;
     if ((rc = qs_profile_check_memory(r->m, opt, r->evalset, p->keep_gram, &p->spill_caches, err))) return rc;
     p->db_path = opt->db_path;
@@ -386,9 +388,8 @@ static int run_jobs(run_state *r, const qs_profile_options *opt, qs_profile_prog
     if (!p->want_gram) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
     for (int k = 0; k < jobs.n && !rc; k++)
         if (jobs.layer[k] >= 0) p->want_gram[jobs.layer[k]] = 1;
-    /* a GPTQ or AWQ sweep format rounds with every layer's; the analyzers store a layer's in the
-     * database with its jobs and free them after (an 8B model's would be 32 GB together) */
-    if (!rc && p->keep_gram) memset(p->want_gram, 1, (size_t)L + 1);
+    /* the analyzers store a layer's Gram matrices in the database with its jobs and free them
+     * after (an 8B model's would be 32 GB together); a GPTQ or AWQ sweep format reads them back */
     /* weighted-rounding and GPTQ formats in the sweep need the inputs' statistics even when every
      * analyzer job is done (a resumed run): the calibration is deterministic, so recompute it */
     const int sweep_needs_acts = sweep_needs_statistics(p, opt);
@@ -421,7 +422,7 @@ static int run_jobs(run_state *r, const qs_profile_options *opt, qs_profile_prog
         if ((rc = qs_db_commit(p->db, err))) break;
         sum->jobs_run++;
         const int l = jobs.layer[k];
-        if (l >= 0 && !p->keep_gram && (k + 1 == jobs.n || jobs.layer[k + 1] != l)) qs_calib_free_grams(p, l);
+        if (l >= 0 && (k + 1 == jobs.n || jobs.layer[k + 1] != l)) qs_calib_free_grams(p, l);
     }
     /* the sweep rounds with every layer's statistics */
     if (!rc && cur.e && sweep_needs_acts) rc = qs_calib_advance(&cur, L, err);
@@ -490,9 +491,10 @@ int qs_profile_serve(const qs_profile_options *options, qs_error *err) {
     if (!rc) {
         r.p.m = r.m;
         r.p.threads = options->threads;
+        r.p.keep_gram = 1; /* no database to read a tensor's back from: prepare keeps it where the sweep needs them */
         const qs_profile_options o = with_defaults(options, r.m), *opt = &o;
         if (!(rc = prepare(&r, opt, NULL, NULL, err)) && !(rc = classify_all(&r, err)) && sweep_needs_statistics(&r.p, opt)) {
-            /* every layer's statistics, as rank 0's sweep rounds with (all X^T X only for GPTQ) */
+            /* every layer's statistics, as rank 0's sweep rounds with (all X^T X only for GPTQ, AWQ) */
             qs_calib_cursor cur = {0};
             int64_t tokens;
             r.p.want_gram = calloc((size_t)r.m->arch.n_layers + 1, 1);
@@ -502,6 +504,7 @@ int qs_profile_serve(const qs_profile_options *options, qs_error *err) {
             if (!rc) rc = open_calibration(&r, opt, &cur, &tokens, err);
             if (!rc) rc = qs_calib_advance(&cur, r.m->arch.n_layers, err);
             qs_calib_close(&cur);
+            if (!rc) qs_calib_normalize_grams(&r.p); /* bit for bit the matrices rank 0 reads from its database */
         }
         if (!rc) rc = qs_sens_new(&s, &r.p, r.evalset, opt->eval_ctx, opt->topk, err);
     }

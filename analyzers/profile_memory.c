@@ -61,7 +61,9 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
                    (gptq ? 3 * out->widest : 0);
     /* the sweep's candidate of the largest tensor at its worst format: none where the engine rounds
      * rows as it reads them (sensitivity.h), its blocks where the format has them (made a block of
-     * rows at a time), else the weights and the candidate in f32 */
+     * rows at a time), else the weights and the candidate in f32; a GPTQ or AWQ format also holds
+     * the tensor's X^T X, read back from the database (GPTQ its factor, AWQ its search's blocks;
+     * the whole-model rows hold AWQ's for one tensor at a time, while its scales are chosen) */
     const qs_format **cf;
     int nc;
     if (opt->sensitivity && opt->sens_formats && !qs_format_parse_list(opt->sens_formats, &cf, &nc, &ignored)) {
@@ -75,7 +77,8 @@ void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt
                        : qs_format_has_blocks(cf[k], 0) && (qs_format_rows_independent(cf[k]) || cf[k]->gptq)
                            ? qs_format_bpw(cf[k], 1, 256) / 8 * largest
                            : 2 * 4 * largest;
-            b += cf[k]->gptq ? 3 * out->widest : 0;
+            b += (cf[k]->gptq || cf[k]->awq ? out->widest : 0) + (cf[k]->gptq ? 3 * out->widest : 0) +
+                 (cf[k]->awq ? 2.0 * QS_PROFILE_BLOCK_BYTES : 0); /* AWQ's search: two more row blocks */
             worst = b > worst ? b : worst;
         }
         free(cf);
@@ -161,8 +164,9 @@ int qs_profile_check_memory(const qs_model *m, const qs_profile_options *opt, co
         "has "
         "the memory (or swap)%s",
         m->path, human(own, est.own), human(file, est.file), human(stats, est.stats),
-        all_grams ? "every linear input of every layer (a GPTQ format keeps them all)" : "one layer's inputs at a time",
+        all_grams ? "every linear input of every layer (a GPTQ or AWQ format's, on an MPI worker)"
+                  : "one layer's inputs at a time",
         human(widest, est.widest), human(tensors, est.tensors), human(sens, est.sens), human(whole, est.whole),
         opt->mem_budget > 0 ? "--mem-budget " : "default (80 % of memory) ", human(bud, budget),
-        all_grams ? ", or leave the -gptq formats out" : "");
+        all_grams ? ", or leave the -gptq and -awq formats out" : "");
 }

@@ -14,7 +14,7 @@
 typedef struct {
     double file;      /* the mapped model file(s) */
     double stats;     /* calibration statistics: channel statistics of every linear input, and an X^T X
-                       * per input of one layer at a time (of every layer with a GPTQ format), and
+                       * per input of one layer at a time (of every layer on an MPI worker), and
                        * the calibration chunks' residual stream */
     double widest;    /* the widest input's X^T X (the FFN down projection's, usually) */
     double tensors;   /* the analyzers' row blocks, and the largest tensor whole where a format or the sweep needs it */
@@ -27,7 +27,8 @@ typedef struct {
     double own;       /* everything but the file */
 } qs_profile_memory;
 
-/* all_grams: a GPTQ format is measured, so every layer's X^T X is kept to the end. */
+/* all_grams: every layer's X^T X is kept to the end (an MPI worker with a GPTQ or AWQ sweep format;
+ * a profile run reads a tensor's back from its database instead). */
 void qs_profile_estimate_memory(const qs_model *m, const qs_profile_options *opt, const qs_evalset *set, int all_grams,
                                 qs_profile_memory *out);
 

@@ -9,6 +9,7 @@
 #include "core/qs_dtype.h"
 #include "engine/engine.h"
 #include "quant/ggml_quant.h"
+#include "store/arrays.h"
 
 const qs_act_stats *qs_profile_input_stats(const qs_profile *p, int i) {
     const qs_prof_tensor *pt = &p->tensors[i];
@@ -26,19 +27,48 @@ float *qs_profile_importance(const qs_profile *p, int i) {
     return imp;
 }
 
-float *qs_profile_calib(const qs_profile *p, int i, qs_calib *cal) {
+/* Where the analyzers stored tensor i's Gram matrix (activations.c): under the matrix that owns
+ * its inputs (K and V under Q, UP under GATE) when the model has it, else under its own name. */
+static void gram_dataset(const qs_profile *p, int i, char *out, size_t cap) {
+    const qs_prof_tensor *pt = &p->tensors[i];
+    const int owner_kind = qs_linear_input_of(pt->linear);
+    char owner[96];
+    snprintf(owner, sizeof owner, "blk.%d.%s.weight", pt->layer, qs_linear_name(owner_kind));
+    const int own = owner_kind == pt->linear || !qs_model_find(p->m, owner);
+    snprintf(out, cap, "/activations/%s/gram", own ? pt->t->name : owner);
+}
+
+int qs_profile_calib(const qs_profile *p, int i, const qs_format *f, qs_calib *cal, float **buf, qs_error *err) {
     const qs_act_stats *s = qs_profile_input_stats(p, i);
     const int64_t cols = p->tensors[i].cols;
-    float *buf = s && s->ch_sum_sq && s->ch_sum_abs && s->n_tokens > 0 ? malloc(sizeof(float) * (size_t)(2 * cols)) : NULL;
-    for (int64_t c = 0; buf && c < cols; c++) {
-        buf[c] = (float)(s->ch_sum_sq[c] / (double)s->n_tokens);
-        buf[cols + c] = (float)(s->ch_sum_abs[c] / (double)s->n_tokens);
+    *cal = (qs_calib){.lookup = p->tensors[i].linear < 0};
+    *buf = NULL;
+    if (!(s && s->ch_sum_sq && s->ch_sum_abs && s->n_tokens > 0)) return 0;
+    /* the analyzers free each layer's X^T X after its jobs (an 8B model's are 32 GB together):
+     * a GPTQ or AWQ format in the sweep reads the run's stored copy back, the one quantize reads */
+    const int read_gram = f && (f->gptq || f->awq) && p->db && p->store_gram && cols == s->n_in;
+    float *b = malloc(sizeof(float) * (size_t)(2 * cols + (read_gram ? cols * cols : 0)));
+    if (!b) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for the statistics of %s", p->tensors[i].t->name);
+    for (int64_t c = 0; c < cols; c++) {
+        b[c] = (float)(s->ch_sum_sq[c] / (double)s->n_tokens);
+        b[cols + c] = (float)(s->ch_sum_abs[c] / (double)s->n_tokens);
     }
-    cal->importance = buf;
-    cal->mean_abs = buf ? buf + cols : NULL;
-    cal->gram = s && s->n_tokens > 0 ? s->gram : NULL;
-    cal->lookup = p->tensors[i].linear < 0;
-    return buf;
+    cal->importance = b;
+    cal->mean_abs = b + cols;
+    cal->gram = read_gram ? NULL : s->gram;
+    *buf = b;
+    if (!read_gram) return 0;
+    char ds[200];
+    gram_dataset(p, i, ds, sizeof ds);
+    const int found = qs_db_run_f32_array_into(p->db, p->run_id, ds, b + 2 * cols, cols * cols, err);
+    if (found < 0) return found;
+    if (!found)
+        return qs_errorf(err, QS_ERR_INPUT,
+                         "%s: run %lld has no Gram matrix %s (%lld x %lld) for %s; profile into a new database",
+                         p->db_path ? p->db_path : "the database", (long long)p->run_id, ds, (long long)cols,
+                         (long long)cols, f->name);
+    cal->gram = b + 2 * cols;
+    return 0;
 }
 
 /* Where AWQ's 1/s can go when the model is written (quantize/awq_fold.c): the RMSNorm before
@@ -56,7 +86,7 @@ int qs_profile_format_applies(const qs_profile *p, int i, const qs_format *f, ch
     const qs_prof_tensor *pt = &p->tensors[i];
     if (!qs_format_applies(f, pt->rows, pt->cols, why, cap)) return 0;
     const qs_act_stats *s = qs_profile_input_stats(p, i);
-    if ((f->gptq || f->awq) && pt->linear >= 0 && !(s && s->n_tokens > 0 && s->gram)) {
+    if ((f->gptq || f->awq) && pt->linear >= 0 && !(s && s->n_tokens > 0 && (s->gram || (p->db && p->store_gram)))) {
         if (why) snprintf(why, cap, "%s needs the Gram matrix of the inputs, and %s has no calibrated inputs", f->gptq ? "GPTQ" : "AWQ",
                           pt->t->name);
         return 0;
@@ -80,9 +110,10 @@ int qs_profile_candidate(const qs_profile *p, int i, const qs_format *f, float *
     float *w = qs_profile_weights(p, i);
     *wq = malloc(sizeof(float) * (size_t)(pt->rows * pt->cols));
     qs_calib cal;
-    float *imp = qs_profile_calib(p, i, &cal);
+    float *imp = NULL;
     int rc = !w || !*wq ? qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing %s", pt->t->name)
-                        : qs_format_fake_quantize_calib(f, w, *wq, pt->rows, pt->cols, &cal, err);
+                        : qs_profile_calib(p, i, f, &cal, &imp, err);
+    if (!rc) rc = qs_format_fake_quantize_calib(f, w, *wq, pt->rows, pt->cols, &cal, err);
     free(imp);
     if (rc) {
         free(*wq);
@@ -105,10 +136,12 @@ int qs_profile_candidate_blocks(const qs_profile *p, int i, const qs_format *f, 
     float *w = malloc(sizeof(float) * (size_t)(step * pt->cols));
     void *b = malloc(row_bytes * (size_t)pt->rows);
     qs_calib cal;
-    float *imp = qs_profile_calib(p, i, &cal);
+    float *imp = NULL;
     qs_gptq_factor g = {0};
     int rc = 0;
     if (!w || !b) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing %s", pt->t->name);
+    else
+        rc = qs_profile_calib(p, i, f, &cal, &imp, err);
     const int gptq = !rc && f->gptq && cal.gram;
     const int made = gptq ? qs_gptq_factor_make(cal.gram, pt->cols, &g) : 0;
     if (made == -3)
@@ -146,8 +179,8 @@ int qs_profile_rows_open(const qs_profile *p, int i, const qs_format *f, qs_prof
     int rc = qs_row_rounding_open(&out->r, f, pt->rows, pt->cols, err);
     const int scans = rc ? 0 : qs_format_row_scans(f);
     if (!rc) { /* the statistics before the scans: AWQ's search weighs its errors with them */
-        out->cal_buf = qs_profile_calib(p, i, &out->cal);
         out->f = f;
+        rc = qs_profile_calib(p, i, f, &out->cal, &out->cal_buf, err);
     }
     int64_t step = QS_PROFILE_BLOCK_BYTES / (int64_t)(sizeof(float) * (size_t)pt->cols);
     step = step < 1 ? 1 : step > pt->rows ? pt->rows : step;
@@ -160,6 +193,15 @@ int qs_profile_rows_open(const qs_profile *p, int i, const qs_format *f, qs_prof
             rc = qs_row_rounding_scan(out->r, pass, w, n, &out->cal, err);
         }
     free(w);
+    if (!rc && f->awq && out->cal.gram) { /* AWQ's scales are chosen: its rounding needs X^T X no more */
+        out->cal.gram = NULL;
+        float *b = realloc(out->cal_buf, sizeof(float) * (size_t)(2 * pt->cols)); /* cols^2 floats less */
+        if (b) {
+            out->cal_buf = b;
+            out->cal.importance = b;
+            out->cal.mean_abs = b + pt->cols;
+        }
+    }
     if (rc) qs_profile_rows_close(out);
     return rc;
 }

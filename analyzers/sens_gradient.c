@@ -122,8 +122,7 @@ typedef struct {
 static int candidate_open(const grad_run *r, int i, const qs_format *f, candidate *c, qs_error *err) {
     *c = (candidate){.f = f};
     if (qs_format_rounds_by_rows(f)) return qs_profile_rows_open(r->p, i, f, &c->rows, err);
-    c->cal_buf = qs_profile_calib(r->p, i, &c->cal);
-    return 0;
+    return qs_profile_calib(r->p, i, f, &c->cal, &c->cal_buf, err);
 }
 
 static void candidate_close(candidate *c) {

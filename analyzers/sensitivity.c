@@ -423,7 +423,7 @@ int qs_sens_put_tensor(qs_sens *s, int i, int f, int di, const qs_db_eval_figure
 }
 
 int qs_sens_rounds_rows(const qs_format *f, int64_t cols) {
-    return !qs_format_has_blocks(f, cols) && qs_format_rounds_by_rows(f) && !qs_format_needs_calib(f);
+    return !qs_format_has_blocks(f, cols) && qs_format_rounds_by_rows(f);
 }
 
 /* the profile tensor the engine's transform was called for */

@@ -50,7 +50,7 @@ int qs_sens_measure_tensor(qs_sens *s, int i, uint64_t mask, const float *wq, qs
 int qs_sens_measure_tensor_stored(qs_sens *s, int i, uint64_t mask, const qs_tensor *st, qs_db_eval_figures *figs, qs_error *err);
 /* The same with tensor i's rows rounded to format f as the engine reads them, no copy of the
  * tensor: for a format without GGUF blocks that rounds by rows (after scans for a per-tensor
- * figure: quant/row_rounding.h) and not with weighted or GPTQ rounding (qs_sens_rounds_rows). */
+ * figure or AWQ's scales: quant/row_rounding.h; with the tensor's calibration) (qs_sens_rounds_rows). */
 int qs_sens_rounds_rows(const qs_format *f, int64_t cols);
 /* The sweep's engine rounds profile tensor i's rows to f, with its calibration, as it reads them
  * (f NULL: pauses, keeping the format's figures for the next call with the same f); a rounding

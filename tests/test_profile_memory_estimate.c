@@ -1,9 +1,10 @@
 /* The profile's memory estimate for the sweep (analyzers/profile_memory.h): the whole-model rows
  * run layer-major, so they hold one layer's matrices quantized (a format with GGUF blocks in them,
- * q8_0: 8.5 bits per weight; a format whose rows the engine rounds as it reads them, int4-g32 or a
- * per-tensor int4 after its scans, nothing; any other, AWQ's int4, in f32), never the whole model,
+ * q8_0: 8.5 bits per weight; a format whose rows the engine rounds as it reads them, int4-g32, a
+ * per-tensor int4 after its scans or AWQ's int4 after its search, nothing), never the whole model,
  * and every chunk's residual stream, which may spill; a per-tensor candidate of the largest tensor
- * likewise (its blocks, nothing, or it and its weights in f32). */
+ * likewise (its blocks or nothing; GPTQ and AWQ also the widest input's X^T X, read back from the
+ * database, and GPTQ its factor, AWQ its search's two row blocks). */
 #include <stdio.h>
 #include <string.h>
 
@@ -44,19 +45,21 @@ int main(void) {
     opt.sens_formats = "q8_0,int4-g128-asym-awq,int4-g32-asym";
     qs_profile_estimate_memory(m, &opt, &set, 0, &both);
     CHECK_REL(q8.whole, layer0 * 8.5 / 8, 1e-9, "q8_0: one layer in its blocks");
-    CHECK_REL(i4.whole, 4 * layer0, 1e-9, "AWQ int4: one layer's matrices in f32");
-    CHECK(i4.whole < all_matrices, "far below the whole model in f32 (%.0f vs %.0f)", i4.whole, 4 * all_matrices);
+    CHECK(i4.whole == 0, "AWQ int4: rounded as read after its search, no copy (%.0f)", i4.whole);
+    CHECK(q8.whole < all_matrices, "far below the whole model (%.0f vs %.0f)", q8.whole, all_matrices);
     CHECK(rows.whole == 0, "int4-g32: rounded as read, no copy (%.0f)", rows.whole);
     CHECK(scanned.whole == 0, "per-tensor int4: rounded as read after its scan, no copy (%.0f)", scanned.whole);
     const double block = 4.0 * 32 * 1024 * 1024; /* the analyzers' four row blocks */
     CHECK_REL(q8.tensors - block, largest * 8.5 / 8, 1e-9, "q8_0: the largest tensor's candidate in its blocks");
-    CHECK_REL(i4.tensors - block, 2 * 4 * largest, 1e-9, "AWQ int4: the largest tensor and its candidate in f32");
+    const double hid = m->arch.hidden_dim > m->arch.dim ? m->arch.hidden_dim : m->arch.dim, widest = 4 * hid * hid;
+    CHECK_REL(i4.tensors - block, widest + block / 2, 1e-9,
+              "AWQ int4: no candidate copy; X^T X and the search's blocks");
     CHECK(rows.tensors == block, "int4-g32: no candidate copy");
     CHECK(scanned.tensors == block, "per-tensor int4: no candidate copy");
     const double streams = 4 * tokens * m->arch.dim;
     CHECK_REL(i4.sens_cache - q8.sens_cache, 0, 1e-9, "both: every chunk's stream, spillable");
     CHECK_REL(i4.sens - i4.whole - (q8.sens - q8.whole), 0, 1e-9, "the formats differ by their layer's weights only");
-    CHECK_REL(both.whole, i4.whole, 1e-9, "three formats: the worst");
+    CHECK_REL(both.whole, q8.whole, 1e-9, "three formats: the worst");
     CHECK_REL(both.tensors, i4.tensors, 1e-9, "three formats: the worst candidate");
     opt.sensitivity = 0;
     qs_profile_memory none;
@@ -84,14 +87,18 @@ int main(void) {
     CHECK_REL(awq.tensors, 1.5 * block, 1e-12, "AWQ analyzers: six row blocks, no f32 copy of a tensor");
     opt.formats = "q4_0-gptq";
     qs_profile_estimate_memory(m, &opt, &set, 1, &gptq);
-    const double hid = m->arch.hidden_dim > m->arch.dim ? m->arch.hidden_dim : m->arch.dim;
-    CHECK_REL(gptq.tensors, block + 3 * 4 * hid * hid, 1e-12, "GPTQ analyzers: four row blocks and the factor");
+    CHECK_REL(gptq.tensors, block + 3 * widest, 1e-12, "GPTQ analyzers: four row blocks and the factor");
     opt.sensitivity = 1;
     opt.formats = "q8_0";
     opt.sens_formats = "q4_0-gptq";
-    qs_profile_estimate_memory(m, &opt, &set, 1, &gptq);
-    CHECK_REL(gptq.tensors - block, largest * 4.5 / 8 + 3 * 4 * hid * hid, 1e-9,
-              "GPTQ sweep: the largest tensor's blocks, made by rows after the factor");
+    qs_profile_estimate_memory(m, &opt, &set, 0, &gptq);
+    CHECK_REL(gptq.tensors - block, largest * 4.5 / 8 + 4 * widest, 1e-9,
+              "GPTQ sweep: the largest tensor's blocks, made by rows after the factor of X^T X read back");
+    /* the sweep's X^T X: one layer's at a time in a profile run; every layer's on an MPI worker */
+    qs_profile_memory worker;
+    qs_profile_estimate_memory(m, &opt, &set, 1, &worker);
+    CHECK(worker.stats > gptq.stats + (m->arch.n_layers - 1) * widest,
+          "a worker holds every layer's X^T X (%.0f vs %.0f)", worker.stats, gptq.stats);
     qs_model_close(m);
     free(path);
     return test_done("test_profile_memory_estimate");

@@ -43,3 +43,20 @@ void *qs_db_run_array(qs_db *db, int64_t run_id, const char *dataset, const char
     sqlite3_finalize(st);
     return out;
 }
+
+int qs_db_run_f32_array_into(qs_db *db, int64_t run_id, const char *dataset, float *out, int64_t n, qs_error *err) {
+    sqlite3_stmt *st =
+        qs_store_prepare(db, "SELECT n, data FROM arrays WHERE run_id = ? AND dataset = ? AND dtype = 'f32'");
+    if (!st) return qs_store_fail(db, err, "reading arrays");
+    sqlite3_bind_int64(st, 1, run_id);
+    sqlite3_bind_text(st, 2, dataset, -1, SQLITE_STATIC);
+    int found = 0;
+    const int step = sqlite3_step(st);
+    if (step == SQLITE_ROW && sqlite3_column_int64(st, 0) == n && sqlite3_column_bytes(st, 1) == n * 4) {
+        memcpy(out, sqlite3_column_blob(st, 1), sizeof(float) * (size_t)n); /* little-endian, as this machine */
+        found = 1;
+    }
+    sqlite3_finalize(st);
+    if (step != SQLITE_ROW && step != SQLITE_DONE) return qs_store_fail(db, err, "reading arrays");
+    return found;
+}

@@ -17,4 +17,9 @@ int qs_db_model_f32_array(qs_db *db, const char *model_fingerprint, const char *
  * element): malloc'd with its length in *n, NULL when absent or not n whole elements. */
 void *qs_db_run_array(qs_db *db, int64_t run_id, const char *dataset, const char *dtype, int elem, int64_t *n);
 
+/* The f32 array called dataset staged by run run_id, read into out when it holds exactly n
+ * values (a Gram matrix read back without a second copy): 1, 0 when there is none of that
+ * length, or a negative error. */
+int qs_db_run_f32_array_into(qs_db *db, int64_t run_id, const char *dataset, float *out, int64_t n, qs_error *err);
+
 #endif
