@@ -8,7 +8,7 @@
 #include "analyzers/analyzer.h"
 #include "core/qs_dtype.h"
 #include "engine/engine.h"
-#include "quant/ggml_quant.h"
+#include "engine/tensor_rounding.h"
 #include "store/arrays.h"
 
 const qs_act_stats *qs_profile_input_stats(const qs_profile *p, int i) {
@@ -129,37 +129,13 @@ int qs_profile_candidate_blocks(const qs_profile *p, int i, const qs_format *f, 
     *blocks = NULL;
     if (!qs_format_has_blocks(f, pt->cols)) return 1;
     const size_t row_bytes = qs_dtype_row_bytes(f->ggml_type, pt->cols);
-    /* rows of a block type round independently (weighted rounding too: its statistics are per
-     * column; GPTQ given its factor of H), so the tensor is read a block of rows at a time */
-    int64_t step = QS_PROFILE_BLOCK_BYTES / (int64_t)(sizeof(float) * (size_t)pt->cols);
-    step = step < 1 ? 1 : step > pt->rows ? pt->rows : step;
-    float *w = malloc(sizeof(float) * (size_t)(step * pt->cols));
     void *b = malloc(row_bytes * (size_t)pt->rows);
     qs_calib cal;
     float *imp = NULL;
-    qs_gptq_factor g = {0};
-    int rc = 0;
-    if (!w || !b) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing %s", pt->t->name);
-    else
-        rc = qs_profile_calib(p, i, f, &cal, &imp, err);
-    const int gptq = !rc && f->gptq && cal.gram;
-    const int made = gptq ? qs_gptq_factor_make(cal.gram, pt->cols, &g) : 0;
-    if (made == -3)
-        rc = qs_errorf(err, QS_ERR_INPUT, "tensor %s: the Gram matrix of its inputs is unusable", pt->t->name);
-    else if (made)
-        rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing %s", pt->t->name);
-    for (int64_t r0 = 0; !rc && r0 < pt->rows; r0 += step) {
-        const int64_t n = pt->rows - r0 < step ? pt->rows - r0 : step;
-        qs_tensor_dequantize_rows(pt->t, r0, n, w);
-        uint8_t *dst = (uint8_t *)b + (size_t)r0 * row_bytes;
-        const int q = gptq ? qs_gptq_quantize_factored(f->ggml_type, w, n, &g, dst)
-                           : qs_format_quantize_blocks(f, w, n, pt->cols, &cal, dst);
-        if (q == -3) rc = qs_errorf(err, QS_ERR_INPUT, "tensor %s: the Gram matrix of its inputs is unusable", pt->t->name);
-        else if (q) rc = qs_errorf(err, QS_ERR_INTERNAL, "tensor %s: quantizing to %s failed", pt->t->name, f->name);
-    }
-    free(w);
+    int rc = b ? qs_profile_calib(p, i, f, &cal, &imp, err)
+               : qs_errorf(err, QS_ERR_INTERNAL, "out of memory quantizing %s", pt->t->name);
+    if (!rc) rc = qs_tensor_to_blocks(pt->t, f, &cal, b, err); /* a block of rows at a time */
     free(imp);
-    qs_gptq_factor_free(&g);
     if (rc) {
         free(b);
         return rc;

@@ -9,6 +9,7 @@
 
 #include "core/qs_dtype.h"
 #include "engine/site_quant.h"
+#include "engine/tensor_rounding.h"
 #include "quant/format.h"
 #include "quant/row_rounding.h"
 #include "reports/planner/plan.h"
@@ -97,13 +98,9 @@ static int quantize_one(const qs_check_options *o, const qs_plan *p, const qs_te
             return qs_errorf(err, QS_ERR_INPUT, "%s: tensor %s: %s", o->plan, t->name, why);
         return open_rows(t, f, &ov->rows[i], err);
     }
-    float *w = malloc(sizeof(float) * (size_t)n), *imp = NULL, *gram = NULL, *mag = NULL;
+    float *imp = NULL, *gram = NULL, *mag = NULL;
     ov->bufs[i] = malloc(blocks ? qs_dtype_row_bytes(f->ggml_type, t->ne[0]) * (size_t)rows : sizeof(float) * (size_t)n);
-    if (!w || !ov->bufs[i]) {
-        free(w);
-        return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %s", t->name);
-    }
-    qs_tensor_dequantize_rows(t, 0, rows, w);
+    if (!ov->bufs[i]) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %s", t->name);
     int rc = 0;
     if (qs_format_needs_calib(f)) {
         if (!o->db) rc = qs_errorf(err, QS_ERR_USAGE, "%s: tensor %s uses %s rounding (%s): give --db, the profile database "
@@ -113,19 +110,23 @@ static int quantize_one(const qs_check_options *o, const qs_plan *p, const qs_te
         if (!rc && f->awq && imp) rc = qs_plan_load_mean_abs(o->db, p->model_fingerprint, t->name, t->ne[0], &mag, err);
     }
     const qs_calib cal = {imp, gram, !rc && !imp && qs_format_needs_calib(f), mag}; /* no statistics: an untied embedding */
+    /* a block of rows at a time: an 8B model's embedding would be 2 GB in f32 */
     if (!rc && blocks) {
-        const int q = qs_format_quantize_blocks(f, w, rows, t->ne[0], &cal, ov->bufs[i]);
-        if (q == -3) rc = qs_errorf(err, QS_ERR_INPUT, "tensor %s: the Gram matrix of its inputs in %s is unusable", t->name, o->db);
-        else if (q) rc = qs_errorf(err, QS_ERR_INTERNAL, "tensor %s: quantizing to %s failed", t->name, f->name);
+        rc = qs_tensor_to_blocks(t, f, &cal, ov->bufs[i], err);
         ov->stored[i] = *t;
         ov->stored[i].type = f->ggml_type;
         ov->stored[i].data = ov->bufs[i];
         ov->stored[i].nbytes = qs_dtype_row_bytes(f->ggml_type, t->ne[0]) * (uint64_t)rows;
         ov->stored[i].scales = NULL;
-    } else if (!rc) {
-        rc = qs_format_fake_quantize_calib(f, w, ov->bufs[i], rows, t->ne[0], &cal, err);
+    } else if (!rc && qs_format_rounds_by_rows(f)) {
+        rc = qs_tensor_round_f32(t, f, &cal, ov->bufs[i], err);
+    } else if (!rc) { /* a format that takes the tensor whole */
+        float *w = malloc(sizeof(float) * (size_t)n);
+        if (w) qs_tensor_dequantize_rows(t, 0, rows, w);
+        rc = w ? qs_format_fake_quantize_calib(f, w, ov->bufs[i], rows, t->ne[0], &cal, err)
+               : qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %s", t->name);
+        free(w);
     }
-    free(w);
     free(imp);
     free(gram);
     free(mag);
