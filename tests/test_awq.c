@@ -6,7 +6,9 @@
  * layers whose q/k/v or gate/up took AWQ, every other norm byte for byte the source's), the
  * file's tensor types match the plan, its KL on held-out text (GPL-3) is within 15 % of the
  * plan's prediction and below the KL of a round-to-nearest plan of the same size; without --db
- * it is refused. (llama.cpp loads such a file and measures the same KL: bench/README.md.) */
+ * it is refused; `check --plan` measures the same figures with the AWQ tensors held as f32 copies
+ * or rounded as the engine reads their rows. (llama.cpp loads such a file and measures the same KL:
+ * bench/README.md.) */
 #include <string.h>
 
 #include "io/gguf.h"
@@ -128,6 +130,17 @@ int main(void) {
     const double kl_awq = kl_of(dir, "awq.gguf", model), kl_rtn = kl_of(dir, "rtn.gguf", model);
     CHECK_REL(kl_awq, predicted, 0.15, "AWQ file: KL on GPL-3 vs the plan's prediction");
     CHECK(kl_awq < kl_rtn, "AWQ plan KL %.5f, round-to-nearest plan of the same size %.5f", kl_awq, kl_rtn);
+    /* check --plan applies it in memory: AWQ tensors as f32 copies, or under a small --mem-budget
+     * rounded as the engine reads the rows after the scales' search: the same figures */
+    char *held = NULL, *read = NULL;
+    const char *check =
+        "$Q check --plan awq.json --base '%s' --db a.db --data /usr/share/common-licenses/GPL-3 --ctx 128 %s";
+    const int rh = run_in(dir, &held, check, model, "");
+    const int rr = run_in(dir, &read, check, model, "--mem-budget 1K");
+    CHECK(rh >= 0 && rh <= 1 && rh == rr && held && read && !strcmp(held, read) && strstr(held, "KL"),
+          "AWQ rounded as read differs from f32 copies:\n%s\n%s", held, read);
+    free(held);
+    free(read);
     /* for llm-compressor: an AWQModifier stage smoothing exactly the inputs whose linears took AWQ */
     rc = run_in(dir, &out, "$Q plan --db a.db --budget-bpw 8 --target llm-compressor --out llmc.json --emit llm-compressor");
     CHECK(rc == 0, "plan --target llm-compressor: exit %d: %s", rc, out);

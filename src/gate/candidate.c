@@ -21,6 +21,11 @@ void qs_check_overrides_free(qs_check_overrides *ov) {
     free(ov->stored);
     for (int i = 0; ov->rows && i < ov->n; i++) qs_row_rounding_close(ov->rows[i]);
     free(ov->rows);
+    for (int i = 0; ov->stats && i < ov->n; i++) {
+        free(ov->stats[i].importance);
+        free(ov->stats[i].mean_abs);
+    }
+    free(ov->stats);
     free(ov->scratch);
     qs_site_quant_free(ov->sites);
     memset(ov, 0, sizeof *ov);
@@ -40,20 +45,23 @@ static void round_rows(void *user, const qs_tensor *t, int64_t row0, int64_t n, 
         snprintf(err.msg, sizeof err.msg, "out of memory");
     else
         memcpy(ov->scratch, w, sizeof(float) * need);
-    if (!ov->scratch || qs_row_rounding_round(ov->rows[t - ov->ref->tensors], ov->scratch, w, row0, n, NULL, &err)) {
+    const struct qs_check_stats *st = &ov->stats[t - ov->ref->tensors];
+    const qs_calib cal = {st->importance, NULL, st->lookup, st->mean_abs};
+    if (!ov->scratch || qs_row_rounding_round(ov->rows[t - ov->ref->tensors], ov->scratch, w, row0, n, &cal, &err)) {
         ov->failed = 1;
         snprintf(ov->why, sizeof ov->why, "%.100s: %.140s", t->name, err.msg);
     }
 }
 
 /* a format check can apply to rows as the engine reads them: no GGUF blocks (those are held at
- * their stored size), rounded by rows (after scans for a per-tensor figure), no statistics */
+ * their stored size), rounded by rows (after scans for a per-tensor figure or AWQ's scales) */
 static int rounds_rows(const qs_format *f, const qs_tensor *t) {
-    return !qs_format_has_blocks(f, t->ne[0]) && qs_format_rounds_by_rows(f) && !qs_format_needs_calib(f);
+    return !qs_format_has_blocks(f, t->ne[0]) && qs_format_rounds_by_rows(f);
 }
 
-/* tensor t's rounding to f by rows, its scans run over the reference's rows */
-static int open_rows(const qs_tensor *t, const qs_format *f, qs_row_rounding **out, qs_error *err) {
+/* tensor t's rounding to f by rows, its scans run over the reference's rows with its statistics */
+static int open_rows(const qs_tensor *t, const qs_format *f, const qs_calib *cal, qs_row_rounding **out,
+                     qs_error *err) {
     const int64_t cols = t->ne[0], rows = qs_tensor_numel(t) / cols;
     int rc = qs_row_rounding_open(out, f, rows, cols, err);
     const int scans = rc ? 0 : qs_format_row_scans(f);
@@ -65,7 +73,7 @@ static int open_rows(const qs_tensor *t, const qs_format *f, qs_row_rounding **o
         for (int64_t r0 = 0; r0 < rows && !rc; r0 += step) {
             const int64_t nr = rows - r0 < step ? rows - r0 : step;
             qs_tensor_dequantize_rows(t, r0, nr, w);
-            rc = qs_row_rounding_scan(*out, pass, w, nr, NULL, err);
+            rc = qs_row_rounding_scan(*out, pass, w, nr, cal, err);
         }
     free(w);
     return rc;
@@ -92,15 +100,7 @@ static int quantize_one(const qs_check_options *o, const qs_plan *p, const qs_te
     const int64_t rows = qs_tensor_numel(t) / t->ne[0], n = rows * t->ne[0];
     /* AWQ: f32, its own scales applied both ways (a written file folds a group's scales instead) */
     const int blocks = qs_format_has_blocks(f, t->ne[0]);
-    if (on_the_fly && rounds_rows(f, t)) { /* rounded as the engine reads the rows: refuse a misfit now, not mid-run */
-        char why[256];
-        if (!qs_format_applies(f, rows, t->ne[0], why, sizeof why))
-            return qs_errorf(err, QS_ERR_INPUT, "%s: tensor %s: %s", o->plan, t->name, why);
-        return open_rows(t, f, &ov->rows[i], err);
-    }
     float *imp = NULL, *gram = NULL, *mag = NULL;
-    ov->bufs[i] = malloc(blocks ? qs_dtype_row_bytes(f->ggml_type, t->ne[0]) * (size_t)rows : sizeof(float) * (size_t)n);
-    if (!ov->bufs[i]) return qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %s", t->name);
     int rc = 0;
     if (qs_format_needs_calib(f)) {
         if (!o->db) rc = qs_errorf(err, QS_ERR_USAGE, "%s: tensor %s uses %s rounding (%s): give --db, the profile database "
@@ -110,6 +110,21 @@ static int quantize_one(const qs_check_options *o, const qs_plan *p, const qs_te
         if (!rc && f->awq && imp) rc = qs_plan_load_mean_abs(o->db, p->model_fingerprint, t->name, t->ne[0], &mag, err);
     }
     const qs_calib cal = {imp, gram, !rc && !imp && qs_format_needs_calib(f), mag}; /* no statistics: an untied embedding */
+    if (!rc && on_the_fly &&
+        rounds_rows(f, t)) { /* rounded as the engine reads the rows: refuse a misfit now, not mid-run */
+        char why[256];
+        if (!qs_format_applies(f, rows, t->ne[0], why, sizeof why))
+            rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensor %s: %s", o->plan, t->name, why);
+        else
+            rc = open_rows(t, f, &cal, &ov->rows[i], err);
+        ov->stats[i] = (struct qs_check_stats){imp, mag, cal.lookup}; /* the rows round with them; X^T X is spent */
+        free(gram);
+        return rc;
+    }
+    ov->bufs[i] =
+        rc ? NULL
+           : malloc(blocks ? qs_dtype_row_bytes(f->ggml_type, t->ne[0]) * (size_t)rows : sizeof(float) * (size_t)n);
+    if (!rc && !ov->bufs[i]) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory for %s", t->name);
     /* a block of rows at a time: an 8B model's embedding would be 2 GB in f32 */
     if (!rc && blocks) {
         rc = qs_tensor_to_blocks(t, f, &cal, ov->bufs[i], err);
@@ -222,8 +237,9 @@ int qs_check_candidate_engine(const qs_check_options *o, qs_model *ref, qs_model
     ov->bufs = calloc((size_t)ref->n_tensors, sizeof(void *));
     ov->stored = calloc((size_t)ref->n_tensors, sizeof(qs_tensor));
     ov->rows = calloc((size_t)ref->n_tensors, sizeof(qs_row_rounding *));
+    ov->stats = calloc((size_t)ref->n_tensors, sizeof *ov->stats);
     ov->ref = ref;
-    if (!ov->bufs || !ov->stored || !ov->rows) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
+    if (!ov->bufs || !ov->stored || !ov->rows || !ov->stats) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
     const int on_the_fly = round_on_the_fly(o, ref, p);
     for (int i = 0; i < ref->n_tensors && !rc; i++) {
         const qs_tensor *t = &ref->tensors[i];

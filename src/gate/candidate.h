@@ -3,9 +3,9 @@
  * profile database, and substituted through the engine's overrides; no file written). A format
  * with a GGUF type is held in its blocks, as a written file would hold it, and expanded by the
  * engine a block of rows at a time; other formats (int, fp8, nf4, MX ...) as f32 copies, unless
- * those would exceed the memory budget: then a format whose rows round independently is applied
- * to each block of the reference's rows as the engine expands them (no copy, but rounded again
- * on every pass); a per-tensor scale or search (AWQ, int*-tensor) stays an f32 copy. A W+A
+ * those would exceed the memory budget: then a format that rounds by rows is applied to each
+ * block of the reference's rows as the engine expands them (no copy, but rounded again
+ * on every pass; a per-tensor scale, threshold or AWQ's search first scans the rows). A W+A
  * plan's activation formats quantize the planned tensors' inputs (dynamic formats: a static
  * one's scale is calibrated by the runtime's own tool, which a check cannot reproduce). */
 #ifndef QS_CANDIDATE_H
@@ -23,6 +23,10 @@ typedef struct {
     void **bufs;
     qs_tensor *stored;
     struct qs_row_rounding **rows; /* a format that rounds by rows (quant/row_rounding.h), applied on the fly */
+    struct qs_check_stats {        /* what rows[i] rounds with: the inputs' mean square (weighted rounding) */
+        float *importance, *mean_abs; /* and mean |x| (AWQ's); its X^T X only while its scales were searched */
+        int lookup;                   /* an untied embedding: no inputs, rounded plainly */
+    } * stats;
     const qs_model *ref;
     float *scratch; /* one block of rows, for rounding them */
     size_t scratch_cap;
