@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/tensor_rounding.h"
 #include "quant/awq.h"
 #include "quant/format.h"
 
@@ -56,27 +57,45 @@ static int search_group(qs_awq_fold *a, const qs_model *m, const qs_plan *plan, 
     if (in == IN_ATTN_OUT && m->arch.n_heads != m->arch.n_kv_heads)
         return qs_errorf(err, QS_ERR_INPUT, "%s: AWQ on %s: its scales cannot be folded into v's rows with grouped-query attention",
                          plan->source_path, mt[0]->name);
-    float *imp = NULL, *gram = NULL, *mag = NULL, *w[3] = {NULL, NULL, NULL};
+    float *imp = NULL, *gram = NULL, *mag = NULL;
     int rc = qs_plan_load_calib(db_path, plan->model_fingerprint, mt[0]->name, cols, 1, &imp, &gram, err);
     if (!rc) rc = qs_plan_load_mean_abs(db_path, plan->model_fingerprint, mt[0]->name, cols, &mag, err);
-    qs_awq_member mem[3];
-    int nm = 0;
+    /* each member's output error at every trial exponent, summed alone a block of rows at a time
+     * (in row order, as the whole tensor's), then added: the members are never whole in f32
+     * unless their format has a per-tensor figure */
+    double total[QS_AWQ_ALPHAS] = {0};
+    float *w = NULL, *wq = NULL, *tmp = NULL;
     for (int k = 0; k < n && !rc; k++) {
         const qs_format *f = search_format(qs_plan_find(plan, mt[k]->name)->format);
         if (!f) continue;
         const int64_t rows = qs_tensor_numel(mt[k]) / cols;
-        if (!(w[k] = malloc(sizeof(float) * (size_t)(rows * cols)))) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-        else {
-            qs_tensor_dequantize_rows(mt[k], 0, rows, w[k]);
-            mem[nm++] = (qs_awq_member){w[k], rows, f};
+        char why[256];
+        if (!qs_format_applies(f, rows, cols, why, sizeof why)) {
+            rc = qs_errorf(err, QS_ERR_INPUT, "%s: tensor %s: %s", plan->source_path, mt[k]->name, why);
+            break;
         }
+        const int64_t step = qs_format_rows_independent(f) ? qs_tensor_rows_per_block(mt[k]) : rows;
+        free(w), free(wq), free(tmp);
+        w = malloc(sizeof(float) * (size_t)(step * cols));
+        wq = malloc(sizeof(float) * (size_t)(step * cols));
+        tmp = malloc(sizeof(float) * (size_t)(step * cols));
+        double e[QS_AWQ_ALPHAS] = {0};
+        for (int64_t r0 = 0; r0 < rows && !rc; r0 += step) {
+            const int64_t nr = rows - r0 < step ? rows - r0 : step;
+            if (w && wq && tmp) qs_tensor_dequantize_rows(mt[k], r0, nr, w);
+            if (!w || !wq || !tmp || qs_awq_add_errors(f, w, nr, cols, mag, gram, wq, tmp, e))
+                rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory in AWQ");
+        }
+        for (int x = 0; x < QS_AWQ_ALPHAS; x++) total[x] += e[x];
     }
     float *s = rc ? NULL : malloc(sizeof(float) * (size_t)cols), alpha = 0;
     if (!rc && !s) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory");
-    if (!rc && qs_awq_search(mem, nm, cols, mag, gram, s, &alpha)) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory in AWQ");
+    if (!rc) qs_awq_pick(total, mag, cols, s, &alpha);
     if (!rc) a->s[l * N_INPUTS + in] = s;
     else free(s);
-    for (int k = 0; k < 3; k++) free(w[k]);
+    free(w);
+    free(wq);
+    free(tmp);
     free(imp);
     free(gram);
     free(mag);
