@@ -17,6 +17,7 @@ ls -l "$MODEL"
     --sens-mode gradient --sens-formats q4_k,int4-g128-asym --eval "$work/eval.txt" --eval-ctx 512 \
     >"$work/out.txt" 2>"$work/err.txt" || echo "qsense exited with $?"
 # the estimate, the summary and the peak; progress lines are carriage-return separated
-tr '\r' '\n' <"$work/err.txt" | grep -vE "^\s*$|ETA" | grep -vE "^\s+[A-Z].*: [0-9]+$" | tail -40
+tr '\r' '\n' <"$work/err.txt" | grep -vE "^\s*$|ETA|^\s+[A-Z].*: [0-9.:]+$" | tail -40
+grep -E "Maximum resident|Elapsed \(wall" "$work/err.txt"
 cat "$work/out.txt"
 sqlite3 "$work/p.db" "SELECT f.name, w.domain, w.kl_mean FROM whole_model w JOIN formats f ON f.id = w.format_id" || true
