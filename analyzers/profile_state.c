@@ -158,8 +158,7 @@ int qs_profile_rows_open(const qs_profile *p, int i, const qs_format *f, qs_prof
         out->f = f;
         rc = qs_profile_calib(p, i, f, &out->cal, &out->cal_buf, err);
     }
-    int64_t step = QS_PROFILE_BLOCK_BYTES / (int64_t)(sizeof(float) * (size_t)pt->cols);
-    step = step < 1 ? 1 : step > pt->rows ? pt->rows : step;
+    const int64_t step = qs_tensor_rows_per_block(pt->t);
     float *w = scans > 0 ? malloc(sizeof(float) * (size_t)(step * pt->cols)) : NULL;
     if (scans > 0 && !w) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory scanning %s", pt->t->name);
     for (int pass = 0; pass < scans && !rc; pass++)

@@ -65,8 +65,7 @@ static int open_rows(const qs_tensor *t, const qs_format *f, const qs_calib *cal
     const int64_t cols = t->ne[0], rows = qs_tensor_numel(t) / cols;
     int rc = qs_row_rounding_open(out, f, rows, cols, err);
     const int scans = rc ? 0 : qs_format_row_scans(f);
-    int64_t step = ((int64_t)32 << 20) / (int64_t)(sizeof(float) * (size_t)cols);
-    step = step < 1 ? 1 : step > rows ? rows : step;
+    const int64_t step = qs_tensor_rows_per_block(t);
     float *w = scans > 0 ? malloc(sizeof(float) * (size_t)(step * cols)) : NULL;
     if (scans > 0 && !w) rc = qs_errorf(err, QS_ERR_INTERNAL, "out of memory scanning %s", t->name);
     for (int pass = 0; pass < scans && !rc; pass++)
